@@ -1,0 +1,8 @@
+//! GGUF container (v2/v3) and the tensor type table, including bitnet.cpp's fork types.
+//!
+//! `formats` knows nothing about SIMD or models: it reads and writes bytes exactly as
+//! ggml, llama.cpp and bitnet.cpp do.
+
+pub mod types;
+
+pub use types::{Dialect, SizeRule, TensorType};

@@ -1,0 +1,1 @@
+//! Ternary and fallback matmul kernels.

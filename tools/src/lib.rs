@@ -1,0 +1,1 @@
+//! Hugging Face checkpoint conversion and GGUF re-quantisation.
