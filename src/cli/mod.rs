@@ -1,0 +1,9 @@
+//! One module per CLI verb family. `main.rs` only parses and dispatches.
+
+pub mod bench;
+pub mod convert;
+pub mod inspect;
+pub mod quantize;
+pub mod run;
+pub mod serve;
+pub mod tokenize;
