@@ -3,6 +3,10 @@
 //! `formats` knows nothing about SIMD or models: it reads and writes bytes exactly as
 //! ggml, llama.cpp and bitnet.cpp do.
 
+pub mod gguf;
 pub mod types;
 
+pub use gguf::{
+    Array, GgufError, GgufFile, GgufWriter, Metadata, TensorInfo, TensorSource, Value, ValueType,
+};
 pub use types::{Dialect, SizeRule, TensorType};
