@@ -1,0 +1,57 @@
+//! `std::arch` twins of the portable kernels.
+
+use crate::dispatch::{KernelPath, Kernels};
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+pub fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+pub fn neon_available() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+pub fn neon_dotprod_available() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+            && std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+/// The SIMD table of a path, when this build has one.
+pub fn table(path: KernelPath) -> Option<&'static Kernels> {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => Some(&x86_64::AVX2),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon => Some(&aarch64::NEON),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::NeonDotprod => Some(&aarch64::NEON_DOTPROD),
+        _ => None,
+    }
+}

@@ -1,0 +1,216 @@
+//! Dense (non-ternary) weights: embeddings, the output matrix and F32/F16 fallbacks.
+//!
+//! F32, F16 and BF16 rows are dotted in place against f32 activations (SIMD conversions);
+//! block types (Q8_0, Q4_0, Q6_K) are dequantised one row at a time into a scratch buffer,
+//! which is then dotted with every token, so each weight row is read once per call.
+
+use half::f16;
+
+use bitnet_formats::TensorType;
+
+use crate::dispatch::table;
+use crate::error::KernelError;
+use crate::pool::parallel_ranges;
+
+/// A dense `rows × cols` matrix borrowed from a GGUF payload.
+#[derive(Clone, Debug)]
+pub struct DenseMatrix<'a> {
+    ty: TensorType,
+    bytes: &'a [u8],
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+}
+
+fn block_shape(ty: TensorType) -> Option<(usize, usize)> {
+    Some(match ty {
+        TensorType::F32 => (1, 4),
+        TensorType::F16 | TensorType::BF16 => (1, 2),
+        TensorType::Q8_0 => (32, 34),
+        TensorType::Q4_0 => (32, 18),
+        TensorType::Q6_K => (256, 210),
+        _ => return None,
+    })
+}
+
+impl<'a> DenseMatrix<'a> {
+    pub fn new(
+        ty: TensorType,
+        bytes: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, KernelError> {
+        let what = ty.name().to_string();
+        let (block, block_bytes) =
+            block_shape(ty).ok_or(KernelError::Unsupported { what: what.clone() })?;
+        if rows == 0 || cols == 0 || cols % block != 0 {
+            return Err(KernelError::BadShape {
+                what,
+                rows,
+                cols,
+                reason: format!("K must be a non-zero multiple of {block}"),
+            });
+        }
+        let row_bytes = cols / block * block_bytes;
+        let need = row_bytes
+            .checked_mul(rows)
+            .ok_or_else(|| KernelError::BadShape {
+                what: what.clone(),
+                rows,
+                cols,
+                reason: "too large".into(),
+            })?;
+        if bytes.len() < need {
+            return Err(KernelError::TooShort {
+                what,
+                need,
+                got: bytes.len(),
+            });
+        }
+        Ok(DenseMatrix {
+            ty,
+            bytes: &bytes[..need],
+            rows,
+            cols,
+            row_bytes,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn tensor_type(&self) -> TensorType {
+        self.ty
+    }
+    /// Bytes one full matmul reads.
+    pub fn bytes_read(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn row_raw(&self, r: usize) -> &[u8] {
+        &self.bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Row `r` as f32 (embedding lookup). Panics if `r >= rows` or `out` is shorter than K.
+    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+        let out = &mut out[..self.cols];
+        let src = self.row_raw(r);
+        match self.ty {
+            TensorType::F32 => {
+                for (o, b) in out.iter_mut().zip(src.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            TensorType::F16 => (table().f16_to_f32)(src, out),
+            TensorType::BF16 => {
+                for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
+                }
+            }
+            TensorType::Q8_0 => {
+                for (o, b) in out.chunks_exact_mut(32).zip(src.chunks_exact(34)) {
+                    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                    for (v, &q) in o.iter_mut().zip(&b[2..]) {
+                        *v = q as i8 as f32 * d;
+                    }
+                }
+            }
+            TensorType::Q4_0 => {
+                for (o, b) in out.chunks_exact_mut(32).zip(src.chunks_exact(18)) {
+                    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                    for j in 0..16 {
+                        o[j] = ((b[2 + j] & 0xF) as i32 - 8) as f32 * d;
+                        o[j + 16] = ((b[2 + j] >> 4) as i32 - 8) as f32 * d;
+                    }
+                }
+            }
+            TensorType::Q6_K => {
+                for (o, b) in out.chunks_exact_mut(256).zip(src.chunks_exact(210)) {
+                    dequant_q6_k(b, o);
+                }
+            }
+            _ => unreachable!("checked in new"),
+        }
+    }
+}
+
+/// ggml's `dequantize_row_q6_K` for one 210-byte block.
+fn dequant_q6_k(b: &[u8], y: &mut [f32]) {
+    let (ql_all, rest) = b.split_at(128);
+    let (qh_all, rest) = rest.split_at(64);
+    let (sc_all, dbytes) = rest.split_at(16);
+    let d = f16::from_le_bytes([dbytes[0], dbytes[1]]).to_f32();
+    for half in 0..2 {
+        let ql = &ql_all[half * 64..];
+        let qh = &qh_all[half * 32..];
+        let sc = &sc_all[half * 8..];
+        let y = &mut y[half * 128..];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+            y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+            y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+            y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `out[t * M + m] = Σ_k w[m, k] · x[t * K + k]` for `n` tokens.
+///
+/// Panics if `x` is shorter than `n * K` or `out` shorter than `n * M`.
+pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
+    let (m_rows, k) = (w.rows, w.cols);
+    assert!(x.len() >= n * k, "activation buffer too small");
+    assert!(out.len() >= n * m_rows, "output buffer too small");
+    if n == 0 {
+        return;
+    }
+    let kt = table();
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
+    parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
+        let out_ptr = out_ptr;
+        let write = |t: usize, m: usize, v: f32| unsafe { *out_ptr.0.add(t * m_rows + m) = v };
+        let in_place =
+            n < 4 && matches!(w.ty, TensorType::F32 | TensorType::F16 | TensorType::BF16);
+        let mut scratch = if in_place { Vec::new() } else { vec![0f32; k] };
+        for m in r0..r1 {
+            let raw = w.row_raw(m);
+            if in_place {
+                for t in 0..n {
+                    let xt = &x[t * k..(t + 1) * k];
+                    let v = match w.ty {
+                        TensorType::F16 => (kt.dot_f16)(raw, xt),
+                        TensorType::BF16 => (kt.dot_bf16)(raw, xt),
+                        _ => {
+                            // F32 bytes may be unaligned in a byte buffer: use the scratch-free
+                            // byte path.
+                            raw.chunks_exact(4)
+                                .zip(xt)
+                                .map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v)
+                                .sum()
+                        }
+                    };
+                    write(t, m, v);
+                }
+            } else {
+                w.row_to_f32(m, &mut scratch);
+                for t in 0..n {
+                    write(t, m, (kt.dot_f32)(&scratch, &x[t * k..(t + 1) * k]));
+                }
+            }
+        }
+    });
+}

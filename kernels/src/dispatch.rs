@@ -1,0 +1,159 @@
+//! Run-time CPU dispatch: the CPU is probed once and one table of function pointers is
+//! selected; every kernel call goes through [`table`].
+//!
+//! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_DOTPROD=1` keeps NEON
+//! but not its dotprod kernels. [`force_path`] selects a path explicitly (benchmarks).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::portable;
+
+/// A kernel implementation family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    Scalar,
+    Avx2,
+    Neon,
+    NeonDotprod,
+}
+
+impl KernelPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Neon => "neon",
+            KernelPath::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// Parses `scalar`, `avx2`, `neon`, `neon-dotprod`.
+    pub fn from_name(s: &str) -> Option<KernelPath> {
+        [
+            KernelPath::Scalar,
+            KernelPath::Avx2,
+            KernelPath::Neon,
+            KernelPath::NeonDotprod,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        match self {
+            KernelPath::Scalar => true,
+            KernelPath::Avx2 => crate::arch::avx2_available(),
+            KernelPath::Neon => crate::arch::neon_available(),
+            KernelPath::NeonDotprod => crate::arch::neon_dotprod_available(),
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            KernelPath::Scalar => 1,
+            KernelPath::Avx2 => 2,
+            KernelPath::Neon => 3,
+            KernelPath::NeonDotprod => 4,
+        }
+    }
+}
+
+/// The inner loops of one path. All slices follow the contracts documented in [`portable`].
+pub struct Kernels {
+    pub path: KernelPath,
+    pub absmax: fn(&[f32]) -> f32,
+    pub quantize_row: fn(&[f32], &mut [i8]) -> (f32, i32),
+    pub i2_dot: fn(&[u8], &[i8]) -> i32,
+    pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    pub dot_f16: fn(&[u8], &[f32]) -> f32,
+    pub dot_bf16: fn(&[u8], &[f32]) -> f32,
+    pub sum_sq: fn(&[f32]) -> f64,
+    pub scale_mul: fn(&[f32], &[f32], f32, &mut [f32]),
+    pub axpy: fn(f32, &[f32], &mut [f32]),
+    pub f16_to_f32: fn(&[u8], &mut [f32]),
+}
+
+pub static SCALAR: Kernels = Kernels {
+    path: KernelPath::Scalar,
+    absmax: portable::absmax,
+    quantize_row: portable::quantize_row,
+    i2_dot: portable::i2_dot,
+    i2_dot4: portable::i2_dot4,
+    dot_f32: portable::dot_f32,
+    dot_f16: portable::dot_f16,
+    dot_bf16: portable::dot_bf16,
+    sum_sq: portable::sum_sq,
+    scale_mul: portable::scale_mul,
+    axpy: portable::axpy,
+    f16_to_f32: portable::f16_to_f32,
+};
+
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name)
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false)
+}
+
+/// The best path this CPU supports, honouring the environment overrides.
+pub fn detect() -> KernelPath {
+    if env_flag("BITNET_FORCE_SCALAR") {
+        return KernelPath::Scalar;
+    }
+    if KernelPath::Avx2.is_supported() {
+        return KernelPath::Avx2;
+    }
+    if !env_flag("BITNET_DISABLE_DOTPROD") && KernelPath::NeonDotprod.is_supported() {
+        return KernelPath::NeonDotprod;
+    }
+    if KernelPath::Neon.is_supported() {
+        return KernelPath::Neon;
+    }
+    KernelPath::Scalar
+}
+
+/// The table for a path (the portable one when this CPU cannot run it).
+pub fn table_for(path: KernelPath) -> &'static Kernels {
+    if !path.is_supported() {
+        return &SCALAR;
+    }
+    crate::arch::table(path).unwrap_or(&SCALAR)
+}
+
+/// The selected table (probing the CPU on first use).
+#[inline]
+pub fn table() -> &'static Kernels {
+    let code = SELECTED.load(Ordering::Relaxed);
+    let path = match code {
+        1 => KernelPath::Scalar,
+        2 => KernelPath::Avx2,
+        3 => KernelPath::Neon,
+        4 => KernelPath::NeonDotprod,
+        _ => {
+            let p = detect();
+            SELECTED.store(p.code(), Ordering::Relaxed);
+            p
+        }
+    };
+    table_for(path)
+}
+
+/// Forces a path for every later call; fails when this CPU cannot run it.
+pub fn force_path(path: KernelPath) -> Result<(), String> {
+    if !path.is_supported() {
+        return Err(format!(
+            "kernel path {} is not supported by this CPU",
+            path.name()
+        ));
+    }
+    SELECTED.store(path.code(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The name of the selected path: "scalar", "avx2", "neon" or "neon-dotprod".
+pub fn kernel_path() -> &'static str {
+    table().path.name()
+}

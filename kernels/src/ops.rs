@@ -1,0 +1,74 @@
+//! Vectorised elementwise helpers for the forward pass.
+
+use crate::dispatch::table;
+
+/// `out = x / sqrt(mean(x²) + eps) * weight`, the mean accumulated in f64 (ggml's rule).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(
+        weight.len() >= x.len() && out.len() >= x.len(),
+        "rms_norm: buffers shorter than x"
+    );
+    if x.is_empty() {
+        return;
+    }
+    let kt = table();
+    let mean = (kt.sum_sq)(x) / x.len() as f64;
+    let s = (1.0 / (mean + eps as f64).sqrt()) as f32;
+    (kt.scale_mul)(x, &weight[..x.len()], s, &mut out[..x.len()]);
+}
+
+/// Σ a·b in f32.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    (table().dot_f32)(&a[..n], &b[..n])
+}
+
+/// `y += a * x`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    (table().axpy)(a, &x[..n], &mut y[..n])
+}
+
+/// In-place softmax (max-subtracted; sums in f64 like ggml's `ggml_vec_soft_max`).
+pub fn softmax(x: &mut [f32]) {
+    if x.is_empty() {
+        return;
+    }
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Rotary embedding, NEOX style (pairs `i` and `i + d/2`), as used by every BitNet
+/// architecture, on one head of `head.len()` values at position `pos`.
+/// `theta_i = pos * base^(-2i/d)`.
+pub fn rope_neox(head: &mut [f32], pos: usize, base: f32) {
+    let d = head.len();
+    let half = d / 2;
+    for i in 0..half {
+        let theta = pos as f32 * base.powf(-2.0 * i as f32 / d as f32);
+        let (sin, cos) = theta.sin_cos();
+        let (a, b) = (head[i], head[i + half]);
+        head[i] = a * cos - b * sin;
+        head[i + half] = a * sin + b * cos;
+    }
+}
+
+/// Rotary embedding, normal (GPT-J) style: adjacent pairs `(2i, 2i+1)`.
+pub fn rope_norm(head: &mut [f32], pos: usize, base: f32) {
+    let d = head.len();
+    for i in 0..d / 2 {
+        let theta = pos as f32 * base.powf(-2.0 * i as f32 / d as f32);
+        let (sin, cos) = theta.sin_cos();
+        let (a, b) = (head[2 * i], head[2 * i + 1]);
+        head[2 * i] = a * cos - b * sin;
+        head[2 * i + 1] = a * sin + b * cos;
+    }
+}

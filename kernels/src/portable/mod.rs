@@ -1,0 +1,174 @@
+//! The reference implementation of every inner loop the dispatcher can select.
+//!
+//! Each SIMD routine in `arch/` has a twin here with the same signature; the tests prove
+//! them equal (integer results exactly, float results within the bound stated per test).
+//! The code is plain Rust written so that the compiler's auto-vectoriser does well on it.
+
+use half::{bf16, f16};
+
+/// Elements per I2 block: 32 bytes hold 128 codes (formats.md §3.2 layout A).
+pub const I2_BLOCK: usize = 128;
+/// Bytes per I2 block.
+pub const I2_BLOCK_BYTES: usize = 32;
+
+/// Largest |x| (0 for an empty slice; NaN inputs are ignored).
+pub fn absmax(x: &[f32]) -> f32 {
+    let mut m = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            m[i] = m[i].max(c[i].abs());
+        }
+    }
+    let mut r = m.iter().fold(0f32, |a, &b| a.max(b));
+    for &v in tail {
+        r = r.max(v.abs());
+    }
+    r
+}
+
+/// The per-token scale of formats.md §6.1: `127 / max(absmax, 1e-5)` in f64, stored f32.
+pub fn act_scale(absmax: f32) -> f32 {
+    (127.0f64 / (absmax as f64).max(1e-5)) as f32
+}
+
+/// Quantises one token: `q = clamp(round_half_even(x * scale), -128, 127)`, returning the
+/// scale and `Σ q`.
+pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let scale = act_scale(absmax(x));
+    let mut sum = 0i32;
+    for (o, &v) in q.iter_mut().zip(x) {
+        // `as i32` saturates and maps NaN to 0; the clamp then matches the i8 saturation
+        // of the SIMD packs.
+        let r = (v * scale).round_ties_even() as i32;
+        let c = r.clamp(-128, 127);
+        *o = c as i8;
+        sum += c;
+    }
+    (scale, sum)
+}
+
+/// Σ code·q over whole I2 blocks, codes read raw (0..=3) as the SIMD kernels do.
+/// `w.len() * 4 == q.len()`, a multiple of 128.
+pub fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
+    debug_assert_eq!(w.len() * 4, q.len());
+    let mut total = 0i32;
+    for (wb, qb) in w.chunks_exact(I2_BLOCK_BYTES).zip(q.chunks_exact(I2_BLOCK)) {
+        let mut acc = 0i32;
+        for j in 0..32 {
+            let b = wb[j];
+            acc += ((b >> 6) & 3) as i32 * qb[j] as i32
+                + ((b >> 4) & 3) as i32 * qb[j + 32] as i32
+                + ((b >> 2) & 3) as i32 * qb[j + 64] as i32
+                + (b & 3) as i32 * qb[j + 96] as i32;
+        }
+        total += acc;
+    }
+    total
+}
+
+/// [`i2_dot`] of one weight row against four tokens.
+pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+    [
+        i2_dot(w, q[0]),
+        i2_dot(w, q[1]),
+        i2_dot(w, q[2]),
+        i2_dot(w, q[3]),
+    ]
+}
+
+/// Σ a·b, eight partial sums.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ta.iter().zip(tb) {
+        s += x * y;
+    }
+    s
+}
+
+/// Σ w·x with `w` little-endian f16 bytes (`w.len() == 2 * x.len()`).
+pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    debug_assert_eq!(w.len(), 2 * x.len());
+    let mut acc = [0f32; 8];
+    let cw = w.chunks_exact(16);
+    let cx = x.chunks_exact(8);
+    let (tw, tx) = (cw.remainder(), cx.remainder());
+    for (a, b) in cw.zip(cx) {
+        for i in 0..8 {
+            acc[i] += f16::from_le_bytes([a[2 * i], a[2 * i + 1]]).to_f32() * b[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (a, b) in tw.chunks_exact(2).zip(tx) {
+        s += f16::from_le_bytes([a[0], a[1]]).to_f32() * b;
+    }
+    s
+}
+
+/// Σ w·x with `w` little-endian bf16 bytes.
+pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    debug_assert_eq!(w.len(), 2 * x.len());
+    let mut acc = [0f32; 8];
+    let cw = w.chunks_exact(16);
+    let cx = x.chunks_exact(8);
+    let (tw, tx) = (cw.remainder(), cx.remainder());
+    for (a, b) in cw.zip(cx) {
+        for i in 0..8 {
+            acc[i] += bf16::from_le_bytes([a[2 * i], a[2 * i + 1]]).to_f32() * b[i];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (a, b) in tw.chunks_exact(2).zip(tx) {
+        s += bf16::from_le_bytes([a[0], a[1]]).to_f32() * b;
+    }
+    s
+}
+
+/// Σ x² accumulated in f64 (as ggml's rms_norm does).
+pub fn sum_sq(x: &[f32]) -> f64 {
+    let mut acc = [0f64; 4];
+    let c = x.chunks_exact(4);
+    let t = c.remainder();
+    for v in c {
+        for i in 0..4 {
+            acc[i] += (v[i] as f64) * (v[i] as f64);
+        }
+    }
+    let mut s = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    for &v in t {
+        s += (v as f64) * (v as f64);
+    }
+    s
+}
+
+/// `out = x * s * w` elementwise.
+pub fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
+    for ((o, &a), &b) in out.iter_mut().zip(x).zip(w) {
+        *o = a * s * b;
+    }
+}
+
+/// `y += a * x`.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
+
+/// Converts little-endian f16 bytes to f32.
+pub fn f16_to_f32(src: &[u8], out: &mut [f32]) {
+    for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+        *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    }
+}

@@ -1,0 +1,146 @@
+//! Turning every ternary payload into the kernel layout: I2 layout A rows (formats.md §3.2,
+//! 128 codes per 32 bytes, code = t + 1), each row padded to whole blocks with code 1.
+//!
+//! | source | what happens at load | memory |
+//! |---|---|---|
+//! | I2_S x86 layout, K % 128 == 0 | borrowed from the mmap (zero-copy) | none |
+//! | I2_S other layouts / K % 128 != 0 | decoded and repacked | 2 bits per weight |
+//! | TQ2_0 | each byte's 2-bit fields reversed; f16 block scales widened to f32 | 2.125 bits/weight (source: 2.0625) |
+//! | TQ1_0 | base-3 digits unpacked and repacked; f32 block scales | 2.125 bits/weight (source: 1.6875) |
+
+use half::f16;
+
+use crate::error::KernelError;
+use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
+
+/// Bytes of one repacked row of `cols` codes.
+pub fn row_bytes(cols: usize) -> usize {
+    cols.div_ceil(I2_BLOCK) * I2_BLOCK_BYTES
+}
+
+/// Sets code `c` (0..=3) of element `k` of a layout-A row. The row must start zeroed.
+#[inline]
+fn put(row: &mut [u8], k: usize, c: u8) {
+    let (blk, j) = (k / I2_BLOCK, k % I2_BLOCK);
+    row[blk * I2_BLOCK_BYTES + j % 32] |= c << (6 - 2 * (j / 32));
+}
+
+/// Code of element `k` of a layout-A row.
+#[inline]
+pub fn get(row: &[u8], k: usize) -> u8 {
+    let (blk, j) = (k / I2_BLOCK, k % I2_BLOCK);
+    (row[blk * I2_BLOCK_BYTES + j % 32] >> (6 - 2 * (j / 32))) & 3
+}
+
+/// Packs codes produced by `code(m, k)` into padded layout-A rows.
+pub fn pack_rows(rows: usize, cols: usize, mut code: impl FnMut(usize, usize) -> u8) -> Vec<u8> {
+    let rb = row_bytes(cols);
+    let mut out = vec![0u8; rows * rb];
+    for (m, row) in out.chunks_exact_mut(rb).enumerate() {
+        for k in 0..rb * 4 {
+            let c = if k < cols { code(m, k) } else { 1 };
+            put(row, k, c);
+        }
+    }
+    out
+}
+
+/// True when any 2-bit field of `data` is 3 (a code no ternary format produces).
+pub fn has_code3(data: &[u8]) -> bool {
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    let mut bad = 0u64;
+    for w in words {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        bad |= v & (v >> 1) & 0x5555_5555_5555_5555;
+    }
+    for &b in tail {
+        bad |= (b & (b >> 1) & 0x55) as u64;
+    }
+    bad != 0
+}
+
+/// Code of flat element `i` of an I2_S payload in the x86 (A) or ARM (B) layout.
+#[inline]
+pub fn i2s_flat_code(data: &[u8], i: usize, block: usize) -> u8 {
+    let sub = block / 4;
+    let (blk, j) = (i / block, i % block);
+    (data[blk * sub + j % sub] >> (6 - 2 * (j / sub))) & 3
+}
+
+/// Reverses the four 2-bit fields of a byte (TQ2_0 stores element n at bits 2n, layout A at
+/// bits 6 - 2n).
+const fn reverse_pairs_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let v = b as u8;
+        t[b] = ((v & 3) << 6) | (((v >> 2) & 3) << 4) | (((v >> 4) & 3) << 2) | (v >> 6);
+        b += 1;
+    }
+    t
+}
+static REVERSE_PAIRS: [u8; 256] = reverse_pairs_table();
+
+/// TQ2_0 -> layout A rows + one f32 scale per 256 elements (row-major, cols/256 per row).
+pub fn tq2_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+    let nb = rows * cols / 256;
+    let mut data = vec![0u8; nb * 64];
+    let mut scales = Vec::with_capacity(nb);
+    for (b, (src, dst)) in bytes
+        .chunks_exact(66)
+        .zip(data.chunks_exact_mut(64))
+        .enumerate()
+    {
+        let _ = b;
+        for (d, &s) in dst.iter_mut().zip(&src[..64]) {
+            *d = REVERSE_PAIRS[s as usize];
+        }
+        scales.push(f16::from_le_bytes([src[64], src[65]]).to_f32());
+    }
+    (data, scales)
+}
+
+/// TQ1_0 -> layout A rows + one f32 scale per 256 elements.
+pub fn tq1_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let digit = |byte: u8, i: usize| -> u8 { ((byte.wrapping_mul(POW3[i]) as u16 * 3) >> 8) as u8 };
+    let nb = rows * cols / 256;
+    let mut data = vec![0u8; nb * 64];
+    let mut scales = Vec::with_capacity(nb);
+    let mut codes = [0u8; 256];
+    for (src, dst) in bytes.chunks_exact(54).zip(data.chunks_exact_mut(64)) {
+        for m in 0..32 {
+            for i in 0..5 {
+                codes[m + 32 * i] = digit(src[m], i);
+            }
+        }
+        for m in 0..16 {
+            for i in 0..5 {
+                codes[160 + m + 16 * i] = digit(src[32 + m], i);
+            }
+        }
+        for j in 0..4 {
+            for i in 0..4 {
+                codes[240 + j + 4 * i] = digit(src[48 + j], i);
+            }
+        }
+        for (k, &c) in codes.iter().enumerate() {
+            put(dst, k, c);
+        }
+        scales.push(f16::from_le_bytes([src[52], src[53]]).to_f32());
+    }
+    (data, scales)
+}
+
+/// Checks the payload length, naming the format.
+pub fn need(what: &str, bytes: &[u8], need: usize) -> Result<(), KernelError> {
+    if bytes.len() < need {
+        return Err(KernelError::TooShort {
+            what: what.to_string(),
+            need,
+            got: bytes.len(),
+        });
+    }
+    Ok(())
+}
