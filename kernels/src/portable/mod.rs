@@ -39,10 +39,10 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let scale = act_scale(absmax(x));
     let mut sum = 0i32;
     for (o, &v) in q.iter_mut().zip(x) {
-        // `as i32` saturates and maps NaN to 0; the clamp then matches the i8 saturation
-        // of the SIMD packs.
-        let r = (v * scale).round_ties_even() as i32;
-        let c = r.clamp(-128, 127);
+        // Clamped in float first, as the SIMD twins do: NaN becomes -128 there (max_ps
+        // returns its second operand) and here (f32::max ignores NaN).
+        let r = (v * scale).round_ties_even().max(-128.0).min(127.0);
+        let c = r as i32;
         *o = c as i8;
         sum += c;
     }

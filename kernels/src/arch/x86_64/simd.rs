@@ -1,0 +1,318 @@
+//! The AVX2 twins of `portable`. Same signatures and contracts; see the tests in
+//! `kernels/tests/simd_vs_portable.rs` for the equality each one guarantees.
+
+use std::arch::x86_64::*;
+
+use crate::portable;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// Exact (max is order-independent), so bit-identical to the portable twin.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn absmax(x: &[f32]) -> f32 {
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut m0 = _mm256_setzero_ps();
+    let mut m1 = _mm256_setzero_ps();
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let p = c.as_ptr();
+        // max_ps returns its second operand when either is NaN: NaN inputs are skipped.
+        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p.add(8)), abs), m1);
+    }
+    let m = _mm256_max_ps(m0, m1);
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    let mut r = lanes.iter().fold(0f32, |a, &b| a.max(b));
+    for &v in tail {
+        r = r.max(v.abs());
+    }
+    r
+}
+
+/// Bit-identical to the portable twin (same f32 products, round-half-even, clamp).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let scale = portable::act_scale(absmax(x));
+    let n = x.len().min(q.len());
+    let vs = _mm256_set1_ps(scale);
+    let lo = _mm256_set1_ps(-128.0);
+    let hi = _mm256_set1_ps(127.0);
+    let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 32 <= n {
+        let p = x.as_ptr().add(i);
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (j, vj) in v.iter_mut().enumerate() {
+            let f = _mm256_mul_ps(_mm256_loadu_ps(p.add(8 * j)), vs);
+            let f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            let f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+            *vj = _mm256_cvtps_epi32(f);
+            acc = _mm256_add_epi32(acc, *vj);
+        }
+        let p01 = _mm256_packs_epi32(v[0], v[1]);
+        let p23 = _mm256_packs_epi32(v[2], v[3]);
+        let b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
+        _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, b);
+        i += 32;
+    }
+    let mut sum = hsum_epi32(acc);
+    for j in i..n {
+        let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
+        q[j] = c as i8;
+        sum += c;
+    }
+    (scale, sum)
+}
+
+/// Unpacks one 32-byte I2 block into its four code planes (elements j, j+32, j+64, j+96).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn unpack(w: *const u8) -> [__m256i; 4] {
+    let m3 = _mm256_set1_epi8(3);
+    let b = _mm256_loadu_si256(w as *const __m256i);
+    [
+        _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
+        _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
+        _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
+        _mm256_and_si256(b, m3),
+    ]
+}
+
+/// Σ code·q for one block's four planes against one token, as 16 i16 partial sums.
+/// Each maddubs lane is ≤ 2·2·128 = 512 in magnitude, the four-plane sum ≤ 2048.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_dot16(c: &[__m256i; 4], q: *const i8) -> __m256i {
+    let l = |o: usize| _mm256_loadu_si256(q.add(o) as *const __m256i);
+    let s0 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(c[0], l(0)),
+        _mm256_maddubs_epi16(c[1], l(32)),
+    );
+    let s1 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(c[2], l(64)),
+        _mm256_maddubs_epi16(c[3], l(96)),
+    );
+    _mm256_add_epi16(s0, s1)
+}
+
+/// Blocks summed in i16 before widening: 8 · 2048 = 16384 < 32767.
+const FLUSH_BLOCKS: usize = 8;
+
+/// Exact integer result, identical to the portable twin.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
+    let nb = (w.len() / 32).min(q.len() / 128);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc32 = _mm256_setzero_si256();
+    let mut b = 0;
+    while b < nb {
+        let end = (b + FLUSH_BLOCKS).min(nb);
+        let mut acc16 = _mm256_setzero_si256();
+        while b < end {
+            let c = unpack(w.as_ptr().add(b * 32));
+            acc16 = _mm256_add_epi16(acc16, block_dot16(&c, q.as_ptr().add(b * 128)));
+            b += 1;
+        }
+        acc32 = _mm256_add_epi32(acc32, _mm256_madd_epi16(acc16, ones));
+    }
+    hsum_epi32(acc32)
+}
+
+/// One weight row against four tokens: the unpacked codes are reused four times.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+    let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
+    let ones = _mm256_set1_epi16(1);
+    let mut acc32 = [_mm256_setzero_si256(); 4];
+    let mut b = 0;
+    while b < nb {
+        let end = (b + FLUSH_BLOCKS).min(nb);
+        let mut acc16 = [_mm256_setzero_si256(); 4];
+        while b < end {
+            let c = unpack(w.as_ptr().add(b * 32));
+            for t in 0..4 {
+                acc16[t] = _mm256_add_epi16(acc16[t], block_dot16(&c, q[t].as_ptr().add(b * 128)));
+            }
+            b += 1;
+        }
+        for t in 0..4 {
+            acc32[t] = _mm256_add_epi32(acc32[t], _mm256_madd_epi16(acc16[t], ones));
+        }
+    }
+    [
+        hsum_epi32(acc32[0]),
+        hsum_epi32(acc32[1]),
+        hsum_epi32(acc32[2]),
+        hsum_epi32(acc32[3]),
+    ]
+}
+
+/// Generic 8-wide dot with a loader converting 8 weights to f32; four accumulators.
+macro_rules! dot8 {
+    ($w:expr, $x:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
+        let (w, x, n) = ($w, $x, $n);
+        let mut a = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for j in 0..4 {
+                let wv = $load(w.as_ptr().add((i + 8 * j) * $step));
+                a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)), a[j]);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let wv = $load(w.as_ptr().add(i * $step));
+            a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
+            i += 8;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(a[0], a[1]),
+            _mm256_add_ps(a[2], a[3]),
+        ));
+        while i < n {
+            s += $scalar(w, i) * x[i];
+            i += 1;
+        }
+        s
+    }};
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    dot8!(
+        a,
+        b,
+        n,
+        1,
+        |p: *const f32| _mm256_loadu_ps(p),
+        |w: &[f32], i: usize| w[i]
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    dot8!(
+        w,
+        x,
+        n,
+        2,
+        |p: *const u8| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+        |w: &[u8], i: usize| half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+    )
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    dot8!(
+        w,
+        x,
+        n,
+        2,
+        |p: *const u8| _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)),
+            16
+        )),
+        |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+    )
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn sum_sq(x: &[f32]) -> f64 {
+    let mut a0 = _mm256_setzero_pd();
+    let mut a1 = _mm256_setzero_pd();
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let lo = _mm256_cvtps_pd(_mm_loadu_ps(c.as_ptr()));
+        let hi = _mm256_cvtps_pd(_mm_loadu_ps(c.as_ptr().add(4)));
+        a0 = _mm256_fmadd_pd(lo, lo, a0);
+        a1 = _mm256_fmadd_pd(hi, hi, a1);
+    }
+    let mut l = [0f64; 4];
+    _mm256_storeu_pd(l.as_mut_ptr(), _mm256_add_pd(a0, a1));
+    let mut s = (l[0] + l[2]) + (l[1] + l[3]);
+    for &v in tail {
+        s += (v as f64) * (v as f64);
+    }
+    s
+}
+
+/// Bit-identical: `(x * s) * w` without fusing, as the portable twin.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
+    let n = x.len().min(w.len()).min(out.len());
+    let vs = _mm256_set1_ps(s);
+    let mut i = 0;
+    while i + 8 <= n {
+        let v = _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vs),
+            _mm256_loadu_ps(w.as_ptr().add(i)),
+        );
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = x[j] * s * w[j];
+    }
+}
+
+/// Bit-identical: `y + a * x` without fusing.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let va = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        let p = y.as_mut_ptr().add(i);
+        _mm256_storeu_ps(
+            p,
+            _mm256_add_ps(
+                _mm256_loadu_ps(p),
+                _mm256_mul_ps(va, _mm256_loadu_ps(x.as_ptr().add(i))),
+            ),
+        );
+        i += 8;
+    }
+    for j in i..n {
+        y[j] += a * x[j];
+    }
+}
+
+/// Exact conversion, bit-identical.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
+    let n = (src.len() / 2).min(out.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let v = _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i));
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = half::f16::from_le_bytes([src[2 * j], src[2 * j + 1]]).to_f32();
+    }
+}

@@ -1,0 +1,161 @@
+//! The public matmuls give the same answers on every kernel path this CPU supports. One
+//! test function only: forcing a path is process-wide.
+
+mod common;
+
+use bitnet_formats::TensorType;
+use bitnet_kernels::*;
+use common::Rng;
+
+fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, QuantizedActs) {
+    force_path(path).unwrap();
+    assert_eq!(kernel_path(), path.name());
+    let mut rng = Rng(rng_seed);
+    let mut tern = Vec::new();
+    let mut acts_last = QuantizedActs::new();
+    // Shapes: K with and without a partial 128-block; token counts around the 4-token group
+    // and the 16-token tile.
+    for (m, k, n) in [
+        (8, 256, 1),
+        (37, 384, 5),
+        (64, 300, 3),
+        (20, 512, 17),
+        (300, 1280, 2),
+    ] {
+        let x = rng.f32s(n * k, 1.0);
+        let codes = rng.ternary(m * k);
+        let w = TernaryMatrix::from_ternary(&codes, m, k, 0.8125).unwrap();
+        let mut acts = QuantizedActs::new();
+        quantize_acts(&x, k, &mut acts);
+        let mut out = vec![0f32; n * m];
+        ternary_matmul(&w, &acts, &mut out);
+        // Against the definition, per element.
+        for t in 0..n {
+            for r in 0..m {
+                let dot: i32 = (0..k)
+                    .map(|c| codes[r * k + c] as i32 * acts.q[t * k + c] as i32)
+                    .sum();
+                let want = dot as f32 / acts.scale[t] * 0.8125;
+                assert_eq!(
+                    out[t * m + r].to_bits(),
+                    want.to_bits(),
+                    "{} ternary m={m} k={k} t={t} r={r}",
+                    path.name()
+                );
+            }
+        }
+        tern.extend(out);
+        acts_last = acts;
+    }
+    // TQ2_0 through a payload (per-block scales).
+    let (m, k, n) = (16, 512, 6);
+    let mut blob = Vec::new();
+    for _ in 0..m * k / 256 {
+        let qs: Vec<u8> = (0..64)
+            .map(|_| (0..4).fold(0u8, |b, _| (b << 2) | rng.below(3) as u8))
+            .collect();
+        blob.extend(qs);
+        blob.extend(half::f16::from_f32(0.5 + rng.below(100) as f32 / 64.0).to_le_bytes());
+    }
+    let w = TernaryMatrix::new(&TernaryFormat::Tq2_0, &blob, m, k).unwrap();
+    let x = rng.f32s(n * k, 2.0);
+    let mut acts = QuantizedActs::new();
+    quantize_acts(&x, k, &mut acts);
+    let mut out = vec![0f32; n * m];
+    ternary_matmul(&w, &acts, &mut out);
+    tern.extend(out);
+
+    // Dense types.
+    let mut dense = Vec::new();
+    let (m, k, n) = (33, 512, 5);
+    let wf = rng.f32s(m * k, 0.1);
+    let x = rng.f32s(n * k, 1.0);
+    let f32b: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f16b: Vec<u8> = wf
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let bf16b: Vec<u8> = wf
+        .iter()
+        .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+        .collect();
+    let mut q8 = Vec::new();
+    for b in wf.chunks(32) {
+        let amax = b.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        q8.extend(half::f16::from_f32(d).to_le_bytes());
+        q8.extend(b.iter().map(|v| (v / d).round() as i8 as u8));
+    }
+    for (ty, bytes) in [
+        (TensorType::F32, &f32b),
+        (TensorType::F16, &f16b),
+        (TensorType::BF16, &bf16b),
+        (TensorType::Q8_0, &q8),
+    ] {
+        let w = DenseMatrix::new(ty, bytes, m, k).unwrap();
+        for nt in [1, n] {
+            let mut out = vec![0f32; nt * m];
+            dense_matmul(&w, &x, nt, &mut out);
+            let mut row = vec![0f32; k];
+            for r in 0..m {
+                w.row_to_f32(r, &mut row);
+                for t in 0..nt {
+                    let exact: f64 = row
+                        .iter()
+                        .zip(&x[t * k..])
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum();
+                    let mag: f64 = row
+                        .iter()
+                        .zip(&x[t * k..])
+                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                        .sum();
+                    let got = out[t * m + r] as f64;
+                    assert!(
+                        (got - exact).abs() <= 2.0 * k as f64 * f32::EPSILON as f64 * mag,
+                        "{} {ty} n={nt}",
+                        path.name()
+                    );
+                }
+            }
+            dense.extend(out);
+        }
+    }
+    (tern, dense, vec![], acts_last)
+}
+
+#[test]
+fn every_path_agrees() {
+    set_threads(2);
+    let (tern0, dense0, _, acts0) = run_all(KernelPath::Scalar, 99);
+    for p in [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod] {
+        if !p.is_supported() {
+            continue;
+        }
+        eprintln!("checking {}", p.name());
+        let (tern, dense, _, acts) = run_all(p, 99);
+        assert_eq!(acts, acts0, "{}: quantised activations differ", p.name());
+        let tb: Vec<u32> = tern.iter().map(|v| v.to_bits()).collect();
+        let tb0: Vec<u32> = tern0.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(tb, tb0, "{}: ternary matmul differs from scalar", p.name());
+        assert_eq!(dense.len(), dense0.len());
+    }
+}
+
+#[test]
+fn rejects_bad_payloads() {
+    let blob = vec![0xFFu8; 64 * 4 + 32];
+    assert!(matches!(
+        TernaryMatrix::new(&TernaryFormat::I2s(I2sLayout::X86), &blob, 2, 128),
+        Err(KernelError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        TernaryMatrix::new(&TernaryFormat::I2s(I2sLayout::X86), &blob[..40], 2, 128),
+        Err(KernelError::TooShort { .. })
+    ));
+    assert!(matches!(
+        TernaryMatrix::new(&TernaryFormat::Tq2_0, &blob, 1, 128),
+        Err(KernelError::BadShape { .. })
+    ));
+    assert!(DenseMatrix::new(TensorType::Q8_0, &blob, 4, 31).is_err());
+}

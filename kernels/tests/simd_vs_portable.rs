@@ -1,0 +1,234 @@
+//! Every SIMD routine against its portable twin, for every path this CPU supports (under
+//! qemu-aarch64 this covers NEON and dotprod).
+//!
+//! Bounds: integer results (i2 dots, int8 activations, sums) and the conversions/elementwise
+//! routines (absmax, f16->f32, scale_mul, axpy) are identical bit for bit. Float reductions
+//! (dot products) may reorder additions and fuse multiplies; they must agree within
+//! `4 · n · ε · Σ|a·b|` (the standard summation error bound, doubled for both sides), and the
+//! f64 sum of squares within 1e-12 relative.
+
+mod common;
+
+use bitnet_kernels::dispatch::{table_for, KernelPath, Kernels, SCALAR};
+use common::Rng;
+
+fn simd_tables() -> Vec<&'static Kernels> {
+    let t: Vec<_> = [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod]
+        .into_iter()
+        .filter(|p| p.is_supported())
+        .map(table_for)
+        .collect();
+    eprintln!(
+        "SIMD paths under test: {:?}",
+        t.iter().map(|k| k.path.name()).collect::<Vec<_>>()
+    );
+    t
+}
+
+const SIZES: [usize; 14] = [0, 1, 3, 7, 8, 15, 31, 32, 33, 63, 100, 255, 257, 1031];
+
+fn float_inputs(rng: &mut Rng, n: usize) -> Vec<Vec<f32>> {
+    let mut v = vec![
+        vec![0.0; n],
+        rng.f32s(n, 1.0),
+        rng.f32s(n, 1e-7),
+        rng.f32s(n, 3e4),
+        (0..n)
+            .map(|i| if i % 2 == 0 { 0.5 } else { -1.5 })
+            .collect(),
+    ];
+    // Extremes: one huge value dominates, ties at x.5 after scaling.
+    let mut e = rng.f32s(n, 1.0);
+    if n > 0 {
+        e[n / 2] = 1e30;
+    }
+    v.push(e);
+    v.push((0..n).map(|i| (i as f32 - n as f32 / 2.0) * 0.5).collect());
+    v.push(
+        (0..n)
+            .map(|i| if i % 3 == 0 { -127.0 } else { 127.0 })
+            .collect(),
+    );
+    v
+}
+
+#[test]
+fn quantize_row_and_absmax_identical() {
+    let mut rng = Rng(0x1234_5678);
+    for k in simd_tables() {
+        for n in SIZES.into_iter().chain([2560, 6912]) {
+            for x in float_inputs(&mut rng, n) {
+                assert_eq!(
+                    (k.absmax)(&x).to_bits(),
+                    (SCALAR.absmax)(&x).to_bits(),
+                    "{} absmax n={n}",
+                    k.path.name()
+                );
+                let mut qa = vec![0i8; n];
+                let mut qb = vec![0i8; n];
+                let ra = (k.quantize_row)(&x, &mut qa);
+                let rb = (SCALAR.quantize_row)(&x, &mut qb);
+                assert_eq!(qa, qb, "{} q n={n}", k.path.name());
+                assert_eq!(
+                    ra.0.to_bits(),
+                    rb.0.to_bits(),
+                    "{} scale n={n}",
+                    k.path.name()
+                );
+                assert_eq!(ra.1, rb.1, "{} sum n={n}", k.path.name());
+            }
+        }
+    }
+}
+
+fn i2_rows(rng: &mut Rng, blocks: usize) -> Vec<Vec<u8>> {
+    let rand_codes = |rng: &mut Rng| -> Vec<u8> {
+        (0..blocks * 32)
+            .map(|_| (0..4).fold(0u8, |b, _| (b << 2) | rng.below(3) as u8))
+            .collect()
+    };
+    vec![
+        rand_codes(rng),
+        vec![0x55; blocks * 32], // all zero weights (code 1)
+        vec![0x00; blocks * 32], // all -1
+        vec![0xAA; blocks * 32], // all +1 (code 2, the largest)
+    ]
+}
+
+fn i8_inputs(rng: &mut Rng, n: usize) -> Vec<Vec<i8>> {
+    vec![
+        (0..n).map(|_| rng.next_u64() as i8).collect(),
+        vec![0; n],
+        vec![-128; n],
+        vec![127; n],
+        (0..n)
+            .map(|i| if i % 2 == 0 { -128 } else { 127 })
+            .collect(),
+    ]
+}
+
+#[test]
+fn i2_dot_identical() {
+    let mut rng = Rng(42);
+    for k in simd_tables() {
+        for blocks in [1, 2, 7, 8, 9, 16, 17, 20, 54, 100] {
+            let n = blocks * 128;
+            for w in i2_rows(&mut rng, blocks) {
+                let qs = i8_inputs(&mut rng, n);
+                for q in &qs {
+                    assert_eq!(
+                        (k.i2_dot)(&w, q),
+                        (SCALAR.i2_dot)(&w, q),
+                        "{} blocks={blocks}",
+                        k.path.name()
+                    );
+                }
+                let four = [&qs[0][..], &qs[2][..], &qs[3][..], &qs[4][..]];
+                assert_eq!(
+                    (k.i2_dot4)(&w, four),
+                    (SCALAR.i2_dot4)(&w, four),
+                    "{} dot4 blocks={blocks}",
+                    k.path.name()
+                );
+            }
+        }
+    }
+}
+
+fn close(a: f32, b: f32, n: usize, mag: f64, what: &str) {
+    let bound = 4.0 * (n.max(1) as f64) * f32::EPSILON as f64 * mag + f32::MIN_POSITIVE as f64;
+    assert!(
+        ((a as f64) - (b as f64)).abs() <= bound,
+        "{what}: {a} vs {b} (bound {bound})"
+    );
+}
+
+#[test]
+fn float_dots_within_bound() {
+    let mut rng = Rng(7);
+    for k in simd_tables() {
+        for n in SIZES.into_iter().chain([2560]) {
+            for (a, b) in float_inputs(&mut rng, n)
+                .into_iter()
+                .zip(float_inputs(&mut rng, n))
+            {
+                let a: Vec<f32> = a.iter().map(|v| v.clamp(-6e4, 6e4)).collect();
+                let mag: f64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                    .sum();
+                close(
+                    (k.dot_f32)(&a, &b),
+                    (SCALAR.dot_f32)(&a, &b),
+                    n,
+                    mag,
+                    &format!("{} dot_f32 n={n}", k.path.name()),
+                );
+                let h: Vec<u8> = a
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect();
+                let hv: Vec<f32> = a.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+                let mag16: f64 = hv
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                    .sum();
+                close(
+                    (k.dot_f16)(&h, &b),
+                    (SCALAR.dot_f16)(&h, &b),
+                    n,
+                    mag16,
+                    &format!("{} dot_f16 n={n}", k.path.name()),
+                );
+                let bf: Vec<u8> = a
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect();
+                let bv: Vec<f32> = a
+                    .iter()
+                    .map(|v| half::bf16::from_f32(*v).to_f32())
+                    .collect();
+                let magb: f64 = bv
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                    .sum();
+                close(
+                    (k.dot_bf16)(&bf, &b),
+                    (SCALAR.dot_bf16)(&bf, &b),
+                    n,
+                    magb,
+                    &format!("{} dot_bf16 n={n}", k.path.name()),
+                );
+
+                let mut oa = vec![0f32; n];
+                let mut ob = vec![0f32; n];
+                (k.f16_to_f32)(&h, &mut oa);
+                (SCALAR.f16_to_f32)(&h, &mut ob);
+                assert_eq!(bits(&oa), bits(&ob), "{} f16_to_f32 n={n}", k.path.name());
+
+                let (sa, sb) = ((k.sum_sq)(&a), (SCALAR.sum_sq)(&a));
+                assert!(
+                    (sa - sb).abs() <= 1e-12 * sb.abs(),
+                    "{} sum_sq n={n}: {sa} vs {sb}",
+                    k.path.name()
+                );
+
+                (k.scale_mul)(&a, &b, 0.37, &mut oa);
+                (SCALAR.scale_mul)(&a, &b, 0.37, &mut ob);
+                assert_eq!(bits(&oa), bits(&ob), "{} scale_mul n={n}", k.path.name());
+
+                let (mut ya, mut yb) = (b.clone(), b.clone());
+                (k.axpy)(-1.25, &a, &mut ya);
+                (SCALAR.axpy)(-1.25, &a, &mut yb);
+                assert_eq!(bits(&ya), bits(&yb), "{} axpy n={n}", k.path.name());
+            }
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
