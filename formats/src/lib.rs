@@ -3,6 +3,7 @@
 //! `formats` knows nothing about SIMD or models: it reads and writes bytes exactly as
 //! ggml, llama.cpp and bitnet.cpp do.
 
+pub mod codec;
 pub mod gguf;
 pub mod types;
 

@@ -1,0 +1,146 @@
+//! TL1: pairs of ternary weights as 4-bit lookup indices in bitnet.cpp's tiled order
+//! (formats.md §4.3), followed by the hidden scale slot (§4.5).
+
+use super::tl_params::{check_tl1, read_scale_slot, write_scale_slot};
+use super::{CodecError, TernaryScales, TernaryTensor, TlParams};
+
+/// Calls `f(byte_index, row, pair)` for every packed byte: the byte holds pairs `pair` (high
+/// nibble) and `pair + 1` (low nibble) of `row`.
+fn for_each_byte(p: &TlParams, rows: usize, cols: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let (bm_tile, bk_tile, bm) = (p.bm_tile, p.bk_tile, p.bm);
+    let by = 256 / bm;
+    let mut idx = 0;
+    for i0 in 0..rows / bm_tile {
+        for i1 in 0..cols / bk_tile {
+            for i2 in 0..bm_tile / bm {
+                for i3 in 0..bk_tile / by {
+                    for i4 in 0..bm / 16 {
+                        for i5 in 0..by / 4 {
+                            let pair = i1 * (bk_tile / 2) + i3 * (by / 2) + i5 * 2;
+                            for r in 0..16 {
+                                let row = i0 * bm_tile + i2 * bm + i4 * 16 + r;
+                                f(idx, row, pair);
+                                idx += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs codes into `rows * cols / 4` bytes (no scale slot).
+pub fn pack_codes(
+    p: &TlParams,
+    codes: &[i8],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<u8>, CodecError> {
+    check_tl1(p, rows, cols)?;
+    if codes.len() != rows * cols {
+        return Err(CodecError::shape(format!(
+            "{} codes for {rows} x {cols}",
+            codes.len()
+        )));
+    }
+    if let Some(i) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+        return Err(CodecError::InvalidCode {
+            index: i,
+            code: codes[i] as i32,
+        });
+    }
+    // v = 3·t(2p) + t(2p+1) + 4 ∈ 0..=8.
+    let v = |row: usize, pair: usize| {
+        let at = row * cols + 2 * pair;
+        (3 * codes[at] + codes[at + 1] + 4) as u8
+    };
+    let mut out = vec![0u8; rows * cols / 4];
+    for_each_byte(p, rows, cols, |idx, row, pair| {
+        out[idx] = (v(row, pair) << 4) | v(row, pair + 1);
+    });
+    Ok(out)
+}
+
+/// Unpacks `rows * cols / 4` bytes into codes; a nibble above 8 is an error.
+pub fn unpack_codes(
+    p: &TlParams,
+    packed: &[u8],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<i8>, CodecError> {
+    check_tl1(p, rows, cols)?;
+    if packed.len() < rows * cols / 4 {
+        return Err(CodecError::Size {
+            what: "TL1 packed codes".into(),
+            expected: rows * cols / 4,
+            got: packed.len(),
+        });
+    }
+    let mut codes = vec![0i8; rows * cols];
+    let mut bad: Option<(usize, i32)> = None;
+    for_each_byte(p, rows, cols, |idx, row, pair| {
+        let b = packed[idx];
+        for (k, nib) in [(0, b >> 4), (1, b & 0x0f)] {
+            let at = row * cols + 2 * (pair + k);
+            if nib > 8 {
+                bad.get_or_insert((at, nib as i32));
+                continue;
+            }
+            codes[at] = (nib / 3) as i8 - 1;
+            codes[at + 1] = (nib % 3) as i8 - 1;
+        }
+    });
+    match bad {
+        Some((index, code)) => Err(CodecError::InvalidCode { index, code }),
+        None => Ok(codes),
+    }
+}
+
+/// Full payload: packed codes, zero padding to 32, f32 scale, 28 zero bytes.
+pub fn encode(p: &TlParams, t: &TernaryTensor) -> Result<Vec<u8>, CodecError> {
+    let scale = t.per_tensor_scale()?;
+    let mut out = pack_codes(p, &t.codes, t.rows, t.cols)?;
+    write_scale_slot(&mut out, scale);
+    Ok(out)
+}
+
+pub fn decode(
+    p: &TlParams,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+) -> Result<TernaryTensor, CodecError> {
+    check_tl1(p, rows, cols)?;
+    let packed = rows * cols / 4;
+    let scale = read_scale_slot("TL1", bytes, packed)?;
+    let codes = unpack_codes(p, &bytes[..packed], rows, cols)?;
+    Ok(TernaryTensor {
+        rows,
+        cols,
+        codes,
+        scales: TernaryScales::PerTensor(scale),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worked_example_first_bytes() {
+        // formats.md §4.3: row 0 starts +1 +1 0 0 -> 0x84; row 1 starts +1 +1 0 -1 -> 0x83.
+        let p = TlParams {
+            bm_tile: 64,
+            bk_tile: 128,
+            bm: 32,
+        };
+        let (rows, cols) = (64, 256);
+        let mut codes = vec![0i8; rows * cols];
+        codes[..4].copy_from_slice(&[1, 1, 0, 0]);
+        codes[cols..cols + 4].copy_from_slice(&[1, 1, 0, -1]);
+        let packed = pack_codes(&p, &codes, rows, cols).unwrap();
+        assert_eq!(&packed[..2], &[0x84, 0x83]);
+        assert_eq!(unpack_codes(&p, &packed, rows, cols).unwrap(), codes);
+    }
+}

@@ -1,0 +1,288 @@
+//! TL2: triples of ternary weights as a 4-bit magnitude index plus a sign bit, with a TL1-like
+//! "two" part for the columns left over by the tile width (formats.md §4.4), then the hidden
+//! scale slot (§4.5).
+
+use super::tl_params::{check_tl2, read_scale_slot, tl2_packed_len, write_scale_slot};
+use super::{CodecError, TernaryScales, TernaryTensor, TlParams};
+
+/// Row-group permutation inside a 32-row chunk: groups 8..15 and 16..23 are swapped.
+const P: [usize; 4] = [0, 2, 1, 3];
+
+#[inline]
+fn permuted(rr: usize) -> usize {
+    P[rr / 8] * 8 + rr % 8
+}
+
+/// Section sizes: (three-part index bytes, sign bytes, two-part bytes).
+pub fn sections(p: &TlParams, rows: usize, cols: usize) -> (usize, usize, usize) {
+    let k3 = cols - cols % p.bk_tile;
+    let k2 = cols % p.bk_tile;
+    (rows * k3 / 6, rows * k3 / 24, rows * k2 / 4)
+}
+
+/// The 32-byte chunks of the three part: `f(chunk, row_base, first_triple)`.
+fn for_each_three_chunk(
+    p: &TlParams,
+    rows: usize,
+    k3: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let bk = p.bk_tile;
+    let mut chunk = 0;
+    for i0 in 0..rows / p.bm_tile {
+        for i1 in 0..k3 / bk {
+            for i2 in 0..p.bm_tile / 32 {
+                for i3 in 0..bk / 6 {
+                    f(chunk, i0 * p.bm_tile + i2 * 32, i1 * (bk / 3) + i3 * 2);
+                    chunk += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The 32-byte chunks of the sign plane: `f(chunk, row_base, first_triple)` (8 triples each).
+fn for_each_sign_chunk(
+    p: &TlParams,
+    rows: usize,
+    k3: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let bk = p.bk_tile;
+    let mut chunk = 0;
+    for i0 in 0..rows / p.bm_tile {
+        for i1 in 0..k3 / bk {
+            for i2 in 0..p.bm_tile / 32 {
+                for s in 0..bk / 24 {
+                    f(chunk, i0 * p.bm_tile + i2 * 32, i1 * (bk / 3) + s * 8);
+                    chunk += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The 32-byte chunks of the two part: `f(chunk, row_base, first_pair)` (pairs counted from
+/// the first two-part column).
+fn for_each_two_chunk(
+    p: &TlParams,
+    rows: usize,
+    k2: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let mut chunk = 0;
+    for i0 in 0..rows / p.bm_tile {
+        for i1 in 0..k2 / 32 {
+            for i2 in 0..p.bm_tile / 32 {
+                for i3 in 0..8 {
+                    f(chunk, i0 * p.bm_tile + i2 * 32, i1 * 16 + i3 * 2);
+                    chunk += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Sign-plane byte and bit for row `rr` (0..32) and triple `w` (0..8) of a chunk.
+#[inline]
+fn sign_position(rr: usize, w: usize) -> (usize, u8) {
+    let word = rr % 16;
+    let bit = 15 - (2 * w + rr / 16);
+    (2 * word + bit / 8, 1u8 << (bit % 8))
+}
+
+/// Packs codes into the TL2 weight bytes (three, sign, two, zero padding up to the fork's
+/// size formula), without the scale slot.
+pub fn pack_codes(
+    p: &TlParams,
+    codes: &[i8],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<u8>, CodecError> {
+    check_tl2(p, rows, cols)?;
+    if codes.len() != rows * cols {
+        return Err(CodecError::shape(format!(
+            "{} codes for {rows} x {cols}",
+            codes.len()
+        )));
+    }
+    if let Some(i) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+        return Err(CodecError::InvalidCode {
+            index: i,
+            code: codes[i] as i32,
+        });
+    }
+    let k3 = cols - cols % p.bk_tile;
+    let k2 = cols % p.bk_tile;
+    let (three_len, sign_len, two_len) = sections(p, rows, cols);
+    let total = tl2_packed_len(rows, cols)?;
+    if three_len + sign_len + two_len > total {
+        return Err(CodecError::TlParams(format!(
+            "TL2 sections need {} bytes but the fork's size formula allows {total}",
+            three_len + sign_len + two_len
+        )));
+    }
+    let mut out = vec![0u8; total];
+    let u = |row: usize, c: usize| {
+        let at = row * cols + 3 * c;
+        9 * codes[at] as i32 + 3 * codes[at + 1] as i32 + codes[at + 2] as i32
+    };
+    let (three, rest) = out.split_at_mut(three_len);
+    let (sign, rest) = rest.split_at_mut(sign_len);
+    let two = &mut rest[..two_len];
+    for_each_three_chunk(p, rows, k3, |chunk, row0, c| {
+        for rr in 0..32 {
+            let row = row0 + rr;
+            let b = ((u(row, c).unsigned_abs() as u8) << 4) | u(row, c + 1).unsigned_abs() as u8;
+            three[chunk * 32 + permuted(rr)] = b;
+        }
+    });
+    for_each_sign_chunk(p, rows, k3, |chunk, row0, c| {
+        for rr in 0..32 {
+            for w in 0..8 {
+                if u(row0 + rr, c + w) < 0 {
+                    let (byte, mask) = sign_position(rr, w);
+                    sign[chunk * 32 + byte] |= mask;
+                }
+            }
+        }
+    });
+    let v = |row: usize, pair: usize| {
+        let at = row * cols + k3 + 2 * pair;
+        (3 * codes[at] + codes[at + 1] + 4) as u8
+    };
+    for_each_two_chunk(p, rows, k2, |chunk, row0, pr| {
+        for rr in 0..32 {
+            let row = row0 + rr;
+            two[chunk * 32 + permuted(rr)] = (v(row, pr) << 4) | v(row, pr + 1);
+        }
+    });
+    Ok(out)
+}
+
+/// Balanced-ternary digits of a triple value `u` in −13..=13.
+fn triple(u: i32) -> [i8; 3] {
+    let t0 = (u + 13) / 9 - 1; // first digit: floor((u + 13) / 9) − 1
+    let r = u - 9 * t0;
+    let t1 = (r + 4) / 3 - 1;
+    let t2 = r - 3 * t1;
+    [t0 as i8, t1 as i8, t2 as i8]
+}
+
+/// Unpacks TL2 weight bytes (at least three + sign + two sections) into codes.
+pub fn unpack_codes(
+    p: &TlParams,
+    packed: &[u8],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<i8>, CodecError> {
+    check_tl2(p, rows, cols)?;
+    let k3 = cols - cols % p.bk_tile;
+    let k2 = cols % p.bk_tile;
+    let (three_len, sign_len, two_len) = sections(p, rows, cols);
+    if packed.len() < three_len + sign_len + two_len {
+        return Err(CodecError::Size {
+            what: "TL2 packed codes".into(),
+            expected: three_len + sign_len + two_len,
+            got: packed.len(),
+        });
+    }
+    let (three, rest) = packed.split_at(three_len);
+    let (sign, rest) = rest.split_at(sign_len);
+    let two = &rest[..two_len];
+    // Magnitudes first, signs applied afterwards.
+    let mut mag = vec![0i32; rows * (k3 / 3)];
+    let mut bad: Option<(usize, i32)> = None;
+    let tpr = k3 / 3; // triples per row
+    for_each_three_chunk(p, rows, k3, |chunk, row0, c| {
+        for rr in 0..32 {
+            let b = three[chunk * 32 + permuted(rr)];
+            for (k, m) in [(0, b >> 4), (1, b & 0x0f)] {
+                if m > 13 {
+                    bad.get_or_insert(((row0 + rr) * cols + 3 * (c + k), m as i32));
+                }
+                mag[(row0 + rr) * tpr + c + k] = m as i32;
+            }
+        }
+    });
+    for_each_sign_chunk(p, rows, k3, |chunk, row0, c| {
+        for rr in 0..32 {
+            for w in 0..8 {
+                let (byte, mask) = sign_position(rr, w);
+                if sign[chunk * 32 + byte] & mask != 0 {
+                    mag[(row0 + rr) * tpr + c + w] *= -1;
+                }
+            }
+        }
+    });
+    if let Some((index, code)) = bad {
+        return Err(CodecError::InvalidCode { index, code });
+    }
+    let mut codes = vec![0i8; rows * cols];
+    for row in 0..rows {
+        for c in 0..tpr {
+            let at = row * cols + 3 * c;
+            codes[at..at + 3].copy_from_slice(&triple(mag[row * tpr + c]));
+        }
+    }
+    for_each_two_chunk(p, rows, k2, |chunk, row0, pr| {
+        for rr in 0..32 {
+            let b = two[chunk * 32 + permuted(rr)];
+            for (k, nib) in [(0, b >> 4), (1, b & 0x0f)] {
+                let at = (row0 + rr) * cols + k3 + 2 * (pr + k);
+                if nib > 8 {
+                    bad.get_or_insert((at, nib as i32));
+                    continue;
+                }
+                codes[at] = (nib / 3) as i8 - 1;
+                codes[at + 1] = (nib % 3) as i8 - 1;
+            }
+        }
+    });
+    match bad {
+        Some((index, code)) => Err(CodecError::InvalidCode { index, code }),
+        None => Ok(codes),
+    }
+}
+
+pub fn encode(p: &TlParams, t: &TernaryTensor) -> Result<Vec<u8>, CodecError> {
+    let scale = t.per_tensor_scale()?;
+    let mut out = pack_codes(p, &t.codes, t.rows, t.cols)?;
+    write_scale_slot(&mut out, scale);
+    Ok(out)
+}
+
+pub fn decode(
+    p: &TlParams,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+) -> Result<TernaryTensor, CodecError> {
+    check_tl2(p, rows, cols)?;
+    let packed = tl2_packed_len(rows, cols)?;
+    let scale = read_scale_slot("TL2", bytes, packed)?;
+    let codes = unpack_codes(p, &bytes[..packed], rows, cols)?;
+    Ok(TernaryTensor {
+        rows,
+        cols,
+        codes,
+        scales: TernaryScales::PerTensor(scale),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triples_round_trip() {
+        for t0 in -1..=1i8 {
+            for t1 in -1..=1i8 {
+                for t2 in -1..=1i8 {
+                    let u = 9 * t0 as i32 + 3 * t1 as i32 + t2 as i32;
+                    assert_eq!(triple(u), [t0, t1, t2]);
+                }
+            }
+        }
+    }
+}
