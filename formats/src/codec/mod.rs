@@ -13,6 +13,7 @@ mod error;
 pub mod float;
 pub mod i2s;
 pub mod kquants;
+pub mod meta;
 pub mod q4_q5_q8;
 pub mod table;
 pub mod tl1;
@@ -22,6 +23,10 @@ pub mod tq;
 
 pub use error::CodecError;
 pub use i2s::{quantize_i2s_c_rule, quantize_i2s_python_rule};
+pub use meta::{
+    i2s_layout_from_metadata, set_i2s_layout, ternary_format_from_metadata,
+    tl_params_from_metadata, tl_params_to_metadata,
+};
 pub use table::{traits, CodecRow};
 pub use tl_params::{TL1_PRESETS, TL2_PRESETS};
 
