@@ -1,5 +1,8 @@
 //! The bitnet-gguf engine: model loading, forward pass, tokenizer, chat template, sampler,
 //! server and the CLI verbs.
 
+pub mod chat;
 pub mod cli;
+pub mod sampler;
 pub mod store;
+pub mod tokenizer;

@@ -1,0 +1,253 @@
+//! Token sampling in llama.cpp's order: repeat penalty → top-k → top-p → min-p →
+//! temperature → draw. Temperature 0 (or below) is greedy argmax, ties to the lowest id.
+//! A fixed seed makes the draws reproducible (xoshiro256++ seeded through splitmix64).
+
+/// `seed` value meaning "pick a fresh random seed" (Ollama's and llama.cpp's `-1`).
+pub const RANDOM_SEED: u64 = u64::MAX;
+
+/// Sampling parameters. `Default` is Ollama's defaults (llama.cpp's, except top-p 0.9 and
+/// min-p 0): temperature 0.8, top-k 40, top-p 0.9, min-p 0, repeat penalty 1.0 (off) over the
+/// last 64 tokens, random seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 (or negative) = greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 0.0 = off. Keeps tokens with probability >= min_p × the top probability.
+    pub min_p: f32,
+    /// 1.0 = off. Logits of recent tokens: positive ones divided, negative ones multiplied.
+    pub repeat_penalty: f32,
+    /// How many of the most recent tokens the penalty looks at (0 = off).
+    pub repeat_last_n: usize,
+    /// [`RANDOM_SEED`] = random.
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: RANDOM_SEED,
+        }
+    }
+}
+
+impl SamplerConfig {
+    /// Greedy decoding (temperature 0), everything else off.
+    pub fn greedy() -> Self {
+        SamplerConfig {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 0,
+            seed: 0,
+        }
+    }
+}
+
+/// xoshiro256++: small, fast, and good enough for sampling.
+#[derive(Clone, Debug)]
+struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        let mut x = seed;
+        let mut next = || {
+            // splitmix64
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// A sampler with its own random state.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: Rng,
+    seed: u64,
+    candidates: Vec<(u32, f32)>,
+}
+
+/// Index of the largest value, lowest index on ties; NaNs never win.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_value {
+            best = i;
+            best_value = v;
+        }
+    }
+    best as u32
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Self {
+        let seed = if cfg.seed == RANDOM_SEED {
+            random_seed()
+        } else {
+            cfg.seed
+        };
+        Sampler {
+            rng: Rng::new(seed),
+            seed,
+            cfg,
+            candidates: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// The seed in use (the drawn one when the configuration asked for a random seed).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Picks the next token from `logits` (one per vocabulary entry); `history` holds the
+    /// tokens so far (prompt and generated), most recent last, for the repeat penalty.
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        if logits.is_empty() {
+            return 0;
+        }
+        let cfg = &self.cfg;
+        let penalise = cfg.repeat_penalty != 1.0 && cfg.repeat_last_n > 0 && !history.is_empty();
+        if cfg.temperature <= 0.0 && !penalise {
+            return argmax(logits);
+        }
+
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        candidates.extend(logits.iter().enumerate().map(|(i, &v)| (i as u32, v)));
+        if penalise {
+            // Indexed by id until the NaN filter below.
+            let recent = &history[history.len().saturating_sub(cfg.repeat_last_n)..];
+            let mut seen = std::collections::HashSet::with_capacity(recent.len());
+            for &id in recent {
+                if !seen.insert(id) {
+                    continue;
+                }
+                if let Some(c) = candidates.get_mut(id as usize) {
+                    c.1 = if c.1 <= 0.0 {
+                        c.1 * cfg.repeat_penalty
+                    } else {
+                        c.1 / cfg.repeat_penalty
+                    };
+                }
+            }
+        }
+        candidates.retain(|c| !c.1.is_nan());
+        if candidates.is_empty() {
+            return 0;
+        }
+
+        // Highest logit first, lowest id first among equals.
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+
+        if cfg.temperature <= 0.0 {
+            return candidates
+                .iter()
+                .min_by(|a, b| by_logit(a, b))
+                .expect("non-empty")
+                .0;
+        }
+
+        if cfg.top_k > 0 && cfg.top_k < candidates.len() {
+            candidates.select_nth_unstable_by(cfg.top_k - 1, by_logit);
+            candidates.truncate(cfg.top_k);
+        }
+        candidates.sort_unstable_by(by_logit);
+
+        if cfg.top_p < 1.0 {
+            let max = candidates[0].1 as f64;
+            let weights: Vec<f64> = candidates
+                .iter()
+                .map(|c| (c.1 as f64 - max).exp())
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let mut cumulative = 0.0;
+            let mut keep = candidates.len();
+            for (i, w) in weights.iter().enumerate() {
+                cumulative += w / total;
+                if cumulative >= cfg.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            candidates.truncate(keep.max(1));
+        }
+
+        if cfg.min_p > 0.0 {
+            // p_i >= min_p * p_max  ⇔  logit_i >= logit_max + ln(min_p)
+            let threshold = candidates[0].1 as f64 + (cfg.min_p as f64).ln();
+            let keep = candidates
+                .iter()
+                .take_while(|c| c.1 as f64 >= threshold)
+                .count();
+            candidates.truncate(keep.max(1));
+        }
+
+        let inv_t = 1.0 / cfg.temperature as f64;
+        let max = candidates[0].1 as f64;
+        let weights: Vec<f64> = candidates
+            .iter()
+            .map(|c| ((c.1 as f64 - max) * inv_t).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut r = self.rng.next_f64() * total;
+        for (c, w) in candidates.iter().zip(&weights) {
+            if r < *w {
+                return c.0;
+            }
+            r -= w;
+        }
+        candidates.last().expect("non-empty").0
+    }
+}
