@@ -1,1 +1,3 @@
 //! Hugging Face checkpoint conversion and GGUF re-quantisation.
+
+pub mod quantize;

@@ -1,0 +1,96 @@
+//! Metadata changes for the output file: file type, quantisation version, our codec keys, and
+//! for TQ outputs the architecture upstream llama.cpp / Ollama know (formats.md §7.1).
+
+use bitnet_formats::codec::meta::{I2S_LAYOUT_KEY, TL_KEY_PREFIX};
+use bitnet_formats::{Metadata, Value};
+
+use super::Target;
+
+/// Architectures with the squared-ReLU FFN that upstream calls `bitnet` plus `hidden_act`.
+const RELU2_ARCHES: &[&str] = &["bitnet-b1.58", "bitnet-25"];
+
+/// Rewrites copied metadata for `target`; returns the output architecture.
+pub(crate) fn rewrite(meta: &mut Metadata, target: Target) -> Option<String> {
+    // Codec keys describe the input's tensors; the writer records the output's afresh.
+    let stale: Vec<String> = meta
+        .keys()
+        .filter(|k| k.starts_with(TL_KEY_PREFIX) || *k == I2S_LAYOUT_KEY)
+        .map(str::to_string)
+        .collect();
+    for k in stale {
+        meta.remove(&k);
+    }
+    meta.set("general.file_type", target.file_type());
+    if target.is_ternary() {
+        meta.set("general.quantization_version", 2u32);
+    }
+    let arch = meta.get_str("general.architecture").map(str::to_string);
+    if matches!(target, Target::Tq1_0 | Target::Tq2_0) {
+        if let Some(a) = arch.as_deref().filter(|a| RELU2_ARCHES.contains(a)) {
+            *meta = rename_arch(meta, a, "bitnet");
+            if !meta.contains("bitnet.hidden_act") {
+                meta.set("bitnet.hidden_act", "relu2");
+            }
+            return Some("bitnet".to_string());
+        }
+    }
+    arch
+}
+
+/// A copy of `meta` with `general.architecture = to` and every `{from}.*` key moved to
+/// `{to}.*`, in the original order.
+fn rename_arch(meta: &Metadata, from: &str, to: &str) -> Metadata {
+    let prefix = format!("{from}.");
+    let mut out = Metadata::new();
+    for (k, v) in meta.iter() {
+        let key = match k.strip_prefix(&prefix) {
+            Some(rest) => format!("{to}.{rest}"),
+            None => k.to_string(),
+        };
+        let value = if k == "general.architecture" {
+            Value::from(to)
+        } else {
+            v.clone()
+        };
+        out.set(key, value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tq_output_uses_the_upstream_bitnet_architecture() {
+        let mut m = Metadata::new();
+        m.set("general.architecture", "bitnet-b1.58");
+        m.set("bitnet-b1.58.block_count", 30u32);
+        m.set("general.file_type", 40u32);
+        m.set("bitnet.tl.blk.0.attn_q.weight.bm", 64u32);
+        m.set(I2S_LAYOUT_KEY, "x86");
+        let arch = rewrite(&mut m, Target::Tq2_0);
+        assert_eq!(arch.as_deref(), Some("bitnet"));
+        assert_eq!(m.get_str("general.architecture"), Some("bitnet"));
+        assert_eq!(m.get_u32("bitnet.block_count"), Some(30));
+        assert!(!m.contains("bitnet-b1.58.block_count"));
+        assert_eq!(m.get_str("bitnet.hidden_act"), Some("relu2"));
+        assert_eq!(m.get_u32("general.file_type"), Some(37));
+        assert_eq!(m.get_u32("general.quantization_version"), Some(2));
+        assert!(!m.contains(I2S_LAYOUT_KEY));
+        assert!(!m.contains("bitnet.tl.blk.0.attn_q.weight.bm"));
+        assert_eq!(m.keys().next(), Some("general.architecture"));
+    }
+
+    #[test]
+    fn i2s_output_keeps_the_architecture() {
+        let mut m = Metadata::new();
+        m.set("general.architecture", "bitnet-b1.58");
+        assert_eq!(
+            rewrite(&mut m, Target::I2s(Default::default())).as_deref(),
+            Some("bitnet-b1.58")
+        );
+        assert_eq!(m.get_u32("general.file_type"), Some(40));
+        assert!(!m.contains("bitnet.hidden_act"));
+    }
+}
