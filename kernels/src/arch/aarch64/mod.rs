@@ -1,24 +1,32 @@
-//! NEON kernels (and dotprod `sdot` variants). Selected only after probing.
+//! NEON kernels, plus `sdot` (dotprod) variants of the I2 dots. A table is selected only
+//! after probing the features it needs, which is what makes the `unsafe` calls sound.
+
+mod simd;
 
 use crate::dispatch::{KernelPath, Kernels};
-use crate::portable;
 
-pub static NEON: Kernels = Kernels {
-    path: KernelPath::Neon,
-    absmax: portable::absmax,
-    quantize_row: portable::quantize_row,
-    i2_dot: portable::i2_dot,
-    i2_dot4: portable::i2_dot4,
-    dot_f32: portable::dot_f32,
-    dot_f16: portable::dot_f16,
-    dot_bf16: portable::dot_bf16,
-    sum_sq: portable::sum_sq,
-    scale_mul: portable::scale_mul,
-    axpy: portable::axpy,
-    f16_to_f32: portable::f16_to_f32,
-};
+macro_rules! neon_table {
+    ($path:expr, $dot:path, $dot4:path) => {
+        Kernels {
+            path: $path,
+            absmax: |x| unsafe { simd::absmax(x) },
+            quantize_row: |x, q| unsafe { simd::quantize_row(x, q) },
+            i2_dot: |w, q| unsafe { $dot(w, q) },
+            i2_dot4: |w, q| unsafe { $dot4(w, q) },
+            dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
+            dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
+            dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
+            sum_sq: |x| unsafe { simd::sum_sq(x) },
+            scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
+            axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
+            f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
+        }
+    };
+}
 
-pub static NEON_DOTPROD: Kernels = Kernels {
-    path: KernelPath::NeonDotprod,
-    ..NEON
-};
+pub static NEON: Kernels = neon_table!(KernelPath::Neon, simd::i2_dot, simd::i2_dot4);
+pub static NEON_DOTPROD: Kernels = neon_table!(
+    KernelPath::NeonDotprod,
+    simd::i2_dot_sdot,
+    simd::i2_dot4_sdot
+);

@@ -1,0 +1,324 @@
+//! The NEON twins of `portable`. Same signatures and contracts; see
+//! `kernels/tests/simd_vs_portable.rs` for the equality each one guarantees.
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+use crate::portable;
+
+/// Exact, bit-identical (vmaxnm ignores NaN like `f32::max`).
+#[target_feature(enable = "neon")]
+pub unsafe fn absmax(x: &[f32]) -> f32 {
+    let mut m0 = vdupq_n_f32(0.0);
+    let mut m1 = vdupq_n_f32(0.0);
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        m0 = vmaxnmq_f32(m0, vabsq_f32(vld1q_f32(c.as_ptr())));
+        m1 = vmaxnmq_f32(m1, vabsq_f32(vld1q_f32(c.as_ptr().add(4))));
+    }
+    let mut r = vmaxnmvq_f32(vmaxnmq_f32(m0, m1));
+    for &v in tail {
+        r = r.max(v.abs());
+    }
+    r
+}
+
+/// Bit-identical to the portable twin.
+#[target_feature(enable = "neon")]
+pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let scale = portable::act_scale(absmax(x));
+    let n = x.len().min(q.len());
+    let vs = vdupq_n_f32(scale);
+    let lo = vdupq_n_f32(-128.0);
+    let hi = vdupq_n_f32(127.0);
+    let mut acc = vdupq_n_s32(0);
+    let mut i = 0;
+    while i + 16 <= n {
+        let mut v = [vdupq_n_s32(0); 4];
+        for (j, vj) in v.iter_mut().enumerate() {
+            let f = vrndnq_f32(vmulq_f32(vld1q_f32(x.as_ptr().add(i + 4 * j)), vs));
+            let f = vminnmq_f32(vmaxnmq_f32(f, lo), hi);
+            *vj = vcvtq_s32_f32(f);
+            acc = vaddq_s32(acc, *vj);
+        }
+        let h0 = vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1]));
+        let h1 = vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3]));
+        vst1q_s8(
+            q.as_mut_ptr().add(i),
+            vcombine_s8(vqmovn_s16(h0), vqmovn_s16(h1)),
+        );
+        i += 16;
+    }
+    let mut sum = vaddvq_s32(acc);
+    for j in i..n {
+        let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
+        q[j] = c as i8;
+        sum += c;
+    }
+    (scale, sum)
+}
+
+/// The four code planes of one 32-byte I2 block, as two 16-byte halves each:
+/// plane p, half h holds elements `32p + 16h .. 32p + 16h + 16`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn unpack(w: *const u8) -> [[int8x16_t; 2]; 4] {
+    let m3 = vdupq_n_u8(3);
+    let b = [vld1q_u8(w), vld1q_u8(w.add(16))];
+    let plane = |h: usize, s: i32| -> int8x16_t {
+        let v = match s {
+            6 => vshrq_n_u8(b[h], 6),
+            4 => vshrq_n_u8(b[h], 4),
+            2 => vshrq_n_u8(b[h], 2),
+            _ => b[h],
+        };
+        vreinterpretq_s8_u8(vandq_u8(v, m3))
+    };
+    [
+        [plane(0, 6), plane(1, 6)],
+        [plane(0, 4), plane(1, 4)],
+        [plane(0, 2), plane(1, 2)],
+        [plane(0, 0), plane(1, 0)],
+    ]
+}
+
+/// Σ code·q of one block against one token, widened into `acc` (exact: each i16 lane
+/// sums at most 8 products of ≤ 256).
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn block_dot(c: &[[int8x16_t; 2]; 4], q: *const i8, acc: int32x4_t) -> int32x4_t {
+    let mut s = vdupq_n_s16(0);
+    for (p, halves) in c.iter().enumerate() {
+        for (h, &ch) in halves.iter().enumerate() {
+            let qv = vld1q_s8(q.add(32 * p + 16 * h));
+            s = vmlal_s8(s, vget_low_s8(ch), vget_low_s8(qv));
+            s = vmlal_high_s8(s, ch, qv);
+        }
+    }
+    vpadalq_s16(acc, s)
+}
+
+/// Exact integer result, identical to the portable twin.
+#[target_feature(enable = "neon")]
+pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
+    let nb = (w.len() / 32).min(q.len() / 128);
+    let mut acc = vdupq_n_s32(0);
+    for b in 0..nb {
+        let c = unpack(w.as_ptr().add(32 * b));
+        acc = block_dot(&c, q.as_ptr().add(128 * b), acc);
+    }
+    vaddvq_s32(acc)
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+    let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
+    let mut acc = [vdupq_n_s32(0); 4];
+    for b in 0..nb {
+        let c = unpack(w.as_ptr().add(32 * b));
+        for t in 0..4 {
+            acc[t] = block_dot(&c, q[t].as_ptr().add(128 * b), acc[t]);
+        }
+    }
+    [
+        vaddvq_s32(acc[0]),
+        vaddvq_s32(acc[1]),
+        vaddvq_s32(acc[2]),
+        vaddvq_s32(acc[3]),
+    ]
+}
+
+/// `acc += sdot(a, b)`: four lanes, each the sum of four i8 products.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut r = acc;
+    asm!("sdot {0:v}.4s, {1:v}.16b, {2:v}.16b", inout(vreg) r, in(vreg) a, in(vreg) b, options(pure, nomem, nostack));
+    r
+}
+
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn block_sdot(c: &[[int8x16_t; 2]; 4], q: *const i8, mut acc: int32x4_t) -> int32x4_t {
+    for (p, halves) in c.iter().enumerate() {
+        for (h, &ch) in halves.iter().enumerate() {
+            acc = sdot(acc, ch, vld1q_s8(q.add(32 * p + 16 * h)));
+        }
+    }
+    acc
+}
+
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn i2_dot_sdot(w: &[u8], q: &[i8]) -> i32 {
+    let nb = (w.len() / 32).min(q.len() / 128);
+    let mut acc = vdupq_n_s32(0);
+    for b in 0..nb {
+        let c = unpack(w.as_ptr().add(32 * b));
+        acc = block_sdot(&c, q.as_ptr().add(128 * b), acc);
+    }
+    vaddvq_s32(acc)
+}
+
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn i2_dot4_sdot(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+    let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
+    let mut acc = [vdupq_n_s32(0); 4];
+    for b in 0..nb {
+        let c = unpack(w.as_ptr().add(32 * b));
+        for t in 0..4 {
+            acc[t] = block_sdot(&c, q[t].as_ptr().add(128 * b), acc[t]);
+        }
+    }
+    [
+        vaddvq_s32(acc[0]),
+        vaddvq_s32(acc[1]),
+        vaddvq_s32(acc[2]),
+        vaddvq_s32(acc[3]),
+    ]
+}
+
+/// Dot with a loader giving 4 weights as f32; four accumulators of 4 lanes.
+macro_rules! dot4 {
+    ($w:expr, $x:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
+        let (w, x, n) = ($w, $x, $n);
+        let mut a = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for j in 0..4 {
+                let wv = $load(w.as_ptr().add((i + 4 * j) * $step));
+                a[j] = vfmaq_f32(a[j], wv, vld1q_f32(x.as_ptr().add(i + 4 * j)));
+            }
+            i += 16;
+        }
+        while i + 4 <= n {
+            let wv = $load(w.as_ptr().add(i * $step));
+            a[0] = vfmaq_f32(a[0], wv, vld1q_f32(x.as_ptr().add(i)));
+            i += 4;
+        }
+        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+        while i < n {
+            s += $scalar(w, i) * x[i];
+            i += 1;
+        }
+        s
+    }};
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    dot4!(
+        a,
+        b,
+        n,
+        1,
+        |p: *const f32| vld1q_f32(p),
+        |w: &[f32], i: usize| w[i]
+    )
+}
+
+/// Four f16 (little-endian bytes) to f32 with FCVTL, part of base AArch64 FP.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn load_f16x4(p: *const u8) -> float32x4_t {
+    let h = vld1_u16(p as *const u16);
+    let r: float32x4_t;
+    asm!("fcvtl {0:v}.4s, {1:v}.4h", out(vreg) r, in(vreg) h, options(pure, nomem, nostack));
+    r
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    dot4!(
+        w,
+        x,
+        n,
+        2,
+        |p: *const u8| load_f16x4(p),
+        |w: &[u8], i: usize| { half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() }
+    )
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    dot4!(
+        w,
+        x,
+        n,
+        2,
+        |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p as *const u16), 16)),
+        |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+    )
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn sum_sq(x: &[f32]) -> f64 {
+    let mut a0 = vdupq_n_f64(0.0);
+    let mut a1 = vdupq_n_f64(0.0);
+    let chunks = x.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let v = vld1q_f32(c.as_ptr());
+        let lo = vcvt_f64_f32(vget_low_f32(v));
+        let hi = vcvt_high_f64_f32(v);
+        a0 = vfmaq_f64(a0, lo, lo);
+        a1 = vfmaq_f64(a1, hi, hi);
+    }
+    let mut s = vaddvq_f64(vaddq_f64(a0, a1));
+    for &v in tail {
+        s += (v as f64) * (v as f64);
+    }
+    s
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
+    let n = x.len().min(w.len()).min(out.len());
+    let vs = vdupq_n_f32(s);
+    let mut i = 0;
+    while i + 4 <= n {
+        let v = vmulq_f32(
+            vmulq_f32(vld1q_f32(x.as_ptr().add(i)), vs),
+            vld1q_f32(w.as_ptr().add(i)),
+        );
+        vst1q_f32(out.as_mut_ptr().add(i), v);
+        i += 4;
+    }
+    for j in i..n {
+        out[j] = x[j] * s * w[j];
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let va = vdupq_n_f32(a);
+    let mut i = 0;
+    while i + 4 <= n {
+        let p = y.as_mut_ptr().add(i);
+        vst1q_f32(
+            p,
+            vaddq_f32(vld1q_f32(p), vmulq_f32(va, vld1q_f32(x.as_ptr().add(i)))),
+        );
+        i += 4;
+    }
+    for j in i..n {
+        y[j] += a * x[j];
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
+    let n = (src.len() / 2).min(out.len());
+    let mut i = 0;
+    while i + 4 <= n {
+        vst1q_f32(out.as_mut_ptr().add(i), load_f16x4(src.as_ptr().add(2 * i)));
+        i += 4;
+    }
+    for j in i..n {
+        out[j] = half::f16::from_le_bytes([src[2 * j], src[2 * j + 1]]).to_f32();
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Cross-builds the kernels crate for aarch64 and runs its tests under qemu: once with every
+# feature qemu's `max` CPU offers (NEON + dotprod), once with dotprod hidden from the
+# dispatcher, and once on the portable path. Needs gcc-aarch64-linux-gnu,
+# libc6-dev-arm64-cross, qemu-user and the aarch64-unknown-linux-gnu rust target
+# (scripts/install-test-deps installs them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max"
+
+echo "-- aarch64: NEON + dotprod"
+cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked
+
+echo "-- aarch64: NEON without dotprod"
+BITNET_DISABLE_DOTPROD=1 cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked
+# qemu 7 has no `dotprod=off` property: a Cortex-A57 (ARMv8.0) is a CPU without it.
+echo "-- aarch64: qemu CPU without dotprod (cortex-a57)"
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a57" \
+  cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked --test simd_vs_portable --test paths
+
+echo "-- aarch64: portable path forced"
+BITNET_FORCE_SCALAR=1 cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked --test golden
