@@ -2,7 +2,8 @@
 //!
 //! F32, F16 and BF16 rows are dotted in place against f32 activations (SIMD conversions);
 //! block types (Q8_0, Q4_0, Q6_K) are dequantised one row at a time into a scratch buffer,
-//! which is then dotted with every token, so each weight row is read once per call.
+//! which is then dotted with every token, so each weight row is read once per call. Other
+//! block types use the codecs' row dequantiser the same way.
 
 use half::f16;
 
@@ -29,7 +30,11 @@ fn block_shape(ty: TensorType) -> Option<(usize, usize)> {
         TensorType::Q8_0 => (32, 34),
         TensorType::Q4_0 => (32, 18),
         TensorType::Q6_K => (256, 210),
-        _ => return None,
+        // Any other block type the codecs can dequantise row by row (Q4_K, Q5_K, Q5_0, ...).
+        _ => {
+            bitnet_formats::codec::traits(ty).dequantize_row?;
+            (ty.block_len() as usize, ty.block_bytes() as usize)
+        }
     })
 }
 
@@ -43,7 +48,7 @@ impl<'a> DenseMatrix<'a> {
         let what = ty.name().to_string();
         let (block, block_bytes) =
             block_shape(ty).ok_or(KernelError::Unsupported { what: what.clone() })?;
-        if rows == 0 || cols == 0 || cols % block != 0 {
+        if rows == 0 || cols == 0 || block == 0 || cols % block != 0 {
             return Err(KernelError::BadShape {
                 what,
                 rows,
@@ -132,7 +137,12 @@ impl<'a> DenseMatrix<'a> {
                     dequant_q6_k(b, o);
                 }
             }
-            _ => unreachable!("checked in new"),
+            _ => {
+                // Checked in `new`: the type has a row dequantiser and the row size is right.
+                if bitnet_formats::codec::dequantize_row(self.ty, src, out).is_err() {
+                    out.fill(0.0);
+                }
+            }
         }
     }
 }

@@ -76,8 +76,11 @@ fn check_decoded(fmt: TernaryFormat, id: &str, want_file: &str) {
         w.row_to_f32(r, &mut row);
         for c in 0..k {
             let e = want[r * k + c];
-            if fmt == TernaryFormat::I2s(I2sLayout::X86) || matches!(fmt, TernaryFormat::I2s(_)) {
-                // I2_S fixtures give the ternary-scaled input: compare signs and magnitude.
+            if matches!(
+                fmt,
+                TernaryFormat::I2s(_) | TernaryFormat::Tl1(_) | TernaryFormat::Tl2(_)
+            ) {
+                // I2_S/TL fixtures give the ternary-scaled input: compare signs and magnitude.
                 assert_eq!(
                     w.value(r, c) as f32,
                     e.signum() * (e != 0.0) as i32 as f32,
@@ -209,4 +212,29 @@ fn tq_matmul_close_to_float_product() {
             }
         }
     }
+}
+
+#[test]
+fn decodes_tl_formats_through_the_codecs() {
+    use bitnet_kernels::TlParams;
+    let p = |bm_tile, bk_tile, bm| TlParams {
+        bm_tile,
+        bk_tile,
+        bm,
+    };
+    check_decoded(
+        TernaryFormat::Tl1(p(64, 128, 32)),
+        "tl1_64x256",
+        "ternary_scaled_f32.npy",
+    );
+    check_decoded(
+        TernaryFormat::Tl2(p(32, 96, 32)),
+        "tl2_64x256",
+        "ternary_scaled_f32.npy",
+    );
+    check_decoded(
+        TernaryFormat::Tl2(p(32, 192, 32)),
+        "tl2_32x384",
+        "ternary_scaled_f32.npy",
+    );
 }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use crate::acts::QuantizedActs;
 use crate::dispatch::{table, Kernels};
 use crate::error::KernelError;
-use crate::format::{I2sLayout, TernaryFormat};
+use crate::format::{format_name, I2sLayout, TernaryFormat};
 use crate::pool::parallel_ranges;
 use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
 
@@ -38,7 +38,7 @@ pub struct TernaryMatrix<'a> {
 
 fn bad_shape(fmt: &TernaryFormat, rows: usize, cols: usize, reason: &str) -> KernelError {
     KernelError::BadShape {
-        what: fmt.name().to_string(),
+        what: format_name(fmt).to_string(),
         rows,
         cols,
         reason: reason.to_string(),
@@ -54,7 +54,7 @@ impl<'a> TernaryMatrix<'a> {
         rows: usize,
         cols: usize,
     ) -> Result<Self, KernelError> {
-        let what = fmt.name();
+        let what = format_name(fmt);
         let n = rows
             .checked_mul(cols)
             .ok_or_else(|| bad_shape(fmt, rows, cols, "too large"))?;
@@ -110,9 +110,27 @@ impl<'a> TernaryMatrix<'a> {
                 (Cow::Owned(d), WeightScale::PerBlock(s))
             }
             TernaryFormat::Tl1(_) | TernaryFormat::Tl2(_) => {
-                return Err(KernelError::Unsupported {
-                    what: what.to_string(),
-                });
+                // The LUT layouts are decoded once and repacked (2 bits per weight).
+                let t =
+                    bitnet_formats::codec::decode_ternary(fmt, bytes, rows, cols).map_err(|e| {
+                        KernelError::Corrupt {
+                            what: what.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                let scale = match t.scales {
+                    bitnet_formats::codec::TernaryScales::PerTensor(s) => s,
+                    bitnet_formats::codec::TernaryScales::PerBlock(ref v) => {
+                        v.first().copied().unwrap_or(0.0)
+                    }
+                };
+                let codes = &t.codes;
+                (
+                    Cow::Owned(repack::pack_rows(rows, cols, |m, k| {
+                        (codes[m * cols + k] + 1) as u8
+                    })),
+                    WeightScale::PerTensor(scale),
+                )
             }
         };
         debug_assert_eq!(data.len(), rows * rb);
