@@ -1,0 +1,157 @@
+//! Rotary position embeddings and causal grouped-query attention over the KV cache.
+
+use rayon::prelude::*;
+
+use super::config::RopeStyle;
+
+/// Inverse frequencies `base^(−2i/n_rot)`, computed the way transformers does (f32 power),
+/// so the rotation angles agree with the reference to the last bit or two.
+pub struct Rope {
+    style: RopeStyle,
+    n_rot: usize,
+    inv_freq: Vec<f32>,
+}
+
+impl Rope {
+    pub fn new(style: RopeStyle, n_rot: usize, base: f32) -> Self {
+        let inv_freq = (0..n_rot / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / n_rot as f32))
+            .collect();
+        Rope {
+            style,
+            n_rot,
+            inv_freq,
+        }
+    }
+
+    /// Rotates every head of one token's q or k row (`n_heads · head_dim` values) in place.
+    pub fn apply(&self, row: &mut [f32], head_dim: usize, pos: usize) {
+        let half = self.n_rot / 2;
+        for head in row.chunks_exact_mut(head_dim) {
+            for i in 0..half {
+                let theta = pos as f32 * self.inv_freq[i];
+                let (sin, cos) = theta.sin_cos();
+                let (a, b) = match self.style {
+                    RopeStyle::Neox => (i, i + half),
+                    RopeStyle::Normal => (2 * i, 2 * i + 1),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * cos - x1 * sin;
+                head[b] = x1 * cos + x0 * sin;
+            }
+        }
+    }
+}
+
+/// Causal attention for `n` new tokens of one sequence whose keys/values are already in
+/// `keys`/`values` (all positions `0..n_past + n`, rows of `n_head_kv · head_dim`).
+/// `q` holds the new tokens' queries (`n · n_head · head_dim`); `out` gets the same shape.
+/// Query head `h` reads KV head `h / (n_head / n_head_kv)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    n_past: usize,
+    n_head: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+    out: &mut [f32],
+) {
+    let q_dim = n_head * head_dim;
+    let kv_dim = n_head_kv * head_dim;
+    let group = n_head / n_head_kv;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    // One work item per (token, head): enough parallelism for both prefill and decode.
+    out.par_chunks_mut(head_dim)
+        .enumerate()
+        .for_each(|(item, o)| {
+            let (t, h) = (item / n_head, item % n_head);
+            let qh = &q[t * q_dim + h * head_dim..][..head_dim];
+            let kvh = h / group;
+            let n_keys = n_past + t + 1;
+            let mut scores: Vec<f32> = (0..n_keys)
+                .map(|p| {
+                    let kh = &keys[p * kv_dim + kvh * head_dim..][..head_dim];
+                    dot(qh, kh) * scale
+                })
+                .collect();
+            softmax(&mut scores);
+            o.fill(0.0);
+            for (p, &w) in scores.iter().enumerate() {
+                let vh = &values[p * kv_dim + kvh * head_dim..][..head_dim];
+                for (acc, &x) in o.iter_mut().zip(vh) {
+                    *acc += w * x;
+                }
+            }
+        });
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neox_rotates_pairs_half_apart() {
+        let rope = Rope::new(RopeStyle::Neox, 4, 10000.0);
+        let mut row = [1.0, 0.0, 0.0, 0.0];
+        rope.apply(&mut row, 4, 1);
+        // Pair (0, 2) with θ = 1 rad; pair (1, 3) untouched because x1 = x3 = 0.
+        assert!((row[0] - 1f32.cos()).abs() < 1e-6);
+        assert!((row[2] - 1f32.sin()).abs() < 1e-6);
+        assert_eq!(row[1], 0.0);
+    }
+
+    #[test]
+    fn normal_rotates_adjacent_pairs() {
+        let rope = Rope::new(RopeStyle::Normal, 4, 10000.0);
+        let mut row = [1.0, 0.0, 0.0, 0.0];
+        rope.apply(&mut row, 4, 1);
+        assert!((row[0] - 1f32.cos()).abs() < 1e-6);
+        assert!((row[1] - 1f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn normal_on_permuted_rows_equals_neox_on_original() {
+        // The llama converter permutes q/k rows so that normal RoPE reproduces HF's
+        // rotate-half: row i of the permuted head is original row (i/2) + (i%2)·half.
+        let d = 8;
+        let orig: Vec<f32> = (0..d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let perm: Vec<f32> = (0..d).map(|i| orig[i / 2 + (i % 2) * d / 2]).collect();
+        let mut a = orig.clone();
+        let mut b = perm.clone();
+        Rope::new(RopeStyle::Neox, d, 500000.0).apply(&mut a, d, 7);
+        Rope::new(RopeStyle::Normal, d, 500000.0).apply(&mut b, d, 7);
+        for i in 0..d {
+            assert!((b[i] - a[i / 2 + (i % 2) * d / 2]).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn attention_is_causal_and_grouped() {
+        // 2 query heads share 1 kv head of size 1; 2 positions.
+        let keys = [0.0, 0.0];
+        let values = [1.0, 3.0];
+        let q = [1.0, 1.0, 1.0, 1.0];
+        let mut out = [0.0; 4];
+        attend(&q, &keys, &values, 0, 2, 1, 1, &mut out);
+        // Token 0 sees only position 0; token 1 averages both (equal scores).
+        assert_eq!(&out, &[1.0, 1.0, 2.0, 2.0]);
+    }
+}

@@ -1,0 +1,172 @@
+//! The transformer forward pass (formats.md §7.4), written to be read top to bottom.
+//!
+//! One call processes a batch of tokens that may belong to several sequences: a prompt is one
+//! sequence with many tokens (every matmul is then a mat-mat over the prompt), a server decode
+//! step is many sequences with one token each. Only attention looks at the sequences
+//! separately; everything else works on the stacked rows.
+
+use bitnet_kernels::{quantize_acts, rms_norm, QuantizedActs};
+
+use super::attention::{attend, Rope};
+use super::config::{Activation, ModelConfig};
+use super::kv_cache::KvCache;
+use super::weights::{Linear, Weights};
+
+/// The new tokens of one sequence in a batch: the next `n_tokens` rows, at positions
+/// `cache.len()..cache.len() + n_tokens`.
+pub struct SeqSlot<'c> {
+    pub cache: &'c mut KvCache,
+    pub n_tokens: usize,
+}
+
+/// Scratch buffers, sized for `n` tokens.
+struct Buffers {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    acts: QuantizedActs,
+    dequant: Vec<f32>,
+}
+
+/// Runs every layer over `tokens` (grouped per `seqs`, in order), appends their keys and
+/// values to the caches, and returns the final normalised hidden states (`n · n_embd`).
+/// The caller checked that the token ids are in range and the caches have room.
+pub fn forward(
+    w: &Weights,
+    cfg: &ModelConfig,
+    rope: &Rope,
+    tokens: &[u32],
+    seqs: &mut [SeqSlot],
+) -> Vec<f32> {
+    let n = tokens.len();
+    debug_assert_eq!(seqs.iter().map(|s| s.n_tokens).sum::<usize>(), n);
+    let (d, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+    let mut b = Buffers {
+        x: vec![0.0; n * d],
+        h: vec![0.0; n * d],
+        q: vec![0.0; n * qd],
+        k: vec![0.0; n * kvd],
+        v: vec![0.0; n * kvd],
+        att: vec![0.0; n * qd],
+        o: vec![0.0; n * d],
+        gate: vec![0.0; n * ff],
+        up: vec![0.0; n * ff],
+        acts: QuantizedActs::new(),
+        dequant: Vec::new(),
+    };
+
+    // Embedding lookup.
+    for (t, &id) in tokens.iter().enumerate() {
+        w.token_embd
+            .row_to_f32(id as usize, &mut b.x[t * d..(t + 1) * d]);
+    }
+
+    for (l, lw) in w.layers.iter().enumerate() {
+        // --- attention ---
+        norm_rows(&b.x, &lw.attn_norm, cfg.eps, &mut b.h);
+        quantize_acts(&b.h, d, &mut b.acts);
+        lw.wq.forward(&b.acts, &mut b.dequant, &mut b.q);
+        lw.wk.forward(&b.acts, &mut b.dequant, &mut b.k);
+        lw.wv.forward(&b.acts, &mut b.dequant, &mut b.v);
+
+        let mut row = 0;
+        for seq in seqs.iter_mut() {
+            let (n_past, m) = (seq.cache.len(), seq.n_tokens);
+            for t in 0..m {
+                let pos = n_past + t;
+                rope.apply(
+                    &mut b.q[(row + t) * qd..(row + t + 1) * qd],
+                    cfg.head_dim,
+                    pos,
+                );
+                rope.apply(
+                    &mut b.k[(row + t) * kvd..(row + t + 1) * kvd],
+                    cfg.head_dim,
+                    pos,
+                );
+            }
+            seq.cache.append(
+                l,
+                &b.k[row * kvd..(row + m) * kvd],
+                &b.v[row * kvd..(row + m) * kvd],
+            );
+            let (keys, values) = seq.cache.layer(l);
+            attend(
+                &b.q[row * qd..(row + m) * qd],
+                keys,
+                values,
+                n_past,
+                cfg.n_head,
+                cfg.n_head_kv,
+                cfg.head_dim,
+                &mut b.att[row * qd..(row + m) * qd],
+            );
+            row += m;
+        }
+
+        if let Some(sub) = &lw.attn_sub_norm {
+            norm_rows_in_place(&mut b.att, sub, cfg.eps);
+        }
+        let att = std::mem::take(&mut b.att);
+        project_add(&lw.wo, &att, qd, &mut b);
+        b.att = att;
+
+        // --- feed-forward ---
+        norm_rows(&b.x, &lw.ffn_norm, cfg.eps, &mut b.h);
+        quantize_acts(&b.h, d, &mut b.acts);
+        lw.w_gate.forward(&b.acts, &mut b.dequant, &mut b.gate);
+        lw.w_up.forward(&b.acts, &mut b.dequant, &mut b.up);
+        for (g, &u) in b.gate.iter_mut().zip(&b.up) {
+            *g = match cfg.activation {
+                Activation::Relu2 => {
+                    let r = g.max(0.0);
+                    r * r * u
+                }
+                Activation::Silu => *g / (1.0 + (-*g).exp()) * u,
+            };
+        }
+        if let Some(sub) = &lw.ffn_sub_norm {
+            norm_rows_in_place(&mut b.gate, sub, cfg.eps);
+        }
+        let gate = std::mem::take(&mut b.gate);
+        project_add(&lw.w_down, &gate, ff, &mut b);
+        b.gate = gate;
+    }
+
+    for seq in seqs.iter_mut() {
+        seq.cache.commit(seq.n_tokens);
+    }
+    norm_rows(&b.x, &w.output_norm, cfg.eps, &mut b.h);
+    b.h
+}
+
+/// `x += W · quant(input)` for the residual stream.
+fn project_add(w: &Linear, input: &[f32], k: usize, b: &mut Buffers) {
+    quantize_acts(input, k, &mut b.acts);
+    w.forward(&b.acts, &mut b.dequant, &mut b.o);
+    for (x, o) in b.x.iter_mut().zip(&b.o) {
+        *x += o;
+    }
+}
+
+fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (src, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        rms_norm(src, weight, eps, dst);
+    }
+}
+
+fn norm_rows_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let d = weight.len();
+    let mut tmp = vec![0.0; d];
+    for row in x.chunks_exact_mut(d) {
+        rms_norm(row, weight, eps, &mut tmp);
+        row.copy_from_slice(&tmp);
+    }
+}

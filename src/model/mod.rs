@@ -1,0 +1,104 @@
+//! Model loading and the forward pass for the BitNet and Llama-1.58 architectures.
+//!
+//! ```text
+//! GgufFile (mmap) -> ModelConfig (validated hyper-parameters) -> Weights (prepared for the
+//! kernels, borrowing the mapping) -> Session { KvCache }.forward(tokens) -> logits
+//! ```
+
+pub mod attention;
+pub mod config;
+pub mod forward;
+pub mod kv_cache;
+pub mod session;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bitnet_formats::GgufFile;
+
+pub use config::{Activation, Arch, ModelConfig, RopeStyle};
+pub use session::{forward_batch, Session};
+
+use attention::Rope;
+use weights::Weights;
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Context length for new sessions; the model's training context when `None`.
+    pub n_ctx: Option<usize>,
+    /// Worker threads for the matmuls; all cores when `None`.
+    pub threads: Option<usize>,
+}
+
+/// A loaded model: the mapped file, its validated configuration and prepared weights.
+pub struct Model {
+    // Declared before `file` so it is dropped first: the weights borrow the file's bytes.
+    weights: Weights<'static>,
+    config: ModelConfig,
+    rope: Rope,
+    n_ctx: usize,
+    file: Arc<GgufFile>,
+    path: PathBuf,
+}
+
+impl Model {
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
+        let file = GgufFile::open(path)
+            .with_context(|| format!("cannot load model {}", path.display()))?;
+        Self::from_gguf(file, opts)
+    }
+
+    /// Builds a model from an opened GGUF (also used with in-memory files in tests).
+    pub fn from_gguf(file: GgufFile, opts: &LoadOptions) -> Result<Model> {
+        let path = file.path().to_path_buf();
+        let config = ModelConfig::from_gguf(file.metadata(), file.tensors())
+            .with_context(|| format!("{}: invalid model", path.display()))?;
+        if let Some(t) = opts.threads {
+            bitnet_kernels::set_threads(t);
+        }
+        let file = Arc::new(file);
+        // SAFETY: the tensor bytes live in the file's mapping (or heap buffer), which does not
+        // move when the `GgufFile` value moves and is never written. `file` is kept in the
+        // same `Model` and dropped after `weights` (field order), so the borrow never dangles,
+        // and the `'static` lifetime never escapes: accessors hand out `&self`-bound references.
+        let file_ref: &'static GgufFile = unsafe { &*Arc::as_ptr(&file) };
+        let weights = Weights::load(file_ref, &config)?;
+        let n_ctx = match opts.n_ctx {
+            Some(0) => anyhow::bail!("context length must be at least 1"),
+            Some(n) => n,
+            None => config.n_ctx_train,
+        };
+        let rope = Rope::new(config.rope_style, config.n_rot, config.rope_base);
+        Ok(Model {
+            weights,
+            config,
+            rope,
+            n_ctx,
+            file,
+            path,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn gguf(&self) -> &GgufFile {
+        &self.file
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The context length new sessions get by default (`-c`, else the training context).
+    pub fn default_n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    pub fn new_session(&self, n_ctx: usize) -> Session<'_> {
+        Session::new(self, n_ctx.max(1))
+    }
+}

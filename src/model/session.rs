@@ -1,0 +1,184 @@
+//! A session: one token sequence and its KV cache, evaluated against a loaded [`Model`].
+
+use anyhow::{bail, ensure, Result};
+use bitnet_kernels::dense_matmul;
+
+use super::forward::{forward, SeqSlot};
+use super::kv_cache::KvCache;
+use super::Model;
+
+/// Prompts are processed in slices of this many tokens, which bounds the scratch memory
+/// (`n · n_ff` floats per buffer) while keeping the matmuls mat-mat.
+const MAX_BATCH: usize = 512;
+
+pub struct Session<'m> {
+    model: &'m Model,
+    cache: KvCache,
+    tokens: Vec<u32>,
+}
+
+impl<'m> Session<'m> {
+    pub(super) fn new(model: &'m Model, n_ctx: usize) -> Self {
+        let cfg = model.config();
+        Session {
+            model,
+            cache: KvCache::new(cfg.n_layer, cfg.kv_dim(), n_ctx),
+            tokens: Vec::new(),
+        }
+    }
+
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// Tokens evaluated so far (their keys and values are cached).
+    pub fn n_past(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.cache.n_ctx()
+    }
+
+    /// The evaluated tokens, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets everything after the first `n` tokens (keeps a shared prefix for reuse).
+    pub fn truncate(&mut self, n: usize) {
+        self.cache.truncate(n);
+        self.tokens.truncate(self.cache.len());
+    }
+
+    /// Appends `tokens` and returns the logits after the last one.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let hidden = self.eval(tokens)?;
+        let d = self.model.config().n_embd;
+        Ok(self.model.logits(&hidden[hidden.len() - d..], 1))
+    }
+
+    /// Appends `tokens` and returns the logits after every one of them (`n · n_vocab`).
+    pub fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let hidden = self.eval(tokens)?;
+        Ok(self.model.logits(&hidden, tokens.len()))
+    }
+
+    /// Mean of the final (normalised) hidden states of `tokens`, evaluated in a fresh context;
+    /// this session's own state is left untouched.
+    pub fn embed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut scratch = Session::new(self.model, self.n_ctx());
+        let hidden = scratch.eval(tokens)?;
+        let d = self.model.config().n_embd;
+        let mut mean = vec![0.0f32; d];
+        for row in hidden.chunks_exact(d) {
+            mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
+        }
+        let n = tokens.len() as f32;
+        mean.iter_mut().for_each(|m| *m /= n);
+        Ok(mean)
+    }
+
+    /// Runs the layers over `tokens`, returning the final hidden states of all of them.
+    fn eval(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        ensure!(
+            !tokens.is_empty(),
+            "nothing to evaluate: the token list is empty"
+        );
+        self.check_room(tokens.len())?;
+        self.model.check_ids(tokens)?;
+        let d = self.model.config().n_embd;
+        let mut hidden = Vec::with_capacity(tokens.len() * d);
+        for chunk in tokens.chunks(MAX_BATCH) {
+            let mut slot = [SeqSlot {
+                cache: &mut self.cache,
+                n_tokens: chunk.len(),
+            }];
+            let m = self.model;
+            hidden.extend(forward(&m.weights, &m.config, &m.rope, chunk, &mut slot));
+            self.tokens.extend_from_slice(chunk);
+        }
+        Ok(hidden)
+    }
+
+    fn check_room(&self, n: usize) -> Result<()> {
+        if self.n_past() + n > self.n_ctx() {
+            if self.n_past() == 0 {
+                bail!(
+                    "the prompt has {n} tokens but the context holds only {}",
+                    self.n_ctx()
+                );
+            }
+            bail!(
+                "context full: {} tokens already evaluated, {n} more do not fit in a context of {}",
+                self.n_past(),
+                self.n_ctx()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One decode step for several sessions of the same model at once: `tokens[i]` is appended to
+/// `sessions[i]`. The matmuls run once over all of them. Returns each session's logits.
+pub fn forward_batch(sessions: &mut [&mut Session<'_>], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    ensure!(
+        sessions.len() == tokens.len(),
+        "forward_batch: {} sessions but {} tokens",
+        sessions.len(),
+        tokens.len()
+    );
+    let Some(first) = sessions.first() else {
+        return Ok(Vec::new());
+    };
+    let model = first.model;
+    for s in sessions.iter() {
+        ensure!(
+            std::ptr::eq(s.model, model),
+            "forward_batch: sessions belong to different models"
+        );
+        s.check_room(1)?;
+    }
+    model.check_ids(tokens)?;
+    let hidden = {
+        let mut slots: Vec<SeqSlot> = sessions
+            .iter_mut()
+            .map(|s| SeqSlot {
+                cache: &mut s.cache,
+                n_tokens: 1,
+            })
+            .collect();
+        forward(
+            &model.weights,
+            &model.config,
+            &model.rope,
+            tokens,
+            &mut slots,
+        )
+    };
+    for (s, &t) in sessions.iter_mut().zip(tokens) {
+        s.tokens.push(t);
+    }
+    let logits = model.logits(&hidden, tokens.len());
+    Ok(logits
+        .chunks_exact(model.config().n_vocab)
+        .map(|c| c.to_vec())
+        .collect())
+}
+
+impl Model {
+    /// Applies the LM head to `n` final hidden states.
+    pub(super) fn logits(&self, hidden: &[f32], n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n * self.config.n_vocab];
+        dense_matmul(self.weights.head(), hidden, n, &mut out);
+        out
+    }
+
+    pub(super) fn check_ids(&self, tokens: &[u32]) -> Result<()> {
+        let n_vocab = self.config.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            bail!("token id {bad} is out of range (vocabulary size {n_vocab})");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! The model's tensors, prepared once at load time for the kernels.
+//!
+//! Ternary projections become `TernaryMatrix` (zero-copy when the file layout is the
+//! kernel's); anything else (F32/F16 "ternary-scaled" matrices, embeddings, the head) becomes
+//! a `DenseMatrix`. Both borrow from the mapped file.
+
+use anyhow::{bail, Context, Result};
+use bitnet_formats::{GgufFile, TensorInfo, TensorType};
+use bitnet_kernels::{
+    dense_matmul, ternary_matmul, DenseMatrix, I2sLayout, QuantizedActs, TernaryFormat,
+    TernaryMatrix,
+};
+
+use super::config::ModelConfig;
+
+/// One BitLinear projection: `y = W · dequant(quant_int8(x))`, times an optional per-tensor
+/// scale (`blk.N.<proj>.scale`).
+pub struct Linear<'a> {
+    kind: LinearKind<'a>,
+    scale: Option<f32>,
+    rows: usize,
+}
+
+enum LinearKind<'a> {
+    Ternary(TernaryMatrix<'a>),
+    /// Weights stored as floats (already ternary-scaled by the converter). The activations are
+    /// still quantised to int8 first, exactly as transformers' BitLinear does.
+    Dense(DenseMatrix<'a>),
+}
+
+impl<'a> Linear<'a> {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_ternary(&self) -> bool {
+        matches!(self.kind, LinearKind::Ternary(_))
+    }
+
+    /// `out` gets `acts.n_tokens · rows` values. `dequant` is scratch for the dense path.
+    pub fn forward(&self, acts: &QuantizedActs, dequant: &mut Vec<f32>, out: &mut [f32]) {
+        match &self.kind {
+            LinearKind::Ternary(w) => ternary_matmul(w, acts, out),
+            LinearKind::Dense(w) => {
+                dequant.clear();
+                for t in 0..acts.n_tokens {
+                    let s = acts.scale[t];
+                    dequant.extend(acts.q[t * acts.k..][..acts.k].iter().map(|&q| q as f32 / s));
+                }
+                dense_matmul(w, dequant, acts.n_tokens, out);
+            }
+        }
+        if let Some(s) = self.scale {
+            out.iter_mut().for_each(|v| *v *= s);
+        }
+    }
+}
+
+pub struct LayerWeights<'a> {
+    pub attn_norm: Vec<f32>,
+    pub wq: Linear<'a>,
+    pub wk: Linear<'a>,
+    pub wv: Linear<'a>,
+    pub attn_sub_norm: Option<Vec<f32>>,
+    pub wo: Linear<'a>,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Linear<'a>,
+    pub w_up: Linear<'a>,
+    pub ffn_sub_norm: Option<Vec<f32>>,
+    pub w_down: Linear<'a>,
+}
+
+pub struct Weights<'a> {
+    pub token_embd: DenseMatrix<'a>,
+    pub output_norm: Vec<f32>,
+    /// `None`: the head is `token_embd` (tied).
+    pub output: Option<DenseMatrix<'a>>,
+    pub layers: Vec<LayerWeights<'a>>,
+}
+
+impl<'a> Weights<'a> {
+    /// Prepares every tensor the graph needs. The config was validated against the shapes.
+    pub fn load(file: &'a GgufFile, cfg: &ModelConfig) -> Result<Self> {
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let name = |s: &str| format!("blk.{l}.{s}.weight");
+            let sub_norm = |s: &str| -> Result<Option<Vec<f32>>> {
+                if cfg.sub_norms {
+                    Ok(Some(vector(file, &name(s))?))
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(LayerWeights {
+                attn_norm: vector(file, &name("attn_norm"))?,
+                wq: linear(file, l, "attn_q")?,
+                wk: linear(file, l, "attn_k")?,
+                wv: linear(file, l, "attn_v")?,
+                attn_sub_norm: sub_norm("attn_sub_norm")?,
+                wo: linear(file, l, "attn_output")?,
+                ffn_norm: vector(file, &name("ffn_norm"))?,
+                w_gate: linear(file, l, "ffn_gate")?,
+                w_up: linear(file, l, "ffn_up")?,
+                ffn_sub_norm: sub_norm("ffn_sub_norm")?,
+                w_down: linear(file, l, "ffn_down")?,
+            });
+        }
+        Ok(Weights {
+            token_embd: dense(file, tensor(file, "token_embd.weight")?)?,
+            output_norm: vector(file, "output_norm.weight")?,
+            output: if cfg.tied_output {
+                None
+            } else {
+                Some(dense(file, tensor(file, "output.weight")?)?)
+            },
+            layers,
+        })
+    }
+
+    /// The LM head: `output.weight`, or the embedding when tied.
+    pub fn head(&self) -> &DenseMatrix<'a> {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+}
+
+fn tensor<'f>(file: &'f GgufFile, name: &str) -> Result<&'f TensorInfo> {
+    file.tensor(name)
+        .with_context(|| format!("{}: tensor '{name}' is missing", file.path().display()))
+}
+
+fn dims(t: &TensorInfo) -> (usize, usize) {
+    (t.rows() as usize, t.cols() as usize)
+}
+
+fn dense<'f>(file: &'f GgufFile, t: &TensorInfo) -> Result<DenseMatrix<'f>> {
+    let (rows, cols) = dims(t);
+    DenseMatrix::new(t.ty, file.tensor_data(t), rows, cols).with_context(|| {
+        format!(
+            "{}: tensor '{}' ({})",
+            file.path().display(),
+            t.name,
+            t.ty.name()
+        )
+    })
+}
+
+/// A 1-D tensor (norm weights) as f32, whatever its stored type.
+fn vector(file: &GgufFile, name: &str) -> Result<Vec<f32>> {
+    let t = tensor(file, name)?;
+    let n = t.n_elements() as usize;
+    let m = DenseMatrix::new(t.ty, file.tensor_data(t), 1, n).with_context(|| {
+        format!(
+            "{}: tensor '{name}' ({})",
+            file.path().display(),
+            t.ty.name()
+        )
+    })?;
+    let mut out = vec![0.0; n];
+    m.row_to_f32(0, &mut out);
+    Ok(out)
+}
+
+/// The ternary payload layout of a stored type, where the file alone determines it.
+pub fn ternary_format(ty: TensorType) -> Option<TernaryFormat> {
+    match ty {
+        // Published files use the x86 layout; nothing in the file records another one.
+        TensorType::I2_S => Some(TernaryFormat::I2s(I2sLayout::X86)),
+        TensorType::TQ1_0 => Some(TernaryFormat::Tq1_0),
+        TensorType::TQ2_0 => Some(TernaryFormat::Tq2_0),
+        _ => None,
+    }
+}
+
+fn linear<'f>(file: &'f GgufFile, layer: usize, proj: &str) -> Result<Linear<'f>> {
+    let name = format!("blk.{layer}.{proj}.weight");
+    let t = tensor(file, &name)?;
+    let (rows, cols) = dims(t);
+    let path = file.path().display();
+    let kind = if t.ty.is_ternary() {
+        let Some(fmt) = ternary_format(t.ty) else {
+            bail!(
+                "{path}: tensor '{name}' is {}, whose tile parameters are not stored in the file; \
+                 transcode it to I2_S or TQ2_0 with `bitnet-gguf quantize`",
+                t.ty.name()
+            );
+        };
+        LinearKind::Ternary(
+            TernaryMatrix::new(&fmt, file.tensor_data(t), rows, cols)
+                .with_context(|| format!("{path}: tensor '{name}' ({})", t.ty.name()))?,
+        )
+    } else {
+        LinearKind::Dense(dense(file, t)?)
+    };
+    let scale = match file.tensor(&format!("blk.{layer}.{proj}.scale")) {
+        None => None,
+        Some(s) if s.n_elements() == 1 => Some(vector(file, &s.name)?[0]),
+        Some(s) => bail!(
+            "{path}: tensor '{}' should hold one value, has {}",
+            s.name,
+            s.n_elements()
+        ),
+    };
+    Ok(Linear { kind, scale, rows })
+}
