@@ -5,5 +5,6 @@ pub mod chat;
 pub mod cli;
 pub mod model;
 pub mod sampler;
+pub mod server;
 pub mod store;
 pub mod tokenizer;

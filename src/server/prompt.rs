@@ -1,0 +1,147 @@
+//! From a request to tokens: model resolution, option merging (engine defaults < Modelfile
+//! `PARAMETER`s < request `options`), chat rendering with the model's template or a Modelfile
+//! `TEMPLATE`, and tokenisation.
+
+use serde_json::{Map, Value};
+
+use super::backend::{ChatTurn, TextModel};
+use super::gotemplate;
+use super::http::ApiError;
+use super::models::ResolvedModel;
+use super::options::RunOptions;
+use super::AppState;
+use crate::store::ModelName;
+
+pub fn resolve(state: &AppState, name: &str) -> Result<ResolvedModel, ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    if let Some((alias, path)) = &state.config.default_model {
+        let same = alias == name
+            || matches!((ModelName::parse(alias), ModelName::parse(name)), (Ok(a), Ok(b)) if a.same_as(&b));
+        if same {
+            return Ok(ResolvedModel::file(name, path));
+        }
+    }
+    match state.store.open(name) {
+        Ok(Some(e)) => Ok(ResolvedModel {
+            name: name.to_string(),
+            path: e.model_path.clone(),
+            digest: e.digest.clone(),
+            entry: Some(e),
+        }),
+        Ok(None) | Err(_) => Err(ApiError::model_not_found(name)),
+    }
+}
+
+/// Options for one request. `openai` switches the base to OpenAI's semantics (temperature and
+/// top_p 1.0 when absent).
+pub fn run_options(
+    model: &ResolvedModel,
+    text: &dyn TextModel,
+    request: Option<&Map<String, Value>>,
+    openai: bool,
+) -> Result<RunOptions, ApiError> {
+    let mut o = RunOptions::ollama_defaults();
+    o.stop = text.default_stops();
+    if openai {
+        o.sampling.temperature = 1.0;
+        o.sampling.top_p = 1.0;
+    }
+    if let Some(e) = &model.entry {
+        let mut params = e.params.clone();
+        if openai {
+            params.remove("temperature");
+            params.remove("top_p");
+        }
+        o.apply(&params).map_err(ApiError::bad_request)?;
+        o.stop_given = false;
+    }
+    if let Some(r) = request {
+        o.apply(r).map_err(ApiError::bad_request)?;
+    }
+    Ok(o)
+}
+
+/// Renders a conversation: the Modelfile's `MESSAGE`s first, its `SYSTEM` when the request has
+/// no system message, through its `TEMPLATE` (Go) or else the model's own chat template.
+pub fn render_chat(
+    model: &ResolvedModel,
+    text: &dyn TextModel,
+    request: &[ChatTurn],
+) -> Result<String, ApiError> {
+    let mut msgs: Vec<ChatTurn> = Vec::new();
+    let entry = model.entry.as_ref();
+    let has_system = request.first().is_some_and(|m| m.role == "system");
+    if let Some(sys) = entry.and_then(|e| e.system.clone()) {
+        if !has_system {
+            msgs.push(ChatTurn {
+                role: "system".into(),
+                content: sys,
+            });
+        }
+    }
+    if let Some(e) = entry {
+        msgs.extend(e.messages.iter().map(|m| ChatTurn {
+            role: m.role.clone(),
+            content: m.content.clone(),
+        }));
+    }
+    msgs.extend(request.iter().cloned());
+    render_messages(model, text, &msgs)
+}
+
+pub fn render_messages(
+    model: &ResolvedModel,
+    text: &dyn TextModel,
+    msgs: &[ChatTurn],
+) -> Result<String, ApiError> {
+    match model.entry.as_ref().and_then(|e| e.template.as_deref()) {
+        Some(t) if gotemplate::looks_like_jinja(t) => text
+            .render_template(t, msgs)
+            .map_err(|e| ApiError::bad_request(format!("template error: {e:#}"))),
+        Some(t) => gotemplate::render_chat(t, msgs)
+            .map_err(|e| ApiError::bad_request(format!("template error: {e}"))),
+        None => text
+            .render_chat(msgs)
+            .map_err(|e| ApiError::bad_request(format!("template error: {e:#}"))),
+    }
+}
+
+/// Tokenises a rendered prompt, adding BOS when the tokenizer wants it and the text does not
+/// already start with it.
+pub fn tokenize_prompt(text: &dyn TextModel, prompt: &str) -> Result<Vec<u32>, ApiError> {
+    let starts_with_bos = text
+        .bos_text()
+        .is_some_and(|b| !b.is_empty() && prompt.starts_with(&b));
+    text.tokenize(prompt, text.add_bos_default() && !starts_with_bos)
+        .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e:#}")))
+}
+
+/// Message content as text: a string, or OpenAI content parts (text parts concatenated).
+pub fn content_text(v: &Value) -> Result<String, ApiError> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut s = String::new();
+            for p in parts {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") | Some("input_text") => {
+                        s.push_str(p.get("text").and_then(Value::as_str).unwrap_or(""))
+                    }
+                    Some(other) => {
+                        return Err(ApiError::bad_request(format!(
+                            "content part type '{other}' is not supported"
+                        )))
+                    }
+                    None => return Err(ApiError::bad_request("content part without a type")),
+                }
+            }
+            Ok(s)
+        }
+        _ => Err(ApiError::bad_request(
+            "message content must be a string or an array of parts",
+        )),
+    }
+}

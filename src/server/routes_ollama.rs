@@ -1,0 +1,512 @@
+//! Ollama's inference endpoints: `/api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::backend::ChatTurn;
+use super::http::{now_rfc3339, ok_json, parse_body, ApiError};
+use super::models::ResolvedModel;
+use super::options::{parse_keep_alive, KeepAlive};
+use super::prompt;
+use super::scheduler::{Done, Event, Finish, WorkerHandle};
+use super::stream::{self, Started};
+use super::{AppState, SharedState};
+
+#[derive(Deserialize, Default)]
+pub struct GenerateRequest {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub context: Option<Vec<u32>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub raw: bool,
+    #[serde(default)]
+    pub format: Option<Value>,
+    #[serde(default)]
+    pub options: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub keep_alive: Option<Value>,
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
+    #[serde(default)]
+    pub think: Option<Value>,
+}
+
+#[derive(Deserialize)]
+pub struct InMessage {
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub content: Value,
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub messages: Vec<InMessage>,
+    #[serde(default)]
+    pub tools: Option<Vec<Value>>,
+    #[serde(default)]
+    pub format: Option<Value>,
+    #[serde(default)]
+    pub options: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub keep_alive: Option<Value>,
+    #[serde(default)]
+    pub think: Option<Value>,
+}
+
+pub fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => parse_keep_alive(v).map(Some).map_err(ApiError::bad_request),
+    }
+}
+
+fn check_common(
+    name: &str,
+    format: &Option<Value>,
+    think: &Option<Value>,
+    images: bool,
+) -> Result<(), ApiError> {
+    if images {
+        return Err(ApiError::bad_request(format!(
+            "\"{name}\" does not support images"
+        )));
+    }
+    if think
+        .as_ref()
+        .is_some_and(|t| t.as_bool() == Some(true) || t.is_string())
+    {
+        return Err(ApiError::bad_request(format!(
+            "\"{name}\" does not support thinking"
+        )));
+    }
+    match format {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.is_empty() || s == "json" => Ok(()),
+        Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!("invalid format: {other}"))),
+    }
+}
+
+/// Metrics of the final object; Ollama omits zero values.
+pub fn metrics_fields(obj: &mut Map<String, Value>, done: &Done, load_ns: u64, t0: Instant) {
+    let mut put = |k: &str, v: u64| {
+        if v > 0 {
+            obj.insert(k.into(), json!(v));
+        }
+    };
+    put("total_duration", t0.elapsed().as_nanos() as u64);
+    put("load_duration", load_ns);
+    put("prompt_eval_count", done.prompt_tokens as u64);
+    put("prompt_eval_duration", done.prompt_ns);
+    put("eval_count", done.eval_tokens as u64);
+    put("eval_duration", done.eval_ns);
+}
+
+pub fn done_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
+
+/// Load-only / unload-only replies for empty prompts and message lists.
+async fn load_or_unload(
+    state: &AppState,
+    model: &ResolvedModel,
+    ka: Option<KeepAlive>,
+    chat: bool,
+) -> Result<Response, ApiError> {
+    let reason = if ka == Some(KeepAlive::For(std::time::Duration::ZERO)) {
+        state.models.unload(&model.path);
+        "unload"
+    } else {
+        state.models.acquire(state, model, ka).await?;
+        "load"
+    };
+    let mut v = json!({"model": model.name, "created_at": now_rfc3339(), "done": true, "done_reason": reason});
+    if chat {
+        v["message"] = json!({"role": "assistant", "content": ""});
+    } else {
+        v["response"] = json!("");
+    }
+    Ok(ok_json(v))
+}
+
+pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let req: GenerateRequest = parse_body(&body)?;
+    let model = prompt::resolve(&state, &req.model)?;
+    check_common(
+        &req.model,
+        &req.format,
+        &req.think,
+        req.images.as_ref().is_some_and(|i| !i.is_empty()),
+    )?;
+    let ka = keep_alive(&req.keep_alive)?;
+    if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
+        return Err(ApiError::bad_request(
+            "raw mode does not support template, system, or context",
+        ));
+    }
+    if req.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "\"{}\" does not support insert",
+            req.model
+        )));
+    }
+    let text_prompt = req.prompt.clone().unwrap_or_default();
+    if text_prompt.is_empty() && req.context.as_ref().is_none_or(|c| c.is_empty()) {
+        return load_or_unload(&state, &model, ka, false).await;
+    }
+    let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
+    let text = handle.text.clone();
+    let opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
+    let tokens = if req.raw {
+        prompt::tokenize_prompt(&*text, &text_prompt)?
+    } else {
+        let mut turns = Vec::new();
+        let system = req
+            .system
+            .clone()
+            .or_else(|| model.entry.as_ref().and_then(|e| e.system.clone()));
+        if let Some(s) = system {
+            turns.push(ChatTurn {
+                role: "system".into(),
+                content: s,
+            });
+        }
+        turns.push(ChatTurn {
+            role: "user".into(),
+            content: text_prompt,
+        });
+        let rendered = match &req.template {
+            Some(t) if !t.is_empty() => super::gotemplate::render_chat(t, &turns)
+                .map_err(|e| ApiError::bad_request(format!("template error: {e}")))?,
+            _ => prompt::render_messages(&model, &*text, &turns)?,
+        };
+        match &req.context {
+            Some(ctx) if !ctx.is_empty() => {
+                let mut t = ctx.clone();
+                t.extend(
+                    text.tokenize(&rendered, false)
+                        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+                );
+                t
+            }
+            _ => prompt::tokenize_prompt(&*text, &rendered)?,
+        }
+    };
+    let ka_final = ka.unwrap_or(state.config.keep_alive);
+    let started = stream::start(&state, &model, &handle, tokens, &opts, load_ns, t0).await?;
+    let with_context = !req.raw;
+    if req.stream == Some(false) {
+        let prompt_tokens = started.prompt.clone();
+        let r = stream::collect(started).await;
+        stream::release(&state, &model, ka_final);
+        let (text, done) = r?;
+        return Ok(ok_json(generate_final(
+            &model.name,
+            text,
+            &done,
+            load_ns,
+            t0,
+            with_context.then_some(&prompt_tokens),
+        )));
+    }
+    Ok(stream_generate(
+        state.clone(),
+        model,
+        started,
+        ka_final,
+        with_context,
+    ))
+}
+
+fn generate_final(
+    name: &str,
+    text: String,
+    done: &Done,
+    load_ns: u64,
+    t0: Instant,
+    prompt: Option<&Vec<u32>>,
+) -> Value {
+    let mut o = Map::new();
+    o.insert("model".into(), json!(name));
+    o.insert("created_at".into(), json!(now_rfc3339()));
+    o.insert("response".into(), json!(text));
+    o.insert("done".into(), json!(true));
+    o.insert("done_reason".into(), json!(done_reason(done.finish)));
+    if let Some(p) = prompt {
+        let mut ctx = p.clone();
+        ctx.extend(&done.tokens);
+        o.insert("context".into(), json!(ctx));
+    }
+    metrics_fields(&mut o, done, load_ns, t0);
+    Value::Object(o)
+}
+
+fn stream_generate(
+    state: SharedState,
+    model: ResolvedModel,
+    s: Started,
+    ka: KeepAlive,
+    with_context: bool,
+) -> Response {
+    let (load_ns, t0, prompt_tokens) = (s.load_ns, s.t0, s.prompt.clone());
+    let name = model.name.clone();
+    let body = stream::body(s, move |ev| match ev {
+        Event::Text(t) => stream::line(
+            &json!({"model": name, "created_at": now_rfc3339(), "response": t, "done": false}),
+        ),
+        Event::Done(d) => {
+            stream::release(&state, &model, ka);
+            stream::line(&generate_final(
+                &name,
+                String::new(),
+                &d,
+                load_ns,
+                t0,
+                with_context.then_some(&prompt_tokens),
+            ))
+        }
+        Event::Error(e) => {
+            stream::release(&state, &model, ka);
+            stream::line(&json!({ "error": e }))
+        }
+    });
+    stream::ndjson_response(body)
+}
+
+pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let req: ChatRequest = parse_body(&body)?;
+    let model = prompt::resolve(&state, &req.model)?;
+    let images = req
+        .messages
+        .iter()
+        .any(|m| m.images.as_ref().is_some_and(|i| !i.is_empty()));
+    check_common(&req.model, &req.format, &req.think, images)?;
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "\"{}\" does not support tools",
+            req.model
+        )));
+    }
+    let ka = keep_alive(&req.keep_alive)?;
+    if req.messages.is_empty() {
+        return load_or_unload(&state, &model, ka, true).await;
+    }
+    let mut turns = Vec::new();
+    for m in &req.messages {
+        if !matches!(m.role.as_str(), "system" | "user" | "assistant" | "tool") {
+            return Err(ApiError::bad_request(format!(
+                "invalid message role '{}'",
+                m.role
+            )));
+        }
+        turns.push(ChatTurn {
+            role: m.role.clone(),
+            content: prompt::content_text(&m.content)?,
+        });
+    }
+    let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
+    let text = handle.text.clone();
+    let opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
+    let rendered = prompt::render_chat(&model, &*text, &turns)?;
+    let tokens = prompt::tokenize_prompt(&*text, &rendered)?;
+    let ka_final = ka.unwrap_or(state.config.keep_alive);
+    let started = stream::start(&state, &model, &handle, tokens, &opts, load_ns, t0).await?;
+    if req.stream == Some(false) {
+        let r = stream::collect(started).await;
+        stream::release(&state, &model, ka_final);
+        let (text, done) = r?;
+        return Ok(ok_json(chat_final(&model.name, text, &done, load_ns, t0)));
+    }
+    let name = model.name.clone();
+    let st = state.clone();
+    let body = stream::body(started, move |ev| match ev {
+        Event::Text(t) => stream::line(&json!({
+            "model": name, "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": t}, "done": false})),
+        Event::Done(d) => {
+            stream::release(&st, &model, ka_final);
+            stream::line(&chat_final(&name, String::new(), &d, load_ns, t0))
+        }
+        Event::Error(e) => {
+            stream::release(&st, &model, ka_final);
+            stream::line(&json!({ "error": e }))
+        }
+    });
+    Ok(stream::ndjson_response(body))
+}
+
+fn chat_final(name: &str, text: String, done: &Done, load_ns: u64, t0: Instant) -> Value {
+    let mut o = Map::new();
+    o.insert("model".into(), json!(name));
+    o.insert("created_at".into(), json!(now_rfc3339()));
+    o.insert(
+        "message".into(),
+        json!({"role": "assistant", "content": text}),
+    );
+    o.insert("done".into(), json!(true));
+    o.insert("done_reason".into(), json!(done_reason(done.finish)));
+    metrics_fields(&mut o, done, load_ns, t0);
+    Value::Object(o)
+}
+
+/// Embeds texts: tokenised, truncated to the context when `truncate` (default), mean-pooled,
+/// L2-normalised. Returns the vectors and the prompt token count.
+pub async fn embed_texts(
+    handle: &WorkerHandle,
+    inputs: &[String],
+    truncate: bool,
+    dimensions: Option<usize>,
+) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    let text = handle.text.clone();
+    let n_ctx = handle.config.n_ctx;
+    let mut all = Vec::new();
+    let mut count = 0;
+    for s in inputs {
+        let mut t = prompt::tokenize_prompt(&*text, s)?;
+        if t.is_empty() {
+            return Err(ApiError::bad_request("cannot embed an empty input"));
+        }
+        if t.len() > n_ctx {
+            if !truncate {
+                return Err(ApiError::bad_request(
+                    "input exceeds maximum context length",
+                ));
+            }
+            t.truncate(n_ctx);
+        }
+        count += t.len();
+        all.push(t);
+    }
+    let mut vecs = handle
+        .embed(all)
+        .await
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    for v in &mut vecs {
+        if let Some(d) = dimensions.filter(|d| *d > 0 && *d < v.len()) {
+            v.truncate(d);
+        }
+        let norm = v
+            .iter()
+            .map(|x| (*x as f64) * (*x as f64))
+            .sum::<f64>()
+            .sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+        }
+    }
+    Ok((vecs, count))
+}
+
+#[derive(Deserialize)]
+struct EmbedRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+pub fn string_inputs(v: &Value) -> Result<Vec<String>, ApiError> {
+    match v {
+        Value::Null => Ok(vec![]),
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(String::from).ok_or_else(|| {
+                    ApiError::bad_request("input must be a string or a list of strings")
+                })
+            })
+            .collect(),
+        _ => Err(ApiError::bad_request(
+            "input must be a string or a list of strings",
+        )),
+    }
+}
+
+pub async fn embed(State(state): State<SharedState>, body: Bytes) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let req: EmbedRequest = parse_body(&body)?;
+    let model = prompt::resolve(&state, &req.model)?;
+    let ka = keep_alive(&req.keep_alive)?;
+    let inputs = string_inputs(&req.input)?;
+    let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
+    let (vecs, count) = if inputs.is_empty() {
+        (vec![], 0)
+    } else {
+        embed_texts(
+            &handle,
+            &inputs,
+            req.truncate.unwrap_or(true),
+            req.dimensions,
+        )
+        .await?
+    };
+    stream::release(&state, &model, ka.unwrap_or(state.config.keep_alive));
+    Ok(ok_json(json!({
+        "model": model.name, "embeddings": vecs,
+        "total_duration": t0.elapsed().as_nanos() as u64, "load_duration": load_ns, "prompt_eval_count": count
+    })))
+}
+
+#[derive(Deserialize)]
+struct LegacyEmbedRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: String,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+pub async fn embeddings(
+    State(state): State<SharedState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: LegacyEmbedRequest = parse_body(&body)?;
+    let model = prompt::resolve(&state, &req.model)?;
+    let ka = keep_alive(&req.keep_alive)?;
+    let (handle, _) = state.models.acquire(&state, &model, ka).await?;
+    if req.prompt.is_empty() {
+        return Ok(ok_json(json!({"embedding": []})));
+    }
+    let (mut vecs, _) = embed_texts(&handle, &[req.prompt], true, None).await?;
+    stream::release(&state, &model, ka.unwrap_or(state.config.keep_alive));
+    Ok(ok_json(
+        json!({"embedding": vecs.pop().unwrap_or_default()}),
+    ))
+}

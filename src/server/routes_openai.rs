@@ -1,0 +1,451 @@
+//! OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions`, `/v1/models`,
+//! `/v1/embeddings`. Errors use OpenAI's `{"error":{"message","type",…}}` shape.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::backend::ChatTurn;
+use super::http::{ok_json, parse_body, unix_secs, ApiError};
+use super::prompt;
+use super::routes_ollama::{embed_texts, string_inputs};
+use super::scheduler::{Done, Event, Finish};
+use super::stream;
+use super::SharedState;
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct Common {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    #[serde(default)]
+    max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    stop: Option<Value>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    // llama.cpp-style extras.
+    #[serde(default)]
+    top_k: Option<i64>,
+    #[serde(default)]
+    min_p: Option<f64>,
+    #[serde(default)]
+    repeat_penalty: Option<f64>,
+    #[serde(default)]
+    repeat_last_n: Option<i64>,
+}
+
+impl Common {
+    /// The request's sampling fields as an Ollama `options` object.
+    fn options(&self) -> Result<Map<String, Value>, ApiError> {
+        let mut o = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                o.insert(k.into(), v);
+            }
+        };
+        put(
+            "num_predict",
+            self.max_completion_tokens
+                .or(self.max_tokens)
+                .map(Value::from),
+        );
+        put("temperature", self.temperature.map(Value::from));
+        put("top_p", self.top_p.map(Value::from));
+        put("seed", self.seed.map(Value::from));
+        put("frequency_penalty", self.frequency_penalty.map(Value::from));
+        put("presence_penalty", self.presence_penalty.map(Value::from));
+        put("top_k", self.top_k.map(Value::from));
+        put("min_p", self.min_p.map(Value::from));
+        put("repeat_penalty", self.repeat_penalty.map(Value::from));
+        put("repeat_last_n", self.repeat_last_n.map(Value::from));
+        put("stop", self.stop.clone().filter(|v| !v.is_null()));
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad_request("only n = 1 is supported").openai());
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::bad_request(format!(
+                "\"{}\" does not support tools",
+                self.model
+            ))
+            .openai());
+        }
+        if let Some(rf) = &self.response_format {
+            match rf.get("type").and_then(Value::as_str) {
+                None | Some("text") | Some("json_object") | Some("json_schema") => {}
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid response_format type '{other}'"
+                    ))
+                    .openai())
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn finish_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
+
+fn usage(d: &Done) -> Value {
+    json!({"prompt_tokens": d.prompt_tokens, "completion_tokens": d.eval_tokens,
+           "total_tokens": d.prompt_tokens + d.eval_tokens,
+           "prompt_tokens_details": {"cached_tokens": d.cached_tokens}})
+}
+
+fn timings(d: &Done) -> Value {
+    let per_s = |n: usize, ns: u64| {
+        if ns == 0 {
+            0.0
+        } else {
+            n as f64 * 1e9 / ns as f64
+        }
+    };
+    let evaluated = d.prompt_tokens - d.cached_tokens;
+    json!({"cache_n": d.cached_tokens, "prompt_n": evaluated, "prompt_ms": d.prompt_ns as f64 / 1e6,
+           "prompt_per_second": per_s(evaluated, d.prompt_ns), "predicted_n": d.eval_tokens,
+           "predicted_ms": d.eval_ns as f64 / 1e6, "predicted_per_second": per_s(d.eval_tokens, d.eval_ns)})
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", super::options::random_seed())
+}
+
+enum Kind {
+    Chat,
+    Completion,
+}
+
+async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let v: Value = parse_body(&body).map_err(ApiError::openai)?;
+    let common: Common = serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")).openai())?;
+    let model = prompt::resolve(&state, &common.model).map_err(ApiError::openai)?;
+    let request_opts = common.options()?;
+    let (handle, load_ns) = state
+        .models
+        .acquire(&state, &model, None)
+        .await
+        .map_err(ApiError::openai)?;
+    let text = handle.text.clone();
+    let opts =
+        prompt::run_options(&model, &*text, Some(&request_opts), true).map_err(ApiError::openai)?;
+    let tokens = match kind {
+        Kind::Chat => {
+            let msgs = v
+                .get("messages")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if msgs.is_empty() {
+                return Err(ApiError::bad_request("[] is too short - 'messages'").openai());
+            }
+            let mut turns = Vec::new();
+            for m in &msgs {
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+                let role = if role == "developer" { "system" } else { role };
+                if !matches!(role, "system" | "user" | "assistant" | "tool") {
+                    return Err(
+                        ApiError::bad_request(format!("invalid message role '{role}'")).openai(),
+                    );
+                }
+                let content = prompt::content_text(m.get("content").unwrap_or(&Value::Null))
+                    .map_err(ApiError::openai)?;
+                turns.push(ChatTurn {
+                    role: role.into(),
+                    content,
+                });
+            }
+            let rendered = prompt::render_chat(&model, &*text, &turns).map_err(ApiError::openai)?;
+            prompt::tokenize_prompt(&*text, &rendered).map_err(ApiError::openai)?
+        }
+        Kind::Completion => {
+            let p = match v.get("prompt") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+                    a[0].as_str().unwrap().to_string()
+                }
+                Some(Value::Array(_)) => {
+                    return Err(
+                        ApiError::bad_request("only a single prompt string is supported").openai(),
+                    )
+                }
+                _ => return Err(ApiError::bad_request("prompt is required").openai()),
+            };
+            if p.is_empty() {
+                return Err(ApiError::bad_request("prompt is empty").openai());
+            }
+            prompt::tokenize_prompt(&*text, &p).map_err(ApiError::openai)?
+        }
+    };
+    let ka = state.config.keep_alive;
+    let started = stream::start(&state, &model, &handle, tokens, &opts, load_ns, t0)
+        .await
+        .map_err(ApiError::openai)?;
+    let id = new_id(match kind {
+        Kind::Chat => "chatcmpl",
+        Kind::Completion => "cmpl",
+    });
+    let created = unix_secs(std::time::SystemTime::now());
+    let name = model.name.clone();
+    if !common.stream {
+        let r = stream::collect(started).await;
+        stream::release(&state, &model, ka);
+        let (out, done) = r.map_err(ApiError::openai)?;
+        let choice = match kind {
+            Kind::Chat => {
+                json!({"index": 0, "message": {"role": "assistant", "content": out}, "logprobs": null,
+                                 "finish_reason": finish_reason(done.finish)})
+            }
+            Kind::Completion => {
+                json!({"index": 0, "text": out, "logprobs": null, "finish_reason": finish_reason(done.finish)})
+            }
+        };
+        let object = match kind {
+            Kind::Chat => "chat.completion",
+            Kind::Completion => "text_completion",
+        };
+        return Ok(ok_json(
+            json!({"id": id, "object": object, "created": created, "model": name,
+            "system_fingerprint": "fp_bitnet", "choices": [choice], "usage": usage(&done), "timings": timings(&done)}),
+        ));
+    }
+    let include_usage = common
+        .stream_options
+        .as_ref()
+        .is_some_and(|s| s.include_usage);
+    let chat = matches!(kind, Kind::Chat);
+    let object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let chunk = move |choices: Value| {
+        json!({"id": id, "object": object, "created": created, "model": name,
+               "system_fingerprint": "fp_bitnet", "choices": choices})
+    };
+    let st = state.clone();
+    let mut first = true;
+    let body = stream::body(started, move |ev| {
+        let mut out = String::new();
+        if chat && first {
+            out.push_str(&stream::sse(&chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+            )));
+        }
+        first = false;
+        match ev {
+            Event::Text(t) => {
+                let c = if chat {
+                    json!([{"index": 0, "delta": {"content": t}, "finish_reason": null}])
+                } else {
+                    json!([{"index": 0, "text": t, "logprobs": null, "finish_reason": null}])
+                };
+                out.push_str(&stream::sse(&chunk(c)));
+            }
+            Event::Done(d) => {
+                stream::release(&st, &model, ka);
+                let c = if chat {
+                    json!([{"index": 0, "delta": {}, "finish_reason": finish_reason(d.finish)}])
+                } else {
+                    json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": finish_reason(d.finish)}])
+                };
+                let mut last = chunk(c);
+                last["timings"] = timings(&d);
+                out.push_str(&stream::sse(&last));
+                if include_usage {
+                    let mut u = chunk(json!([]));
+                    u["usage"] = usage(&d);
+                    out.push_str(&stream::sse(&u));
+                }
+                out.push_str("data: [DONE]\n\n");
+            }
+            Event::Error(e) => {
+                stream::release(&st, &model, ka);
+                out.push_str(&stream::sse(
+                    &json!({"error": {"message": e, "type": "server_error", "param": null, "code": null}}),
+                ));
+            }
+        }
+        out
+    });
+    Ok(stream::sse_response(body))
+}
+
+pub async fn chat_completions(
+    State(state): State<SharedState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    complete(state, body, Kind::Chat).await
+}
+
+pub async fn completions(
+    State(state): State<SharedState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    complete(state, body, Kind::Completion).await
+}
+
+fn model_object(name: &str, modified: std::time::SystemTime, owner: &str) -> Value {
+    json!({"id": name, "object": "model", "created": unix_secs(modified), "owned_by": owner})
+}
+
+fn all_models(state: &SharedState) -> Vec<Value> {
+    let mut data = Vec::new();
+    if let Some((alias, _)) = &state.config.default_model {
+        data.push(model_object(alias, state.started, "bitnet-gguf"));
+    }
+    for e in state.store.list() {
+        data.push(model_object(
+            &e.name.to_string(),
+            e.modified,
+            &e.name.namespace,
+        ));
+    }
+    data
+}
+
+pub async fn models(State(state): State<SharedState>) -> Response {
+    ok_json(json!({"object": "list", "data": all_models(&state)}))
+}
+
+pub async fn model(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let m = prompt::resolve(&state, &id).map_err(ApiError::openai)?;
+    let modified = m.entry.as_ref().map_or(state.started, |e| e.modified);
+    let owner = m
+        .entry
+        .as_ref()
+        .map_or("bitnet-gguf".to_string(), |e| e.name.namespace.clone());
+    Ok(ok_json(model_object(&id, modified, &owner)))
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        s.push(T[(n >> 18) as usize & 63] as char);
+        s.push(T[(n >> 12) as usize & 63] as char);
+        s.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    s
+}
+
+pub async fn embeddings(
+    State(state): State<SharedState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: EmbeddingsRequest = parse_body(&body).map_err(ApiError::openai)?;
+    let base64_out = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(
+                ApiError::bad_request(format!("invalid encoding_format '{other}'")).openai(),
+            )
+        }
+    };
+    let model = prompt::resolve(&state, &req.model).map_err(ApiError::openai)?;
+    let inputs = string_inputs(&req.input).map_err(ApiError::openai)?;
+    if inputs.is_empty() {
+        return Err(ApiError::bad_request("input is required").openai());
+    }
+    let (handle, _) = state
+        .models
+        .acquire(&state, &model, None)
+        .await
+        .map_err(ApiError::openai)?;
+    let (vecs, count) = embed_texts(&handle, &inputs, true, req.dimensions)
+        .await
+        .map_err(ApiError::openai)?;
+    stream::release(&state, &model, state.config.keep_alive);
+    let data: Vec<Value> = vecs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let emb = if base64_out {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64(&bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "embedding": emb, "index": i})
+        })
+        .collect();
+    Ok(ok_json(
+        json!({"object": "list", "data": data, "model": model.name,
+        "usage": {"prompt_tokens": count, "total_tokens": count}}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
+}

@@ -1,0 +1,306 @@
+//! `create`: a GGUF file (or an existing model) plus Modelfile instructions become a named model.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::manifest::{self, ConfigV2, Layer, Manifest};
+use super::modelfile::Modelfile;
+use super::{expand_tilde, gguf_info, params, Message, ModelName, Store};
+
+#[derive(Clone, Debug, Default)]
+pub enum Base {
+    /// A GGUF file on disk.
+    File(PathBuf),
+    /// A blob already in our store (`sha256:<hex>`), as `/api/create`'s `files` gives it.
+    Blob(String),
+    /// An existing model, whose layers are inherited.
+    Model(String),
+    #[default]
+    None,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateSpec {
+    pub base: Base,
+    pub template: Option<String>,
+    pub system: Option<String>,
+    /// Merged over the base model's parameters.
+    pub parameters: Option<Map<String, Value>>,
+    pub messages: Option<Vec<Message>>,
+    pub license: Option<Vec<String>>,
+}
+
+impl CreateSpec {
+    /// `FROM` paths are relative to the Modelfile's directory; a path that does not exist is a
+    /// model name.
+    pub fn from_modelfile(mf: &Modelfile, dir: &Path) -> anyhow::Result<CreateSpec> {
+        if !mf.adapters.is_empty() {
+            anyhow::bail!("ADAPTER (LoRA) is not supported by this engine");
+        }
+        let p = expand_tilde(&mf.from);
+        let p = if p.is_relative() { dir.join(p) } else { p };
+        let base = if p.exists() {
+            if p.is_dir() {
+                anyhow::bail!(
+                    "FROM {}: a safetensors directory; convert it first with `bitnet-gguf convert`",
+                    mf.from
+                );
+            }
+            Base::File(p)
+        } else if ModelName::parse(&mf.from).is_ok() && !mf.from.ends_with(".gguf") {
+            Base::Model(mf.from.clone())
+        } else {
+            anyhow::bail!("FROM {}: no such file", mf.from);
+        };
+        let parameters = if mf.parameters.is_empty() {
+            None
+        } else {
+            Some(params::typed_parameters(&mf.parameters).map_err(anyhow::Error::msg)?)
+        };
+        Ok(CreateSpec {
+            base,
+            template: mf.template.clone(),
+            system: mf.system.clone(),
+            parameters,
+            messages: (!mf.messages.is_empty()).then(|| {
+                mf.messages
+                    .iter()
+                    .map(|(r, c)| Message {
+                        role: r.clone(),
+                        content: c.clone(),
+                    })
+                    .collect()
+            }),
+            license: (!mf.license.is_empty()).then(|| mf.license.clone()),
+        })
+    }
+}
+
+/// Checks option names and value types (for `/api/create`'s `parameters`).
+pub fn validate_parameters(p: &Map<String, Value>) -> anyhow::Result<()> {
+    for (k, v) in p {
+        let kind = params::kind_of(k).ok_or_else(|| anyhow::anyhow!("unknown parameter '{k}'"))?;
+        let ok = match kind {
+            params::Kind::Int => v.is_i64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+            params::Kind::Float => v.is_number(),
+            params::Kind::Bool => v.is_boolean(),
+            params::Kind::StringList => {
+                v.is_string()
+                    || v.as_array()
+                        .is_some_and(|a| a.iter().all(|x| x.is_string()))
+            }
+        };
+        if !ok {
+            anyhow::bail!("invalid value for parameter {k}: {v}");
+        }
+    }
+    Ok(())
+}
+
+fn add_layer(
+    store: &Store,
+    media: &str,
+    bytes: &[u8],
+    status: &mut dyn FnMut(&str),
+) -> anyhow::Result<Layer> {
+    let digest = format!("sha256:{}", manifest::sha256_hex(bytes));
+    let exists = manifest::blob_path(&store.root, &digest).is_some_and(|p| p.exists());
+    let layer = manifest::write_blob(&store.root, media, bytes)?;
+    status(&format!(
+        "{} layer {digest}",
+        if exists {
+            "using existing"
+        } else {
+            "creating new"
+        }
+    ));
+    Ok(layer)
+}
+
+pub fn create(
+    store: &Store,
+    name: &str,
+    spec: CreateSpec,
+    status: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let target = ModelName::parse(name)?;
+    status("gathering model components");
+    let mut inherited: Option<super::Entry> = None;
+    let (model_layer, model_path) = match &spec.base {
+        Base::None => anyhow::bail!("neither 'from' nor 'files' was specified"),
+        Base::File(path) => {
+            let (hex, size) = manifest::sha256_file(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let dst = manifest::import_file_blob(&store.root, path, &hex)?;
+            status(&format!("copying file sha256:{hex} 100%"));
+            (
+                Layer {
+                    media_type: manifest::MEDIA_MODEL.into(),
+                    digest: format!("sha256:{hex}"),
+                    size,
+                    from: None,
+                },
+                dst,
+            )
+        }
+        Base::Blob(digest) => {
+            let p = manifest::blob_path(&store.root, digest)
+                .ok_or_else(|| anyhow::anyhow!("invalid digest '{digest}'"))?;
+            let size = std::fs::metadata(&p)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "blob {digest} not found; upload it with POST /api/blobs/{digest}"
+                    )
+                })?
+                .len();
+            (
+                Layer {
+                    media_type: manifest::MEDIA_MODEL.into(),
+                    digest: digest.replacen('-', ":", 1),
+                    size,
+                    from: None,
+                },
+                p,
+            )
+        }
+        Base::Model(from) => {
+            let e = store
+                .open(from)?
+                .ok_or_else(|| anyhow::anyhow!("model '{from}' not found"))?;
+            let layer = e
+                .manifest
+                .layers
+                .iter()
+                .find(|l| l.media_type == manifest::MEDIA_MODEL)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("model '{from}' has no model layer"))?;
+            let hex = manifest::digest_hex(&layer.digest)
+                .ok_or_else(|| anyhow::anyhow!("bad digest"))?
+                .to_string();
+            let p = manifest::import_file_blob(&store.root, &e.model_path, &hex)?;
+            inherited = Some(e);
+            (layer, p)
+        }
+    };
+    status("parsing GGUF");
+    let summary = gguf_info::summarize_path(&model_path)
+        .map_err(|e| anyhow::anyhow!("{} is not a usable GGUF file: {e}", model_path.display()))?;
+    status(&format!("using existing layer {}", model_layer.digest));
+    let mut layers = vec![Layer {
+        from: None,
+        ..model_layer
+    }];
+
+    let template = spec
+        .template
+        .clone()
+        .or_else(|| inherited.as_ref().and_then(|e| e.template.clone()));
+    let system = spec
+        .system
+        .clone()
+        .or_else(|| inherited.as_ref().and_then(|e| e.system.clone()));
+    let mut params = inherited
+        .as_ref()
+        .map(|e| e.params.clone())
+        .unwrap_or_default();
+    if let Some(p) = &spec.parameters {
+        validate_parameters(p)?;
+        for (k, v) in p {
+            let v = if k == "stop" && v.is_string() {
+                Value::Array(vec![v.clone()])
+            } else {
+                v.clone()
+            };
+            params.insert(k.clone(), v);
+        }
+    }
+    let messages = spec
+        .messages
+        .clone()
+        .or_else(|| inherited.as_ref().map(|e| e.messages.clone()))
+        .unwrap_or_default();
+    let license = spec
+        .license
+        .clone()
+        .or_else(|| inherited.as_ref().map(|e| e.license.clone()))
+        .unwrap_or_default();
+
+    if let Some(t) = &template {
+        layers.push(add_layer(
+            store,
+            manifest::MEDIA_TEMPLATE,
+            t.as_bytes(),
+            status,
+        )?);
+    }
+    if let Some(s) = &system {
+        layers.push(add_layer(
+            store,
+            manifest::MEDIA_SYSTEM,
+            s.as_bytes(),
+            status,
+        )?);
+    }
+    if !params.is_empty() {
+        layers.push(add_layer(
+            store,
+            manifest::MEDIA_PARAMS,
+            Value::Object(params).to_string().as_bytes(),
+            status,
+        )?);
+    }
+    if !messages.is_empty() {
+        for m in &messages {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                anyhow::bail!(
+                    "message role must be system, user or assistant, not '{}'",
+                    m.role
+                );
+            }
+        }
+        layers.push(add_layer(
+            store,
+            manifest::MEDIA_MESSAGES,
+            serde_json::to_string(&messages)?.as_bytes(),
+            status,
+        )?);
+    }
+    for l in &license {
+        layers.push(add_layer(
+            store,
+            manifest::MEDIA_LICENSE,
+            l.as_bytes(),
+            status,
+        )?);
+    }
+    let config = ConfigV2 {
+        model_format: "gguf".into(),
+        model_family: summary.architecture.clone(),
+        model_families: Some(vec![summary.architecture.clone()]),
+        model_type: gguf_info::human_number(summary.parameter_count),
+        file_type: summary.file_type.clone(),
+        architecture: std::env::consts::ARCH
+            .replace("x86_64", "amd64")
+            .replace("aarch64", "arm64"),
+        os: std::env::consts::OS.into(),
+    };
+    let config_layer = manifest::write_blob(
+        &store.root,
+        manifest::CONFIG_MEDIA,
+        serde_json::to_string(&config)?.as_bytes(),
+    )?;
+    let m = Manifest {
+        schema_version: 2,
+        media_type: manifest::MANIFEST_MEDIA.into(),
+        config: config_layer,
+        layers,
+    };
+    status("writing manifest");
+    manifest::write_atomic(
+        &store.root.join(target.manifest_rel_path()),
+        serde_json::to_string(&m)?.as_bytes(),
+    )?;
+    status("success");
+    Ok(())
+}
