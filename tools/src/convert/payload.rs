@@ -1,0 +1,226 @@
+//! Producing the bytes of one output tensor from the checkpoint. Each function handles one
+//! tensor, so the writer can call them lazily and peak memory stays near one tensor.
+
+use bitnet_formats::codec::{
+    self, I2sLayout, TernaryFormat, TernaryScales, TernaryTensor, TlParams,
+};
+use bitnet_formats::TensorType;
+use half::f16;
+use rayon::prelude::*;
+
+use super::arch::{PlannedTensor, TensorRole};
+use super::error::ConvertError;
+use super::hf_config::HfConfig;
+use super::safetensors_input::{Checkpoint, Dtype, TensorView};
+use super::ternarise::{
+    absmean_ternarise, packed_scale, permute_rows_llama, unpack_packed, Ternary,
+};
+
+/// The storage of the ternary projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightType {
+    I2s(I2sLayout),
+    Tl1,
+    Tl2,
+    Tq1_0,
+    Tq2_0,
+    F16,
+    F32,
+}
+
+impl WeightType {
+    pub const NAMES: &'static [&'static str] = &[
+        "i2_s", "i2_s-arm", "tl1", "tl2", "tq1_0", "tq2_0", "f16", "f32",
+    ];
+
+    pub fn parse(s: &str) -> Option<WeightType> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "i2_s" | "i2s" | "i2_s-x86" => WeightType::I2s(I2sLayout::X86),
+            "i2_s-arm" | "i2s-arm" => WeightType::I2s(I2sLayout::Arm),
+            "tl1" => WeightType::Tl1,
+            "tl2" => WeightType::Tl2,
+            "tq1_0" => WeightType::Tq1_0,
+            "tq2_0" => WeightType::Tq2_0,
+            "f16" => WeightType::F16,
+            "f32" => WeightType::F32,
+            _ => return None,
+        })
+    }
+
+    pub fn tensor_type(self) -> TensorType {
+        match self {
+            WeightType::I2s(_) => TensorType::I2_S,
+            WeightType::Tl1 => TensorType::TL1,
+            WeightType::Tl2 => TensorType::TL2,
+            WeightType::Tq1_0 => TensorType::TQ1_0,
+            WeightType::Tq2_0 => TensorType::TQ2_0,
+            WeightType::F16 => TensorType::F16,
+            WeightType::F32 => TensorType::F32,
+        }
+    }
+
+    /// `general.file_type` (LLAMA_FTYPE) as the dialect of this output spells it (formats.md §2.4).
+    pub fn file_type(self) -> u32 {
+        match self {
+            WeightType::I2s(_) => 40,
+            WeightType::Tl1 => 38,
+            WeightType::Tl2 => 39,
+            WeightType::Tq1_0 => 36,
+            WeightType::Tq2_0 => 37,
+            WeightType::F16 => 1,
+            WeightType::F32 => 0,
+        }
+    }
+
+    /// The packed layout and its parameters for a `rows × cols` matrix, or `None` for floats.
+    pub fn ternary_format(
+        self,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<TernaryFormat>, ConvertError> {
+        Ok(Some(match self {
+            WeightType::I2s(l) => TernaryFormat::I2s(l),
+            WeightType::Tq1_0 => TernaryFormat::Tq1_0,
+            WeightType::Tq2_0 => TernaryFormat::Tq2_0,
+            WeightType::Tl1 => TernaryFormat::Tl1(tl_params(TensorType::TL1, rows, cols)?),
+            WeightType::Tl2 => TernaryFormat::Tl2(tl_params(TensorType::TL2, rows, cols)?),
+            WeightType::F16 | WeightType::F32 => return Ok(None),
+        }))
+    }
+}
+
+/// TL tile parameters for a shape: bitnet.cpp's shipped presets when the shape has one,
+/// otherwise the codec's automatic choice.
+pub fn tl_params(ty: TensorType, rows: usize, cols: usize) -> Result<TlParams, ConvertError> {
+    let r = match ty {
+        TensorType::TL1 => codec::tl_params::tl1_params_for(rows, cols),
+        _ => codec::tl_params::tl2_params_for(rows, cols),
+    };
+    r.map_err(|e| ConvertError::Options(format!("{ty} cannot hold a {rows}x{cols} matrix: {e}")))
+}
+
+/// Ternary codes and scale of a projection, after unpacking / ternarising and (for `llama`)
+/// the q/k row permutation.
+pub fn load_ternary(
+    t: &PlannedTensor,
+    cfg: &HfConfig,
+    ck: &Checkpoint,
+) -> Result<Ternary, ConvertError> {
+    let (rows, cols) = (t.rows(), t.cols());
+    let view = ck.require(&t.hf_name)?;
+    let mut tern = if t.packed {
+        let codes = unpack_packed(&t.hf_name, view.data, rows / 4, cols)?;
+        let scale_name = format!("{}_scale", t.hf_name);
+        let ws = ck.require(&scale_name)?.to_f32()?[0];
+        let scale = packed_scale(&scale_name, ws, cfg.weight_scale_rule)?;
+        Ternary {
+            rows,
+            cols,
+            codes,
+            scale,
+        }
+    } else {
+        let w = view.to_f32()?;
+        absmean_ternarise(&w, rows, cols)
+    };
+    if let TensorRole::Ternary {
+        permute_heads: Some(heads),
+    } = t.role
+    {
+        tern.codes = permute_rows_llama(&tern.codes, rows, cols, heads);
+    }
+    Ok(tern)
+}
+
+/// Encodes a ternary projection in the requested output type.
+pub fn ternary_payload(tern: Ternary, wt: WeightType, name: &str) -> Result<Vec<u8>, ConvertError> {
+    let Ternary {
+        rows,
+        cols,
+        codes,
+        scale,
+    } = tern;
+    match wt.ternary_format(rows, cols)? {
+        Some(fmt) => {
+            let t = TernaryTensor {
+                rows,
+                cols,
+                codes,
+                scales: TernaryScales::PerTensor(scale),
+            };
+            codec::encode_ternary(&fmt, &t)
+                .map_err(|e| ConvertError::Codec(format!("tensor {name}: {e}")))
+        }
+        None => {
+            let values: Vec<f32> = codes.par_iter().map(|&c| c as f32 * scale).collect();
+            Ok(floats_to_bytes(&values, wt.tensor_type()))
+        }
+    }
+}
+
+/// F32/F16 bytes of f32 values (round-to-nearest-even for f16).
+fn floats_to_bytes(values: &[f32], ty: TensorType) -> Vec<u8> {
+    match ty {
+        TensorType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        TensorType::F16 => {
+            let mut out = vec![0u8; values.len() * 2];
+            out.par_chunks_mut(1 << 17)
+                .zip(values.par_chunks(1 << 16))
+                .for_each(|(o, v)| {
+                    for (o, &v) in o.chunks_exact_mut(2).zip(v) {
+                        o.copy_from_slice(&f16::from_f32(v).to_le_bytes());
+                    }
+                });
+            out
+        }
+        _ => unreachable!("only F32/F16 ternary-scaled output"),
+    }
+}
+
+/// A full-precision tensor (embedding, head, norm) stored as `ty`. F16/F32/BF16 are converted
+/// chunk by chunk; block types go through the codec's reference quantizers.
+pub fn float_payload(
+    view: &TensorView,
+    ty: TensorType,
+    ne: &[u64],
+) -> Result<Vec<u8>, ConvertError> {
+    const CHUNK: usize = 1 << 16;
+    let n = view.n_elements();
+    let in_size = view.dtype.size();
+    match ty {
+        TensorType::BF16 if view.dtype == Dtype::BF16 => Ok(view.data.to_vec()),
+        TensorType::F16 if view.dtype == Dtype::F16 => Ok(view.data.to_vec()),
+        TensorType::F32 if view.dtype == Dtype::F32 => Ok(view.data.to_vec()),
+        TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+            let out_size = ty.block_bytes() as usize;
+            let mut out = vec![0u8; n * out_size];
+            let result: Result<(), ConvertError> = out
+                .par_chunks_mut(CHUNK * out_size)
+                .zip(view.data.par_chunks(CHUNK * in_size))
+                .try_for_each(|(o, src)| {
+                    let part = TensorView {
+                        data: src,
+                        shape: &[],
+                        ..*view
+                    };
+                    let mut tmp = vec![0f32; src.len() / in_size];
+                    part.to_f32_into(&mut tmp)?;
+                    for (o, &v) in o.chunks_exact_mut(out_size).zip(&tmp) {
+                        match ty {
+                            TensorType::F32 => o.copy_from_slice(&v.to_le_bytes()),
+                            TensorType::F16 => o.copy_from_slice(&f16::from_f32(v).to_le_bytes()),
+                            _ => o.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                        }
+                    }
+                    Ok(())
+                });
+            result?;
+            Ok(out)
+        }
+        _ => {
+            let values = view.to_f32()?;
+            codec::quantize(ty, &values, ne)
+                .map_err(|e| ConvertError::Codec(format!("tensor {}: {ty}: {e}", view.name)))
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Putting it together: metadata for the target dialect, lazily produced tensors, and an
+//! atomic write.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use bitnet_formats::codec::{meta, TernaryFormat};
+use bitnet_formats::{Dialect, GgufWriter, TensorSource, TensorType, Value};
+
+use super::arch::{plan_tensors, unused_tensors, PlannedTensor, TensorRole};
+use super::error::ConvertError;
+use super::hf_config::{HfConfig, ModelFamily};
+use super::payload::{float_payload, load_ternary, ternary_payload, WeightType};
+use super::safetensors_input::Checkpoint;
+use super::tokenizer_meta::{tokenizer_metadata, TokenizerInputs};
+
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// The Hugging Face checkpoint directory.
+    pub input_dir: PathBuf,
+    pub output: PathBuf,
+    /// Storage of the ternary projections.
+    pub weight_type: WeightType,
+    /// `token_embd` storage (default F16; F32 for an all-F32 output).
+    pub embed_type: Option<TensorType>,
+    /// `output` (separate head) storage, same default.
+    pub output_type: Option<TensorType>,
+    /// `general.name` (default: the checkpoint directory's name).
+    pub name: Option<String>,
+    /// Overwrite an existing output file.
+    pub force: bool,
+    /// llama.cpp pre-tokeniser name, when detection from `tokenizer.json` fails.
+    pub tokenizer_pre: Option<String>,
+}
+
+impl ConvertOptions {
+    pub fn new(input_dir: impl Into<PathBuf>, output: impl Into<PathBuf>) -> ConvertOptions {
+        ConvertOptions {
+            input_dir: input_dir.into(),
+            output: output.into(),
+            weight_type: WeightType::I2s(Default::default()),
+            embed_type: None,
+            output_type: None,
+            name: None,
+            force: false,
+            tokenizer_pre: None,
+        }
+    }
+}
+
+/// Progress events for a UI.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Start {
+        tensors: usize,
+        input_bytes: u64,
+    },
+    Tensor {
+        name: &'a str,
+        input_bytes: u64,
+        output_bytes: u64,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ConvertReport {
+    pub architecture: String,
+    pub dialect: Dialect,
+    pub tensors: usize,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub warnings: Vec<String>,
+}
+
+/// The GGUF architecture string for a family in the dialect of an output type
+/// (formats.md §7.1): bitnet.cpp names for I2_S/TL/float outputs, upstream llama.cpp's
+/// single `bitnet` for TQ outputs.
+pub fn architecture_name(family: ModelFamily, wt: WeightType) -> &'static str {
+    let upstream = matches!(wt, WeightType::Tq1_0 | WeightType::Tq2_0);
+    match family {
+        ModelFamily::Llama => "llama",
+        ModelFamily::BitNetB158 if !upstream => "bitnet-b1.58",
+        _ => "bitnet",
+    }
+}
+
+fn dialect_for(wt: WeightType) -> Dialect {
+    match wt {
+        WeightType::Tq1_0 | WeightType::Tq2_0 => Dialect::Upstream,
+        // TL2 is type 39 in the fork bitnet.cpp ships (and file_type 39 = MOSTLY_TL2 there).
+        WeightType::Tl2 => Dialect::Bitnet2024,
+        _ => Dialect::Bitnet,
+    }
+}
+
+fn check_dense_type(ty: TensorType, what: &str) -> Result<(), ConvertError> {
+    if ty.is_ternary() || ty.is_bitnet_only() || ty.block_len() == 0 {
+        return Err(ConvertError::Options(format!(
+            "{what} type {ty} is not a dense type"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts a checkpoint directory to a GGUF file.
+pub fn convert(
+    opts: &ConvertOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ConvertReport, ConvertError> {
+    if opts.output.exists() && !opts.force {
+        return Err(ConvertError::OutputExists {
+            path: opts.output.clone(),
+        });
+    }
+    if !opts.input_dir.is_dir() {
+        return Err(ConvertError::MissingFile {
+            path: opts.input_dir.clone(),
+            what: "checkpoint directory",
+        });
+    }
+    let wt = opts.weight_type;
+    let dense_default = if wt == WeightType::F32 {
+        TensorType::F32
+    } else {
+        TensorType::F16
+    };
+    let embed_type = opts.embed_type.unwrap_or(dense_default);
+    let output_type = opts.output_type.unwrap_or(dense_default);
+    check_dense_type(embed_type, "--embed-type")?;
+    check_dense_type(output_type, "--output-type")?;
+
+    let cfg = HfConfig::load(&opts.input_dir.join("config.json"))?;
+    let ck = Checkpoint::open(&opts.input_dir)?;
+    let plan = plan_tensors(&cfg, &ck)?;
+    let mut warnings: Vec<String> = unused_tensors(&plan, &ck)
+        .iter()
+        .map(|n| format!("checkpoint tensor {n} is not used"))
+        .collect();
+
+    // Ternary shape constraints of the output type, checked before any work.
+    let dialect = dialect_for(wt);
+    let mut tl_tiles = Vec::new();
+    for t in plan
+        .iter()
+        .filter(|t| matches!(t.role, TensorRole::Ternary { .. }))
+    {
+        let ty = wt.tensor_type();
+        if ty.nbytes(&t.ne()).is_none() {
+            return Err(ConvertError::Options(format!(
+                "{}: a {}x{} matrix cannot be stored as {ty}",
+                t.gguf_name,
+                t.rows(),
+                t.cols()
+            )));
+        }
+        if let Some(TernaryFormat::Tl1(p) | TernaryFormat::Tl2(p)) =
+            wt.ternary_format(t.rows(), t.cols())?
+        {
+            tl_tiles.push((t.gguf_name.clone(), p));
+        }
+    }
+
+    let arch = architecture_name(cfg.family, wt);
+    let name = opts.name.clone().unwrap_or_else(|| {
+        let dir = opts
+            .input_dir
+            .canonicalize()
+            .unwrap_or_else(|_| opts.input_dir.clone());
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    });
+
+    // Declared before the writer: its lazy tensors borrow it.
+    let failure: Mutex<Option<ConvertError>> = Mutex::new(None);
+    let mut writer = GgufWriter::new(dialect);
+    let meta = writer.metadata_mut();
+    meta.set("general.architecture", Value::from(arch));
+    meta.set("general.name", Value::from(name.as_str()));
+    let k = |key: &str| format!("{arch}.{key}");
+    meta.set(k("vocab_size"), Value::U32(cfg.vocab_size as u32));
+    meta.set(k("context_length"), Value::U32(cfg.context_length as u32));
+    meta.set(k("embedding_length"), Value::U32(cfg.hidden_size as u32));
+    meta.set(k("block_count"), Value::U32(cfg.num_layers as u32));
+    meta.set(
+        k("feed_forward_length"),
+        Value::U32(cfg.intermediate_size as u32),
+    );
+    meta.set(k("rope.dimension_count"), Value::U32(cfg.head_dim as u32));
+    meta.set(k("attention.head_count"), Value::U32(cfg.num_heads as u32));
+    meta.set(
+        k("attention.head_count_kv"),
+        Value::U32(cfg.num_kv_heads as u32),
+    );
+    meta.set(
+        k("attention.layer_norm_rms_epsilon"),
+        Value::F32(cfg.rms_norm_eps),
+    );
+    meta.set(k("rope.freq_base"), Value::F32(cfg.rope_theta));
+    // Upstream llama.cpp's `bitnet` graph picks squared ReLU vs SiLU from this key (default
+    // SiLU); bitnet.cpp ignores it. We always write it so no reader has to guess.
+    meta.set(k("hidden_act"), Value::from(cfg.activation.hf_name()));
+    if let Some(rs) = &cfg.rope_scaling {
+        let kind = rs
+            .get("type")
+            .or_else(|| rs.get("rope_type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("");
+        let factor = rs.get("factor").and_then(|f| f.as_f64());
+        match (kind, factor) {
+            ("linear", Some(f)) => {
+                meta.set(k("rope.scaling.type"), Value::from("linear"));
+                meta.set(k("rope.scaling.factor"), Value::F32(f as f32));
+            }
+            ("default", _) => {}
+            _ => {
+                return Err(ConvertError::config(
+                    &cfg.path,
+                    format!("rope_scaling {rs} is not supported (only \"linear\")"),
+                ))
+            }
+        }
+    }
+    meta.set("general.file_type", Value::U32(wt.file_type()));
+    let quantized = [wt.tensor_type(), embed_type, output_type]
+        .iter()
+        .any(|t| !matches!(t, TensorType::F32 | TensorType::F16 | TensorType::BF16));
+    if quantized {
+        meta.set("general.quantization_version", Value::U32(2));
+    }
+    if let WeightType::I2s(layout) = wt {
+        meta::set_i2s_layout(meta, layout);
+    }
+    // TL payloads cannot be decoded without their tile parameters; record them per tensor.
+    for (name, p) in &tl_tiles {
+        meta::tl_params_to_metadata(meta, name, p);
+    }
+
+    let tok = tokenizer_metadata(&TokenizerInputs {
+        dir: &opts.input_dir,
+        vocab_size: cfg.vocab_size,
+        config_bos: cfg.bos_token_id,
+        config_eos: cfg.eos_token_id,
+        config_pad: cfg.pad_token_id,
+        pre_override: opts.tokenizer_pre.as_deref(),
+    })?;
+    warnings.extend(tok.warnings);
+    for (key, value) in tok.entries {
+        meta.set(key, value);
+    }
+
+    // Tensors: produced one at a time while the writer streams them out.
+    let mut input_sizes: HashMap<String, u64> = HashMap::new();
+    for t in &plan {
+        let mut bytes = ck.require(&t.hf_name)?.data.len() as u64;
+        if t.packed {
+            bytes += ck.require(&format!("{}_scale", t.hf_name))?.data.len() as u64;
+        }
+        input_sizes.insert(t.gguf_name.clone(), bytes);
+        let ty = match t.role {
+            TensorRole::Ternary { .. } => wt.tensor_type(),
+            TensorRole::Norm => TensorType::F32,
+            TensorRole::Embedding => embed_type,
+            TensorRole::Output => output_type,
+        };
+        let (cfg, ck, failure) = (&cfg, &ck, &failure);
+        let produce = move || -> std::io::Result<Vec<u8>> {
+            produce_tensor(t, ty, wt, cfg, ck).map_err(|e| {
+                let msg = e.to_string();
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                std::io::Error::other(msg)
+            })
+        };
+        writer.add_tensor(
+            t.gguf_name.as_str(),
+            &t.ne(),
+            ty,
+            TensorSource::Lazy(Box::new(produce)),
+        )?;
+    }
+
+    let input_bytes: u64 = input_sizes.values().sum();
+    progress(Progress::Start {
+        tensors: plan.len(),
+        input_bytes,
+    });
+    let mut output_bytes = 0u64;
+    let result = writer.write_with_progress(&opts.output, &mut |name, nbytes| {
+        output_bytes += nbytes;
+        let input_bytes = input_sizes.get(name).copied().unwrap_or(0);
+        progress(Progress::Tensor {
+            name,
+            input_bytes,
+            output_bytes: nbytes,
+        });
+    });
+    if let Err(e) = result {
+        if let Some(inner) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(inner);
+        }
+        return Err(e.into());
+    }
+    make_readable(&opts.output);
+    Ok(ConvertReport {
+        architecture: arch.to_owned(),
+        dialect,
+        tensors: plan.len(),
+        input_bytes,
+        output_bytes,
+        warnings,
+    })
+}
+
+fn produce_tensor(
+    t: &PlannedTensor,
+    ty: TensorType,
+    wt: WeightType,
+    cfg: &HfConfig,
+    ck: &Checkpoint,
+) -> Result<Vec<u8>, ConvertError> {
+    match t.role {
+        TensorRole::Ternary { .. } => ternary_payload(load_ternary(t, cfg, ck)?, wt, &t.gguf_name),
+        _ => float_payload(&ck.require(&t.hf_name)?, ty, &t.ne()),
+    }
+}
+
+/// The writer's temporary file is created private (0600); a model file is meant to be shared
+/// like any other output, so give it the usual 0644.
+fn make_readable(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
