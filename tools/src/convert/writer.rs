@@ -88,8 +88,7 @@ pub fn architecture_name(family: ModelFamily, wt: WeightType) -> &'static str {
 fn dialect_for(wt: WeightType) -> Dialect {
     match wt {
         WeightType::Tq1_0 | WeightType::Tq2_0 => Dialect::Upstream,
-        // TL2 is type 39 in the fork bitnet.cpp ships (and file_type 39 = MOSTLY_TL2 there).
-        WeightType::Tl2 => Dialect::Bitnet2024,
+        // TL2 gets the current fork's id (42), as `bitnet-gguf quantize` writes it.
         _ => Dialect::Bitnet,
     }
 }
