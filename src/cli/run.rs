@@ -1,30 +1,500 @@
-//! Not yet implemented.
+//! `run`, `chat`, `eval` and `perplexity`: the verbs that evaluate a model.
 
-#[derive(clap::Args)]
-pub struct RunArgs {}
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-#[derive(clap::Args)]
-pub struct ChatArgs {}
+use anyhow::{bail, Context, Result};
 
-#[derive(clap::Args)]
-pub struct EvalArgs {}
+use crate::chat::ChatMessage;
+use crate::generate::{generate, GenerateParams};
+use crate::model::{LoadOptions, Model};
+use crate::sampler::SamplerConfig;
 
-#[derive(clap::Args)]
-pub struct PerplexityArgs {}
+/// The model `run` uses when no `-m` is given (committed to the repository).
+pub const DEFAULT_MODEL: &str = "models/tiny-bitnet-b1.58.gguf";
 
-pub fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`run` is not implemented yet")
+/// Options shared by every verb that loads a model.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model: a GGUF file or a name in the model store.
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<String>,
+    /// Threads for the matmuls (default: all cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Context length (default: the model's training context).
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
 }
 
-pub fn chat(_args: ChatArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`chat` is not implemented yet")
+/// Sampling options, in llama.cpp's spelling. Unset ones keep Ollama's defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Number of tokens to generate (-1: until end of text or a full context).
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Temperature (0 = greedy).
+    #[arg(long = "temp")]
+    pub temp: Option<f32>,
+    /// Seed for sampling (default: random).
+    #[arg(long = "seed")]
+    pub seed: Option<u64>,
+    #[arg(long = "top-k")]
+    pub top_k: Option<usize>,
+    #[arg(long = "top-p")]
+    pub top_p: Option<f32>,
+    #[arg(long = "min-p")]
+    pub min_p: Option<f32>,
+    #[arg(long = "repeat-penalty")]
+    pub repeat_penalty: Option<f32>,
+    /// Tokens the repeat penalty looks back over.
+    #[arg(long = "repeat-last-n")]
+    pub repeat_last_n: Option<usize>,
 }
 
-pub fn eval(_args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`eval` is not implemented yet")
+impl SamplingArgs {
+    fn params(&self, stop: Vec<String>) -> GenerateParams {
+        let mut s = SamplerConfig::default();
+        if let Some(v) = self.temp {
+            s.temperature = v;
+        }
+        if let Some(v) = self.seed {
+            s.seed = v;
+        }
+        if let Some(v) = self.top_k {
+            s.top_k = v;
+        }
+        if let Some(v) = self.top_p {
+            s.top_p = v;
+        }
+        if let Some(v) = self.min_p {
+            s.min_p = v;
+        }
+        if let Some(v) = self.repeat_penalty {
+            s.repeat_penalty = v;
+        }
+        if let Some(v) = self.repeat_last_n {
+            s.repeat_last_n = v;
+        }
+        let max_tokens = usize::try_from(self.n_predict).ok();
+        GenerateParams {
+            max_tokens,
+            sampler: s,
+            stop,
+        }
+    }
 }
 
-pub fn perplexity(_args: PerplexityArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`perplexity` is not implemented yet")
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// The prompt to continue.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+    /// Print only the generated text, not the prompt before it.
+    #[arg(long = "no-display-prompt")]
+    pub no_display_prompt: bool,
+    /// Print load time and prompt/generation speed to stderr.
+    #[arg(long = "verbose")]
+    pub verbose: bool,
 }
 
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// System message at the start of the conversation.
+    #[arg(long = "system")]
+    pub system: Option<String>,
+    /// Print load time and speed after each answer to stderr.
+    #[arg(long = "verbose")]
+    pub verbose: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text to evaluate (BOS added as the model's metadata says).
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: String,
+    /// Print `{"ids": [..], "positions": [{"top": [[id, logit], ..]}, ..]}`.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// How many of the highest logits to list per position.
+    #[arg(long = "top-k", default_value_t = 20)]
+    pub top_k: usize,
+}
+
+#[derive(clap::Args)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text file to score.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// Score every token of each chunk (chunks of n_ctx − 1 text tokens behind a BOS), the
+    /// method of transformers-based evaluations, instead of llama-perplexity's second half.
+    #[arg(long = "all-tokens")]
+    pub all_tokens: bool,
+    /// Stop after this many chunks.
+    #[arg(long = "chunks")]
+    pub chunks: Option<usize>,
+}
+
+/// Finds the committed default model from wherever the binary runs: the current directory,
+/// the directories above the executable (target/release/..), or the source tree it was
+/// built from.
+pub fn default_model_path() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from(DEFAULT_MODEL)];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).map(|d| d.join(DEFAULT_MODEL)));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL));
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Result<Model> {
+    let path = match &args.model {
+        Some(m) => crate::store::resolve_model(m)?,
+        None if allow_default => default_model_path().with_context(|| {
+            format!("no -m given and the default model {DEFAULT_MODEL} was not found")
+        })?,
+        None => bail!("no model given: use -m MODEL"),
+    };
+    let start = Instant::now();
+    let opts = LoadOptions {
+        n_ctx: args.ctx_size,
+        threads: args.threads,
+    };
+    let model = Model::load(&path, &opts)?;
+    if verbose {
+        let c = model.config();
+        eprintln!(
+            "loaded {} ({}, {} layers, {} vocab, context {}) in {:.0} ms; kernels: {}, {} threads",
+            path.display(),
+            c.arch,
+            c.n_layer,
+            c.n_vocab,
+            model.default_n_ctx(),
+            start.elapsed().as_secs_f64() * 1e3,
+            bitnet_kernels::kernel_path(),
+            bitnet_kernels::threads(),
+        );
+    }
+    Ok(model)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let prompt = match (&args.prompt, &args.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        (None, None) => bail!("no prompt: use -p TEXT or -f FILE"),
+    };
+    let model = load(&args.model, true, args.verbose)?;
+    let tok = model.tokenizer();
+    let ids = tok.encode(&prompt, tok.add_bos_default(), true)?;
+    if ids.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let mut session = model.new_session(model.default_n_ctx());
+    let params = args.sampling.params(Vec::new());
+    let mut out = std::io::stdout().lock();
+    if !args.no_display_prompt {
+        write!(out, "{prompt}")?;
+        out.flush()?;
+    }
+    let mut io_error = None;
+    let stats = generate(
+        &mut session,
+        &ids,
+        &params,
+        &mut |text| match write!(out, "{text}").and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                io_error = Some(e);
+                false
+            }
+        },
+    )?;
+    if let Some(e) = io_error {
+        // A closed pipe (`| head`) is a normal way to stop reading.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+        return Ok(());
+    }
+    writeln!(out)?;
+    if args.verbose {
+        eprintln!(
+            "prompt: {} tokens, {:.1} tok/s; generation: {} tokens, {:.1} tok/s; stop: {:?}",
+            stats.prompt_tokens,
+            stats.prompt_tok_per_s(),
+            stats.generated_tokens,
+            stats.gen_tok_per_s(),
+            stats.finish
+        );
+    }
+    Ok(())
+}
+
+pub fn chat(args: ChatArgs) -> Result<()> {
+    let model = load(&args.model, true, args.verbose)?;
+    let template = model.chat_template();
+    let tok = model.tokenizer();
+    let mut session = model.new_session(model.default_n_ctx());
+    let params = args.sampling.params(template.stop_strings().to_vec());
+    let mut messages = Vec::new();
+    if let Some(s) = &args.system {
+        messages.push(ChatMessage::new("system", s.clone()));
+    }
+    let n_fixed = messages.len();
+    eprintln!(
+        "chat with {} — /clear starts over, /exit or Ctrl-D quits",
+        model.path().display()
+    );
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" | "/bye" => return Ok(()),
+            "/clear" => {
+                messages.truncate(n_fixed);
+                session.truncate(0);
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(ChatMessage::new("user", line));
+        let rendered = template.render(&messages, true)?;
+        let ids = tok.encode(&rendered, tok.add_bos_default(), true)?;
+        if ids.len() >= session.n_ctx() {
+            messages.pop();
+            eprintln!(
+                "the conversation ({} tokens) no longer fits the context of {}; /clear to start over",
+                ids.len(),
+                session.n_ctx()
+            );
+            continue;
+        }
+        let mut answer = String::new();
+        let stats = generate(&mut session, &ids, &params, &mut |text| {
+            answer.push_str(text);
+            print!("{text}");
+            out.flush().is_ok()
+        })?;
+        println!();
+        if args.verbose {
+            eprintln!(
+                "[{} prompt tokens ({} cached), {:.1} tok/s; {} generated, {:.1} tok/s]",
+                stats.prompt_tokens,
+                stats.cached_tokens,
+                stats.prompt_tok_per_s(),
+                stats.generated_tokens,
+                stats.gen_tok_per_s()
+            );
+        }
+        messages.push(ChatMessage::new("assistant", answer.trim().to_string()));
+    }
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let model = load(&args.model, false, false)?;
+    let tok = model.tokenizer();
+    let ids = tok.encode(&args.prompt, tok.add_bos_default(), true)?;
+    if ids.is_empty() {
+        bail!("the prompt is empty and the model adds no BOS: nothing to evaluate");
+    }
+    let mut session = model.new_session(model.default_n_ctx());
+    let logits = session.forward_all(&ids)?;
+    let vocab = model.config().n_vocab;
+    let positions: Vec<Vec<(u32, f32)>> = logits
+        .chunks_exact(vocab)
+        .map(|row| top_k(row, args.top_k))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = serde_json::json!({
+            "ids": ids,
+            "positions": positions.iter().map(|top| serde_json::json!({
+                "top": top.iter().map(|&(id, l)| serde_json::json!([id, l])).collect::<Vec<_>>()
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{json}")?;
+    } else {
+        for (pos, (id, top)) in ids.iter().zip(&positions).enumerate() {
+            let shown: Vec<String> = top
+                .iter()
+                .take(5)
+                .map(|&(t, l)| format!("{:?} {l:.3}", tok.decode(&[t], false)))
+                .collect();
+            writeln!(
+                out,
+                "{pos:4} {id:6} {:<16} -> {}",
+                format!("{:?}", tok.decode(&[*id], false)),
+                shown.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The `k` highest logits, highest first (ties: lower id first).
+pub fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+    let cmp = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+    let k = k.min(idx.len());
+    if k < idx.len() && k > 0 {
+        idx.select_nth_unstable_by(k - 1, cmp);
+    }
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, row[i as usize])).collect()
+}
+
+pub fn perplexity(args: PerplexityArgs) -> Result<()> {
+    let model = load(&args.model, false, true)?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let tok = model.tokenizer();
+    let tokens = tok.encode(&text, false, false)?;
+    let n_ctx = model.default_n_ctx();
+    let bos = tok.bos_id();
+    let result = score_perplexity(
+        &model,
+        &tokens,
+        n_ctx,
+        bos,
+        args.all_tokens,
+        args.chunks,
+        &mut |i, n, ppl| {
+            eprint!("[{i}/{n}] {ppl:.4}\r");
+        },
+    )?;
+    eprintln!();
+    println!(
+        "{} tokens in {} chunks of {n_ctx}{}: ",
+        result.scored,
+        result.chunks,
+        if args.all_tokens {
+            " (every token scored)"
+        } else {
+            " (second half scored)"
+        }
+    );
+    println!(
+        "Final estimate: PPL = {:.4} +/- {:.5}",
+        result.ppl, result.ppl_err
+    );
+    Ok(())
+}
+
+pub struct PerplexityResult {
+    pub ppl: f64,
+    pub ppl_err: f64,
+    pub chunks: usize,
+    pub scored: usize,
+}
+
+/// llama-perplexity's method: non-overlapping chunks of `n_ctx` tokens whose first token is
+/// replaced by BOS, the second half of each chunk scored. With `all_tokens`, chunks hold
+/// `n_ctx − 1` text tokens behind an added BOS and every one is scored (the method of the
+/// transformers reference). The error is llama.cpp's: `ppl · sqrt(var(nll) / (N − 1))`.
+pub fn score_perplexity(
+    model: &Model,
+    tokens: &[u32],
+    n_ctx: usize,
+    bos: Option<u32>,
+    all_tokens: bool,
+    max_chunks: Option<usize>,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<PerplexityResult> {
+    let stride = if all_tokens { n_ctx - 1 } else { n_ctx };
+    if n_ctx < 2 || stride == 0 {
+        bail!("perplexity needs a context of at least 2 tokens");
+    }
+    let mut n_chunks = tokens.len() / stride;
+    if let Some(m) = max_chunks {
+        n_chunks = n_chunks.min(m);
+    }
+    if n_chunks == 0 {
+        bail!(
+            "the text has {} tokens; at least {stride} are needed for one chunk of {n_ctx}",
+            tokens.len()
+        );
+    }
+    let vocab = model.config().n_vocab;
+    let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
+    for c in 0..n_chunks {
+        let text = &tokens[c * stride..(c + 1) * stride];
+        let mut input = Vec::with_capacity(n_ctx);
+        // Targets: input[j + 1] for each scored position j.
+        let first = if all_tokens {
+            input.extend(bos);
+            input.extend_from_slice(text);
+            0
+        } else {
+            input.extend_from_slice(text);
+            if let Some(b) = bos {
+                input[0] = b;
+            }
+            n_ctx / 2
+        };
+        let targets: Vec<u32> = if all_tokens {
+            text.to_vec()
+        } else {
+            text[first + 1..].to_vec()
+        };
+        let mut session = model.new_session(n_ctx);
+        // Without a BOS in all-tokens mode the first text token has no prediction.
+        let (input, targets, first) = if all_tokens && bos.is_none() {
+            (&input[..], &targets[1..], 0)
+        } else {
+            (&input[..], &targets[..], first)
+        };
+        let logits = session.forward_all(input)?;
+        for (j, &target) in targets.iter().enumerate() {
+            let row = &logits[(first + j) * vocab..(first + j + 1) * vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let sum: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
+            let logprob = row[target as usize] as f64 - max - sum.ln();
+            nll -= logprob;
+            nll2 += logprob * logprob;
+            count += 1;
+        }
+        progress(c + 1, n_chunks, (nll / count as f64).exp());
+    }
+    let mean = nll / count as f64;
+    let ppl = mean.exp();
+    let var = nll2 / count as f64 - mean * mean;
+    let ppl_err = if var > 0.0 && count > 1 {
+        ppl * (var / (count - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    Ok(PerplexityResult {
+        ppl,
+        ppl_err,
+        chunks: n_chunks,
+        scored: count,
+    })
+}

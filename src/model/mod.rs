@@ -18,6 +18,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bitnet_formats::GgufFile;
 
+use crate::chat::ChatTemplate;
+use crate::tokenizer::Tokenizer;
+
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
 pub use session::{forward_batch, Session};
 
@@ -39,6 +42,8 @@ pub struct Model {
     config: ModelConfig,
     rope: Rope,
     n_ctx: usize,
+    tokenizer: Tokenizer,
+    chat_template: ChatTemplate,
     file: Arc<GgufFile>,
     path: PathBuf,
 }
@@ -55,6 +60,18 @@ impl Model {
         let path = file.path().to_path_buf();
         let config = ModelConfig::from_gguf(file.metadata(), file.tensors())
             .with_context(|| format!("{}: invalid model", path.display()))?;
+        let arch = config.arch.name();
+        let tokenizer = Tokenizer::from_gguf(file.metadata(), arch)
+            .with_context(|| format!("{}: cannot build the tokenizer", path.display()))?;
+        anyhow::ensure!(
+            tokenizer.vocab_size() <= config.n_vocab,
+            "{}: the tokenizer has {} tokens but the embedding only {} rows",
+            path.display(),
+            tokenizer.vocab_size(),
+            config.n_vocab
+        );
+        let chat_template = ChatTemplate::from_gguf(file.metadata(), arch)
+            .with_context(|| format!("{}: invalid chat template", path.display()))?;
         if let Some(t) = opts.threads {
             bitnet_kernels::set_threads(t);
         }
@@ -76,6 +93,8 @@ impl Model {
             config,
             rope,
             n_ctx,
+            tokenizer,
+            chat_template,
             file,
             path,
         })
@@ -83,6 +102,14 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.chat_template
     }
 
     pub fn gguf(&self) -> &GgufFile {

@@ -5,11 +5,9 @@
 //! a `DenseMatrix`. Both borrow from the mapped file.
 
 use anyhow::{bail, Context, Result};
-use bitnet_formats::{GgufFile, TensorInfo, TensorType};
-use bitnet_kernels::{
-    dense_matmul, ternary_matmul, DenseMatrix, I2sLayout, QuantizedActs, TernaryFormat,
-    TernaryMatrix,
-};
+use bitnet_formats::codec::ternary_format_from_metadata;
+use bitnet_formats::{GgufFile, TensorInfo};
+use bitnet_kernels::{dense_matmul, ternary_matmul, DenseMatrix, QuantizedActs, TernaryMatrix};
 
 use super::config::ModelConfig;
 
@@ -160,30 +158,16 @@ fn vector(file: &GgufFile, name: &str) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// The ternary payload layout of a stored type, where the file alone determines it.
-pub fn ternary_format(ty: TensorType) -> Option<TernaryFormat> {
-    match ty {
-        // Published files use the x86 layout; nothing in the file records another one.
-        TensorType::I2_S => Some(TernaryFormat::I2s(I2sLayout::X86)),
-        TensorType::TQ1_0 => Some(TernaryFormat::Tq1_0),
-        TensorType::TQ2_0 => Some(TernaryFormat::Tq2_0),
-        _ => None,
-    }
-}
-
 fn linear<'f>(file: &'f GgufFile, layer: usize, proj: &str) -> Result<Linear<'f>> {
     let name = format!("blk.{layer}.{proj}.weight");
     let t = tensor(file, &name)?;
     let (rows, cols) = dims(t);
     let path = file.path().display();
     let kind = if t.ty.is_ternary() {
-        let Some(fmt) = ternary_format(t.ty) else {
-            bail!(
-                "{path}: tensor '{name}' is {}, whose tile parameters are not stored in the file; \
-                 transcode it to I2_S or TQ2_0 with `bitnet-gguf quantize`",
-                t.ty.name()
-            );
-        };
+        // The layout (I2_S x86/ARM) or TL tile parameters come from our metadata keys, with
+        // the published tools' defaults for foreign files.
+        let fmt = ternary_format_from_metadata(file.metadata(), &name, t.ty, rows, cols)
+            .with_context(|| format!("{path}: tensor '{name}'"))?;
         LinearKind::Ternary(
             TernaryMatrix::new(&fmt, file.tensor_data(t), rows, cols)
                 .with_context(|| format!("{path}: tensor '{name}' ({})", t.ty.name()))?,
