@@ -333,3 +333,45 @@ fn tq_first_bytes_match_the_spec_examples() {
         TernaryScales::PerTensor(f32::from_bits(0x3f55b039))
     );
 }
+
+#[test]
+fn q8_k_activations_and_tq_dot_products_match_ggml() {
+    for id in ["tq1_0_kernel_4x512_t2", "tq2_0_kernel_4x512_t2"] {
+        let c = case(&id);
+        let (rows, cols) = shape(&c);
+        let act = npy_f32(id, "act_f32");
+        let tokens = act.len() / cols;
+        let q8k = codec::quantize(TensorType::Q8_K, &act, &[cols as u64, tokens as u64]).unwrap();
+        assert_eq!(q8k, bin(id, "act_q8K_blocks"), "{id}: Q8_K blocks");
+        // ggml's vec_dot_tq*_q8_K: per 256-block integer dot, scaled by d_w · d_a, summed in f32.
+        let fmt = if id.starts_with("tq1") {
+            TernaryFormat::Tq1_0
+        } else {
+            TernaryFormat::Tq2_0
+        };
+        let w = decode_ternary(&fmt, &bin(id, "tensor_blob"), rows, cols).unwrap();
+        let TernaryScales::PerBlock(dw) = &w.scales else {
+            panic!()
+        };
+        let expected = npy_f32(id, "out_f32");
+        let nb = cols / 256;
+        for t in 0..tokens {
+            for m in 0..rows {
+                let mut sum = 0f32;
+                for b in 0..nb {
+                    let blk = &q8k[(t * nb + b) * 292..(t * nb + b + 1) * 292];
+                    let da = f32::from_le_bytes(blk[0..4].try_into().unwrap());
+                    let dot: i32 = (0..256)
+                        .map(|j| w.codes[m * cols + b * 256 + j] as i32 * blk[4 + j] as i8 as i32)
+                        .sum();
+                    sum += dot as f32 * (dw[m * nb + b] * da);
+                }
+                assert_eq!(
+                    sum.to_bits(),
+                    expected[t * rows + m].to_bits(),
+                    "{id}: token {t} row {m}"
+                );
+            }
+        }
+    }
+}

@@ -172,6 +172,39 @@ pub fn dequantize_q8_k(bytes: &[u8], out: &mut [f32]) {
     }
 }
 
+/// ggml `quantize_row_q8_K_ref` (the activation side of TQ/K-quant dot products): per block
+/// the signed value of largest magnitude `max`, `iscale = −127/max`,
+/// `q = min(127, nearest_int(iscale·x))`, `d = 1/iscale`, plus the 16 sums of 16 values.
+/// An all-zero block is all zeros.
+pub fn quantize_q8_k(src: &[f32], out: &mut [u8]) {
+    for (x, y) in src.chunks_exact(QK_K).zip(out.chunks_exact_mut(292)) {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        y.fill(0);
+        if amax == 0.0 {
+            continue;
+        }
+        let iscale = -127.0f32 / max;
+        let mut q = [0i8; QK_K];
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = nearest_int(iscale * v).min(127) as i8;
+        }
+        y[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+        for (o, &v) in y[4..260].iter_mut().zip(&q) {
+            *o = v as u8;
+        }
+        for j in 0..QK_K / 16 {
+            let sum: i16 = q[j * 16..j * 16 + 16].iter().map(|&v| v as i16).sum();
+            y[260 + 2 * j..262 + 2 * j].copy_from_slice(&sum.to_le_bytes());
+        }
+    }
+}
+
 const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights (weights `x²`),

@@ -121,7 +121,11 @@ static ROWS: &[CodecRow] = &[
         kquants::dequantize_q6_k,
         Some(kquants::quantize_q6_k),
     ),
-    CodecRow::blocks(T::Q8_K, kquants::dequantize_q8_k, None),
+    CodecRow::blocks(
+        T::Q8_K,
+        kquants::dequantize_q8_k,
+        Some(kquants::quantize_q8_k),
+    ),
     CodecRow::ternary(
         T::TQ1_0,
         Some(tq::dequantize_tq1_0),

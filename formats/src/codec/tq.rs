@@ -187,6 +187,12 @@ fn encode_with(
 ) -> Result<Vec<u8>, CodecError> {
     let n = check_shape(name, t.rows, t.cols)?;
     let scales = block_scales(t);
+    if let Some(b) = scales.iter().position(|d| !d.is_finite()) {
+        return Err(CodecError::shape(format!(
+            "{name}: block {b} scale {} does not fit an f16",
+            t.scale_at(b * QK_K)
+        )));
+    }
     let negative = match &t.scales {
         TernaryScales::PerTensor(s) => *s < 0.0,
         TernaryScales::PerBlock(_) => false,
