@@ -15,7 +15,10 @@ pub enum Problem {
         need: u64,
         have: u64,
     },
-    #[error("not a GGUF file (magic {found:02x?}, expected \"GGUF\")")]
+    #[error(
+        "not a GGUF file (it starts with {:?}, not \"GGUF\")",
+        String::from_utf8_lossy(found)
+    )]
     BadMagic { found: [u8; 4] },
     #[error("big-endian GGUF files are not supported (version field reads {raw:#010x})")]
     BigEndian { raw: u32 },
@@ -88,12 +91,10 @@ pub enum Problem {
 #[non_exhaustive]
 pub enum GgufError {
     /// The file could not be opened, mapped, read or written.
-    #[error("{file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: io::Error,
-    },
+    /// (The I/O error is part of the message rather than a `source`, so that error chains
+    /// do not print it twice.)
+    #[error("{file}: {error}")]
+    Io { file: String, error: io::Error },
     /// The file's bytes are not a valid GGUF file.
     #[error("{file}: at byte {offset}: {problem}")]
     Malformed {
@@ -128,7 +129,7 @@ impl GgufError {
     pub(crate) fn io(file: impl Into<String>, source: io::Error) -> Self {
         GgufError::Io {
             file: file.into(),
-            source,
+            error: source,
         }
     }
 }
