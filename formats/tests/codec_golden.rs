@@ -375,3 +375,24 @@ fn q8_k_activations_and_tq_dot_products_match_ggml() {
         }
     }
 }
+
+#[test]
+fn tl1_tensor_inside_the_fork_written_gguf_decodes() {
+    let file = bitnet_formats::GgufFile::open(dir().join("mini_tl1.gguf")).unwrap();
+    let info = file.tensor("blk.0.attn_q.weight").unwrap();
+    assert_eq!(info.ty, TensorType::TL1);
+    let p = tl_params(&case("tl1_64x256"));
+    let t = decode_ternary(&TernaryFormat::Tl1(p), file.tensor_data(info), 64, 256).unwrap();
+    assert_eq!(
+        t.codes,
+        sign_codes(&npy_f32("tl1_64x256", "ternary_scaled_f32"))
+    );
+    assert_eq!(
+        t.scales,
+        TernaryScales::PerTensor(scale_of(&case("tl1_64x256")))
+    );
+    // The fork's file does not record its tile parameters and 64 x 256 is no shipped preset.
+    let e = codec::tl_params_from_metadata(file.metadata(), &info.name, TensorType::TL1, 64, 256)
+        .unwrap_err();
+    assert!(e.to_string().contains("blk.0.attn_q.weight"), "{e}");
+}
