@@ -142,20 +142,76 @@ pub fn ternary_payload(tern: Ternary, wt: WeightType, name: &str) -> Result<Vec<
     } = tern;
     match wt.ternary_format(rows, cols)? {
         Some(fmt) => {
+            let err = |e: codec::CodecError| ConvertError::Codec(format!("tensor {name}: {e}"));
+            if let Some(block) = flat_block_len(&fmt) {
+                if (rows * cols) % block == 0 && rows * cols >= PARALLEL_MIN {
+                    return encode_in_parallel(&fmt, block, &codes, scale).map_err(err);
+                }
+            }
             let t = TernaryTensor {
                 rows,
                 cols,
                 codes,
                 scales: TernaryScales::PerTensor(scale),
             };
-            codec::encode_ternary(&fmt, &t)
-                .map_err(|e| ConvertError::Codec(format!("tensor {name}: {e}")))
+            codec::encode_ternary(&fmt, &t).map_err(err)
         }
         None => {
             let values: Vec<f32> = codes.par_iter().map(|&c| c as f32 * scale).collect();
             Ok(floats_to_bytes(&values, wt.tensor_type()))
         }
     }
+}
+
+/// Below this many elements a tensor is encoded on one thread.
+const PARALLEL_MIN: usize = 1 << 20;
+
+/// Formats whose packed stream is a sequence of independent blocks over the flattened tensor,
+/// with the block length in elements (the I2_S tail and the TQ per-block scales do not depend
+/// on neighbouring blocks), so that slices of whole blocks can be encoded separately.
+fn flat_block_len(fmt: &TernaryFormat) -> Option<usize> {
+    match fmt {
+        TernaryFormat::I2s(I2sLayout::X86) => Some(128),
+        TernaryFormat::I2s(I2sLayout::Arm) => Some(64),
+        TernaryFormat::Tq1_0 | TernaryFormat::Tq2_0 => Some(codec::QK_K),
+        _ => None,
+    }
+}
+
+/// Encodes slices of whole blocks on all cores with the codec and joins them; for I2_S the
+/// per-slice tails are dropped and one tail with the tensor scale is appended.
+fn encode_in_parallel(
+    fmt: &TernaryFormat,
+    block: usize,
+    codes: &[i8],
+    scale: f32,
+) -> Result<Vec<u8>, codec::CodecError> {
+    let chunk = block * 4096;
+    let parts: Vec<Vec<u8>> = codes
+        .par_chunks(chunk)
+        .map(|c| {
+            let t = TernaryTensor {
+                rows: 1,
+                cols: c.len(),
+                codes: c.to_vec(),
+                scales: TernaryScales::PerTensor(scale),
+            };
+            let mut bytes = codec::encode_ternary(fmt, &t)?;
+            if matches!(fmt, TernaryFormat::I2s(_)) {
+                bytes.truncate(c.len() / 4);
+            }
+            Ok(bytes)
+        })
+        .collect::<Result<_, codec::CodecError>>()?;
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 32);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    if matches!(fmt, TernaryFormat::I2s(_)) {
+        out.extend_from_slice(&scale.to_le_bytes());
+        out.resize(out.len() + 28, 0);
+    }
+    Ok(out)
 }
 
 /// F32/F16 bytes of f32 values (round-to-nearest-even for f16).
@@ -221,6 +277,43 @@ pub fn float_payload(
             let values = view.to_f32()?;
             codec::quantize(ty, &values, ne)
                 .map_err(|e| ConvertError::Codec(format!("tensor {}: {ty}: {e}", view.name)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_encoding_matches_the_codec_byte_for_byte() {
+        let (rows, cols) = (1024, 2048 + 256);
+        assert!(rows * cols >= PARALLEL_MIN);
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let codes: Vec<i8> = (0..rows * cols)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 3) as i8 - 1
+            })
+            .collect();
+        for fmt in [
+            TernaryFormat::I2s(I2sLayout::X86),
+            TernaryFormat::I2s(I2sLayout::Arm),
+            TernaryFormat::Tq1_0,
+            TernaryFormat::Tq2_0,
+        ] {
+            let t = TernaryTensor {
+                rows,
+                cols,
+                codes: codes.clone(),
+                scales: TernaryScales::PerTensor(0.37),
+            };
+            let serial = codec::encode_ternary(&fmt, &t).unwrap();
+            let parallel =
+                encode_in_parallel(&fmt, flat_block_len(&fmt).unwrap(), &codes, 0.37).unwrap();
+            assert!(serial == parallel, "{fmt:?}");
         }
     }
 }
