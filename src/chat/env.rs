@@ -67,6 +67,19 @@ pub fn environment(src: &str) -> Result<Environment<'static>, ChatError> {
         .map_err(|e| ChatError::Syntax(describe(&e)))?;
     env.set_syntax(syntax);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    // Jinja2 prints Python's spellings of booleans and none.
+    env.set_formatter(|out, state, value| {
+        let python = match value.kind() {
+            ValueKind::Bool if value.is_true() => Some("True"),
+            ValueKind::Bool => Some("False"),
+            ValueKind::None => Some("None"),
+            _ => None,
+        };
+        match python {
+            Some(text) => out.write_str(text).map_err(Error::from),
+            None => minijinja::escape_formatter(out, state, value),
+        }
+    });
     env.add_filter("tojson", tojson);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
