@@ -82,7 +82,9 @@ pub fn request(
         }
     }
     let mut body = Vec::new();
-    if chunked {
+    if method == "HEAD" || status == 204 || status == 304 {
+        // No body.
+    } else if chunked {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;

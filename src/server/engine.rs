@@ -1,15 +1,173 @@
-//! The real engine behind the scheduler's `Backend` trait.
+//! The real engine behind the scheduler's `Backend` trait: `Model` sessions, the GGUF's
+//! tokenizer and chat template, and the engine's sampler.
 
 use std::sync::Arc;
 
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::model::{forward_batch, LoadOptions, Model, Session};
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::store::gguf_info;
+use crate::tokenizer::Tokenizer;
+
+use super::backend::{Backend, ChatTurn, ModelMeta, Sampling, TextModel, TokenSampler};
+use super::scheduler::{self, SchedConfig};
 use super::Loader;
 
-/// Loads GGUF files with the engine.
+pub struct EngineBackend {
+    model: Model,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    meta: ModelMeta,
+}
+
+struct EngineSampler(Sampler);
+
+impl TokenSampler for EngineSampler {
+    fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        self.0.sample(logits, history)
+    }
+}
+
+fn messages(turns: &[ChatTurn]) -> Vec<ChatMessage> {
+    turns
+        .iter()
+        .map(|t| ChatMessage::new(t.role.clone(), t.content.clone()))
+        .collect()
+}
+
+impl EngineBackend {
+    pub fn load(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<EngineBackend> {
+        let model = Model::load(
+            path,
+            &LoadOptions {
+                n_ctx: None,
+                threads,
+            },
+        )?;
+        let file = model.gguf();
+        let arch = file.architecture().unwrap_or("").to_string();
+        let tokenizer = Tokenizer::from_gguf(file.metadata(), &arch)
+            .map_err(|e| anyhow::anyhow!("{}: tokenizer: {e}", path.display()))?;
+        let template = ChatTemplate::from_gguf(file.metadata(), &arch)
+            .map_err(|e| anyhow::anyhow!("{}: chat template: {e}", path.display()))?;
+        let c = model.config();
+        let summary = gguf_info::summarize(file);
+        let meta = ModelMeta {
+            architecture: arch,
+            n_ctx_train: c.n_ctx_train,
+            n_embd: c.n_embd,
+            n_vocab: c.n_vocab,
+            n_params: summary.parameter_count,
+            file_size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            kv_bytes_per_token: (2 * c.n_layer * c.kv_dim() * 4) as u64,
+            template: template.source().to_string(),
+            model_info: gguf_info::model_info(file, false),
+        };
+        Ok(EngineBackend {
+            model,
+            tokenizer,
+            template,
+            meta,
+        })
+    }
+}
+
+impl TextModel for EngineBackend {
+    fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+    fn tokenize(&self, text: &str, add_bos: bool) -> anyhow::Result<Vec<u32>> {
+        Ok(self.tokenizer.encode(text, add_bos, true)?)
+    }
+    fn detokenize(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids, true)
+    }
+    fn piece(&self, id: u32) -> Vec<u8> {
+        if self.tokenizer.is_control(id) {
+            Vec::new()
+        } else {
+            self.tokenizer.token_bytes(id)
+        }
+    }
+    fn is_end_of_generation(&self, id: u32) -> bool {
+        self.tokenizer.is_end_of_generation(id)
+    }
+    fn add_bos_default(&self) -> bool {
+        self.tokenizer.add_bos_default()
+    }
+    fn bos_text(&self) -> Option<String> {
+        let t = self.template.bos_token();
+        (!t.is_empty()).then(|| t.to_string())
+    }
+    fn render_chat(&self, turns: &[ChatTurn]) -> anyhow::Result<String> {
+        Ok(self.template.render(&messages(turns), true)?)
+    }
+    fn render_template(&self, source: &str, turns: &[ChatTurn]) -> anyhow::Result<String> {
+        let t = ChatTemplate::from_source(
+            source,
+            self.template.bos_token(),
+            self.template.eos_token(),
+        )?;
+        Ok(t.render(&messages(turns), true)?)
+    }
+    fn default_stops(&self) -> Vec<String> {
+        self.template.stop_strings().to_vec()
+    }
+    fn sampler(&self, s: &Sampling) -> Box<dyn TokenSampler> {
+        let cfg = SamplerConfig {
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            min_p: s.min_p,
+            repeat_penalty: s.repeat_penalty,
+            repeat_last_n: s.repeat_last_n,
+            seed: s.seed,
+        };
+        Box::new(EngineSampler(Sampler::new(cfg)))
+    }
+}
+
+impl Backend for EngineBackend {
+    type Seq<'a> = Session<'a>;
+
+    fn new_seq(&self, n_ctx: usize) -> Session<'_> {
+        self.model.new_session(n_ctx)
+    }
+    fn seq_tokens<'a>(&'a self, seq: &Session<'a>) -> Vec<u32> {
+        seq.tokens().to_vec()
+    }
+    fn truncate<'a>(&'a self, seq: &mut Session<'a>, n: usize) {
+        seq.truncate(n)
+    }
+    fn forward<'a>(&'a self, seq: &mut Session<'a>, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
+        seq.forward(tokens)
+    }
+    fn forward_batch<'a>(
+        &'a self,
+        seqs: &mut [&mut Session<'a>],
+        tokens: &[u32],
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        forward_batch(seqs, tokens)
+    }
+    fn embed(&self, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
+        let mut s = self.model.new_session(tokens.len().max(1));
+        s.embed(tokens)
+    }
+}
+
+/// Loads GGUF files with the engine and starts a scheduler for each.
 pub fn loader() -> Loader {
-    Arc::new(|path, _settings, _metrics| {
-        anyhow::bail!(
-            "cannot load {}: the inference engine is not built into this binary yet",
-            path.display()
-        )
+    Arc::new(|path, settings, metrics| {
+        let backend = EngineBackend::load(path, settings.threads)?;
+        let n_ctx = settings
+            .n_ctx
+            .unwrap_or(backend.meta.n_ctx_train.min(4096))
+            .max(16);
+        let config = SchedConfig {
+            n_slots: settings.n_slots.max(1),
+            n_ctx,
+            max_queue: settings.max_queue,
+        };
+        Ok(scheduler::spawn(Arc::new(backend), config, metrics))
     })
 }

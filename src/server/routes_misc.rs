@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -178,15 +178,5 @@ pub async fn props(State(state): State<SharedState>) -> Response {
         "n_ctx": l.n_ctx,
         "max_queue": l.max_queue,
         "model_path": state.config.default_model.as_ref().map(|d| d.1.display().to_string()),
-        "kernel_path": bitnet_kernels_path(),
     }))
-}
-
-fn bitnet_kernels_path() -> &'static str {
-    "auto"
-}
-
-#[allow(dead_code)]
-fn _status() -> StatusCode {
-    StatusCode::OK
 }
