@@ -238,6 +238,34 @@ impl Checkpoint {
         })
     }
 
+    /// Drops the mapped pages of a tensor that has been consumed, so that the process's
+    /// resident memory stays near one tensor instead of growing to the whole checkpoint (the
+    /// pages stay in the page cache; reading the tensor again simply faults them back in).
+    pub fn release(&self, name: &str) {
+        #[cfg(unix)]
+        if let Some(e) = self.entries.get(name) {
+            const PAGE: usize = 4096;
+            let start = e.start.div_ceil(PAGE) * PAGE;
+            let end = e.end / PAGE * PAGE;
+            if end > start {
+                let mmap = &self.files[e.file].1;
+                // SAFETY: the mapping is a read-only file mapping that no slice outlives across
+                // this call in a way that matters: MADV_DONTNEED on it only discards the
+                // process's copies of the pages, and later reads fault the file contents in
+                // again, unchanged.
+                let _ = unsafe {
+                    mmap.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = name;
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
     }

@@ -318,10 +318,12 @@ fn produce_tensor(
     cfg: &HfConfig,
     ck: &Checkpoint,
 ) -> Result<Vec<u8>, ConvertError> {
-    match t.role {
+    let out = match t.role {
         TensorRole::Ternary { .. } => ternary_payload(load_ternary(t, cfg, ck)?, wt, &t.gguf_name),
         _ => float_payload(&ck.require(&t.hf_name)?, ty, &t.ne()),
-    }
+    };
+    ck.release(&t.hf_name);
+    out
 }
 
 /// The writer's temporary file is created private (0600); a model file is meant to be shared
