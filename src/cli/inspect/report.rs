@@ -185,14 +185,15 @@ fn totals(file: &GgufFile) -> Totals {
             n_elements: 0,
             bytes: 0,
         });
+        // Saturating: a hostile file must not be able to make inspect overflow.
         entry.count += 1;
-        entry.n_elements += n;
-        entry.bytes += info.nbytes;
-        t.n_elements += n;
-        t.bytes += info.nbytes;
+        entry.n_elements = entry.n_elements.saturating_add(n);
+        entry.bytes = entry.bytes.saturating_add(info.nbytes);
+        t.n_elements = t.n_elements.saturating_add(n);
+        t.bytes = t.bytes.saturating_add(info.nbytes);
         if info.ty.is_ternary() {
-            t.ternary_elements += n;
-            t.ternary_bytes += info.nbytes;
+            t.ternary_elements = t.ternary_elements.saturating_add(n);
+            t.ternary_bytes = t.ternary_bytes.saturating_add(info.nbytes);
         }
     }
     t.by_type = by_type.into_values().collect();
