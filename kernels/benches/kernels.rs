@@ -1,0 +1,121 @@
+//! One benchmark group per kernel family, on the selected path and on the portable one:
+//! `cargo bench -p bitnet-kernels` (set BITNET_FORCE_SCALAR=1 to make the default path
+//! portable too).
+
+use bitnet_formats::TensorType;
+use bitnet_kernels::dispatch::{table, SCALAR};
+use bitnet_kernels::*;
+use divan::{black_box, Bencher};
+
+fn main() {
+    divan::main();
+}
+
+fn rand_f32(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn rand_codes(n: usize, seed: u64) -> Vec<i8> {
+    rand_f32(n, seed)
+        .iter()
+        .map(|v| {
+            if *v < -0.33 {
+                -1
+            } else if *v > 0.33 {
+                1
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+const K: usize = 2560;
+
+#[divan::bench(args = [1, 4, 64])]
+fn quantize_acts_2560(b: Bencher, n: usize) {
+    let x = rand_f32(n * K, 1);
+    let mut q = QuantizedActs::new();
+    b.bench_local(|| quantize_acts(black_box(&x), K, &mut q));
+}
+
+#[divan::bench(args = ["simd", "portable"])]
+fn i2_dot_row_2560(b: Bencher, which: &str) {
+    let kt = if which == "simd" { table() } else { &SCALAR };
+    let w: Vec<u8> = rand_f32(K / 4, 2)
+        .iter()
+        .map(|v| ((v.abs() * 80.0) as u8).min(80) % 81)
+        .map(|i| {
+            let (a, b, c, d) = (i / 27, i / 9 % 3, i / 3 % 3, i % 3);
+            (a << 6 | b << 4 | c << 2 | d) as u8
+        })
+        .collect();
+    let mut q = QuantizedActs::new();
+    quantize_acts(&rand_f32(K, 3), K, &mut q);
+    b.bench_local(|| (kt.i2_dot)(black_box(&w), black_box(&q.q)));
+}
+
+/// Decode (1 token) and prefill (64 tokens) through the public matmul: the 2B4T FFN-up shape.
+#[divan::bench(args = [1, 64], sample_count = 20)]
+fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
+    let m = 6912;
+    let w = TernaryMatrix::from_ternary(&rand_codes(m * K, 4), m, K, 0.5).unwrap();
+    let mut q = QuantizedActs::new();
+    quantize_acts(&rand_f32(n * K, 5), K, &mut q);
+    let mut out = vec![0f32; n * m];
+    b.bench_local(|| ternary_matmul(&w, &q, &mut out));
+}
+
+#[divan::bench(args = [TensorType::F16, TensorType::BF16, TensorType::Q8_0], sample_count = 20)]
+fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
+    let m = 8192;
+    let wf = rand_f32(m * K, 6);
+    let bytes: Vec<u8> = match ty {
+        TensorType::F16 => wf
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        TensorType::BF16 => wf
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        _ => wf
+            .chunks(32)
+            .flat_map(|c| {
+                let mut blk = half::f16::from_f32(1.0 / 127.0).to_le_bytes().to_vec();
+                blk.extend(c.iter().map(|v| (v * 127.0) as i8 as u8));
+                blk
+            })
+            .collect(),
+    };
+    let w = DenseMatrix::new(ty, &bytes, m, K).unwrap();
+    let x = rand_f32(K, 7);
+    let mut out = vec![0f32; m];
+    b.bench_local(|| dense_matmul(&w, black_box(&x), 1, &mut out));
+}
+
+#[divan::bench]
+fn rms_norm_2560(b: Bencher) {
+    let x = rand_f32(K, 8);
+    let w = rand_f32(K, 9);
+    let mut out = vec![0f32; K];
+    b.bench_local(|| rms_norm(black_box(&x), &w, 1e-5, &mut out));
+}
+
+#[divan::bench]
+fn softmax_4096(b: Bencher) {
+    let x = rand_f32(4096, 10);
+    b.bench_local(|| {
+        let mut y = x.clone();
+        ops::softmax(&mut y);
+        y
+    });
+}
