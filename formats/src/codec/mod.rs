@@ -261,8 +261,8 @@ pub fn tq_scale_rel_error(t: &TernaryTensor) -> f32 {
 }
 
 /// Dequantizes a whole tensor of any decodable type into `out` (`ne` in ggml order). Ternary
-/// types use their default layout: I2_S x86, TL1/TL2 the shipped preset of the shape (use
-/// [`decode_ternary`] with explicit parameters otherwise).
+/// types use their default layout: I2_S x86, TL1/TL2 the shipped preset of the shape, an error
+/// for other TL shapes (use [`decode_ternary`] with the file's parameters).
 pub fn dequantize(
     ty: TensorType,
     bytes: &[u8],
@@ -281,7 +281,23 @@ pub fn dequantize(
         let cols = *ne.first().unwrap_or(&1) as usize;
         let rows = if cols == 0 { 0 } else { n / cols };
         if row.dequantize_row.is_none() {
-            let fmt = fmt_for(rows, cols)?;
+            // Without the file's metadata only a shipped preset can tell TL tile parameters;
+            // an automatically chosen set would be a guess.
+            let preset = match ty {
+                TensorType::TL1 => Some(tl_params::tl1_preset(rows, cols).map(TernaryFormat::Tl1)),
+                TensorType::TL2 => Some(tl_params::tl2_preset(rows, cols).map(TernaryFormat::Tl2)),
+                _ => None,
+            };
+            let fmt = match preset {
+                Some(Some(f)) => f,
+                Some(None) => {
+                    return Err(CodecError::TlParams(format!(
+                        "{ty} {rows} x {cols} matches no shipped preset; decode it with the file's \
+                         parameters (codec::meta::ternary_format_from_metadata)"
+                    )))
+                }
+                None => fmt_for(rows, cols)?,
+            };
             let t = decode_ternary(&fmt, bytes, rows, cols)?;
             for (i, (o, &c)) in out.iter_mut().zip(&t.codes).enumerate() {
                 *o = c as f32 * t.scale_at(i);
