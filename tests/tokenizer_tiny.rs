@@ -123,3 +123,38 @@ fn bad_metadata_is_a_clear_error() {
     let err = Tokenizer::from_gguf(&meta, "bitnet-b1.58").unwrap_err();
     assert!(err.to_string().contains("no-such-pre"), "{err}");
 }
+
+#[test]
+fn long_and_pathological_inputs_round_trip() {
+    let tok = tiny(true);
+    let inputs = [
+        " ".repeat(50_000),
+        format!("{}a", " ".repeat(50_000)),
+        "\n".repeat(50_000),
+        " \n".repeat(20_000),
+        "7".repeat(30_000),
+        "!".repeat(30_000),
+        "a".repeat(30_000),
+        "é".repeat(20_000),
+        "<|eot_id".repeat(5_000),
+        "\u{FFFD}\u{0}\u{1b}".repeat(5_000),
+    ];
+    for text in &inputs {
+        let ids = tok.encode(text, false, true).unwrap();
+        assert!(!ids.is_empty());
+        assert_eq!(
+            &tok.decode(&ids, false),
+            text,
+            "round trip of {:?}...",
+            &text[..10]
+        );
+    }
+}
+
+#[test]
+fn tokenizer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Tokenizer>();
+    check::<bitnet_gguf::chat::ChatTemplate>();
+    check::<bitnet_gguf::sampler::Sampler>();
+}
