@@ -16,6 +16,9 @@ from gguf import GGMLQuantizationType as Q
 from gguf import quants
 
 ORACLE = sys.argv[1]
+# Optional: a bitnet-gguf binary and an I2_S model for the end-to-end TQ file check.
+CLI = sys.argv[2] if len(sys.argv) > 2 else None
+MODEL = sys.argv[3] if len(sys.argv) > 3 else None
 COLS = 256
 RNG = np.random.default_rng(20261122)
 
@@ -118,9 +121,109 @@ def main():
                 bad = int(np.argmin(same)) if ours.shape == ref.shape else -1
                 print(f"FAIL dequantize {name}: first mismatch at {bad}: "
                       f"{ours[bad] if bad >= 0 else ''} vs {ref[bad] if bad >= 0 else ''}")
+    if CLI and MODEL:
+        c, f = check_tq_files()
+        checks += c
+        failures += f
     print(f"python-quant-oracle: {checks - failures}/{checks} comparisons bit-exact with gguf "
           f"{getattr(sys.modules['gguf'], '__version__', '')}".rstrip())
     return 1 if failures else 0
+
+
+def i2s_x86_codes(blob, n):
+    """Reference decoding of an I2_S x86-layout payload: (codes in -1..1, f32 scale)."""
+    packed = np.frombuffer(blob[: n // 4], dtype=np.uint8).reshape(-1, 1, 32)
+    shifts = np.array([6, 4, 2, 0], dtype=np.uint8).reshape(1, 4, 1)
+    codes = ((packed >> shifts) & 3).reshape(-1).astype(np.int8) - 1
+    scale = np.frombuffer(blob[n // 4: n // 4 + 4], dtype="<f4")[0]
+    return codes, scale
+
+
+def check_tq_files():
+    """`bitnet-gguf quantize` I2_S -> TQ1_0/TQ2_0: gguf's own reader must accept the file
+    (upstream type ids, sizes, offsets), see architecture `bitnet` with `hidden_act`, and
+    dequantize every ternary tensor to code * f16(scale) of the I2_S original."""
+    from gguf import GGUFReader
+
+    src = GGUFReader_raw(MODEL)
+    checks = failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for ty, ftype in (("tq1_0", 36), ("tq2_0", 37)):
+            out = os.path.join(tmp, f"{ty}.gguf")
+            subprocess.run([CLI, "quantize", MODEL, out, "--type", ty], check=True,
+                           stderr=subprocess.DEVNULL)
+            r = GGUFReader(out)
+            field = lambda k: r.fields[k].contents()
+            ok = field("general.architecture") == "bitnet" and field("general.file_type") == ftype \
+                and field("bitnet.hidden_act") == "relu2"
+            n_tq = 0
+            for t in r.tensors:
+                if t.tensor_type.name != ty.upper():
+                    continue
+                n_tq += 1
+                n = int(np.prod(t.shape))
+                codes, scale = i2s_x86_codes(src[t.name], n)
+                expected = codes.astype(np.float32) * np.float32(np.float16(scale))
+                got = quants.dequantize(t.data, t.tensor_type).reshape(-1)
+                ok &= np.array_equal(got, expected)
+            checks += 1
+            if not ok or n_tq == 0:
+                failures += 1
+                print(f"FAIL end-to-end {ty}: {n_tq} tensors")
+    return checks, failures
+
+
+def GGUFReader_raw(path):
+    """Tensor payloads of a GGUF by name, read without interpreting type ids (I2_S is 36, which
+    gguf-py does not know)."""
+    import struct
+
+    data = open(path, "rb").read()
+    pos = 8
+    n_tensors, n_kv = struct.unpack_from("<QQ", data, pos)
+    pos += 16
+    alignment = 32
+
+    def string(p):
+        (length,) = struct.unpack_from("<Q", data, p)
+        return data[p + 8: p + 8 + length].decode(), p + 8 + length
+
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def skip(p, vt):
+        if vt == 8:
+            return string(p)[1]
+        if vt == 9:
+            et, count = struct.unpack_from("<IQ", data, p)
+            p += 12
+            for _ in range(count):
+                p = skip(p, et)
+            return p
+        return p + sizes[vt]
+
+    for _ in range(n_kv):
+        key, pos = string(pos)
+        (vt,) = struct.unpack_from("<I", data, pos)
+        if key == "general.alignment":
+            (alignment,) = struct.unpack_from("<I", data, pos + 4)
+        pos = skip(pos + 4, vt)
+    infos = []
+    for _ in range(n_tensors):
+        name, pos = string(pos)
+        (nd,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        ne = struct.unpack_from(f"<{nd}Q", data, pos)
+        pos += 8 * nd
+        ty, off = struct.unpack_from("<IQ", data, pos)
+        pos += 12
+        infos.append((name, ne, ty, off))
+    start = (pos + alignment - 1) // alignment * alignment
+    out = {}
+    for name, ne, ty, off in infos:
+        if ty == 36:
+            n = int(np.prod(ne))
+            out[name] = data[start + off: start + off + n // 4 + 32]
+    return out
 
 
 if __name__ == "__main__":
