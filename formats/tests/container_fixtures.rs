@@ -92,6 +92,18 @@ fn rewrite_through_a_real_file_is_identical() {
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&path).unwrap());
     // Nothing but the output is left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // The output is readable by others like any file the user creates (not the 0600 of a
+    // temporary file), unless the umask forbids it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_ne!(mode & 0o600, 0, "{mode:o}");
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let expected = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o777, expected, "{mode:o}");
+    }
 }
 
 #[test]

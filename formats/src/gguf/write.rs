@@ -207,8 +207,16 @@ impl<'a> GgufWriter<'a> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".gguf-write-")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".gguf-write-");
+        // Temporary files default to 0600; the finished model should get the usual mode
+        // (0666 minus the umask), like any file the user creates.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder
             .tempfile_in(dir)
             .map_err(|e| GgufError::io(&label, e))?;
         {
