@@ -128,9 +128,9 @@ impl Tokenizer {
                 }
             }
             ModelKind::SentencePiece => {
-                for b in 0..256usize {
+                for (b, slot) in byte_tokens.iter_mut().enumerate() {
                     let hex = format!("<0x{b:02X}>");
-                    byte_tokens[b] = token_to_id.get(&hex).copied().or_else(|| {
+                    *slot = token_to_id.get(&hex).copied().or_else(|| {
                         if b < 0x80 {
                             token_to_id.get(&(b as u8 as char).to_string()).copied()
                         } else {
