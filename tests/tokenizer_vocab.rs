@@ -3,6 +3,7 @@
 //! decode back to the input.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use bitnet_formats::GgufFile;
 use bitnet_gguf::tokenizer::{ModelKind, PreTokenizerKind, Tokenizer};
@@ -13,10 +14,21 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn load(name: &str) -> Tokenizer {
+fn build(name: &str) -> Tokenizer {
     let file = GgufFile::open(fixture(name)).expect("open vocab gguf");
     let arch = file.architecture().unwrap_or("llama").to_string();
     Tokenizer::from_gguf(file.metadata(), &arch).expect("build tokenizer")
+}
+
+/// Each vocabulary is built once per test binary (the 128k-token one takes a moment).
+fn load(name: &str) -> &'static Tokenizer {
+    static BPE: OnceLock<Tokenizer> = OnceLock::new();
+    static SPM: OnceLock<Tokenizer> = OnceLock::new();
+    match name {
+        "ggml-vocab-llama-bpe.gguf" => BPE.get_or_init(|| build(name)),
+        "ggml-vocab-llama-spm.gguf" => SPM.get_or_init(|| build(name)),
+        other => panic!("unknown vocab {other}"),
+    }
 }
 
 /// The `.inp` strings (separated as llama.cpp's test-tokenizer-0 does) and `.out` ids.
