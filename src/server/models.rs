@@ -16,6 +16,8 @@ use crate::store::Entry;
 #[derive(Clone, Debug)]
 pub struct ResolvedModel {
     pub name: String,
+    /// The full name (`model:tag`) listed by `/api/ps`.
+    pub canonical: String,
     pub path: PathBuf,
     pub digest: String,
     pub entry: Option<Entry>,
@@ -25,6 +27,7 @@ impl ResolvedModel {
     pub fn file(name: &str, path: &Path) -> ResolvedModel {
         ResolvedModel {
             name: name.to_string(),
+            canonical: name.to_string(),
             path: path.to_path_buf(),
             digest: String::new(),
             entry: None,
@@ -125,7 +128,7 @@ impl Models {
         l.push(Loaded {
             handle: handle.clone(),
             path: model.path.clone(),
-            name: model.name.clone(),
+            name: model.canonical.clone(),
             digest: model.digest.clone(),
             entry: model.entry.clone(),
             expires,
@@ -143,7 +146,7 @@ impl Models {
         let m = l.iter_mut().find(|m| m.path == model.path)?;
         (m.expires, m.expires_at) = expiry(ka);
         m.last_used = Instant::now();
-        m.name = model.name.clone();
+        m.name = model.canonical.clone();
         if !model.digest.is_empty() {
             m.digest = model.digest.clone();
             m.entry = model.entry.clone();

@@ -26,6 +26,7 @@ pub fn resolve(state: &AppState, name: &str) -> Result<ResolvedModel, ApiError> 
     match state.store.open(name) {
         Ok(Some(e)) => Ok(ResolvedModel {
             name: name.to_string(),
+            canonical: e.name.to_string(),
             path: e.model_path.clone(),
             digest: e.digest.clone(),
             entry: Some(e),

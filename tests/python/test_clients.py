@@ -1,0 +1,308 @@
+"""Conformance of `bitnet-gguf serve` with the official `ollama` and `openai` Python clients.
+
+Run by scripts/ci/python-clients.sh, which starts the server. Environment:
+  BITNET_URL   base URL of the running server (http://127.0.0.1:PORT)
+  BITNET_BIN   the bitnet-gguf binary (for `tokenize --json` and `run`)
+  BITNET_GGUF  the GGUF file the model "tiny" was created from
+Prints one line per check and a closing "N passed, N failed" line; exits 1 on any failure.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import ollama
+import openai
+
+URL = os.environ["BITNET_URL"]
+BIN = os.environ["BITNET_BIN"]
+GGUF = os.environ["BITNET_GGUF"]
+MODEL = "tiny"
+GREEDY = {"temperature": 0, "num_predict": 24, "stop": []}
+
+oc = ollama.Client(host=URL)
+oa = openai.OpenAI(base_url=URL + "/v1", api_key="unused")
+results = []
+
+
+def check(fn):
+    name = fn.__name__
+    try:
+        fn()
+        results.append((name, True))
+        print(f"ok      {name}", flush=True)
+    except Exception:
+        results.append((name, False))
+        print(f"FAILED  {name}", flush=True)
+        traceback.print_exc()
+    return fn
+
+
+def our_tokens(text, bos=True):
+    args = [BIN, "tokenize", "-m", GGUF, "--json", text]
+    if bos:
+        args.insert(-1, "--bos")
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["ids"]
+
+
+def http(method, path, body=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(URL + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def metric(name):
+    _, body = http("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} missing")
+
+
+PROMPT = "It is a truth universally acknowledged, that"
+
+
+@check
+def list_and_version():
+    models = oc.list().models
+    names = [m.model for m in models]
+    assert "tiny:latest" in names, names
+    m = next(m for m in models if m.model == "tiny:latest")
+    assert m.size > 0 and m.modified_at is not None and m.details.format == "gguf"
+    status, body = http("GET", "/api/version")
+    assert status == 200 and json.loads(body)["version"]
+
+
+@check
+def show_has_model_info():
+    s = oc.show(MODEL)
+    assert s.modelinfo is not None and "general.architecture" in s.modelinfo, s
+    arch = s.modelinfo["general.architecture"]
+    assert s.modelinfo[f"{arch}.context_length"] > 0
+    assert s.capabilities == ["completion"]
+    assert "FROM " in s.modelfile
+
+
+@check
+def generate_raw_greedy_matches_run_and_tokenizer():
+    r = oc.generate(model=MODEL, prompt=PROMPT, raw=True, options=GREEDY, stream=False)
+    assert r.done and r.response.strip(), r
+    assert r.prompt_eval_count == len(our_tokens(PROMPT)), (r.prompt_eval_count, our_tokens(PROMPT))
+    assert 0 < r.eval_count <= 24
+    run = subprocess.run(
+        [BIN, "run", "-m", GGUF, "-p", PROMPT, "-n", "24", "--temp", "0", "--no-display-prompt"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    assert run.rstrip("\n") == r.response, (run, r.response)
+    # Streamed: same text, every chunk well formed, one final chunk.
+    chunks = list(oc.generate(model=MODEL, prompt=PROMPT, raw=True, options=GREEDY, stream=True))
+    assert all(c.done is False for c in chunks[:-1]) and chunks[-1].done
+    assert "".join(c.response for c in chunks) == r.response
+    assert chunks[-1].eval_count == r.eval_count and chunks[-1].done_reason in ("stop", "length")
+
+
+@check
+def generate_templated_has_context():
+    r = oc.generate(model=MODEL, prompt="Who is Mr. Darcy?", options=GREEDY, stream=False)
+    assert r.response.strip() and r.context, r
+    assert len(r.context) == r.prompt_eval_count + r.eval_count
+
+
+@check
+def chat_streamed_and_not():
+    msgs = [{"role": "user", "content": "Tell me about Elizabeth."}]
+    r = oc.chat(model=MODEL, messages=msgs, options=GREEDY, stream=False)
+    assert r.message.role == "assistant" and r.message.content.strip(), r
+    status, body = http("POST", "/apply-template", {"model": MODEL, "messages": msgs})
+    rendered = json.loads(body)["prompt"]
+    assert r.prompt_eval_count == len(our_tokens(rendered)), (r.prompt_eval_count, rendered)
+    parts = list(oc.chat(model=MODEL, messages=msgs, options=GREEDY, stream=True))
+    assert all(p.message.role == "assistant" for p in parts) and parts[-1].done
+    assert "".join(p.message.content for p in parts) == r.message.content
+
+
+@check
+def ps_lists_loaded_model():
+    models = oc.ps().models
+    assert any(m.model == "tiny:latest" for m in models), models
+    assert all(m.expires_at is not None for m in models)
+
+
+@check
+def embeddings_native_and_legacy():
+    arch = oc.show(MODEL).modelinfo["general.architecture"]
+    n_embd = oc.show(MODEL).modelinfo[f"{arch}.embedding_length"]
+    r = oc.embed(model=MODEL, input=["Emma Woodhouse", "Mr. Knightley"])
+    assert len(r.embeddings) == 2 and all(len(v) == n_embd for v in r.embeddings)
+    norm = sum(x * x for x in r.embeddings[0]) ** 0.5
+    assert abs(norm - 1) < 1e-3, norm
+    legacy = oc.embeddings(model=MODEL, prompt="Emma")
+    assert len(legacy.embedding) == n_embd
+
+
+@check
+def create_copy_delete():
+    st = oc.create(model="tiny-terse", from_=MODEL, system="You are terse.", parameters={"temperature": 0.1, "stop": ["User:"]}, stream=False)
+    assert st.status == "success", st
+    s = oc.show("tiny-terse")
+    assert 'SYSTEM """You are terse."""' in s.modelfile and "temperature" in s.parameters, (s.modelfile, s.parameters)
+    assert 'PARAMETER stop "User:"' in s.modelfile, s.modelfile
+    oc.copy("tiny-terse", "tiny-copy")
+    names = [m.model for m in oc.list().models]
+    assert "tiny-terse:latest" in names and "tiny-copy:latest" in names
+    r = oc.chat(model="tiny-copy", messages=[{"role": "user", "content": "Hello"}], options={"num_predict": 4}, stream=False)
+    assert r.message.role == "assistant"
+    oc.delete("tiny-copy")
+    oc.delete("tiny-terse")
+    names = [m.model for m in oc.list().models]
+    assert "tiny-copy:latest" not in names and "tiny:latest" in names
+    try:
+        oc.delete("tiny-copy")
+        raise AssertionError("deleting twice succeeded")
+    except ollama.ResponseError as e:
+        assert e.status_code == 404
+
+
+@check
+def openai_chat_and_completions():
+    msgs = [{"role": "user", "content": "Tell me about Elizabeth."}]
+    r = oa.chat.completions.create(model=MODEL, messages=msgs, temperature=0, max_tokens=24)
+    text = r.choices[0].message.content
+    assert text.strip() and r.choices[0].finish_reason in ("stop", "length"), r
+    native = oc.chat(model=MODEL, messages=msgs, options={"temperature": 0, "num_predict": 24}, stream=False)
+    assert text == native.message.content, (text, native.message.content)
+    assert r.usage.prompt_tokens == native.prompt_eval_count and r.usage.completion_tokens == native.eval_count
+    stream = oa.chat.completions.create(model=MODEL, messages=msgs, temperature=0, max_tokens=24, stream=True,
+                                        stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text
+    assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+    c = oa.completions.create(model=MODEL, prompt=PROMPT, temperature=0, max_tokens=24, stop=[])
+    raw = oc.generate(model=MODEL, prompt=PROMPT, raw=True, options=GREEDY, stream=False)
+    assert c.choices[0].text == raw.response, (c.choices[0].text, raw.response)
+    sc = list(oa.completions.create(model=MODEL, prompt=PROMPT, temperature=0, max_tokens=24, stop=[], stream=True))
+    assert "".join(x.choices[0].text for x in sc if x.choices) == raw.response
+
+
+@check
+def openai_models_and_embeddings():
+    ids = [m.id for m in oa.models.list().data]
+    assert "tiny:latest" in ids, ids
+    assert oa.models.retrieve("tiny:latest").id == "tiny:latest"
+    e = oa.embeddings.create(model=MODEL, input=["Emma", "Harriet"])  # base64 by default
+    native = oc.embed(model=MODEL, input=["Emma"]).embeddings[0]
+    assert len(e.data) == 2 and len(e.data[0].embedding) == len(native)
+    assert max(abs(a - b) for a, b in zip(e.data[0].embedding, native)) < 1e-6
+    f = oa.embeddings.create(model=MODEL, input="Emma", encoding_format="float")
+    assert len(f.data[0].embedding) == len(native)
+
+
+@check
+def errors_are_4xx_and_server_keeps_serving():
+    try:
+        oc.generate(model="no-such-model", prompt="x")
+        raise AssertionError("unknown model accepted")
+    except ollama.ResponseError as e:
+        assert e.status_code == 404 and "not found" in e.error
+    try:
+        oa.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("unknown model accepted")
+    except openai.NotFoundError:
+        pass
+    try:
+        oa.chat.completions.create(model=MODEL, messages=[])
+        raise AssertionError("empty messages accepted")
+    except openai.BadRequestError:
+        pass
+    for path, raw in [("/api/chat", b"{nope"), ("/api/generate", b""), ("/v1/chat/completions", b"[1,2"),
+                      ("/api/generate", json.dumps({"model": MODEL, "prompt": "x", "options": {"top_k": "many"}}).encode()),
+                      ("/api/embed", json.dumps({"model": MODEL, "input": 5}).encode())]:
+        status, _ = http("POST", path, raw=raw)
+        assert 400 <= status < 500, (path, status)
+    assert http("GET", "/")[0] == 200
+    r = oc.generate(model=MODEL, prompt=PROMPT, raw=True, options={"temperature": 0, "num_predict": 2}, stream=False)
+    assert r.done
+
+
+@check
+def disconnect_mid_stream_frees_slot():
+    host, port = URL.split("//")[1].split(":")
+    body = json.dumps({"model": MODEL, "prompt": PROMPT, "raw": True, "options": {"num_predict": 100000, "temperature": 1, "stop": []}})
+    s = socket.create_connection((host, int(port)))
+    s.sendall(f"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+    got = b""
+    while got.count(b"\n") < 12:
+        got += s.recv(4096)
+    assert b" 200 " in got.split(b"\r\n")[0]
+    assert metric("bitnet_requests_processing") >= 1
+    s.close()
+    for _ in range(200):
+        if metric("bitnet_requests_processing") == 0:
+            break
+        time.sleep(0.05)
+    assert metric("bitnet_requests_processing") == 0, "the slot was not freed"
+
+
+def stream_once(n_predict, seed):
+    chunks = list(oc.generate(model=MODEL, prompt=f"Chapter {seed}.", raw=True, stream=True,
+                              options={"num_predict": n_predict, "temperature": 0.8, "seed": seed, "stop": []}))
+    for c in chunks[:-1]:
+        assert c.done is False and isinstance(c.response, str)
+    last = chunks[-1]
+    assert last.done and last.done_reason in ("stop", "length") and last.eval_count is not None
+    return last.eval_count
+
+
+def load(clients, per_client, n_predict=48):
+    errors, tokens = [], []
+    lock = threading.Lock()
+
+    def worker(i):
+        for j in range(per_client):
+            try:
+                n = stream_once(n_predict, i * 100 + j)
+                with lock:
+                    tokens.append(n)
+            except Exception as e:  # reported below
+                with lock:
+                    errors.append(repr(e))
+
+    t0 = time.time()
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    dt = time.time() - t0
+    return errors, sum(tokens), dt, len(tokens)
+
+
+@check
+def load_32_concurrent_streaming_clients():
+    errors1, tok1, dt1, n1 = load(1, 3)
+    assert not errors1, errors1
+    errors, tok, dt, n = load(32, 3)
+    assert not errors, errors[:3]
+    assert n == 96, n
+    print(f"        load: 1 client x 3 requests: {tok1} tokens in {dt1:.2f}s = {tok1 / dt1:.1f} tok/s; "
+          f"32 clients x 3 requests: {tok} tokens in {dt:.2f}s = {tok / dt:.1f} tok/s", flush=True)
+
+
+passed = sum(1 for _, ok in results if ok)
+failed = len(results) - passed
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
