@@ -27,7 +27,7 @@ cc -O2 -ffp-contract=off -I"$ggml/include" -I"$ggml/src" -I"$ggml/src/ggml-cpu" 
   scripts/ci/ggml-oracle/harness.c scripts/ci/ggml-oracle/stubs.c "$ggml/src/ggml-quants.c" \
   -o "$work/ggml-harness" -lm
 
-exe=$(cargo build -q -p bitnet-formats --example codec_oracle --message-format=json \
+exe=$(cargo build -q --locked --profile test -p bitnet-formats --example codec_oracle --message-format=json \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -12,7 +12,7 @@ python3 -c 'import gguf, numpy' 2>/dev/null || python3 -m pip install -q gguf nu
 # Path of a freshly built executable: artifact_path <cargo build args...> -- <target name>
 artifact_path() {
   local name="${*: -1}"
-  cargo build -q "${@:1:$#-2}" --message-format=json | python3 -c '
+  cargo build -q --locked --profile test "${@:1:$#-2}" --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
