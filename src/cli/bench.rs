@@ -717,3 +717,88 @@ fn display_name(p: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LoadOptions, Model};
+
+    fn write_dummy(dir: &Path, ty: &str) -> PathBuf {
+        let out = dir.join(format!("tiny-{ty}.gguf"));
+        dummy(DummyArgs {
+            shape: "tiny".into(),
+            ty: ty.into(),
+            output: out.clone(),
+            seed: 3,
+        })
+        .unwrap();
+        out
+    }
+
+    fn logits(path: &Path) -> Vec<f32> {
+        let model = Model::load(
+            path,
+            &LoadOptions {
+                n_ctx: Some(64),
+                threads: Some(2),
+            },
+        )
+        .unwrap();
+        let mut s = model.new_session(64);
+        s.forward(&[4080, 10, 200, 33, 7]).unwrap();
+        s.forward(&[99]).unwrap()
+    }
+
+    /// Random models of every ternary type the engine loads, through the whole forward pass.
+    #[test]
+    fn dummy_models_run() {
+        let dir = tempfile::tempdir().unwrap();
+        for ty in ["i2_s", "tq1_0", "tq2_0"] {
+            let path = write_dummy(dir.path(), ty);
+            let file = GgufFile::open(&path).unwrap();
+            assert_eq!(file.tensors().len(), 2 + 6 * 11, "{ty}");
+            assert!(bytes_per_token(&file) > 0);
+            let l = logits(&path);
+            assert_eq!(l.len(), 4096, "{ty}");
+            assert!(l.iter().all(|v| v.is_finite()), "{ty}: non-finite logits");
+            assert!(l.iter().any(|v| *v != 0.0), "{ty}: all-zero logits");
+        }
+    }
+
+    /// The forward pass gives the same logits on every kernel path this CPU supports:
+    /// ternary matmuls are bit-identical across paths; float reductions (norms, attention,
+    /// the F16 head) may round differently, hence the tolerance.
+    #[test]
+    fn every_kernel_path_gives_the_same_logits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_dummy(dir.path(), "i2_s");
+        let detected = bitnet_kernels::dispatch::detect();
+        bitnet_kernels::force_path(KernelPath::Scalar).unwrap();
+        let reference = logits(&path);
+        for p in [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod] {
+            if !p.is_supported() {
+                continue;
+            }
+            bitnet_kernels::force_path(p).unwrap();
+            let l = logits(&path);
+            let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
+            for (i, (a, b)) in l.iter().zip(&reference).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-3 * scale,
+                    "{}: logit {i}: {a} vs {b}",
+                    p.name()
+                );
+            }
+        }
+        bitnet_kernels::force_path(detected).unwrap();
+    }
+
+    #[test]
+    fn bandwidth_and_stats() {
+        assert!(measure_read_bandwidth(1) > 0.0);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(spread(&[1.0]), 0.0);
+        assert!(shape("nope").is_err());
+        assert!(parse_ternary_type("q4_0").is_err());
+    }
+}
