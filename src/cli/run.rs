@@ -336,7 +336,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let json = serde_json::json!({
             "ids": ids,
             "positions": positions.iter().map(|top| serde_json::json!({
-                "top": top.iter().map(|&(id, l)| serde_json::json!([id, l])).collect::<Vec<_>>()
+                "top": top.iter().map(|&(id, l)| serde_json::json!([id, json_f32(l)])).collect::<Vec<_>>()
             })).collect::<Vec<_>>(),
         });
         writeln!(out, "{json}")?;
@@ -356,6 +356,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An f32 as the shortest decimal that reads back to it (not its f64 expansion).
+fn json_f32(x: f32) -> serde_json::Value {
+    x.to_string()
+        .parse::<f64>()
+        .map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// The `k` highest logits, highest first (ties: lower id first).
