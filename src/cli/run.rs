@@ -399,15 +399,14 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
         },
     )?;
     eprintln!();
+    let method = if args.all_tokens {
+        "every token scored"
+    } else {
+        "second half scored"
+    };
     println!(
-        "{} tokens in {} chunks of {n_ctx}{}: ",
-        result.scored,
-        result.chunks,
-        if args.all_tokens {
-            " (every token scored)"
-        } else {
-            " (second half scored)"
-        }
+        "{} tokens scored in {} chunks of {n_ctx} ({method})",
+        result.scored, result.chunks
     );
     println!(
         "Final estimate: PPL = {:.4} +/- {:.5}",
