@@ -176,6 +176,25 @@ def create_copy_delete():
 
 
 @check
+def remote_import_through_blob_upload_and_pull():
+    digest = oc.create_blob(GGUF)
+    assert digest.startswith("sha256:"), digest
+    assert http("HEAD", "/api/blobs/" + digest)[0] == 200
+    assert http("POST", "/api/blobs/sha256:" + "0" * 64, raw=b"not matching")[0] == 400
+    st = oc.create(model="tiny-remote:v2", files={"tiny.gguf": digest}, parameters={"num_predict": 8}, stream=False)
+    assert st.status == "success"
+    r = oc.generate(model="tiny-remote:v2", prompt=PROMPT, raw=True, options={"temperature": 0, "stop": []}, stream=False)
+    assert 0 < r.eval_count <= 8, r.eval_count
+    assert oc.pull("tiny-remote:v2").status == "success"  # already local: nothing to download
+    try:
+        oc.pull("not-here")
+        raise AssertionError("pull of a missing model succeeded")
+    except ollama.ResponseError as e:
+        assert e.status_code == 404
+    oc.delete("tiny-remote:v2")
+
+
+@check
 def openai_chat_and_completions():
     msgs = [{"role": "user", "content": "Tell me about Elizabeth."}]
     r = oa.chat.completions.create(model=MODEL, messages=msgs, temperature=0, max_tokens=24)
