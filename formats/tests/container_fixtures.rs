@@ -157,3 +157,10 @@ fn mini_tl1_matches_the_manifest() {
         "rewrite differs from the original"
     );
 }
+
+#[test]
+fn open_files_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GgufFile>();
+    assert_send_sync::<bitnet_formats::GgufError>();
+}
