@@ -533,3 +533,56 @@ fn disconnect_mid_stream_frees_the_slot() {
         "cancelled stream kept generating: {predicted} tokens"
     );
 }
+
+#[test]
+fn keep_alive_expiry_unloads_the_model() {
+    let s = start(1, 8, Duration::ZERO);
+    let v = post_json(
+        &s.addr,
+        "/api/generate",
+        &json!({"model": "fake", "prompt": "x.", "stream": false, "keep_alive": "200ms"}),
+    )
+    .unwrap()
+    .json()
+    .unwrap();
+    assert_eq!(v["done"], true);
+    let mut unloaded = false;
+    for _ in 0..100 {
+        let ps = request(&s.addr, "GET", "/api/ps", None)
+            .unwrap()
+            .json()
+            .unwrap();
+        if ps["models"].as_array().unwrap().is_empty() {
+            unloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(unloaded, "the model stayed loaded after its keep_alive");
+    // Negative keep_alive = forever; the next request loads it again.
+    post_json(
+        &s.addr,
+        "/api/generate",
+        &json!({"model": "fake", "keep_alive": -1}),
+    )
+    .unwrap();
+    let ps = request(&s.addr, "GET", "/api/ps", None)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(ps["models"][0]["name"], "fake");
+    assert!(ps["models"][0]["expires_at"]
+        .as_str()
+        .unwrap()
+        .starts_with("2318-"));
+    assert_eq!(
+        post_json(
+            &s.addr,
+            "/api/generate",
+            &json!({"model": "fake", "keep_alive": "soon"})
+        )
+        .unwrap()
+        .status,
+        400
+    );
+}
