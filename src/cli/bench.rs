@@ -345,10 +345,8 @@ fn write_tokenizer(w: &mut GgufWriter, sh: &Shape) {
         "tokenizer.ggml.token_type",
         Value::array_of(ValueType::I32, types.into_iter().map(Value::I32)),
     );
-    w.set(
-        "tokenizer.ggml.merges",
-        Value::strings(Vec::<String>::new()),
-    );
+    // The BPE tokenizer requires at least one merge; one over the space byte is enough.
+    w.set("tokenizer.ggml.merges", Value::strings(["\u{120} \u{120}"]));
     w.set("tokenizer.ggml.bos_token_id", sh.bos);
     w.set("tokenizer.ggml.eos_token_id", sh.eos);
     w.set("tokenizer.ggml.add_bos_token", true);
