@@ -260,6 +260,9 @@ def errors_are_4xx_and_server_keeps_serving():
 @check
 def disconnect_mid_stream_frees_slot():
     host, port = URL.split("//")[1].split(":")
+    before = metric("bitnet_tokens_predicted_total")
+    prompt_len = len(our_tokens(PROMPT))
+    n_ctx = oc.ps().models[0].context_length
     body = json.dumps({"model": MODEL, "prompt": PROMPT, "raw": True, "options": {"num_predict": 100000, "temperature": 1, "stop": []}})
     s = socket.create_connection((host, int(port)))
     s.sendall(f"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
@@ -267,13 +270,18 @@ def disconnect_mid_stream_frees_slot():
     while got.count(b"\n") < 12:
         got += s.recv(4096)
     assert b" 200 " in got.split(b"\r\n")[0]
-    assert metric("bitnet_requests_processing") >= 1
     s.close()
     for _ in range(200):
         if metric("bitnet_requests_processing") == 0:
             break
         time.sleep(0.05)
     assert metric("bitnet_requests_processing") == 0, "the slot was not freed"
+    generated = metric("bitnet_tokens_predicted_total") - before
+    # Without the disconnect it would run to the end of the context.
+    assert generated < n_ctx - prompt_len - 1, (generated, n_ctx, prompt_len)
+    # And the next request is served at once by the freed slot.
+    r = oc.generate(model=MODEL, prompt=PROMPT, raw=True, options={"temperature": 0, "num_predict": 4, "stop": []}, stream=False)
+    assert r.done and r.eval_count == 4
 
 
 def stream_once(n_predict, seed):
