@@ -133,7 +133,7 @@ impl Store {
                 }
             }
         }
-        out.sort_by(|a, b| b.modified.cmp(&a.modified));
+        out.sort_by_key(|e| std::cmp::Reverse(e.modified));
         out
     }
 
