@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use bitnet_gguf::cli;
 
 #[derive(Parser)]
-#[command(name = "bitnet-gguf", version, about = "Run 1.58-bit (ternary) LLMs from GGUF files")]
+#[command(
+    name = "bitnet-gguf",
+    version,
+    about = "Run 1.58-bit (ternary) LLMs from GGUF files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

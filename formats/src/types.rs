@@ -197,13 +197,20 @@ impl TensorType {
     pub fn is_ternary(self) -> bool {
         matches!(
             self,
-            TensorType::I2_S | TensorType::TL1 | TensorType::TL2 | TensorType::TQ1_0 | TensorType::TQ2_0
+            TensorType::I2_S
+                | TensorType::TL1
+                | TensorType::TL2
+                | TensorType::TQ1_0
+                | TensorType::TQ2_0
         )
     }
 
     /// True for the types that only bitnet.cpp understands.
     pub fn is_bitnet_only(self) -> bool {
-        matches!(self, TensorType::I2_S | TensorType::I8_S | TensorType::TL1 | TensorType::TL2)
+        matches!(
+            self,
+            TensorType::I2_S | TensorType::I8_S | TensorType::TL1 | TensorType::TL2
+        )
     }
 
     /// Byte size of a tensor of this type and shape (ggml order, `ne[0]` fastest), or
@@ -246,7 +253,10 @@ impl TensorType {
 
     /// Looks a type up by its name, case-insensitively (`"i2_s"`, `"TQ2_0"`, ...).
     pub fn from_name(name: &str) -> Option<TensorType> {
-        TensorType::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
+        TensorType::ALL
+            .iter()
+            .copied()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -274,12 +284,30 @@ mod tests {
 
     #[test]
     fn collisions_resolve_per_dialect() {
-        assert_eq!(TensorType::from_id(36, Dialect::Bitnet), Some(TensorType::I2_S));
-        assert_eq!(TensorType::from_id(36, Dialect::Upstream), Some(TensorType::IQ4_NL_4_4));
-        assert_eq!(TensorType::from_id(39, Dialect::Bitnet2024), Some(TensorType::TL2));
-        assert_eq!(TensorType::from_id(39, Dialect::Bitnet), Some(TensorType::MXFP4));
-        assert_eq!(TensorType::from_id(42, Dialect::Bitnet), Some(TensorType::TL2));
-        assert_eq!(TensorType::from_id(42, Dialect::Upstream), Some(TensorType::Q2_0));
+        assert_eq!(
+            TensorType::from_id(36, Dialect::Bitnet),
+            Some(TensorType::I2_S)
+        );
+        assert_eq!(
+            TensorType::from_id(36, Dialect::Upstream),
+            Some(TensorType::IQ4_NL_4_4)
+        );
+        assert_eq!(
+            TensorType::from_id(39, Dialect::Bitnet2024),
+            Some(TensorType::TL2)
+        );
+        assert_eq!(
+            TensorType::from_id(39, Dialect::Bitnet),
+            Some(TensorType::MXFP4)
+        );
+        assert_eq!(
+            TensorType::from_id(42, Dialect::Bitnet),
+            Some(TensorType::TL2)
+        );
+        assert_eq!(
+            TensorType::from_id(42, Dialect::Upstream),
+            Some(TensorType::Q2_0)
+        );
         assert_eq!(TensorType::from_id(40, Dialect::Bitnet2024), None);
     }
 

@@ -27,10 +27,22 @@ fn tensors() -> Vec<(String, Vec<usize>)> {
         let p = format!("model.layers.{i}");
         t.push((format!("{p}.input_layernorm.weight"), vec![HIDDEN]));
         t.push((format!("{p}.post_attention_layernorm.weight"), vec![HIDDEN]));
-        t.push((format!("{p}.self_attn.q_proj.weight"), vec![HEADS * hd, HIDDEN]));
-        t.push((format!("{p}.self_attn.k_proj.weight"), vec![KV_HEADS * hd, HIDDEN]));
-        t.push((format!("{p}.self_attn.v_proj.weight"), vec![KV_HEADS * hd, HIDDEN]));
-        t.push((format!("{p}.self_attn.o_proj.weight"), vec![HIDDEN, HEADS * hd]));
+        t.push((
+            format!("{p}.self_attn.q_proj.weight"),
+            vec![HEADS * hd, HIDDEN],
+        ));
+        t.push((
+            format!("{p}.self_attn.k_proj.weight"),
+            vec![KV_HEADS * hd, HIDDEN],
+        ));
+        t.push((
+            format!("{p}.self_attn.v_proj.weight"),
+            vec![KV_HEADS * hd, HIDDEN],
+        ));
+        t.push((
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![HIDDEN, HEADS * hd],
+        ));
         t.push((format!("{p}.self_attn.attn_sub_norm.weight"), vec![HIDDEN]));
         t.push((format!("{p}.mlp.gate_proj.weight"), vec![FFN, HIDDEN]));
         t.push((format!("{p}.mlp.up_proj.weight"), vec![FFN, HIDDEN]));
@@ -43,23 +55,30 @@ fn tensors() -> Vec<(String, Vec<usize>)> {
 
 /// Deterministic pseudo-random bf16 values in about ±0.1 (norm weights near 1).
 fn fill(seed: u64, out: &mut [u8], norm: bool) {
-    out.par_chunks_mut(1 << 16).enumerate().for_each(|(chunk, bytes)| {
-        let mut x = seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-        for b in bytes.chunks_exact_mut(2) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            let v = if norm { 1.0 + 0.2 * u } else { 0.2 * u };
-            b.copy_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
-        }
-    });
+    out.par_chunks_mut(1 << 16)
+        .enumerate()
+        .for_each(|(chunk, bytes)| {
+            let mut x =
+                seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+            for b in bytes.chunks_exact_mut(2) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                let v = if norm { 1.0 + 0.2 * u } else { 0.2 * u };
+                b.copy_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
+            }
+        });
 }
 
 fn generate(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tiny-bitnet-b1.58");
-    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
         std::fs::copy(tiny.join(f), dir.join(f)).unwrap();
     }
     let config = serde_json::json!({
@@ -105,11 +124,18 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
     let keep = std::env::var_os("BITNET_BENCH_DIR");
     let tmp = tempfile::tempdir().unwrap();
-    let dir = keep.as_ref().map(|d| Path::new(d).to_owned()).unwrap_or_else(|| tmp.path().join("ckpt"));
+    let dir = keep
+        .as_ref()
+        .map(|d| Path::new(d).to_owned())
+        .unwrap_or_else(|| tmp.path().join("ckpt"));
     if !dir.join("model.safetensors").exists() {
         let t = Instant::now();
         generate(&dir);
-        eprintln!("generated {} in {:.1} s", dir.display(), t.elapsed().as_secs_f64());
+        eprintln!(
+            "generated {} in {:.1} s",
+            dir.display(),
+            t.elapsed().as_secs_f64()
+        );
     }
     let out = tmp.path().join("2b.gguf");
     let mut opts = ConvertOptions::new(&dir, &out);
