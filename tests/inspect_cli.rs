@@ -12,6 +12,12 @@ fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+fn vocab_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vocab")
+        .join(name)
+}
+
 fn inspect(args: &[&str], file: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
         .arg("inspect")
@@ -143,7 +149,7 @@ fn json_of_mini_tl1_matches_the_file() {
 
 #[test]
 fn vocab_json_summarises_long_arrays_unless_full() {
-    let path = fixture("vocab/ggml-vocab-llama-spm.gguf");
+    let path = vocab_fixture("ggml-vocab-llama-spm.gguf");
     let doc = json(&[], &path);
     let tokens = doc["metadata"]
         .as_array()
@@ -177,7 +183,7 @@ fn vocab_json_summarises_long_arrays_unless_full() {
 
 #[test]
 fn bpe_vocab_text_summary() {
-    let text = stdout_ok(&[], &fixture("vocab/ggml-vocab-llama-bpe.gguf"));
+    let text = stdout_ok(&[], &vocab_fixture("ggml-vocab-llama-bpe.gguf"));
     assert!(text.contains("vocab size    128256"), "{text}");
     assert!(text.contains("pre           llama-bpe"), "{text}");
     assert!(text.contains("128000 \"<|begin_of_text|>\""), "{text}");

@@ -11,6 +11,13 @@ fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// llama.cpp's vocab GGUFs live once, in the workspace's top-level fixtures.
+fn vocab_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/vocab")
+        .join(name)
+}
+
 fn rewrite_bytes(file: &GgufFile) -> Vec<u8> {
     let mut out = Vec::new();
     GgufWriter::from_file(file)
@@ -21,7 +28,7 @@ fn rewrite_bytes(file: &GgufFile) -> Vec<u8> {
 
 #[test]
 fn llama_bpe_vocab_reads_and_rewrites_identically() {
-    let path = fixture("vocab/ggml-vocab-llama-bpe.gguf");
+    let path = vocab_fixture("ggml-vocab-llama-bpe.gguf");
     let f = GgufFile::open(&path).unwrap();
     assert_eq!(f.version(), 3);
     assert_eq!(f.alignment(), 32);
@@ -60,7 +67,7 @@ fn llama_bpe_vocab_reads_and_rewrites_identically() {
 
 #[test]
 fn llama_spm_vocab_reads_and_rewrites_identically() {
-    let path = fixture("vocab/ggml-vocab-llama-spm.gguf");
+    let path = vocab_fixture("ggml-vocab-llama-spm.gguf");
     let f = GgufFile::open(&path).unwrap();
     let m = f.metadata();
     assert_eq!(m.len(), 22);
@@ -84,7 +91,7 @@ fn llama_spm_vocab_reads_and_rewrites_identically() {
 
 #[test]
 fn rewrite_through_a_real_file_is_identical() {
-    let path = fixture("vocab/ggml-vocab-llama-spm.gguf");
+    let path = vocab_fixture("ggml-vocab-llama-spm.gguf");
     let f = GgufFile::open(&path).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("copy.gguf");

@@ -11,6 +11,13 @@ fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// llama.cpp's vocab GGUFs live once, in the workspace's top-level fixtures.
+fn vocab_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/vocab")
+        .join(name)
+}
+
 /// Builds GGUF bytes by hand, so that any field can be made wrong.
 #[derive(Default)]
 struct Raw(Vec<u8>);
@@ -104,7 +111,7 @@ fn truncation_at_every_byte_of_mini_tl1() {
 #[test]
 fn truncation_of_a_vocab_file() {
     // Every byte of the header and first records, then a stride through the big arrays.
-    let bytes = std::fs::read(fixture("vocab/ggml-vocab-llama-spm.gguf")).unwrap();
+    let bytes = std::fs::read(vocab_fixture("ggml-vocab-llama-spm.gguf")).unwrap();
     check_all_truncations(&bytes, "spm", 997);
 }
 

@@ -14,6 +14,13 @@ fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// llama.cpp's vocab GGUFs live once, in the workspace's top-level fixtures.
+fn vocab_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/vocab")
+        .join(name)
+}
+
 fn same_value(ours: &Value, theirs: &MetadataValue) -> bool {
     match (ours, theirs) {
         (Value::U8(a), MetadataValue::U8(b)) => a == b,
@@ -71,8 +78,8 @@ fn agree(path: &Path) {
 
 #[test]
 fn vocab_fixtures_agree_with_the_oracle() {
-    agree(&fixture("vocab/ggml-vocab-llama-bpe.gguf"));
-    agree(&fixture("vocab/ggml-vocab-llama-spm.gguf"));
+    agree(&vocab_fixture("ggml-vocab-llama-bpe.gguf"));
+    agree(&vocab_fixture("ggml-vocab-llama-spm.gguf"));
 }
 
 #[test]
