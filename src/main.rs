@@ -38,7 +38,7 @@ enum Command {
     /// Measure prefill and decode speed against the machine's memory bandwidth.
     Bench(cli::bench::BenchArgs),
     /// Write a random ternary model of a known shape, for benchmarks.
-    Dummy(cli::bench::DummyArgs),
+    Dummy(cli::dummy::DummyArgs),
     /// Serve the Ollama- and OpenAI-compatible HTTP API.
     Serve(cli::serve::ServeArgs),
     /// Create a named model from a Modelfile.
@@ -75,7 +75,7 @@ fn main() {
         Command::Eval(a) => cli::run::eval(a),
         Command::Perplexity(a) => cli::run::perplexity(a),
         Command::Bench(a) => cli::bench::bench(a),
-        Command::Dummy(a) => cli::bench::dummy(a),
+        Command::Dummy(a) => cli::dummy::dummy(a),
         Command::Serve(a) => cli::serve::serve(a),
         Command::Create(a) => cli::serve::create(a),
         Command::List(a) => cli::serve::list(a),

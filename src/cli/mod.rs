@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod convert;
+pub mod dummy;
 pub mod inspect;
 pub mod quantize;
 pub mod run;
