@@ -7,7 +7,9 @@ mod engine_support;
 
 use bitnet_gguf::model::{LoadOptions, Model};
 use bitnet_tools::convert::{convert, ConvertOptions, WeightType};
-use engine_support::{check_prompt_with, load_model, load_prompts, repo_path, Comparison, TOL};
+use engine_support::{
+    check_prompt_with, load_model, load_prompts, repo_path, Comparison, RefPrompt, TOL,
+};
 
 const TINY_PROMPTS: &str = "tests/fixtures/tiny-reference/tiny-bitnet-b1.58.prompts.json";
 
@@ -121,23 +123,102 @@ fn bitnet_1bitllm_layout_matches_transformers() {
     );
 }
 
+/// Position and hidden-dimension elements of the one exact int8 rounding tie in the llama
+/// fixture's `mixed` prompt (see [`llama_packed_layout_matches_transformers`]).
+const LLAMA_TIE_POS: usize = 17;
+const LLAMA_TIE_ELEMENT: usize = 252;
+const LLAMA_NEAR_TIE_ELEMENT: usize = 248;
+
 #[test]
 fn llama_packed_layout_matches_transformers() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = convert_fixture(
-        "tests/fixtures/hf/hf1bitllm-llama-packed",
-        WeightType::I2s(Default::default()),
-        &tmp,
-    );
+    let dir = "tests/fixtures/hf/hf1bitllm-llama-packed";
+    let ty = WeightType::I2s(Default::default());
+    let model = convert_fixture(dir, ty, &tmp);
     assert_eq!(model.config().arch, bitnet_gguf::model::Arch::Llama);
     assert!(!model.config().tied_output);
-    // The untrained random Llama amplifies int8 rounding-tie flips: the `mixed` prompt agrees
-    // to 1e-4 up to position 16 and then moves by up to 0.33 (same in the F32 and I2_S
-    // conversions), so this fixture is checked at a wider tolerance.
-    check_all_with(
-        "hf1bitllm-llama-packed",
-        &model,
-        "tests/fixtures/tiny-reference/hf1bitllm-llama-packed.prompts.json",
-        0.4,
+    let prompts_rel = "tests/fixtures/tiny-reference/hf1bitllm-llama-packed.prompts.json";
+
+    // Why the `mixed` prompt cannot meet 0.1 after position 16: at position 17 (token 250)
+    // the input of layer 0's q/k/v projections, rms_norm(embedding) quantised per token, has
+    // element 252 at x·scale = 92.5 exactly (and element 248 at exactly −49.5). Round-half-even
+    // gives 92 and −50; transformers, whose f32 RMSNorm (mean, rsqrt) differs from ours in the
+    // last bit, lands just above 92.5 and quantises element 252 to 93 (element 248 to −50 like
+    // us). An independent f32 re-implementation of the HF graph reproduces our logits to 1e-5
+    // at every position when it rounds these two as we do, and the reference's to 1.2e-5 when
+    // element 252 goes to 93; it is not attention, RoPE, the KV cache or prompt batching. This
+    // random, untrained model amplifies that ±1 change of one int8 activation to 0.1–0.36 in
+    // the logits of every later position (through that position's keys and values). So: the
+    // strict tolerance before the tie, the tie checked to be real, the wider one after it.
+    let gguf_path = tmp
+        .path()
+        .join(format!("{}-{ty:?}.gguf", dir.replace('/', "_")));
+    check_llama_tie(&model, &gguf_path, &load_prompts(prompts_rel));
+    let vocab = model.config().n_vocab;
+    for p in load_prompts(prompts_rel) {
+        let logits = model.new_session(256).forward_all(&p.input_ids).unwrap();
+        let strict = if p.name == "mixed" {
+            LLAMA_TIE_POS
+        } else {
+            p.top20.len()
+        };
+        for (pos, (ids, ref_logits)) in p.top20.iter().enumerate().take(strict) {
+            for (&id, &r) in ids.iter().zip(ref_logits) {
+                let d = (logits[pos * vocab + id as usize] - r).abs();
+                assert!(
+                    d <= TOL,
+                    "{}: position {pos} (before the rounding tie), token {id}: |Δ| = {d}",
+                    p.name
+                );
+            }
+        }
+    }
+    check_all_with("hf1bitllm-llama-packed", &model, prompts_rel, 0.4);
+}
+
+/// Recomputes the quantised layer-0 attention input of the tie position from the GGUF with
+/// the engine's own kernels and checks that the two elements sit on a .5 boundary.
+fn check_llama_tie(model: &Model, path: &std::path::Path, prompts: &[RefPrompt]) {
+    use bitnet_formats::{codec::dequantize, GgufFile};
+    use bitnet_kernels::{quantize_acts, rms_norm, DenseMatrix, QuantizedActs};
+    let mixed = prompts.iter().find(|p| p.name == "mixed").unwrap();
+    let token = mixed.input_ids[LLAMA_TIE_POS] as usize;
+    let file = GgufFile::open(path).unwrap();
+    let d = model.config().n_embd;
+    let embd = file.tensor("token_embd.weight").unwrap();
+    let embd_m = DenseMatrix::new(
+        embd.ty,
+        file.tensor_data(embd),
+        embd.rows() as usize,
+        embd.cols() as usize,
+    )
+    .unwrap();
+    let mut x = vec![0.0f32; d];
+    embd_m.row_to_f32(token, &mut x);
+    let norm = file.tensor("blk.0.attn_norm.weight").unwrap();
+    let mut w = vec![0.0f32; d];
+    dequantize(norm.ty, file.tensor_data(norm), &norm.ne, &mut w).unwrap();
+    let mut h = vec![0.0f32; d];
+    rms_norm(&x, &w, model.config().eps, &mut h);
+    let mut acts = QuantizedActs::new();
+    quantize_acts(&h, d, &mut acts);
+    let scaled = |i: usize| h[i] * acts.scale[0];
+    let tie = scaled(LLAMA_TIE_ELEMENT);
+    let near = scaled(LLAMA_NEAR_TIE_ELEMENT);
+    eprintln!("llama tie at position {LLAMA_TIE_POS}: x·scale = {tie}, {near}");
+    assert!(
+        (tie - 92.5).abs() <= 1e-5,
+        "element {LLAMA_TIE_ELEMENT}: {tie}"
     );
+    assert!(
+        (near + 49.5).abs() <= 1e-5,
+        "element {LLAMA_NEAR_TIE_ELEMENT}: {near}"
+    );
+    // Every other element is far from a boundary, so these two are the whole story.
+    for (i, &v) in h.iter().enumerate() {
+        let s = v * acts.scale[0];
+        if i != LLAMA_TIE_ELEMENT && i != LLAMA_NEAR_TIE_ELEMENT {
+            assert!(((s - s.floor()) - 0.5).abs() > 1e-4, "element {i}: {s}");
+        }
+    }
 }
