@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod cli;
 pub mod generate;
+pub mod json_constraint;
 pub mod model;
 pub mod sampler;
 pub mod server;
