@@ -17,6 +17,9 @@ pub struct GenerateParams {
     pub sampler: SamplerConfig,
     /// Generation ends before the first occurrence of any of these strings (not emitted).
     pub stop: Vec<String>,
+    /// Constrain the output to one JSON object (Ollama's `format: "json"`); generation ends
+    /// when the object is complete.
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,20 +98,51 @@ pub fn generate(
     let mut decoder = StreamDecoder::new(tokenizer, true);
     let mut stop = StopMatcher::new(&params.stop);
     let mut generated = Vec::new();
+    let mut json = params.json.then(crate::json_constraint::JsonValidator::new);
     let mut finish = FinishReason::Length;
     let start = Instant::now();
     loop {
         if params.max_tokens.is_some_and(|m| generated.len() >= m) {
             break;
         }
-        let token = sampler.sample(&logits, session.tokens());
+        let token = if let Some(v) = &json {
+            let history = session.tokens();
+            let picked = crate::json_constraint::constrained_sample(
+                &logits,
+                &mut |l| sampler.sample(l, history),
+                &mut |t| {
+                    let eog = tokenizer.is_end_of_generation(t);
+                    crate::json_constraint::token_allowed(v, &tokenizer.token_bytes(t), eog)
+                },
+            );
+            match picked {
+                Some(t) => t,
+                None => break, // no token continues the JSON: ends as "length"
+            }
+        } else {
+            sampler.sample(&logits, session.tokens())
+        };
         if tokenizer.is_end_of_generation(token) {
             finish = FinishReason::Stop;
             break;
         }
         generated.push(token);
+        let json_done = json.as_mut().is_some_and(|v| {
+            v.push_bytes(&tokenizer.token_bytes(token))
+                == crate::json_constraint::JsonStatus::Complete
+        });
         let (text, hit) = stop.push(&decoder.push(token));
         if (!text.is_empty() && !on_text(&text)) || hit {
+            finish = FinishReason::Stop;
+            break;
+        }
+        if json_done {
+            // Flush what the decoder and the stop matcher hold, then end: the object is whole.
+            let (text, _) = stop.push(&decoder.finish());
+            let rest = text + &stop.flush();
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
             finish = FinishReason::Stop;
             break;
         }

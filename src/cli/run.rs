@@ -82,6 +82,7 @@ impl SamplingArgs {
             max_tokens,
             sampler: s,
             stop,
+            json: false,
         }
     }
 }
