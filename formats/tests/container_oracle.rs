@@ -8,12 +8,6 @@ use bitnet_formats::{Dialect, GgufFile, TensorSource, TensorType, Value, ValueTy
 use gguf_rs_lib::format::metadata::MetadataValue;
 use gguf_rs_lib::reader::GGUFFileReader;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
 /// llama.cpp's vocab GGUFs live once, in the workspace's top-level fixtures.
 fn vocab_fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -80,20 +80,26 @@ pub fn unpack_codes(
     let mut codes = vec![0i8; rows * cols];
     let mut bad: Option<(usize, i32)> = None;
     for_each_byte(p, rows, cols, |idx, row, pair| {
-        let b = packed[idx];
-        for (k, nib) in [(0, b >> 4), (1, b & 0x0f)] {
-            let at = row * cols + 2 * (pair + k);
-            if nib > 8 {
-                bad.get_or_insert((at, nib as i32));
-                continue;
-            }
-            codes[at] = (nib / 3) as i8 - 1;
-            codes[at + 1] = (nib % 3) as i8 - 1;
-        }
+        unpack_pair_byte(packed[idx], &mut codes, row * cols + 2 * pair, &mut bad);
     });
     match bad {
         Some((index, code)) => Err(CodecError::InvalidCode { index, code }),
         None => Ok(codes),
+    }
+}
+
+/// Unpacks one byte of two TL pair indices (`v = 3·t0 + t1 + 4`, high nibble first) into the
+/// four codes starting at `at`. TL1 and TL2's "two" part share this encoding. An index above 8
+/// is recorded in `bad` (first one wins) and leaves its codes at zero.
+pub(super) fn unpack_pair_byte(b: u8, codes: &mut [i8], at: usize, bad: &mut Option<(usize, i32)>) {
+    for (k, nib) in [(0, b >> 4), (1, b & 0x0f)] {
+        let at = at + 2 * k;
+        if nib > 8 {
+            bad.get_or_insert((at, nib as i32));
+            continue;
+        }
+        codes[at] = (nib / 3) as i8 - 1;
+        codes[at + 1] = (nib % 3) as i8 - 1;
     }
 }
 

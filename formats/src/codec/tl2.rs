@@ -228,15 +228,8 @@ pub fn unpack_codes(
     for_each_two_chunk(p, rows, k2, |chunk, row0, pr| {
         for rr in 0..32 {
             let b = two[chunk * 32 + permuted(rr)];
-            for (k, nib) in [(0, b >> 4), (1, b & 0x0f)] {
-                let at = (row0 + rr) * cols + k3 + 2 * (pr + k);
-                if nib > 8 {
-                    bad.get_or_insert((at, nib as i32));
-                    continue;
-                }
-                codes[at] = (nib / 3) as i8 - 1;
-                codes[at + 1] = (nib % 3) as i8 - 1;
-            }
+            let at = (row0 + rr) * cols + k3 + 2 * pr;
+            super::tl1::unpack_pair_byte(b, &mut codes, at, &mut bad);
         }
     });
     match bad {
