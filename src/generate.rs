@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::json_constraint::{JsonConstraint, JsonStatus};
 use crate::model::Session;
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::tokenizer::StreamDecoder;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 #[derive(Clone, Debug, Default)]
 pub struct GenerateParams {
@@ -98,22 +99,26 @@ pub fn generate(
     let mut decoder = StreamDecoder::new(tokenizer, true);
     let mut stop = StopMatcher::new(&params.stop);
     let mut generated = Vec::new();
-    let mut json = params.json.then(crate::json_constraint::JsonValidator::new);
+    let mut json = params.json.then(JsonConstraint::new);
     let mut finish = FinishReason::Length;
     let start = Instant::now();
     loop {
         if params.max_tokens.is_some_and(|m| generated.len() >= m) {
             break;
         }
-        let token = if let Some(v) = &json {
+        let token = if let Some(c) = &json {
+            // Tokens that may follow this one: the token limit and the context both count.
+            let by_limit = params
+                .max_tokens
+                .map_or(usize::MAX, |m| m.saturating_sub(generated.len() + 1));
+            let remaining = by_limit.min(session.n_ctx().saturating_sub(session.n_past()));
             let history = session.tokens();
-            let picked = crate::json_constraint::constrained_sample(
+            let picked = c.pick(
                 &logits,
+                remaining,
                 &mut |l| sampler.sample(l, history),
-                &mut |t| {
-                    let eog = tokenizer.is_end_of_generation(t);
-                    crate::json_constraint::token_allowed(v, &tokenizer.token_bytes(t), eog)
-                },
+                &|t| output_bytes(tokenizer, t),
+                &|t| tokenizer.is_end_of_generation(t),
             );
             match picked {
                 Some(t) => t,
@@ -127,10 +132,9 @@ pub fn generate(
             break;
         }
         generated.push(token);
-        let json_done = json.as_mut().is_some_and(|v| {
-            v.push_bytes(&tokenizer.token_bytes(token))
-                == crate::json_constraint::JsonStatus::Complete
-        });
+        let json_done = json
+            .as_mut()
+            .is_some_and(|c| c.push(&output_bytes(tokenizer, token)) == JsonStatus::Complete);
         let (text, hit) = stop.push(&decoder.push(token));
         if (!text.is_empty() && !on_text(&text)) || hit {
             finish = FinishReason::Stop;
@@ -168,6 +172,15 @@ pub fn generate(
         finish,
         tokens: generated,
     })
+}
+
+/// A token's bytes as they appear in the output (control tokens are not printed).
+fn output_bytes(tokenizer: &Tokenizer, id: u32) -> Vec<u8> {
+    if tokenizer.is_control(id) {
+        Vec::new()
+    } else {
+        tokenizer.token_bytes(id)
+    }
 }
 
 /// Finds stop strings in streamed text, holding back any tail that could still become one.

@@ -93,7 +93,7 @@ fn whitespace_runs_are_bounded() {
     assert!(v.accepts(&[b' '; MAX_WHITESPACE_RUN]));
     assert!(!v.accepts(&[b' '; MAX_WHITESPACE_RUN + 1]));
     // Whitespace inside strings is content, not a run.
-    assert!(v.accepts(format!("\"{}\"", " ".repeat(100)).as_bytes()));
+    assert!(v.accepts(format!("\"{}\"", " ".repeat(50)).as_bytes()));
     // The run restarts after a non-blank byte.
     let mut s = vec![b' '; MAX_WHITESPACE_RUN];
     s.extend_from_slice(b"\"k\"");
@@ -129,12 +129,13 @@ fn byte_by_byte_equals_whole() {
 fn end_of_generation_only_when_complete() {
     let mut v = JsonValidator::new();
     v.push_bytes(b"{\"a\":1");
-    assert!(!token_allowed(&v, b"", true));
-    assert!(!token_allowed(&v, b"", false));
-    assert!(token_allowed(&v, b"}", false));
+    let any = usize::MAX;
+    assert!(!token_allowed(&v, b"", true, any));
+    assert!(!token_allowed(&v, b"", false, any));
+    assert!(token_allowed(&v, b"}", false, any));
     v.push_bytes(b"}");
-    assert!(token_allowed(&v, b"", true));
-    assert!(!token_allowed(&v, b"\n", false));
+    assert!(token_allowed(&v, b"", true, any));
+    assert!(!token_allowed(&v, b"\n", false, any));
 }
 
 #[test]
@@ -169,4 +170,257 @@ fn constrained_sample_prefers_the_sampler_and_masks_the_rest() {
     });
     assert_eq!(got, Some(900));
     assert!(checked < 1100, "{checked}");
+}
+
+/// The byte the shortest completion starts with (the policy `completion_len` counts).
+fn next_closing_byte(v: &JsonValidator) -> u8 {
+    let closer = || match v.stack.last().map(|f| f.container) {
+        Some(Container::Object) => b'}',
+        Some(Container::Array) => b']',
+        None => unreachable!("nothing open"),
+    };
+    match v.lex {
+        Lex::Str {
+            escape: Escape::Backslash,
+            need_low,
+            ..
+        } => {
+            if need_low {
+                b'u'
+            } else {
+                b'n'
+            }
+        }
+        Lex::Str {
+            escape: Escape::Unicode { left, .. },
+            need_low: true,
+            ..
+        } => b"DC00"[4 - left as usize],
+        Lex::Str {
+            escape: Escape::Unicode { .. },
+            ..
+        } => b'0',
+        Lex::Str { utf8_left: 1.., .. } => 0x80,
+        Lex::Str { need_low: true, .. } => b'\\',
+        Lex::Str { .. } => b'"',
+        Lex::Num(p, _) if !p.can_end() => b'0',
+        Lex::Num(..) => closer(),
+        Lex::Lit(w, i) => w[i],
+        Lex::None => match v.expect {
+            Expect::TopValue => b'{',
+            Expect::Key => b'"',
+            Expect::Colon => b':',
+            Expect::Value => b'0',
+            Expect::KeyOrEnd | Expect::ValueOrEnd | Expect::CommaOrEnd => closer(),
+            Expect::Done => unreachable!("complete"),
+        },
+    }
+}
+
+/// Completes `v` one closing byte at a time, checking that each byte shortens the remaining
+/// completion by exactly one (what lets the budget rule always find an allowed token).
+fn close(v: &JsonValidator) -> Vec<u8> {
+    let mut v = v.clone();
+    let mut out = Vec::new();
+    while v.status() == JsonStatus::Prefix {
+        let need = v.completion_len();
+        let b = next_closing_byte(&v);
+        out.push(b);
+        assert_ne!(
+            v.push_bytes(&[b]),
+            JsonStatus::Invalid,
+            "closing with {b:?}"
+        );
+        assert_eq!(v.completion_len(), need - 1, "after {:?}", out);
+    }
+    out
+}
+
+#[test]
+fn completion_len_is_the_length_of_a_closing_text() {
+    let prefixes: Vec<&[u8]> = vec![
+        b"",
+        b" ",
+        b"{",
+        b"{\"",
+        b"{\"ke",
+        b"{\"k\\",
+        b"{\"k\\u0",
+        b"{\"k\\uD8",
+        b"{\"k\\uD83D",
+        b"{\"k\\uD83D\\",
+        b"{\"k\\uD83D\\u",
+        b"{\"k\\uD83D\\uD",
+        b"{\"k\\uD83D\\uDE",
+        b"{\"k\\uD83D\\uDE0",
+        b"{\"k\"",
+        b"{\"k\":",
+        b"{\"k\": \"va",
+        b"{\"k\": \"\xc3",
+        b"{\"k\": \"\xf0\x9f",
+        b"{\"k\":-",
+        b"{\"k\":1.",
+        b"{\"k\":1e",
+        b"{\"k\":1e+",
+        b"{\"k\":12",
+        b"{\"k\":tr",
+        b"{\"k\":nul",
+        b"{\"k\":[",
+        b"{\"k\":[1,",
+        b"{\"k\":[1, {\"x\": [[\"a",
+        b"{\"k\":{},",
+        b"{\"k\":{}}",
+    ];
+    for p in prefixes {
+        let mut v = JsonValidator::new();
+        assert_eq!(
+            v.push_bytes(p),
+            if p == b"{\"k\":{}}" {
+                JsonStatus::Complete
+            } else {
+                JsonStatus::Prefix
+            }
+        );
+        let tail = close(&v);
+        assert_eq!(
+            tail.len(),
+            v.completion_len(),
+            "{:?}",
+            String::from_utf8_lossy(p)
+        );
+        let mut whole = p.to_vec();
+        whole.extend(&tail);
+        let v: serde_json::Value = serde_json::from_slice(&whole)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&whole)));
+        assert!(v.is_object());
+    }
+    let mut bad = JsonValidator::new();
+    bad.push_bytes(b"x");
+    assert_eq!(bad.completion_len(), usize::MAX);
+}
+
+#[test]
+fn strings_numbers_and_containers_are_capped() {
+    // Key: MAX_KEY_BYTES bytes, then only the quote.
+    let mut v = JsonValidator::new();
+    v.push_bytes(b"{\"");
+    assert_eq!(v.push_bytes(&[b'k'; MAX_KEY_BYTES]), JsonStatus::Prefix);
+    assert!(!v.accepts(b"k"));
+    assert!(!v.accepts(b"\\n"));
+    assert!(v.accepts(b"\":1}"));
+    // Value strings have their own, larger cap; a multi-byte character started before the cap
+    // may finish.
+    let mut v = JsonValidator::new();
+    v.push_bytes(b"{\"k\":\"");
+    v.push_bytes(&[b'a'; MAX_STRING_BYTES - 1]);
+    assert!(v.accepts("é".as_bytes()));
+    v.push_bytes(b"a");
+    assert!(!v.accepts(b"a"));
+    assert!(!v.accepts(" ".as_bytes()));
+    assert!(v.accepts(b"\"}"));
+    // Numbers: at the cap no more digits, but a pending exponent still gets its digit.
+    let mut v = JsonValidator::new();
+    v.push_bytes(b"{\"k\":");
+    let digits = vec![b'1'; MAX_NUMBER_BYTES];
+    v.push_bytes(&digits);
+    assert!(!v.accepts(b"1"));
+    assert!(v.accepts(b"}"));
+    let mut v = JsonValidator::new();
+    v.push_bytes(b"{\"k\":");
+    v.push_bytes(&digits[..MAX_NUMBER_BYTES - 1]);
+    v.push_bytes(b"e");
+    assert!(!v.accepts(b"+"));
+    assert!(v.accepts(b"5}"));
+    // Objects: MAX_MEMBERS members; arrays: MAX_ITEMS elements.
+    let mut s = String::from("{");
+    for i in 0..MAX_MEMBERS {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("\"k{i}\":{i}"));
+    }
+    let mut v = JsonValidator::new();
+    assert_eq!(v.push_bytes(s.as_bytes()), JsonStatus::Prefix);
+    assert!(!v.accepts(b","));
+    assert!(v.accepts(b"}"));
+    let items = vec!["0"; MAX_ITEMS].join(",");
+    let mut v = JsonValidator::new();
+    v.push_bytes(format!("{{\"a\":[{items}").as_bytes());
+    assert!(!v.accepts(b","));
+    assert!(v.accepts(b"]}"));
+}
+
+#[test]
+fn budget_leaves_only_closing_moves() {
+    let mut v = JsonValidator::new();
+    v.push_bytes(b"{\"k\": [\"ab");
+    // Closing needs `"]}`: three tokens.
+    assert_eq!(v.completion_len(), 3);
+    assert!(token_allowed(&v, b"c", false, 3));
+    assert!(!token_allowed(&v, b"c", false, 2));
+    assert!(token_allowed(&v, b"\"", false, 2));
+    assert!(!token_allowed(&v, b"\",", false, 2));
+    assert!(token_allowed(&v, b"\"]", false, 1));
+    assert!(!token_allowed(&v, b"\"]", false, 0));
+    assert!(token_allowed(&v, b"\"]}", false, 0));
+    // An empty budget for the very first token: only a whole object would do.
+    let v = JsonValidator::new();
+    assert!(!token_allowed(&v, b"{", false, 0));
+    assert!(token_allowed(&v, b"{", false, 1));
+    assert!(token_allowed(&v, b"{}", false, 0));
+}
+
+/// A byte-level vocabulary plus prose words; the "model" loves prose and never closes anything
+/// by itself. Whatever it wants, the constraint must end in a complete object within budget.
+#[test]
+fn a_prose_loving_model_still_closes_within_budget() {
+    let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    for w in [
+        " the", " and", "\":", "\",", "{\"", " of", "Emma", " was", "\\n", "é", "{", "[", "\"",
+    ] {
+        vocab.push(w.as_bytes().to_vec());
+    }
+    let prose: Vec<u32> = (256..vocab.len() as u32)
+        .chain(b'a' as u32..=b'z' as u32)
+        .collect();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for budget in [2usize, 3, 5, 8, 20, 64, 300, 2000] {
+        for _ in 0..8 {
+            let mut c = JsonConstraint::new();
+            let mut text = Vec::new();
+            let mut used = 0;
+            while c.status() == JsonStatus::Prefix && used < budget {
+                // Random logits that favour prose tokens.
+                let mut logits: Vec<f32> = (0..vocab.len())
+                    .map(|_| (next() % 1000) as f32 / 1000.0)
+                    .collect();
+                for &p in &prose {
+                    logits[p as usize] += 3.0;
+                }
+                let mut sample = |l: &[f32]| crate::sampler::argmax(l);
+                let t = c
+                    .pick(
+                        &logits,
+                        budget - used - 1,
+                        &mut sample,
+                        &|t| vocab[t as usize].clone(),
+                        &|_| false,
+                    )
+                    .expect("some token is always allowed");
+                used += 1;
+                text.extend(&vocab[t as usize]);
+                c.push(&vocab[t as usize]);
+            }
+            assert_eq!(c.status(), JsonStatus::Complete, "budget {budget}");
+            let v: serde_json::Value = serde_json::from_slice(&text)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&text)));
+            assert!(v.is_object());
+        }
+    }
 }
