@@ -14,6 +14,8 @@
 //! byte the closing text needs). Near the end of the budget only closing moves remain.
 
 /// Longest run of whitespace accepted between tokens, so a model cannot loop on blanks forever.
+/// A run holds at most one line break (llama.cpp's JSON grammar: a space, or a newline and
+/// indentation), so small models that love blank lines still write compact JSON.
 pub const MAX_WHITESPACE_RUN: usize = 20;
 /// Deepest nesting accepted (serde_json and most parsers refuse beyond 128).
 pub const MAX_DEPTH: usize = 64;
@@ -122,6 +124,7 @@ pub struct JsonValidator {
     expect: Expect,
     lex: Lex,
     whitespace_run: usize,
+    line_break_in_run: bool,
     invalid: bool,
 }
 
@@ -139,6 +142,7 @@ impl JsonValidator {
             expect: Expect::TopValue,
             lex: Lex::None,
             whitespace_run: 0,
+            line_break_in_run: false,
             invalid: false,
         }
     }
@@ -255,9 +259,18 @@ impl JsonValidator {
         }
         if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
             self.whitespace_run += 1;
-            return self.expect != Expect::Done && self.whitespace_run <= MAX_WHITESPACE_RUN;
+            if matches!(b, b'\n' | b'\r') {
+                if self.line_break_in_run {
+                    return false;
+                }
+                self.line_break_in_run = true;
+            }
+            // Like Ollama's JSON grammar, the object starts at once and nothing follows it.
+            return !matches!(self.expect, Expect::TopValue | Expect::Done)
+                && self.whitespace_run <= MAX_WHITESPACE_RUN;
         }
         self.whitespace_run = 0;
+        self.line_break_in_run = false;
         match self.expect {
             Expect::TopValue => b == b'{' && self.open(Container::Object),
             Expect::KeyOrEnd | Expect::Key => {

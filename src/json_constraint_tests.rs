@@ -8,7 +8,7 @@ fn status(s: &[u8]) -> JsonStatus {
 fn complete_objects() {
     for s in [
         r#"{}"#,
-        r#" {"a":1}"#,
+        r#"{"a":1}"#,
         r#"{"a": [1, -2.5e+3, 0, 0.25, 1E9, true, false, null], "b": {"c": "d"}}"#,
         r#"{"s": "q\"\\\/\b\f\n\r\t\u00e9 \uD83D\uDE00 é 😀"}"#,
         "{\n  \"k\" : [ ] ,\"m\":{}}",
@@ -23,7 +23,6 @@ fn complete_objects() {
 fn valid_prefixes() {
     for s in [
         "",
-        " ",
         "{",
         r#"{""#,
         r#"{"a"#,
@@ -51,6 +50,8 @@ fn valid_prefixes() {
 fn invalid_prefixes() {
     for s in [
         "[",
+        " ",
+        " {}",
         "1",
         "\"a\"",
         "x",
@@ -80,7 +81,7 @@ fn invalid_prefixes() {
         assert_eq!(status(s.as_bytes()), JsonStatus::Invalid, "{s:?}");
         assert!(serde_json::from_str::<serde_json::Value>(s)
             .ok()
-            .is_none_or(|v| !v.is_object() || s.ends_with(' ')));
+            .is_none_or(|v| !v.is_object() || s.trim() != s));
     }
     assert_eq!(status(b"{\"a\":\"\xff\"}"), JsonStatus::Invalid);
     assert_eq!(status(b"{\"a\":\"\xc3x"), JsonStatus::Invalid);
@@ -99,6 +100,10 @@ fn whitespace_runs_are_bounded() {
     s.extend_from_slice(b"\"k\"");
     s.extend(vec![b' '; MAX_WHITESPACE_RUN]);
     assert!(v.accepts(&s));
+    // One line break per run, then indentation.
+    assert!(v.accepts(b"\n    \"k\"\n  :\n 1"));
+    assert!(!v.accepts(b"\n\n"));
+    assert!(!v.accepts(b" \n \r"));
 }
 
 #[test]
@@ -240,7 +245,6 @@ fn close(v: &JsonValidator) -> Vec<u8> {
 fn completion_len_is_the_length_of_a_closing_text() {
     let prefixes: Vec<&[u8]> = vec![
         b"",
-        b" ",
         b"{",
         b"{\"",
         b"{\"ke",

@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub stop: Vec<String>,
     /// False when the request gave its own `stop` (then the template's stops are not added).
     pub stop_given: bool,
+    /// Output constrained to one JSON object (Ollama `format`, OpenAI `response_format`).
+    pub json: bool,
 }
 
 impl RunOptions {
@@ -38,6 +40,7 @@ impl RunOptions {
             num_ctx: None,
             stop: vec![],
             stop_given: false,
+            json: false,
         }
     }
 

@@ -84,12 +84,13 @@ pub fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
     }
 }
 
+/// Checks what the model cannot do; returns whether `format` asks for JSON output.
 fn check_common(
     name: &str,
     format: &Option<Value>,
     think: &Option<Value>,
     images: bool,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     if images {
         return Err(ApiError::bad_request(format!(
             "\"{name}\" does not support images"
@@ -103,11 +104,20 @@ fn check_common(
             "\"{name}\" does not support thinking"
         )));
     }
+    json_format(format)
+}
+
+/// Ollama's `format`: absent, `null` or `""` = free text; `"json"` = one JSON object; a JSON
+/// schema object = JSON too (the schema itself is not enforced: the output is an object).
+pub fn json_format(format: &Option<Value>) -> Result<bool, ApiError> {
     match format {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.is_empty() || s == "json" => Ok(()),
-        Some(Value::Object(_)) => Ok(()),
-        Some(other) => Err(ApiError::bad_request(format!("invalid format: {other}"))),
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(s)) if s.is_empty() => Ok(false),
+        Some(Value::String(s)) if s == "json" => Ok(true),
+        Some(Value::Object(_)) => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid format: {other}; expected \"json\" or a valid JSON Schema object"
+        ))),
     }
 }
 
@@ -160,7 +170,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
     let t0 = Instant::now();
     let req: GenerateRequest = parse_body(&body)?;
     let model = prompt::resolve(&state, &req.model)?;
-    check_common(
+    let json = check_common(
         &req.model,
         &req.format,
         &req.think,
@@ -184,7 +194,8 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
     }
     let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
     let text = handle.text.clone();
-    let opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
+    let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
+    opts.json = json;
     let tokens = if req.raw {
         prompt::tokenize_prompt(&*text, &text_prompt)?
     } else {
@@ -309,7 +320,7 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
         .messages
         .iter()
         .any(|m| m.images.as_ref().is_some_and(|i| !i.is_empty()));
-    check_common(&req.model, &req.format, &req.think, images)?;
+    let json = check_common(&req.model, &req.format, &req.think, images)?;
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         return Err(ApiError::bad_request(format!(
             "\"{}\" does not support tools",
@@ -335,7 +346,8 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
     }
     let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
     let text = handle.text.clone();
-    let opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
+    let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
+    opts.json = json;
     let rendered = prompt::render_chat(&model, &*text, &turns)?;
     let tokens = prompt::tokenize_prompt(&*text, &rendered)?;
     let ka_final = ka.unwrap_or(state.config.keep_alive);

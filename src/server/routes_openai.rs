@@ -65,8 +65,9 @@ struct Common {
 }
 
 impl Common {
-    /// The request's sampling fields as an Ollama `options` object.
-    fn options(&self) -> Result<Map<String, Value>, ApiError> {
+    /// The request's sampling fields as an Ollama `options` object, and whether
+    /// `response_format` asks for JSON (`json_object`; `json_schema` gives an object too).
+    fn options(&self) -> Result<(Map<String, Value>, bool), ApiError> {
         let mut o = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -99,9 +100,11 @@ impl Common {
             ))
             .openai());
         }
-        if let Some(rf) = &self.response_format {
+        let mut json = false;
+        if let Some(rf) = self.response_format.as_ref().filter(|v| !v.is_null()) {
             match rf.get("type").and_then(Value::as_str) {
-                None | Some("text") | Some("json_object") | Some("json_schema") => {}
+                None | Some("text") => {}
+                Some("json_object") | Some("json_schema") => json = true,
                 Some(other) => {
                     return Err(ApiError::bad_request(format!(
                         "invalid response_format type '{other}'"
@@ -110,7 +113,7 @@ impl Common {
                 }
             }
         }
-        Ok(o)
+        Ok((o, json))
     }
 }
 
@@ -156,15 +159,16 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
     let common: Common = serde_json::from_value(v.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")).openai())?;
     let model = prompt::resolve(&state, &common.model).map_err(ApiError::openai)?;
-    let request_opts = common.options()?;
+    let (request_opts, json) = common.options()?;
     let (handle, load_ns) = state
         .models
         .acquire(&state, &model, None)
         .await
         .map_err(ApiError::openai)?;
     let text = handle.text.clone();
-    let opts =
+    let mut opts =
         prompt::run_options(&model, &*text, Some(&request_opts), true).map_err(ApiError::openai)?;
+    opts.json = json;
     let tokens = match kind {
         Kind::Chat => {
             let msgs = v

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, Sampling, TextModel, TokenSampler};
 use super::metrics::Metrics;
+use crate::json_constraint::{JsonConstraint, JsonStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
@@ -46,6 +47,9 @@ pub struct GenRequest {
     /// Maximum new tokens; `None` = until a stop or the end of the context.
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// Constrain the output to one JSON object (`format: "json"`, `response_format`); the
+    /// generation ends when the object closes.
+    pub json: bool,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -143,6 +147,7 @@ pub fn spawn<B: Backend>(
 struct Active {
     req: GenRequest,
     sampler: Box<dyn TokenSampler>,
+    json: Option<JsonConstraint>,
     history: Vec<u32>,
     generated: Vec<u32>,
     next: u32,
@@ -342,14 +347,13 @@ impl<'a, B: Backend> Worker<'a, B> {
         Metrics::add(&self.metrics.prompt_tokens_total, req.prompt.len() as u64);
         Metrics::add(&self.metrics.prompt_cached_tokens_total, cached as u64);
         Metrics::add(&self.metrics.prompt_ns_total, prompt_ns);
-        let mut sampler = b.sampler(&req.sampling);
-        let tok = sampler.sample(&logits, &req.prompt);
-        let active = Active {
+        let mut active = Active {
             history: req.prompt.clone(),
             prompt_tokens: req.prompt.len(),
             cached_tokens: cached,
+            sampler: b.sampler(&req.sampling),
+            json: req.json.then(JsonConstraint::new),
             req,
-            sampler,
             generated: Vec::new(),
             next: 0,
             utf8: Vec::new(),
@@ -357,21 +361,62 @@ impl<'a, B: Backend> Worker<'a, B> {
             prompt_ns,
             eval_start: Instant::now(),
         };
+        let tok = Self::pick(b, &mut active, &logits, n_ctx);
         slot.active = Some(active);
         Self::take_token(b, &self.metrics, slot, tok, n_ctx);
     }
 
+    /// Samples the next token, through the JSON constraint when the request asked for JSON
+    /// (`None`: no token can continue the JSON within the budget).
+    fn pick(b: &B, a: &mut Active, logits: &[f32], n_ctx: usize) -> Option<u32> {
+        let Active {
+            json,
+            sampler,
+            history,
+            generated,
+            req,
+            ..
+        } = a;
+        let Some(c) = json else {
+            return Some(sampler.sample(logits, history));
+        };
+        // Tokens that may still follow this one: the token limit and the context both count.
+        let by_limit = req
+            .max_tokens
+            .map_or(usize::MAX, |m| m.saturating_sub(generated.len() + 1));
+        let by_ctx = n_ctx.saturating_sub(history.len() + 1);
+        c.pick(
+            logits,
+            by_limit.min(by_ctx),
+            &mut |l| sampler.sample(l, history),
+            &|t| b.piece(t),
+            &|t| b.is_end_of_generation(t),
+        )
+    }
+
     /// Feeds the sampled token to the request: text out, stop checks; frees the slot when done.
-    fn take_token(b: &B, metrics: &Metrics, slot: &mut Slot<'a, B>, tok: u32, n_ctx: usize) {
+    /// `None` (nothing can continue the JSON) ends the request as `length`.
+    fn take_token(
+        b: &B,
+        metrics: &Metrics,
+        slot: &mut Slot<'a, B>,
+        tok: Option<u32>,
+        n_ctx: usize,
+    ) {
         let a = slot.active.as_mut().unwrap();
         let mut finish = None;
-        if b.is_end_of_generation(tok) {
+        if tok.is_some_and(|t| b.is_end_of_generation(t)) {
             finish = Some(Finish::Stop);
-        } else {
+        } else if let Some(tok) = tok {
             a.generated.push(tok);
             a.history.push(tok);
             Metrics::add(&metrics.tokens_predicted_total, 1);
-            a.utf8.extend_from_slice(&b.piece(tok));
+            let piece = b.piece(tok);
+            let json_done = a
+                .json
+                .as_mut()
+                .is_some_and(|c| c.push(&piece) == JsonStatus::Complete);
+            a.utf8.extend_from_slice(&piece);
             let (text, rest) = split_utf8(&a.utf8);
             let rest = rest.to_vec();
             a.held.push_str(&text);
@@ -391,8 +436,13 @@ impl<'a, B: Backend> Worker<'a, B> {
             }
             if finish.is_none() {
                 let at_limit = a.req.max_tokens.is_some_and(|m| a.generated.len() >= m);
-                if at_limit || a.history.len() >= n_ctx {
-                    finish = Some(Finish::Length);
+                if json_done || at_limit || a.history.len() >= n_ctx {
+                    // A closed JSON object is a natural end, even on the last allowed token.
+                    finish = Some(if json_done {
+                        Finish::Stop
+                    } else {
+                        Finish::Length
+                    });
                     emit.push_str(&a.held);
                     emit.push_str(&String::from_utf8_lossy(&a.utf8));
                 }
@@ -402,6 +452,14 @@ impl<'a, B: Backend> Worker<'a, B> {
                 return;
             }
             a.next = tok;
+        } else {
+            finish = Some(Finish::Length);
+            let mut rest = std::mem::take(&mut a.held);
+            rest.push_str(&String::from_utf8_lossy(&a.utf8));
+            if !rest.is_empty() && a.req.events.send(Event::Text(rest)).is_err() {
+                slot.active = None;
+                return;
+            }
         }
         if let Some(finish) = finish {
             let a = slot.active.take().unwrap();
@@ -452,7 +510,7 @@ impl<'a, B: Backend> Worker<'a, B> {
                 for (k, logits) in idx.into_iter().zip(all) {
                     let slot = &mut self.slots[k];
                     let a = slot.active.as_mut().unwrap();
-                    let tok = a.sampler.sample(&logits, &a.history);
+                    let tok = Self::pick(b, a, &logits, n_ctx);
                     Self::take_token(b, &self.metrics, slot, tok, n_ctx);
                 }
             }

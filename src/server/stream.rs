@@ -55,7 +55,14 @@ pub async fn start(
         prompt: prompt.clone(),
         sampling: opts.sampling.clone(),
         max_tokens,
-        stop: opts.stop.clone(),
+        // The template's own stop strings could cut a JSON string short; JSON output ends when
+        // its object closes. Stops the request gave still apply.
+        stop: if opts.json && !opts.stop_given {
+            Vec::new()
+        } else {
+            opts.stop.clone()
+        },
+        json: opts.json,
         events: tx,
     };
     match handle.submit(req) {

@@ -218,6 +218,39 @@ def openai_chat_and_completions():
 
 
 @check
+def json_format_replies_parse():
+    """Ollama `format="json"` and OpenAI `response_format` give content json.loads turns into a dict."""
+    parsed = 0
+    msgs = [{"role": "user", "content": "Describe Emma Woodhouse as JSON."}]
+    for seed, temperature, num_predict in [(1, 0, -1), (2, 0.8, 48), (3, 1.2, 12)]:
+        opts = {"seed": seed, "temperature": temperature, "num_predict": num_predict}
+        r = oc.chat(model=MODEL, messages=msgs, format="json", options=opts, stream=False)
+        assert isinstance(json.loads(r.message.content), dict), r.message.content
+        streamed = "".join(c.message.content for c in oc.chat(model=MODEL, messages=msgs, format="json",
+                                                               options=opts, stream=True))
+        assert isinstance(json.loads(streamed), dict), streamed
+        g = oc.generate(model=MODEL, prompt="Emma's friends:", format="json", options=opts, stream=False)
+        assert isinstance(json.loads(g.response), dict), g.response
+        schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+        s = oc.chat(model=MODEL, messages=msgs, format=schema, options=opts, stream=False)
+        assert isinstance(json.loads(s.message.content), dict), s.message.content
+        max_tokens = None if num_predict < 0 else num_predict
+        c = oa.chat.completions.create(model=MODEL, messages=msgs, seed=seed, temperature=temperature,
+                                       max_tokens=max_tokens, response_format={"type": "json_object"})
+        assert isinstance(json.loads(c.choices[0].message.content), dict), c.choices[0].message.content
+        chunks = oa.chat.completions.create(model=MODEL, messages=msgs, seed=seed, temperature=temperature,
+                                            max_tokens=max_tokens, response_format={"type": "json_object"},
+                                            stream=True)
+        text = "".join(x.choices[0].delta.content or "" for x in chunks if x.choices)
+        assert isinstance(json.loads(text), dict), text
+        parsed += 6
+    # The client refuses other format strings itself; the server does too.
+    status, body = http("POST", "/api/chat", {"model": MODEL, "messages": msgs, "format": "xml"})
+    assert status == 400 and json.loads(body)["error"].startswith("invalid format"), (status, body)
+    print(f"        json: {parsed} of {parsed} replies parsed as objects", flush=True)
+
+
+@check
 def openai_models_and_embeddings():
     ids = [m.id for m in oa.models.list().data]
     assert "tiny:latest" in ids, ids
