@@ -14,6 +14,8 @@ pub struct RunOptions {
     /// `num_predict`: -1 (or any negative) = until stop/context.
     pub num_predict: i64,
     pub num_ctx: Option<usize>,
+    /// `num_keep`: prompt tokens kept at the start when a long prompt is truncated.
+    pub num_keep: Option<usize>,
     pub stop: Vec<String>,
     /// False when the request gave its own `stop` (then the template's stops are not added).
     pub stop_given: bool,
@@ -38,6 +40,7 @@ impl RunOptions {
             },
             num_predict: -1,
             num_ctx: None,
+            num_keep: None,
             stop: vec![],
             stop_given: false,
             json: false,
@@ -83,6 +86,10 @@ impl RunOptions {
                     self.sampling.seed = if s < 0 { random_seed() } else { s as u64 };
                 }
                 ("num_predict", _) => self.num_predict = i()?,
+                ("num_keep", _) => {
+                    let n = i()?;
+                    self.num_keep = (n >= 0).then_some(n as usize);
+                }
                 ("num_ctx", _) => {
                     let n = i()?;
                     self.num_ctx = (n > 0).then_some(n as usize);

@@ -1,6 +1,6 @@
 //! From a request to tokens: model resolution, option merging (engine defaults < Modelfile
 //! `PARAMETER`s < request `options`), chat rendering with the model's template or a Modelfile
-//! `TEMPLATE`, and tokenisation.
+//! `TEMPLATE`, tokenisation, and fitting prompts that are longer than the context.
 
 use serde_json::{Map, Value};
 
@@ -117,6 +117,74 @@ pub fn tokenize_prompt(text: &dyn TextModel, prompt: &str) -> Result<Vec<u32>, A
         .is_some_and(|b| !b.is_empty() && prompt.starts_with(&b));
     text.tokenize(prompt, text.add_bos_default() && !starts_with_bos)
         .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e:#}")))
+}
+
+/// Prompt tokens kept when a prompt does not fit the context: room is left for the reply (the
+/// token limit, at most half the context; a quarter of it without a limit).
+pub fn prompt_budget(n_ctx: usize, max_tokens: Option<usize>) -> usize {
+    let room = max_tokens.unwrap_or(n_ctx / 4).clamp(1, (n_ctx / 2).max(1));
+    n_ctx.saturating_sub(room).max(1)
+}
+
+/// Cuts a prompt longer than `budget` from the front, as Ollama's runner does: the first
+/// `keep` tokens (BOS, the system message; at most half the budget) and the most recent ones
+/// stay.
+pub fn truncate_front(tokens: Vec<u32>, keep: usize, budget: usize) -> Vec<u32> {
+    if tokens.len() <= budget {
+        return tokens;
+    }
+    let keep = keep.min(budget / 2);
+    let mut out = tokens[..keep].to_vec();
+    out.extend_from_slice(&tokens[tokens.len() - (budget - keep)..]);
+    out
+}
+
+/// How many leading tokens of a prompt to protect from truncation: the part it shares with
+/// `system_prefix` (the conversation's system messages rendered alone: BOS and the system
+/// prompt), or just the BOS without one.
+pub fn keep_len(text: &dyn TextModel, system_prefix: Option<&str>, tokens: &[u32]) -> usize {
+    tokenize_prompt(text, system_prefix.unwrap_or("")).map_or(0, |p| {
+        p.iter().zip(tokens).take_while(|(a, b)| a == b).count()
+    })
+}
+
+/// A chat's prompt tokens and how many leading ones to keep, fitted to a context of `n_ctx`
+/// tokens like Ollama does: when the conversation does not fit, the oldest messages are dropped
+/// (system messages and the last message stay) until it fits the budget; a last message that
+/// alone is too long is cut from the front later (see [`truncate_front`]).
+pub fn chat_tokens(
+    model: &ResolvedModel,
+    text: &dyn TextModel,
+    turns: &[ChatTurn],
+    n_ctx: usize,
+    max_tokens: Option<usize>,
+) -> Result<(Vec<u32>, usize), ApiError> {
+    let tokenize = |ts: &[ChatTurn]| tokenize_prompt(text, &render_chat(model, text, ts)?);
+    let mut tokens = tokenize(turns)?;
+    if tokens.len() >= n_ctx {
+        let budget = prompt_budget(n_ctx, max_tokens);
+        let mut kept: Vec<ChatTurn> = turns.to_vec();
+        let mut i = 0;
+        while tokens.len() > budget && i + 1 < kept.len() {
+            if kept[i].role == "system" {
+                i += 1;
+                continue;
+            }
+            kept.remove(i);
+            tokens = tokenize(&kept)?;
+        }
+    }
+    let system: Vec<ChatTurn> = turns
+        .iter()
+        .filter(|t| t.role == "system")
+        .cloned()
+        .collect();
+    let has_system = !system.is_empty() || model.entry.as_ref().is_some_and(|e| e.system.is_some());
+    let prefix = has_system
+        .then(|| render_chat(model, text, &system).ok())
+        .flatten();
+    let keep = keep_len(text, prefix.as_deref(), &tokens);
+    Ok((tokens, keep))
 }
 
 /// Message content as text: a string, or OpenAI content parts (text parts concatenated).

@@ -196,8 +196,10 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
     let text = handle.text.clone();
     let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
     opts.json = json;
-    let tokens = if req.raw {
-        prompt::tokenize_prompt(&*text, &text_prompt)?
+    let (tokens, keep) = if req.raw {
+        let tokens = prompt::tokenize_prompt(&*text, &text_prompt)?;
+        let keep = prompt::keep_len(&*text, None, &tokens);
+        (tokens, keep)
     } else {
         let mut turns = Vec::new();
         let system = req
@@ -214,12 +216,17 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
             role: "user".into(),
             content: text_prompt,
         });
-        let rendered = match &req.template {
-            Some(t) if !t.is_empty() => super::gotemplate::render_chat(t, &turns)
-                .map_err(|e| ApiError::bad_request(format!("template error: {e}")))?,
-            _ => prompt::render_messages(&model, &*text, &turns)?,
+        let render = |turns: &[ChatTurn]| match &req.template {
+            Some(t) if !t.is_empty() => super::gotemplate::render_chat(t, turns)
+                .map_err(|e| ApiError::bad_request(format!("template error: {e}"))),
+            _ => prompt::render_messages(&model, &*text, turns),
         };
-        match &req.context {
+        let rendered = render(&turns)?;
+        // Kept at the front when the prompt must be truncated: BOS and the system prompt.
+        let system_prefix = (turns.len() > 1)
+            .then(|| render(&turns[..1]).ok())
+            .flatten();
+        let tokens = match &req.context {
             Some(ctx) if !ctx.is_empty() => {
                 let mut t = ctx.clone();
                 t.extend(
@@ -229,10 +236,12 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
                 t
             }
             _ => prompt::tokenize_prompt(&*text, &rendered)?,
-        }
+        };
+        let keep = prompt::keep_len(&*text, system_prefix.as_deref(), &tokens);
+        (tokens, keep)
     };
     let ka_final = ka.unwrap_or(state.config.keep_alive);
-    let started = stream::start(&state, &model, &handle, tokens, &opts, load_ns, t0).await?;
+    let started = stream::start(&state, &model, &handle, tokens, keep, &opts, load_ns, t0).await?;
     let with_context = !req.raw;
     if req.stream == Some(false) {
         let prompt_tokens = started.prompt.clone();
@@ -348,10 +357,10 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
     let text = handle.text.clone();
     let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
     opts.json = json;
-    let rendered = prompt::render_chat(&model, &*text, &turns)?;
-    let tokens = prompt::tokenize_prompt(&*text, &rendered)?;
+    let n_ctx = stream::context_len(&handle, &opts);
+    let (tokens, keep) = prompt::chat_tokens(&model, &*text, &turns, n_ctx, opts.max_tokens())?;
     let ka_final = ka.unwrap_or(state.config.keep_alive);
-    let started = stream::start(&state, &model, &handle, tokens, &opts, load_ns, t0).await?;
+    let started = stream::start(&state, &model, &handle, tokens, keep, &opts, load_ns, t0).await?;
     if req.stream == Some(false) {
         let r = stream::collect(started).await;
         stream::release(&state, &model, ka_final);

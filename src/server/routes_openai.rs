@@ -169,7 +169,7 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
     let mut opts =
         prompt::run_options(&model, &*text, Some(&request_opts), true).map_err(ApiError::openai)?;
     opts.json = json;
-    let tokens = match kind {
+    let (tokens, keep) = match kind {
         Kind::Chat => {
             let msgs = v
                 .get("messages")
@@ -195,8 +195,9 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
                     content,
                 });
             }
-            let rendered = prompt::render_chat(&model, &*text, &turns).map_err(ApiError::openai)?;
-            prompt::tokenize_prompt(&*text, &rendered).map_err(ApiError::openai)?
+            let n_ctx = stream::context_len(&handle, &opts);
+            prompt::chat_tokens(&model, &*text, &turns, n_ctx, opts.max_tokens())
+                .map_err(ApiError::openai)?
         }
         Kind::Completion => {
             let p = match v.get("prompt") {
@@ -214,11 +215,13 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
             if p.is_empty() {
                 return Err(ApiError::bad_request("prompt is empty").openai());
             }
-            prompt::tokenize_prompt(&*text, &p).map_err(ApiError::openai)?
+            let tokens = prompt::tokenize_prompt(&*text, &p).map_err(ApiError::openai)?;
+            let keep = prompt::keep_len(&*text, None, &tokens);
+            (tokens, keep)
         }
     };
     let ka = state.config.keep_alive;
-    let started = stream::start(&state, &model, &handle, tokens, &opts, load_ns, t0)
+    let started = stream::start(&state, &model, &handle, tokens, keep, &opts, load_ns, t0)
         .await
         .map_err(ApiError::openai)?;
     let id = new_id(match kind {

@@ -27,18 +27,33 @@ pub struct Started {
     pub t0: Instant,
 }
 
+/// The context of one request: `num_ctx` when smaller than the slots' context.
+pub fn context_len(handle: &WorkerHandle, opts: &RunOptions) -> usize {
+    opts.num_ctx
+        .map_or(handle.config.n_ctx, |n| n.min(handle.config.n_ctx))
+}
+
+/// Submits a generation. A prompt that does not fit the context is cut from the front, keeping
+/// its first `keep` tokens and the most recent ones (what Ollama does instead of failing).
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     state: &AppState,
     model: &ResolvedModel,
     handle: &WorkerHandle,
     prompt: Vec<u32>,
+    keep: usize,
     opts: &RunOptions,
     load_ns: u64,
     t0: Instant,
 ) -> Result<Started, ApiError> {
-    let n_ctx = opts
-        .num_ctx
-        .map_or(handle.config.n_ctx, |n| n.min(handle.config.n_ctx));
+    let n_ctx = context_len(handle, opts);
+    let keep = opts.num_keep.unwrap_or(keep);
+    let prompt = if prompt.len() >= n_ctx {
+        let budget = super::prompt::prompt_budget(n_ctx, opts.max_tokens());
+        super::prompt::truncate_front(prompt, keep, budget)
+    } else {
+        prompt
+    };
     if prompt.len() >= n_ctx {
         return Err(ApiError::bad_request(format!(
             "the prompt is {} tokens long, which does not fit the context of {n_ctx} tokens",
