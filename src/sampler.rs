@@ -111,6 +111,9 @@ pub struct Sampler {
     cfg: SamplerConfig,
     rng: Rng,
     seed: u64,
+    /// OpenAI-style penalties (0 = off), see [`Sampler::with_penalties`].
+    presence_penalty: f32,
+    frequency_penalty: f32,
     candidates: Vec<(u32, f32)>,
 }
 
@@ -138,8 +141,19 @@ impl Sampler {
             rng: Rng::new(seed),
             seed,
             cfg,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             candidates: Vec::new(),
         }
+    }
+
+    /// Adds OpenAI's / llama.cpp's presence and frequency penalties over the same recent window
+    /// as the repeat penalty: a token seen `n` times there loses `n · frequency + presence`
+    /// from its logit (after the repeat penalty), so positive values discourage repetition.
+    pub fn with_penalties(mut self, presence: f32, frequency: f32) -> Self {
+        self.presence_penalty = presence;
+        self.frequency_penalty = frequency;
+        self
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -158,7 +172,10 @@ impl Sampler {
             return 0;
         }
         let cfg = &self.cfg;
-        let penalise = cfg.repeat_penalty != 1.0 && cfg.repeat_last_n > 0 && !history.is_empty();
+        let (presence, frequency) = (self.presence_penalty, self.frequency_penalty);
+        let penalise = (cfg.repeat_penalty != 1.0 || presence != 0.0 || frequency != 0.0)
+            && cfg.repeat_last_n > 0
+            && !history.is_empty();
         if cfg.temperature <= 0.0 && !penalise {
             return argmax(logits);
         }
@@ -169,17 +186,20 @@ impl Sampler {
         if penalise {
             // Indexed by id until the NaN filter below.
             let recent = &history[history.len().saturating_sub(cfg.repeat_last_n)..];
-            let mut seen = std::collections::HashSet::with_capacity(recent.len());
+            let mut counts = std::collections::HashMap::with_capacity(recent.len());
             for &id in recent {
-                if !seen.insert(id) {
-                    continue;
-                }
+                *counts.entry(id).or_insert(0usize) += 1;
+            }
+            for (&id, &n) in &counts {
                 if let Some(c) = candidates.get_mut(id as usize) {
-                    c.1 = if c.1 <= 0.0 {
-                        c.1 * cfg.repeat_penalty
-                    } else {
-                        c.1 / cfg.repeat_penalty
-                    };
+                    if cfg.repeat_penalty != 1.0 {
+                        c.1 = if c.1 <= 0.0 {
+                            c.1 * cfg.repeat_penalty
+                        } else {
+                            c.1 / cfg.repeat_penalty
+                        };
+                    }
+                    c.1 -= n as f32 * frequency + presence;
                 }
             }
         }
@@ -249,5 +269,52 @@ impl Sampler {
             r -= w;
         }
         candidates.last().expect("non-empty").0
+    }
+}
+
+#[cfg(test)]
+mod penalty_tests {
+    use super::*;
+
+    #[test]
+    fn presence_and_frequency_penalties_follow_counts_in_the_window() {
+        // Token 0 leads by 1.0; it was seen twice, token 1 once.
+        let logits = [3.0, 2.0, 1.5];
+        let history = [0, 1, 0];
+        let greedy = || Sampler::new(SamplerConfig::greedy());
+        let window = |s: Sampler| {
+            let mut cfg = s.cfg.clone();
+            cfg.repeat_last_n = 64;
+            Sampler { cfg, ..s }
+        };
+        assert_eq!(window(greedy()).sample(&logits, &history), 0);
+        // Frequency 0.6: token 0 loses 1.2, token 1 loses 0.6 → 1.8, 1.4, 1.5.
+        assert_eq!(
+            window(greedy().with_penalties(0.0, 0.6)).sample(&logits, &history),
+            0
+        );
+        // Frequency 0.8: 1.4, 1.2, 1.5 → the unseen token 2 wins.
+        assert_eq!(
+            window(greedy().with_penalties(0.0, 0.8)).sample(&logits, &history),
+            2
+        );
+        // Presence 1.2 counts each seen token once: 1.8, 0.8, 1.5.
+        assert_eq!(
+            window(greedy().with_penalties(1.2, 0.0)).sample(&logits, &history),
+            0
+        );
+        // Presence 1.6: 1.4, 0.4, 1.5.
+        assert_eq!(
+            window(greedy().with_penalties(1.6, 0.0)).sample(&logits, &history),
+            2
+        );
+        // Outside the window nothing is penalised; negative values encourage repetition.
+        let mut s = greedy().with_penalties(5.0, 5.0);
+        s.cfg.repeat_last_n = 0;
+        assert_eq!(s.sample(&logits, &history), 0);
+        assert_eq!(
+            window(greedy().with_penalties(0.0, -1.0)).sample(&[1.0, 2.0, 0.0], &[0]),
+            0
+        );
     }
 }

@@ -123,7 +123,8 @@ impl TextModel for EngineBackend {
             repeat_last_n: s.repeat_last_n,
             seed: s.seed,
         };
-        Box::new(EngineSampler(Sampler::new(cfg)))
+        let sampler = Sampler::new(cfg).with_penalties(s.presence_penalty, s.frequency_penalty);
+        Box::new(EngineSampler(sampler))
     }
 }
 
