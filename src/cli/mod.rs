@@ -6,5 +6,6 @@ pub mod dummy;
 pub mod inspect;
 pub mod quantize;
 pub mod run;
+pub mod run_modelfile;
 pub mod serve;
 pub mod tokenize;
