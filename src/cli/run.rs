@@ -11,6 +11,8 @@ use crate::generate::{generate, GenerateParams};
 use crate::model::{LoadOptions, Model};
 use crate::sampler::SamplerConfig;
 
+use super::run_modelfile;
+
 /// The model `run` uses when no `-m` is given (committed to the repository).
 pub const DEFAULT_MODEL: &str = "models/tiny-bitnet-b1.58.gguf";
 
@@ -31,9 +33,9 @@ pub struct ModelArgs {
 /// Sampling options, in llama.cpp's spelling. Unset ones keep Ollama's defaults.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
-    /// Number of tokens to generate (-1: until end of text or a full context).
-    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
-    pub n_predict: i64,
+    /// Number of tokens to generate (-1, the default: until end of text or a full context).
+    #[arg(short = 'n', long = "n-predict", allow_negative_numbers = true)]
+    pub n_predict: Option<i64>,
     /// Temperature (0 = greedy).
     #[arg(long = "temp")]
     pub temp: Option<f32>,
@@ -55,7 +57,17 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     fn params(&self, stop: Vec<String>) -> GenerateParams {
-        let mut s = SamplerConfig::default();
+        self.params_over(GenerateParams {
+            max_tokens: None,
+            sampler: SamplerConfig::default(),
+            stop,
+            json: false,
+        })
+    }
+
+    /// `base` (defaults, or a Modelfile's `PARAMETER`s) with the flags that were given over it.
+    fn params_over(&self, base: GenerateParams) -> GenerateParams {
+        let mut s = base.sampler;
         if let Some(v) = self.temp {
             s.temperature = v;
         }
@@ -77,18 +89,26 @@ impl SamplingArgs {
         if let Some(v) = self.repeat_last_n {
             s.repeat_last_n = v;
         }
-        let max_tokens = usize::try_from(self.n_predict).ok();
+        let max_tokens = match self.n_predict {
+            Some(n) => usize::try_from(n).ok(),
+            None => base.max_tokens,
+        };
         GenerateParams {
             max_tokens,
             sampler: s,
-            stop,
-            json: false,
+            ..base
         }
     }
 }
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// Model, as `ollama run MODEL PROMPT` takes it (same as -m).
+    #[arg(value_name = "MODEL", conflicts_with = "model")]
+    pub name: Option<String>,
+    /// The prompt, as the words after the model (same as -p).
+    #[arg(value_name = "PROMPT", conflicts_with_all = ["prompt", "file"])]
+    pub words: Vec<String>,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -99,6 +119,13 @@ pub struct RunArgs {
     /// Read the prompt from a file.
     #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
     pub file: Option<PathBuf>,
+    /// With a named model from the store: continue the prompt as plain text instead of sending
+    /// it as a chat message with the Modelfile's SYSTEM, MESSAGEs and TEMPLATE.
+    #[arg(long = "raw")]
+    pub raw: bool,
+    /// With a named model: the system message (instead of the Modelfile's SYSTEM).
+    #[arg(long = "system")]
+    pub system: Option<String>,
     /// Print only the generated text, not the prompt before it.
     #[arg(long = "no-display-prompt")]
     pub no_display_prompt: bool,
@@ -195,24 +222,62 @@ fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Result<Model> {
     Ok(model)
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+/// `run`: continues a prompt. A named model from the store runs like `ollama run`: its
+/// Modelfile `PARAMETER`s are the defaults under the flags given, and the prompt is the user's
+/// message in a chat with its `SYSTEM` and `MESSAGE`s (only the reply is printed) unless
+/// `--raw`.
+pub fn run(mut args: RunArgs) -> Result<()> {
+    if args.name.is_some() {
+        args.model.model = args.name.take();
+    }
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => p.clone(),
         (None, Some(f)) => {
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
         }
-        (None, None) => bail!("no prompt: use -p TEXT or -f FILE"),
+        (None, None) if !args.words.is_empty() => args.words.join(" "),
+        (None, None) => bail!("no prompt: give it after the model name, or use -p TEXT or -f FILE"),
     };
+    let entry = match &args.model.model {
+        Some(m) => run_modelfile::store_entry(m)?,
+        None => None,
+    };
+    let settings = entry
+        .as_ref()
+        .map(run_modelfile::modelfile_params)
+        .transpose()?;
+    if let Some(s) = &settings {
+        args.model.ctx_size = args.model.ctx_size.or(s.num_ctx);
+    }
     let model = load(&args.model, true, args.verbose)?;
     let tok = model.tokenizer();
-    let ids = tok.encode(&prompt, tok.add_bos_default(), true)?;
+    let chat = entry.as_ref().filter(|_| !args.raw);
+    let (text, add_bos) = match chat {
+        Some(e) => {
+            let rendered =
+                run_modelfile::render_prompt(&model, e, args.system.as_deref(), &prompt)?;
+            let bos = model.chat_template().bos_token();
+            let has_bos = !bos.is_empty() && rendered.starts_with(bos);
+            (rendered, tok.add_bos_default() && !has_bos)
+        }
+        None => (prompt.clone(), tok.add_bos_default()),
+    };
+    let ids = tok.encode(&text, add_bos, true)?;
     if ids.is_empty() {
         bail!("the prompt is empty");
     }
     let mut session = model.new_session(model.default_n_ctx());
-    let params = args.sampling.params(Vec::new());
+    let params = match settings {
+        Some(mut s) => {
+            if chat.is_some() && !s.stop_given {
+                s.params.stop = model.chat_template().stop_strings().to_vec();
+            }
+            args.sampling.params_over(s.params)
+        }
+        None => args.sampling.params(Vec::new()),
+    };
     let mut out = std::io::stdout().lock();
-    if !args.no_display_prompt {
+    if !args.no_display_prompt && chat.is_none() {
         write!(out, "{prompt}")?;
         out.flush()?;
     }

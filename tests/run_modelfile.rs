@@ -1,0 +1,202 @@
+//! `bitnet-gguf run NAME PROMPT` with a model created from a Modelfile behaves like
+//! `ollama run`: the Modelfile's PARAMETERs are the defaults, flags override them, and the
+//! prompt is the user's message after its SYSTEM and MESSAGEs, rendered with the chat template.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bitnet_gguf::chat::ChatMessage;
+use bitnet_gguf::generate::{generate, GenerateParams};
+use bitnet_gguf::model::{LoadOptions, Model};
+use bitnet_gguf::sampler::SamplerConfig;
+
+const QUESTION: &str = "Who is Mr. Knightley?";
+
+fn gguf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-bitnet-b1.58.gguf")
+}
+
+fn cli(store: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
+        .args(args)
+        .env("BITNET_MODELS", store)
+        .env_remove("OLLAMA_MODELS")
+        .output()
+        .expect("running bitnet-gguf");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// `(prompt tokens, generated tokens)` from `--verbose`.
+fn counts(o: &Output) -> (usize, usize) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err.lines().find(|l| l.starts_with("prompt: ")).unwrap();
+    let num = |key: &str| -> usize {
+        let rest = &line[line.find(key).unwrap() + key.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    (num("prompt: "), num("generation: "))
+}
+
+fn create(store: &Path, name: &str, modelfile: &str) {
+    let mf = store.join(format!("{name}.Modelfile"));
+    std::fs::write(&mf, format!("FROM {}\n{modelfile}", gguf().display())).unwrap();
+    cli(store, &["create", name, "-f", mf.to_str().unwrap()]);
+}
+
+/// The reply `ollama run` semantics call for, computed with the library directly.
+fn expected_reply(
+    model: &Model,
+    messages: &[ChatMessage],
+    params: &GenerateParams,
+) -> (usize, String) {
+    let rendered = model.chat_template().render(messages, true).unwrap();
+    let tok = model.tokenizer();
+    let ids = tok.encode(&rendered, tok.add_bos_default(), true).unwrap();
+    let mut session = model.new_session(model.default_n_ctx());
+    let mut text = String::new();
+    generate(&mut session, &ids, params, &mut |t| {
+        text.push_str(t);
+        true
+    })
+    .unwrap();
+    (ids.len(), text)
+}
+
+#[test]
+fn run_applies_the_modelfile_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    create(
+        store,
+        "emma",
+        "PARAMETER temperature 0\nPARAMETER num_predict 12\nSYSTEM \"\"\"You are Emma.\"\"\"\n\
+         MESSAGE user Hello\nMESSAGE assistant Good day, sir.\n",
+    );
+    let model = Model::load(&gguf(), &LoadOptions::default()).unwrap();
+    let messages = vec![
+        ChatMessage::new("system", "You are Emma."),
+        ChatMessage::new("user", "Hello"),
+        ChatMessage::new("assistant", "Good day, sir."),
+        ChatMessage::new("user", QUESTION),
+    ];
+    let greedy = |n: usize| GenerateParams {
+        max_tokens: Some(n),
+        sampler: SamplerConfig::greedy(),
+        stop: model.chat_template().stop_strings().to_vec(),
+        json: false,
+    };
+    let (prompt_len, reply) = expected_reply(&model, &messages, &greedy(12));
+    assert!(!reply.trim().is_empty());
+
+    // PARAMETERs (greedy, 12 tokens) and SYSTEM + MESSAGEs around the prompt; only the reply
+    // is printed.
+    let out = cli(store, &["run", "emma", QUESTION, "--verbose"]);
+    assert_eq!(stdout(&out), format!("{reply}\n"));
+    assert_eq!(counts(&out), (prompt_len, 12));
+    // The words after the name form the prompt; -m/-p say the same.
+    let words: Vec<&str> = QUESTION.split(' ').collect();
+    let mut args = vec!["run", "emma"];
+    args.extend(&words);
+    assert_eq!(stdout(&cli(store, &args)), format!("{reply}\n"));
+    assert_eq!(
+        stdout(&cli(store, &["run", "-m", "emma", "-p", QUESTION])),
+        format!("{reply}\n")
+    );
+
+    // Flags win: -n, --system.
+    let out = cli(store, &["run", "emma", QUESTION, "-n", "5", "--verbose"]);
+    assert_eq!(counts(&out).1, 5);
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n", expected_reply(&model, &messages, &greedy(5)).1)
+    );
+    let mut other = messages.clone();
+    other[0] = ChatMessage::new("system", "You are Harriet.");
+    let out = cli(
+        store,
+        &[
+            "run",
+            "emma",
+            QUESTION,
+            "--system",
+            "You are Harriet.",
+            "--verbose",
+        ],
+    );
+    let (other_len, other_reply) = expected_reply(&model, &other, &greedy(12));
+    assert_eq!(counts(&out).0, other_len);
+    assert_eq!(stdout(&out), format!("{other_reply}\n"));
+
+    // --raw continues the text itself, with the Modelfile's PARAMETERs.
+    let out = cli(
+        store,
+        &["run", "emma", "--raw", "-p", "It is a truth", "--verbose"],
+    );
+    let tok = model.tokenizer();
+    let raw_ids = tok
+        .encode("It is a truth", tok.add_bos_default(), true)
+        .unwrap();
+    assert_eq!(counts(&out), (raw_ids.len(), 12));
+    assert!(stdout(&out).starts_with("It is a truth"));
+}
+
+#[test]
+fn run_applies_stop_seed_and_context_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path();
+    let model = Model::load(&gguf(), &LoadOptions::default()).unwrap();
+    let messages = vec![ChatMessage::new("user", QUESTION)];
+    let params = GenerateParams {
+        max_tokens: Some(24),
+        sampler: SamplerConfig::greedy(),
+        stop: model.chat_template().stop_strings().to_vec(),
+        json: false,
+    };
+    let (_, reply) = expected_reply(&model, &messages, &params);
+    // A stop string taken from the middle of the greedy reply cuts it there.
+    let words: Vec<&str> = reply
+        .split_whitespace()
+        .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+        .filter(|w| reply.find(*w).is_some_and(|at| at > 0))
+        .collect();
+    assert!(words.len() >= 2, "{reply:?}");
+    let stop = words[words.len() / 2];
+    let cut = &reply[..reply.find(stop).unwrap()];
+    create(
+        store,
+        "stopper",
+        &format!("PARAMETER temperature 0\nPARAMETER num_predict 24\nPARAMETER stop \"{stop}\"\n"),
+    );
+    assert_eq!(
+        stdout(&cli(store, &["run", "stopper", QUESTION])),
+        format!("{cut}\n")
+    );
+
+    // A fixed seed makes sampled replies repeat; another seed on the command line changes it.
+    create(
+        store,
+        "seeded",
+        "PARAMETER temperature 1.5\nPARAMETER seed 7\nPARAMETER num_predict 32\nPARAMETER num_ctx 128\n",
+    );
+    let a = cli(store, &["run", "seeded", QUESTION, "--verbose"]);
+    let b = cli(store, &["run", "seeded", QUESTION]);
+    assert_eq!(stdout(&a), stdout(&b));
+    let c = cli(store, &["run", "seeded", QUESTION, "--seed", "8"]);
+    assert_ne!(stdout(&a), stdout(&c));
+    // num_ctx sets the context; -c overrides it.
+    assert!(String::from_utf8_lossy(&a.stderr).contains("context 128"));
+    let d = cli(
+        store,
+        &["run", "seeded", QUESTION, "-c", "200", "--verbose"],
+    );
+    assert!(String::from_utf8_lossy(&d.stderr).contains("context 200"));
+}
