@@ -21,6 +21,9 @@ pub struct GenerateParams {
     /// Constrain the output to one JSON object (Ollama's `format: "json"`); generation ends
     /// when the object is complete.
     pub json: bool,
+    /// OpenAI-style penalties over the repeat window (0 = off); see `Sampler::with_penalties`.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +98,8 @@ pub fn generate(
     let mut logits = session.forward(&prompt[cached..])?;
     let prompt_duration = start.elapsed();
 
-    let mut sampler = Sampler::new(params.sampler.clone());
+    let mut sampler = Sampler::new(params.sampler.clone())
+        .with_penalties(params.presence_penalty, params.frequency_penalty);
     let mut decoder = StreamDecoder::new(tokenizer, true);
     let mut stop = StopMatcher::new(&params.stop);
     let mut generated = Vec::new();

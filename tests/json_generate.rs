@@ -60,6 +60,7 @@ fn json_output_parses_as_an_object() {
                 },
                 stop: vec![],
                 json: true,
+                ..GenerateParams::default()
             };
             let (text, finish) = run_prompt(&model, prompt, &params);
             let v: serde_json::Value = serde_json::from_str(&text)
@@ -84,6 +85,7 @@ fn token_cap_before_completion_reports_length() {
         sampler: SamplerConfig::greedy(),
         stop: vec![],
         json: true,
+        ..GenerateParams::default()
     };
     let (text, finish) = run(&model, &params);
     // No single token is a whole object: nothing may be written that cannot be closed.

@@ -93,6 +93,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
         sampler: SamplerConfig::greedy(),
         stop: model.chat_template().stop_strings().to_vec(),
         json: false,
+        ..GenerateParams::default()
     };
     let (prompt_len, reply) = expected_reply(&model, &messages, &greedy(12));
     assert!(!reply.trim().is_empty());
@@ -160,6 +161,7 @@ fn run_applies_stop_seed_and_context_parameters() {
         sampler: SamplerConfig::greedy(),
         stop: model.chat_template().stop_strings().to_vec(),
         json: false,
+        ..GenerateParams::default()
     };
     let (_, reply) = expected_reply(&model, &messages, &params);
     // A stop string taken from the middle of the greedy reply cuts it there.
@@ -180,6 +182,15 @@ fn run_applies_stop_seed_and_context_parameters() {
         stdout(&cli(store, &["run", "stopper", QUESTION])),
         format!("{cut}\n")
     );
+
+    // Penalties from the Modelfile change the greedy reply.
+    create(
+        store,
+        "penalised",
+        "PARAMETER temperature 0\nPARAMETER num_predict 24\nPARAMETER frequency_penalty 2\n",
+    );
+    let penalised = stdout(&cli(store, &["run", "penalised", QUESTION]));
+    assert_ne!(penalised, format!("{reply}\n"));
 
     // A fixed seed makes sampled replies repeat; another seed on the command line changes it.
     create(

@@ -61,7 +61,7 @@ impl SamplingArgs {
             max_tokens: None,
             sampler: SamplerConfig::default(),
             stop,
-            json: false,
+            ..GenerateParams::default()
         })
     }
 

@@ -49,6 +49,8 @@ pub fn modelfile_params(entry: &Entry) -> Result<ModelfileSettings> {
         },
         stop: o.stop,
         json: false,
+        presence_penalty: s.presence_penalty,
+        frequency_penalty: s.frequency_penalty,
     };
     Ok(ModelfileSettings {
         params,
