@@ -137,6 +137,11 @@ fn run_applies_the_modelfile_and_flags_override_it() {
     assert_eq!(counts(&out).0, other_len);
     assert_eq!(stdout(&out), format!("{other_reply}\n"));
 
+    // --format json: one JSON object, within the Modelfile's 12 tokens.
+    let out = cli(store, &["run", "emma", QUESTION, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim_end()).unwrap();
+    assert!(v.is_object(), "{v}");
+
     // --raw continues the text itself, with the Modelfile's PARAMETERs.
     let out = cli(
         store,

@@ -126,6 +126,9 @@ pub struct RunArgs {
     /// With a named model: the system message (instead of the Modelfile's SYSTEM).
     #[arg(long = "system")]
     pub system: Option<String>,
+    /// `json`: the reply is one JSON object (as `ollama run --format json`).
+    #[arg(long = "format", value_parser = ["json"])]
+    pub format: Option<String>,
     /// Print only the generated text, not the prompt before it.
     #[arg(long = "no-display-prompt")]
     pub no_display_prompt: bool,
@@ -267,15 +270,18 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         bail!("the prompt is empty");
     }
     let mut session = model.new_session(model.default_n_ctx());
-    let params = match settings {
+    let json = args.format.is_some();
+    let mut params = match settings {
         Some(mut s) => {
-            if chat.is_some() && !s.stop_given {
+            // Template stops could cut a JSON string short; the object ends generation itself.
+            if chat.is_some() && !s.stop_given && !json {
                 s.params.stop = model.chat_template().stop_strings().to_vec();
             }
             args.sampling.params_over(s.params)
         }
         None => args.sampling.params(Vec::new()),
     };
+    params.json = json;
     let mut out = std::io::stdout().lock();
     if !args.no_display_prompt && chat.is_none() {
         write!(out, "{prompt}")?;
