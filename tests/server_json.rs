@@ -104,6 +104,20 @@ fn fake_model_output_is_forced_into_an_object() {
     let (text, last) = ndjson_text(&r.body, "response");
     object(&text);
     assert!(last["eval_count"].as_u64().unwrap() <= 3, "{last}");
+    // A limit too small for any object ends as "length" with nothing written, not broken JSON.
+    let v = post_json(
+        a,
+        "/api/generate",
+        &json!({"model": "fake", "prompt": "1.", "format": "json", "stream": false,
+                "options": {"num_predict": 1}}),
+    )
+    .unwrap()
+    .json()
+    .unwrap();
+    assert_eq!(
+        (v["response"].as_str(), v["done_reason"].as_str()),
+        (Some(""), Some("length"))
+    );
     // OpenAI: json_object and json_schema constrain, text does not.
     for (rf, want_json) in [
         (json!({"type": "json_object"}), true),
