@@ -3,7 +3,7 @@
 //! prompt is the user's message after its SYSTEM and MESSAGEs, rendered with the chat template.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use bitnet_gguf::chat::ChatMessage;
 use bitnet_gguf::generate::{generate, GenerateParams};
@@ -23,6 +23,33 @@ fn cli(store: &Path, args: &[&str]) -> Output {
         .env_remove("OLLAMA_MODELS")
         .output()
         .expect("running bitnet-gguf");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs with `input` on standard input.
+fn cli_stdin(store: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
+        .args(args)
+        .env("BITNET_MODELS", store)
+        .env_remove("OLLAMA_MODELS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running bitnet-gguf");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -112,6 +139,12 @@ fn run_applies_the_modelfile_and_flags_override_it() {
         stdout(&cli(store, &["run", "-m", "emma", "-p", QUESTION])),
         format!("{reply}\n")
     );
+
+    // Piped standard input is the prompt; `chat` answers each line with the same Modelfile.
+    let piped = cli_stdin(store, &["run", "emma"], QUESTION);
+    assert_eq!(stdout(&piped), format!("{reply}\n"));
+    let chat = cli_stdin(store, &["chat", "-m", "emma"], &format!("{QUESTION}\n"));
+    assert_eq!(stdout(&chat), format!("{reply}\n"));
 
     // Flags win: -n, --system.
     let out = cli(store, &["run", "emma", QUESTION, "-n", "5", "--verbose"]);

@@ -1,6 +1,6 @@
 //! `run`, `chat`, `eval` and `perplexity`: the verbs that evaluate a model.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use crate::model::{LoadOptions, Model};
 use crate::sampler::SamplerConfig;
 
 use super::run_modelfile;
+use crate::store::Entry;
 
 /// The model `run` uses when no `-m` is given (committed to the repository).
 pub const DEFAULT_MODEL: &str = "models/tiny-bitnet-b1.58.gguf";
@@ -56,7 +57,7 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    fn params(&self, stop: Vec<String>) -> GenerateParams {
+    pub(crate) fn params(&self, stop: Vec<String>) -> GenerateParams {
         self.params_over(GenerateParams {
             max_tokens: None,
             sampler: SamplerConfig::default(),
@@ -66,7 +67,7 @@ impl SamplingArgs {
     }
 
     /// `base` (defaults, or a Modelfile's `PARAMETER`s) with the flags that were given over it.
-    fn params_over(&self, base: GenerateParams) -> GenerateParams {
+    pub(crate) fn params_over(&self, base: GenerateParams) -> GenerateParams {
         let mut s = base.sampler;
         if let Some(v) = self.temp {
             s.temperature = v;
@@ -228,60 +229,56 @@ fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Result<Model> {
 /// `run`: continues a prompt. A named model from the store runs like `ollama run`: its
 /// Modelfile `PARAMETER`s are the defaults under the flags given, and the prompt is the user's
 /// message in a chat with its `SYSTEM` and `MESSAGE`s (only the reply is printed) unless
-/// `--raw`.
+/// `--raw`. Without a prompt, piped standard input is the prompt; at a terminal a named model
+/// starts an interactive chat.
 pub fn run(mut args: RunArgs) -> Result<()> {
     if args.name.is_some() {
         args.model.model = args.name.take();
     }
     let prompt = match (&args.prompt, &args.file) {
-        (Some(p), _) => p.clone(),
+        (Some(p), _) => Some(p.clone()),
         (None, Some(f)) => {
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+            Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
         }
-        (None, None) if !args.words.is_empty() => args.words.join(" "),
-        (None, None) => bail!("no prompt: give it after the model name, or use -p TEXT or -f FILE"),
+        (None, None) if !args.words.is_empty() => Some(args.words.join(" ")),
+        (None, None) if !std::io::stdin().is_terminal() => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the prompt from standard input")?;
+            Some(text)
+        }
+        (None, None) => None,
     };
-    let entry = match &args.model.model {
-        Some(m) => run_modelfile::store_entry(m)?,
-        None => None,
-    };
-    let settings = entry
-        .as_ref()
-        .map(run_modelfile::modelfile_params)
-        .transpose()?;
-    if let Some(s) = &settings {
-        args.model.ctx_size = args.model.ctx_size.or(s.num_ctx);
+    let (entry, settings) = run_modelfile::modelfile_for(&mut args.model)?;
+    let chat = entry.as_ref().filter(|_| !args.raw);
+    if prompt.is_none() && chat.is_none() {
+        bail!("no prompt: give it after the model name, or use -p TEXT or -f FILE");
     }
     let model = load(&args.model, true, args.verbose)?;
+    let json = args.format.is_some();
+    let params =
+        run_modelfile::generation_params(&model, settings, &args.sampling, chat.is_some(), json);
+    let initial = run_modelfile::initial_messages(chat, args.system.as_deref());
+    let Some(prompt) = prompt else {
+        return chat_loop(&model, chat, initial, &params, args.verbose);
+    };
     let tok = model.tokenizer();
-    let chat = entry.as_ref().filter(|_| !args.raw);
-    let (text, add_bos) = match chat {
-        Some(e) => {
-            let rendered =
-                run_modelfile::render_prompt(&model, e, args.system.as_deref(), &prompt)?;
-            let bos = model.chat_template().bos_token();
-            let has_bos = !bos.is_empty() && rendered.starts_with(bos);
-            (rendered, tok.add_bos_default() && !has_bos)
-        }
-        None => (prompt.clone(), tok.add_bos_default()),
+    let (text, add_bos) = if chat.is_some() {
+        let mut messages = initial;
+        messages.push(ChatMessage::new("user", prompt.clone()));
+        let rendered = run_modelfile::render(&model, chat, &messages)?;
+        let bos = model.chat_template().bos_token();
+        let has_bos = !bos.is_empty() && rendered.starts_with(bos);
+        (rendered, tok.add_bos_default() && !has_bos)
+    } else {
+        (prompt.clone(), tok.add_bos_default())
     };
     let ids = tok.encode(&text, add_bos, true)?;
     if ids.is_empty() {
         bail!("the prompt is empty");
     }
     let mut session = model.new_session(model.default_n_ctx());
-    let json = args.format.is_some();
-    let mut params = match settings {
-        Some(mut s) => {
-            // Template stops could cut a JSON string short; the object ends generation itself.
-            if chat.is_some() && !s.stop_given && !json {
-                s.params.stop = model.chat_template().stop_strings().to_vec();
-            }
-            args.sampling.params_over(s.params)
-        }
-        None => args.sampling.params(Vec::new()),
-    };
-    params.json = json;
     let mut out = std::io::stdout().lock();
     if !args.no_display_prompt && chat.is_none() {
         write!(out, "{prompt}")?;
@@ -321,20 +318,35 @@ pub fn run(mut args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn chat(args: ChatArgs) -> Result<()> {
+/// `chat`: a conversation at the terminal. A named model brings its Modelfile (`PARAMETER`s
+/// under the flags, `SYSTEM` unless `--system`, `MESSAGE`s, `TEMPLATE`), as in `run`.
+pub fn chat(mut args: ChatArgs) -> Result<()> {
+    let (entry, settings) = run_modelfile::modelfile_for(&mut args.model)?;
     let model = load(&args.model, true, args.verbose)?;
-    let template = model.chat_template();
+    let params = run_modelfile::generation_params(&model, settings, &args.sampling, true, false);
+    let initial = run_modelfile::initial_messages(entry.as_ref(), args.system.as_deref());
+    chat_loop(&model, entry.as_ref(), initial, &params, args.verbose)
+}
+
+/// Reads user lines, answers each with the whole conversation so far (the session's cache
+/// keeps what is shared); `/clear` goes back to `initial`.
+fn chat_loop(
+    model: &Model,
+    entry: Option<&Entry>,
+    initial: Vec<ChatMessage>,
+    params: &GenerateParams,
+    verbose: bool,
+) -> Result<()> {
     let tok = model.tokenizer();
     let mut session = model.new_session(model.default_n_ctx());
-    let params = args.sampling.params(template.stop_strings().to_vec());
-    let mut messages = Vec::new();
-    if let Some(s) = &args.system {
-        messages.push(ChatMessage::new("system", s.clone()));
-    }
-    let n_fixed = messages.len();
+    let n_fixed = initial.len();
+    let mut messages = initial;
     eprintln!(
         "chat with {} — /clear starts over, /exit or Ctrl-D quits",
-        model.path().display()
+        entry.map_or_else(
+            || model.path().display().to_string(),
+            |e| e.name.to_string()
+        )
     );
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
@@ -357,8 +369,10 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             _ => {}
         }
         messages.push(ChatMessage::new("user", line));
-        let rendered = template.render(&messages, true)?;
-        let ids = tok.encode(&rendered, tok.add_bos_default(), true)?;
+        let rendered = run_modelfile::render(model, entry, &messages)?;
+        let bos = model.chat_template().bos_token();
+        let has_bos = !bos.is_empty() && rendered.starts_with(bos);
+        let ids = tok.encode(&rendered, tok.add_bos_default() && !has_bos, true)?;
         if ids.len() >= session.n_ctx() {
             messages.pop();
             eprintln!(
@@ -369,13 +383,13 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             continue;
         }
         let mut answer = String::new();
-        let stats = generate(&mut session, &ids, &params, &mut |text| {
+        let stats = generate(&mut session, &ids, params, &mut |text| {
             answer.push_str(text);
             print!("{text}");
             out.flush().is_ok()
         })?;
         println!();
-        if args.verbose {
+        if verbose {
             eprintln!(
                 "[{} prompt tokens ({} cached), {:.1} tok/s; {} generated, {:.1} tok/s]",
                 stats.prompt_tokens,

@@ -1,12 +1,14 @@
-//! What `run` takes from a named model's Modelfile, as `ollama run` does: its `PARAMETER`s
-//! as defaults under the command-line flags, and its `SYSTEM`, `MESSAGE`s and `TEMPLATE`
-//! around the prompt, which is sent as the user's message.
+//! What `run` and `chat` take from a named model's Modelfile, as `ollama run` does: its
+//! `PARAMETER`s as defaults under the command-line flags, and its `SYSTEM`, `MESSAGE`s and
+//! `TEMPLATE` around the user's messages.
 
 use anyhow::{Context, Result};
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::generate::GenerateParams;
 use crate::model::Model;
+
+use super::run::{ModelArgs, SamplingArgs};
 use crate::sampler::SamplerConfig;
 use crate::server::backend::ChatTurn;
 use crate::server::gotemplate;
@@ -59,43 +61,83 @@ pub fn modelfile_params(entry: &Entry) -> Result<ModelfileSettings> {
     })
 }
 
-/// The chat prompt `ollama run` would send: the system message (`system` or the Modelfile's
-/// `SYSTEM`), the Modelfile's `MESSAGE`s, then `prompt` as the user's turn, rendered with the
-/// Modelfile's `TEMPLATE` (Go or Jinja) or else the model's own chat template.
-pub fn render_prompt(
-    model: &Model,
-    entry: &Entry,
-    system: Option<&str>,
-    prompt: &str,
-) -> Result<String> {
-    let mut turns = Vec::new();
-    if let Some(s) = system.map(str::to_string).or_else(|| entry.system.clone()) {
-        turns.push(ChatTurn {
-            role: "system".into(),
-            content: s,
-        });
+/// The conversation's fixed start: the system message (`system`, else the Modelfile's
+/// `SYSTEM`) and the Modelfile's `MESSAGE`s.
+pub fn initial_messages(entry: Option<&Entry>, system: Option<&str>) -> Vec<ChatMessage> {
+    let mut messages = Vec::new();
+    let system = system
+        .map(str::to_string)
+        .or_else(|| entry.and_then(|e| e.system.clone()));
+    if let Some(s) = system {
+        messages.push(ChatMessage::new("system", s));
     }
-    turns.extend(entry.messages.iter().map(|m| ChatTurn {
-        role: m.role.clone(),
-        content: m.content.clone(),
-    }));
-    turns.push(ChatTurn {
-        role: "user".into(),
-        content: prompt.to_string(),
-    });
-    let messages: Vec<ChatMessage> = turns
-        .iter()
-        .map(|t| ChatMessage::new(t.role.clone(), t.content.clone()))
-        .collect();
+    if let Some(e) = entry {
+        messages.extend(
+            e.messages
+                .iter()
+                .map(|m| ChatMessage::new(m.role.clone(), m.content.clone())),
+        );
+    }
+    messages
+}
+
+/// Renders a conversation with the generation prompt, through the Modelfile's `TEMPLATE` (Go
+/// or Jinja) when it has one, else the model's own chat template.
+pub fn render(model: &Model, entry: Option<&Entry>, messages: &[ChatMessage]) -> Result<String> {
     let own = model.chat_template();
-    match entry.template.as_deref() {
-        Some(t) if gotemplate::looks_like_jinja(t) => {
-            let template = ChatTemplate::from_source(t, own.bos_token(), own.eos_token())
-                .with_context(|| format!("model '{}': TEMPLATE", entry.name))?;
-            Ok(template.render(&messages, true)?)
-        }
-        Some(t) => gotemplate::render_chat(t, &turns)
-            .map_err(|e| anyhow::anyhow!("model '{}': TEMPLATE: {e}", entry.name)),
-        None => Ok(own.render(&messages, true)?),
+    let Some((name, t)) = entry.and_then(|e| e.template.as_deref().map(|t| (&e.name, t))) else {
+        return Ok(own.render(messages, true)?);
+    };
+    if gotemplate::looks_like_jinja(t) {
+        let template = ChatTemplate::from_source(t, own.bos_token(), own.eos_token())
+            .with_context(|| format!("model '{name}': TEMPLATE"))?;
+        return Ok(template.render(messages, true)?);
     }
+    let turns: Vec<ChatTurn> = messages
+        .iter()
+        .map(|m| ChatTurn {
+            role: m.role.clone(),
+            content: m.content.clone(),
+        })
+        .collect();
+    gotemplate::render_chat(t, &turns).map_err(|e| anyhow::anyhow!("model '{name}': TEMPLATE: {e}"))
+}
+
+/// A named model's store entry and `PARAMETER`s; its `num_ctx` becomes the context unless
+/// `-c` was given.
+pub fn modelfile_for(args: &mut ModelArgs) -> Result<(Option<Entry>, Option<ModelfileSettings>)> {
+    let entry = match &args.model {
+        Some(m) => store_entry(m)?,
+        None => None,
+    };
+    let settings = entry.as_ref().map(modelfile_params).transpose()?;
+    if let Some(s) = &settings {
+        args.ctx_size = args.ctx_size.or(s.num_ctx);
+    }
+    Ok((entry, settings))
+}
+
+/// Generation settings: the Modelfile's (if any) under the flags given. A chat uses the
+/// template's stop strings unless the Modelfile sets `stop` (or the output is JSON, which ends
+/// by itself and could be cut short by them).
+pub fn generation_params(
+    model: &Model,
+    settings: Option<ModelfileSettings>,
+    sampling: &SamplingArgs,
+    chat: bool,
+    json: bool,
+) -> GenerateParams {
+    let template_stops = || model.chat_template().stop_strings().to_vec();
+    let mut params = match settings {
+        Some(mut s) => {
+            if chat && !s.stop_given && !json {
+                s.params.stop = template_stops();
+            }
+            sampling.params_over(s.params)
+        }
+        None if chat && !json => sampling.params(template_stops()),
+        None => sampling.params(Vec::new()),
+    };
+    params.json = json;
+    params
 }
