@@ -161,18 +161,37 @@ pub fn chat_tokens(
 ) -> Result<(Vec<u32>, usize), ApiError> {
     let tokenize = |ts: &[ChatTurn]| tokenize_prompt(text, &render_chat(model, text, ts)?);
     let mut tokens = tokenize(turns)?;
-    if tokens.len() >= n_ctx {
+    if tokens.len() >= n_ctx && turns.len() > 1 {
+        // Drop the k oldest droppable messages for the smallest k that fits (found by
+        // bisection: fewer messages never render longer), or all of them.
         let budget = prompt_budget(n_ctx, max_tokens);
-        let mut kept: Vec<ChatTurn> = turns.to_vec();
-        let mut i = 0;
-        while tokens.len() > budget && i + 1 < kept.len() {
-            if kept[i].role == "system" {
-                i += 1;
-                continue;
+        let droppable: Vec<usize> = (0..turns.len() - 1)
+            .filter(|&i| turns[i].role != "system")
+            .collect();
+        let without_first = |k: usize| -> Vec<ChatTurn> {
+            let dropped = &droppable[..k];
+            let kept = turns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !dropped.contains(i));
+            kept.map(|(_, t)| t.clone()).collect()
+        };
+        let (mut lo, mut hi) = (1, droppable.len());
+        let mut fitting = None;
+        while lo <= hi {
+            let mid = (lo + hi) / 2;
+            let t = tokenize(&without_first(mid))?;
+            if t.len() <= budget {
+                fitting = Some(t);
+                hi = mid - 1;
+            } else {
+                lo = mid + 1;
             }
-            kept.remove(i);
-            tokens = tokenize(&kept)?;
         }
+        tokens = match fitting {
+            Some(t) => t,
+            None => tokenize(&without_first(droppable.len()))?,
+        };
     }
     let system: Vec<ChatTurn> = turns
         .iter()
