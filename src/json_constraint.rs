@@ -56,8 +56,9 @@ struct Frame {
 }
 
 /// What the structural level expects next (outside strings, numbers and literals).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Expect {
+    #[default]
     TopValue,
     KeyOrEnd,
     Key,
@@ -100,8 +101,9 @@ impl NumPhase {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Lex {
+    #[default]
     None,
     Str {
         key: bool,
@@ -118,7 +120,7 @@ enum Lex {
 }
 
 /// Incremental validator of a JSON object, fed byte by byte (cheap to clone for look-ahead).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct JsonValidator {
     stack: Vec<Frame>,
     expect: Expect,
@@ -128,23 +130,10 @@ pub struct JsonValidator {
     invalid: bool,
 }
 
-impl Default for JsonValidator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl JsonValidator {
     /// A validator whose top-level value must be an object (what `format: "json"` asks for).
     pub fn new() -> Self {
-        JsonValidator {
-            stack: Vec::new(),
-            expect: Expect::TopValue,
-            lex: Lex::None,
-            whitespace_run: 0,
-            line_break_in_run: false,
-            invalid: false,
-        }
+        Self::default()
     }
 
     pub fn status(&self) -> JsonStatus {
