@@ -13,6 +13,10 @@
 //! everything that is open (one token per byte: byte-level vocabularies have a token for every
 //! byte the closing text needs). Near the end of the budget only closing moves remain.
 
+use std::sync::Arc;
+
+use schema::Shape;
+
 /// Longest run of whitespace accepted between tokens, so a model cannot loop on blanks forever.
 /// A run holds at most one line break (llama.cpp's JSON grammar: a space, or a newline and
 /// indentation), so small models that love blank lines still write compact JSON.
@@ -30,7 +34,7 @@ pub const MAX_MEMBERS: usize = 32;
 /// Most elements of one array.
 pub const MAX_ITEMS: usize = 64;
 /// Sampler draws rejected before the vocabulary is scanned once to mask every invalid token.
-const MAX_REJECTIONS: usize = 16;
+pub(crate) const MAX_REJECTIONS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JsonStatus {
@@ -48,11 +52,13 @@ enum Container {
     Array,
 }
 
-/// An open object or array and how many members or elements it holds so far.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An open object or array, how many members or elements it holds so far, and its schema
+/// shape (`Object` or `Array`) when it has one.
+#[derive(Clone, Debug, PartialEq)]
 struct Frame {
     container: Container,
     count: usize,
+    shape: Option<Arc<Shape>>,
 }
 
 /// What the structural level expects next (outside strings, numbers and literals).
@@ -90,13 +96,20 @@ enum NumPhase {
     Exp,
     ExpSign,
     ExpDigits,
+    /// Two exponent digits: the most allowed, so every number stays within f64's range
+    /// (serde_json refuses `1e400`).
+    ExpDigits2,
 }
 
 impl NumPhase {
     fn can_end(self) -> bool {
         matches!(
             self,
-            NumPhase::Zero | NumPhase::Int | NumPhase::Frac | NumPhase::ExpDigits
+            NumPhase::Zero
+                | NumPhase::Int
+                | NumPhase::Frac
+                | NumPhase::ExpDigits
+                | NumPhase::ExpDigits2
         )
     }
 }
@@ -115,13 +128,16 @@ enum Lex {
         /// Bytes of JSON text since the opening quote.
         len: usize,
     },
-    Num(NumPhase, usize),
+    /// Phase, length, and whether only an integer is allowed.
+    Num(NumPhase, usize, bool),
     Lit(&'static [u8], usize),
 }
 
 /// Incremental validator of a JSON object, fed byte by byte (cheap to clone for look-ahead).
 #[derive(Clone, Debug, Default)]
 pub struct JsonValidator {
+    /// Schema shape of the top-level object (`None`: any object).
+    root: Option<Arc<Shape>>,
     stack: Vec<Frame>,
     expect: Expect,
     lex: Lex,
@@ -134,6 +150,42 @@ impl JsonValidator {
     /// A validator whose top-level value must be an object (what `format: "json"` asks for).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A validator that also enforces a schema's shape (a top-level shape other than an
+    /// object is ignored: the output is an object either way).
+    pub fn with_schema(shape: Option<Arc<Shape>>) -> Self {
+        let root = shape.filter(|s| matches!(**s, Shape::Object(_) | Shape::AnyObject));
+        JsonValidator {
+            root,
+            ..Self::default()
+        }
+    }
+
+    /// The schema members of the innermost open object, if it has a schema.
+    fn members(&self) -> Option<&[(Vec<u8>, Arc<Shape>)]> {
+        match self.stack.last()?.shape.as_deref()? {
+            Shape::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The schema shape of the value that starts next (`None`: unconstrained).
+    fn slot_shape(&self) -> Option<Arc<Shape>> {
+        let Some(top) = self.stack.last() else {
+            return self.root.clone();
+        };
+        match top.shape.as_deref()? {
+            Shape::Object(m) => m.get(top.count).map(|(_, s)| s.clone()),
+            Shape::Array(item) => Some(item.clone()),
+            _ => None,
+        }
+    }
+
+    /// The key the schema expects for the member being written.
+    fn expected_key(&self) -> Option<&[u8]> {
+        let count = self.stack.last()?.count;
+        self.members()?.get(count).map(|(k, _)| k.as_slice())
     }
 
     pub fn status(&self) -> JsonStatus {
@@ -169,60 +221,34 @@ impl JsonValidator {
         self.clone().push_bytes(bytes) != JsonStatus::Invalid
     }
 
-    /// Length of the shortest text that completes the object (0 when complete, `usize::MAX`
-    /// when invalid): close the open string (a key also needs `:0`), finish the number or
-    /// literal, then one `}` or `]` per open container.
-    pub fn completion_len(&self) -> usize {
-        if self.invalid {
-            return usize::MAX;
-        }
-        let closers = self.stack.len();
-        let open = match self.lex {
+    fn push(&mut self, b: u8) -> bool {
+        match self.lex {
             Lex::Str {
-                key,
+                key: true,
                 escape,
                 utf8_left,
                 need_low,
-                ..
-            } => {
-                // A low-surrogate escape `\uDC00` still owed after the current character.
-                let low_owed = 6;
-                let body = match escape {
-                    Escape::Backslash if need_low => low_owed - 1,
-                    Escape::Backslash => 1,
-                    Escape::Unicode { left, value } => {
-                        let read = 4 - left as u32;
-                        let high = !need_low
-                            && read >= 2
-                            && (0xD8..=0xDB).contains(&(value >> (4 * (read - 2))));
-                        left as usize + if high { low_owed } else { 0 }
-                    }
-                    Escape::None => utf8_left as usize + if need_low { low_owed } else { 0 },
+                len,
+            } if self.expected_key().is_some() => {
+                // A schema key is written exactly, byte for byte.
+                let k = self.expected_key().unwrap_or_default();
+                let closing = b == b'"' && escape == Escape::None && utf8_left == 0 && !need_low;
+                let ok = if closing {
+                    len == k.len()
+                } else {
+                    k.get(len) == Some(&b)
                 };
-                body + 1 + if key { 2 } else { 0 }
+                return ok && self.push_string(b);
             }
-            Lex::Num(phase, _) => usize::from(!phase.can_end()),
-            Lex::Lit(word, i) => word.len() - i,
-            Lex::None => match self.expect {
-                Expect::TopValue => 2,
-                Expect::Key => 4,
-                Expect::Colon => 2,
-                Expect::Value => 1,
-                Expect::KeyOrEnd | Expect::ValueOrEnd | Expect::CommaOrEnd | Expect::Done => 0,
-            },
-        };
-        open + closers
-    }
-
-    fn push(&mut self, b: u8) -> bool {
-        match self.lex {
             Lex::Str { .. } => return self.push_string(b),
-            Lex::Num(phase, len) => {
+            Lex::Num(phase, len, integer) => {
                 // At the cap only the digit a number still needs to be complete is taken.
                 let fits =
                     |n: &NumPhase| len < MAX_NUMBER_BYTES || (!phase.can_end() && n.can_end());
-                if let Some(next) = number_step(phase, b).filter(fits) {
-                    self.lex = Lex::Num(next, len + 1);
+                let allowed =
+                    |n: &NumPhase| !integer || matches!(n, NumPhase::Zero | NumPhase::Int);
+                if let Some(next) = number_step(phase, b).filter(fits).filter(allowed) {
+                    self.lex = Lex::Num(next, len + 1, integer);
                     return true;
                 }
                 if !phase.can_end() {
@@ -261,13 +287,22 @@ impl JsonValidator {
         self.whitespace_run = 0;
         self.line_break_in_run = false;
         match self.expect {
-            Expect::TopValue => b == b'{' && self.open(Container::Object),
+            Expect::TopValue => b == b'{' && self.open(Container::Object, self.root.clone()),
             Expect::KeyOrEnd | Expect::Key => {
+                let count = self.stack.last().map_or(0, |f| f.count);
+                let owed = self.members().map_or(0, |m| m.len().saturating_sub(count));
                 if b == b'"' {
+                    // A schema object takes no keys beyond its members.
+                    if self.members().is_some() && owed == 0 {
+                        return false;
+                    }
                     self.lex = string_start(true);
                     true
                 } else {
-                    self.expect == Expect::KeyOrEnd && b == b'}' && self.close(Container::Object)
+                    self.expect == Expect::KeyOrEnd
+                        && b == b'}'
+                        && owed == 0
+                        && self.close(Container::Object)
                 }
             }
             Expect::Colon => {
@@ -284,11 +319,17 @@ impl JsonValidator {
                     Container::Object => (MAX_MEMBERS, Expect::Key, b'}'),
                     Container::Array => (MAX_ITEMS, Expect::Value, b']'),
                 };
-                if b == b',' && top.count < limit {
+                let (container, count) = (top.container, top.count);
+                // A schema object has exactly its members: commas until all are written.
+                let (more, may_close) = match self.members() {
+                    Some(m) => (count < m.len(), count == m.len()),
+                    None => (count < limit, true),
+                };
+                if b == b',' && more {
                     self.expect = next;
                     true
                 } else {
-                    b == closer && self.close(top.container)
+                    b == closer && may_close && self.close(container)
                 }
             }
             Expect::Done => false,
@@ -296,13 +337,20 @@ impl JsonValidator {
     }
 
     fn start_value(&mut self, b: u8) -> bool {
+        let shape = self.slot_shape();
+        if shape.as_ref().is_some_and(|s| !s.starts_with(b)) {
+            return false;
+        }
+        let integer = shape.as_deref() == Some(&Shape::Integer);
+        // Containers keep their schema shape; an any-object or any-value has none.
+        let container_shape = shape.filter(|s| matches!(**s, Shape::Object(_) | Shape::Array(_)));
         self.lex = match b {
-            b'{' => return self.open(Container::Object),
-            b'[' => return self.open(Container::Array),
+            b'{' => return self.open(Container::Object, container_shape),
+            b'[' => return self.open(Container::Array, container_shape),
             b'"' => string_start(false),
-            b'-' => Lex::Num(NumPhase::Minus, 1),
-            b'0' => Lex::Num(NumPhase::Zero, 1),
-            b'1'..=b'9' => Lex::Num(NumPhase::Int, 1),
+            b'-' => Lex::Num(NumPhase::Minus, 1, integer),
+            b'0' => Lex::Num(NumPhase::Zero, 1, integer),
+            b'1'..=b'9' => Lex::Num(NumPhase::Int, 1, integer),
             b't' => Lex::Lit(b"true", 1),
             b'f' => Lex::Lit(b"false", 1),
             b'n' => Lex::Lit(b"null", 1),
@@ -311,13 +359,15 @@ impl JsonValidator {
         true
     }
 
-    fn open(&mut self, container: Container) -> bool {
+    fn open(&mut self, container: Container, shape: Option<Arc<Shape>>) -> bool {
         if self.stack.len() >= MAX_DEPTH {
             return false;
         }
+        let shape = shape.filter(|s| matches!(**s, Shape::Object(_) | Shape::Array(_)));
         self.stack.push(Frame {
             container,
             count: 0,
+            shape,
         });
         self.expect = match container {
             Container::Object => Expect::KeyOrEnd,
@@ -422,7 +472,11 @@ impl JsonValidator {
                     set(self, Escape::Backslash, 0, true);
                     return true;
                 }
-                let cap = if key { MAX_KEY_BYTES } else { MAX_STRING_BYTES };
+                let cap = match (key, self.expected_key()) {
+                    (true, Some(_)) => usize::MAX, // the schema's key decides
+                    (true, None) => MAX_KEY_BYTES,
+                    (false, _) => MAX_STRING_BYTES,
+                };
                 if b != b'"' && len >= cap {
                     return false; // full: only the closing quote
                 }
@@ -471,123 +525,20 @@ fn number_step(phase: NumPhase, b: u8) -> Option<NumPhase> {
         (Dot | Frac, _) if digit => Frac,
         (Zero | Int | Frac, b'e' | b'E') => Exp,
         (Exp, b'+' | b'-') => ExpSign,
-        (Exp | ExpSign | ExpDigits, _) if digit => ExpDigits,
+        (Exp | ExpSign, _) if digit => ExpDigits,
+        (ExpDigits, _) if digit => ExpDigits2,
         _ => return None,
     })
 }
 
-/// Picks a token the constraint allows: draws from `sample` (the configured sampler, so its
-/// top-k / top-p / temperature filtering applies), rejecting and masking disallowed picks; after
-/// [`MAX_REJECTIONS`] rejections it masks every disallowed token once and draws again. Returns
-/// `None` when no token of the vocabulary is allowed.
-pub fn constrained_sample(
-    logits: &[f32],
-    sample: &mut dyn FnMut(&[f32]) -> u32,
-    allowed: &mut dyn FnMut(u32) -> bool,
-) -> Option<u32> {
-    let first = sample(logits);
-    if allowed(first) {
-        return Some(first);
-    }
-    let mut masked = logits.to_vec();
-    let mask = |masked: &mut Vec<f32>, t: u32| {
-        if let Some(l) = masked.get_mut(t as usize) {
-            *l = f32::NEG_INFINITY;
-        }
-    };
-    mask(&mut masked, first);
-    for _ in 0..MAX_REJECTIONS {
-        let t = sample(&masked);
-        if masked
-            .get(t as usize)
-            .is_none_or(|&l| l == f32::NEG_INFINITY)
-        {
-            break; // everything the sampler would consider is masked
-        }
-        if allowed(t) {
-            return Some(t);
-        }
-        mask(&mut masked, t);
-    }
-    let mut any = false;
-    for (id, l) in masked.iter_mut().enumerate() {
-        if *l == f32::NEG_INFINITY || l.is_nan() {
-            continue;
-        }
-        if allowed(id as u32) {
-            any = true;
-        } else {
-            *l = f32::NEG_INFINITY;
-        }
-    }
-    if !any {
-        return None;
-    }
-    let t = sample(&masked);
-    allowed(t).then_some(t)
-}
+#[path = "json_constraint_closing.rs"]
+mod closing;
+#[path = "json_constraint_pick.rs"]
+mod pick;
+#[path = "json_constraint_schema.rs"]
+pub mod schema;
 
-/// Whether the token with these bytes may come next when `remaining` more tokens may follow
-/// it. End-of-generation is allowed only once the object is complete; tokens without text
-/// (control tokens) never; others must keep the output a valid prefix that the remaining
-/// tokens can still close (see the module comment).
-pub fn token_allowed(
-    v: &JsonValidator,
-    bytes: &[u8],
-    end_of_generation: bool,
-    remaining: usize,
-) -> bool {
-    if end_of_generation {
-        return v.is_complete();
-    }
-    if bytes.is_empty() {
-        return false;
-    }
-    let mut next = v.clone();
-    match next.push_bytes(bytes) {
-        JsonStatus::Invalid => false,
-        JsonStatus::Complete => true,
-        JsonStatus::Prefix => next.completion_len() <= remaining,
-    }
-}
-
-/// One constrained generation's state, shared by the CLI's loop and the server's scheduler.
-#[derive(Clone, Debug, Default)]
-pub struct JsonConstraint {
-    validator: JsonValidator,
-}
-
-impl JsonConstraint {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn status(&self) -> JsonStatus {
-        self.validator.status()
-    }
-
-    /// Picks the next token (see [`constrained_sample`]). `remaining` is how many tokens may
-    /// still follow this one (token limit and context); `piece` gives a token's output bytes
-    /// (empty for control tokens). `None` when no token is allowed.
-    pub fn pick(
-        &self,
-        logits: &[f32],
-        remaining: usize,
-        sample: &mut dyn FnMut(&[f32]) -> u32,
-        piece: &dyn Fn(u32) -> Vec<u8>,
-        end_of_generation: &dyn Fn(u32) -> bool,
-    ) -> Option<u32> {
-        let v = &self.validator;
-        constrained_sample(logits, sample, &mut |t| {
-            token_allowed(v, &piece(t), end_of_generation(t), remaining)
-        })
-    }
-
-    /// Records an emitted token's bytes; returns the status afterwards.
-    pub fn push(&mut self, bytes: &[u8]) -> JsonStatus {
-        self.validator.push_bytes(bytes)
-    }
-}
+pub use pick::{constrained_sample, token_allowed, JsonConstraint};
 
 #[cfg(test)]
 #[path = "json_constraint_tests.rs"]

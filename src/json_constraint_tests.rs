@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 fn status(s: &[u8]) -> JsonStatus {
     JsonValidator::new().push_bytes(s)
@@ -185,6 +186,11 @@ fn next_closing_byte(v: &JsonValidator) -> u8 {
         None => unreachable!("nothing open"),
     };
     match v.lex {
+        // A schema key is written out exactly (escapes included) and then closed.
+        Lex::Str { key: true, len, .. } if v.expected_key().is_some() => {
+            let k = v.expected_key().unwrap();
+            k.get(len).copied().unwrap_or(b'"')
+        }
         Lex::Str {
             escape: Escape::Backslash,
             need_low,
@@ -208,15 +214,43 @@ fn next_closing_byte(v: &JsonValidator) -> u8 {
         Lex::Str { utf8_left: 1.., .. } => 0x80,
         Lex::Str { need_low: true, .. } => b'\\',
         Lex::Str { .. } => b'"',
-        Lex::Num(p, _) if !p.can_end() => b'0',
-        Lex::Num(..) => closer(),
+        Lex::Num(p, ..) if !p.can_end() => b'0',
+        // A finished number ends at the next structural byte: a comma when the schema still
+        // owes members after it.
+        Lex::Num(..) => {
+            let count = v.stack.last().map_or(0, |f| f.count);
+            match v.members() {
+                Some(m) if count + 1 < m.len() => b',',
+                _ => closer(),
+            }
+        }
         Lex::Lit(w, i) => w[i],
         Lex::None => match v.expect {
             Expect::TopValue => b'{',
             Expect::Key => b'"',
             Expect::Colon => b':',
-            Expect::Value => b'0',
-            Expect::KeyOrEnd | Expect::ValueOrEnd | Expect::CommaOrEnd => closer(),
+            Expect::Value => match v.slot_shape().as_deref() {
+                Some(Shape::Str) => b'"',
+                Some(Shape::Boolean) => b't',
+                Some(Shape::Null) => b'n',
+                Some(Shape::Array(_)) => b'[',
+                Some(Shape::Object(_) | Shape::AnyObject) => b'{',
+                _ => b'0',
+            },
+            Expect::KeyOrEnd | Expect::CommaOrEnd => {
+                let count = v.stack.last().map_or(0, |f| f.count);
+                match v.members() {
+                    Some(m) if count < m.len() => {
+                        if v.expect == Expect::KeyOrEnd {
+                            b'"'
+                        } else {
+                            b','
+                        }
+                    }
+                    _ => closer(),
+                }
+            }
+            Expect::ValueOrEnd => closer(),
             Expect::Done => unreachable!("complete"),
         },
     }
@@ -375,9 +409,17 @@ fn budget_leaves_only_closing_moves() {
 }
 
 /// A byte-level vocabulary plus prose words; the "model" loves prose and never closes anything
-/// by itself. Whatever it wants, the constraint must end in a complete object within budget.
+/// by itself. Whatever it wants, the constraint must end in a complete object within budget,
+/// with and without a schema (whose shortest object must fit the budget).
 #[test]
 fn a_prose_loving_model_still_closes_within_budget() {
+    prose_loving_model(None, &[2, 3, 5, 8, 20, 64, 300, 2000]);
+    let schema = person();
+    let least = schema.as_ref().unwrap().min_len();
+    prose_loving_model(schema, &[least, least + 1, least + 7, 300, 2000]);
+}
+
+fn prose_loving_model(schema: Option<Arc<Shape>>, budgets: &[usize]) {
     let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     for w in [
         " the", " and", "\":", "\",", "{\"", " of", "Emma", " was", "\\n", "é", "{", "[", "\"",
@@ -394,9 +436,9 @@ fn a_prose_loving_model_still_closes_within_budget() {
         rng ^= rng << 17;
         rng
     };
-    for budget in [2usize, 3, 5, 8, 20, 64, 300, 2000] {
+    for &budget in budgets {
         for _ in 0..8 {
-            let mut c = JsonConstraint::new();
+            let mut c = JsonConstraint::with_schema(schema.clone());
             let mut text = Vec::new();
             let mut used = 0;
             while c.status() == JsonStatus::Prefix && used < budget {
@@ -425,6 +467,120 @@ fn a_prose_loving_model_still_closes_within_budget() {
             let v: serde_json::Value = serde_json::from_slice(&text)
                 .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&text)));
             assert!(v.is_object());
+            if schema.is_some() {
+                let age = v["age"].as_f64().unwrap();
+                assert!(age.fract() == 0.0 && v["tags"].is_array(), "{v}");
+            }
         }
+    }
+}
+
+fn shape(schema: serde_json::Value) -> Option<Arc<Shape>> {
+    Some(Arc::new(Shape::from_schema(&schema)))
+}
+
+fn person() -> Option<Arc<Shape>> {
+    shape(serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "height": {"type": "number"},
+            "married": {"type": "boolean"},
+            "spouse": {"type": "null"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "home": {"type": "object", "properties": {"town": {"type": "string"}}},
+            "extra": {},
+            "notes": {"type": "object"}
+        },
+        "required": ["name", "age"]
+    }))
+}
+
+#[test]
+fn schema_members_types_and_order_are_enforced() {
+    let ok = br#"{"name": "Emma", "age": 21, "height": 1.6, "married": false, "spouse": null, "tags": ["a", "b"], "home": {"town": "Highbury"}, "extra": [1, {"x": 2}], "notes": {"any": 1}}"#;
+    let mut v = JsonValidator::with_schema(person());
+    assert_eq!(v.push_bytes(ok), JsonStatus::Complete);
+    for bad in [
+        &br#"{}"#[..],                            // members missing
+        br#"{"age": 21"#,                          // wrong order
+        br#"{"nam": 1"#,                           // wrong key
+        br#"{"names"#,                             // key too long
+        br#"{"name": 5"#,                          // string expected
+        br#"{"name": "E", "age": 2.5"#,            // integer expected
+        br#"{"name": "E", "age": 1e3"#,            // integer expected
+        br#"{"name": "E", "age": 1, "height": "x""#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": null"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": 0"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": [1"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": [], "home": {}"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": [], "home": {"town": "x"}, "extra": 1, "notes": []"#,
+    ] {
+        let mut v = JsonValidator::with_schema(person());
+        assert_eq!(v.push_bytes(bad), JsonStatus::Invalid, "{}", String::from_utf8_lossy(bad));
+    }
+    // After the last member only the closing brace.
+    let mut v = JsonValidator::with_schema(shape(serde_json::json!({"properties": {"a": {}}})));
+    v.push_bytes(br#"{"a": 1"#);
+    assert!(!v.accepts(b","));
+    assert!(v.accepts(b"}"));
+    // A non-object schema still gives an object; an unknown construct is unconstrained.
+    let mut v = JsonValidator::with_schema(shape(serde_json::json!({"type": "string"})));
+    assert_eq!(v.push_bytes(br#"{"x": [true]}"#), JsonStatus::Complete);
+    let mut v =
+        JsonValidator::with_schema(shape(serde_json::json!({"anyOf": [{"type": "string"}]})));
+    assert_eq!(v.push_bytes(br#"{"x": 1}"#), JsonStatus::Complete);
+    // Keys needing escapes are written in their JSON form.
+    let mut v = JsonValidator::with_schema(shape(
+        serde_json::json!({"properties": {"say \"hi\"": {"type": "integer"}}}),
+    ));
+    assert_eq!(v.push_bytes(br#"{"say \"hi\"":1}"#), JsonStatus::Complete);
+}
+
+#[test]
+fn schema_completion_covers_every_owed_member() {
+    let prefixes: Vec<&[u8]> = vec![
+        b"",
+        b"{",
+        br#"{""#,
+        br#"{"na"#,
+        br#"{"name""#,
+        br#"{"name":"#,
+        br#"{"name": "Em"#,
+        br#"{"name": "Emma""#,
+        br#"{"name": "Emma","#,
+        br#"{"name": "Emma", "age": -"#,
+        br#"{"name": "Emma", "age": 3, "height": 1."#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": tr"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": ["#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": ["a", "b"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": [], "home": {"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": [], "home": {"town": "H"#,
+        br#"{"name": "E", "age": 1, "height": 1, "married": true, "spouse": null, "tags": [], "home": {"town": "H"}, "extra": {"q": [1"#,
+    ];
+    for p in prefixes {
+        let mut v = JsonValidator::with_schema(person());
+        assert_eq!(
+            v.push_bytes(p),
+            JsonStatus::Prefix,
+            "{}",
+            String::from_utf8_lossy(p)
+        );
+        let tail = close(&v);
+        assert_eq!(tail.len(), v.completion_len());
+        let mut whole = p.to_vec();
+        whole.extend(&tail);
+        let value: serde_json::Value = serde_json::from_slice(&whole)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&whole)));
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["name", "age", "height", "married", "spouse", "tags", "home", "extra", "notes"]
+        );
+        // `-0` is an integer to JSON Schema (serde_json reads it as a float).
+        let age = value["age"].as_f64().unwrap();
+        assert_eq!(age.fract(), 0.0);
+        assert!(value["name"].is_string() && value["home"]["town"].is_string());
     }
 }

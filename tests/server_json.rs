@@ -255,3 +255,52 @@ fn tiny_model_json_replies_parse() {
     }
     assert_eq!(parsed, 27);
 }
+
+#[test]
+fn schema_shapes_the_reply() {
+    let schema = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "age": {"type": "integer"}, "friends": {"type": "array", "items": {"type": "string"}},
+        "married": {"type": "boolean"}}, "required": ["name", "age"]});
+    let check = |text: &str| {
+        let m = object(text);
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["name", "age", "friends", "married"], "{text}");
+        assert!(m["name"].is_string() && m["friends"].is_array() && m["married"].is_boolean());
+        assert_eq!(m["age"].as_f64().unwrap().fract(), 0.0, "{text}");
+    };
+    // The fake model, which only wants the alphabet.
+    let s = start(1, 4, Duration::ZERO);
+    let r = post_json(
+        &s.addr,
+        "/api/generate",
+        &json!({"model": "fake", "prompt": "1.", "format": schema, "stream": false}),
+    )
+    .unwrap();
+    check(r.json().unwrap()["response"].as_str().unwrap());
+    // The tiny model, greedy and sampled, Ollama and OpenAI spellings.
+    let gguf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-bitnet-b1.58.gguf");
+    let s = start_with(1, 4, engine::loader(), Some(("tiny".to_string(), gguf)));
+    for (seed, temperature) in [(1, 0.0), (2, 0.8), (3, 1.5)] {
+        let r = post_json(
+            &s.addr,
+            "/api/chat",
+            &json!({"model": "tiny", "messages": [{"role": "user", "content": "Describe Emma."}],
+                    "format": schema, "stream": false, "options": {"seed": seed, "temperature": temperature}}),
+        )
+        .unwrap();
+        check(r.json().unwrap()["message"]["content"].as_str().unwrap());
+        let r = post_json(
+            &s.addr,
+            "/v1/chat/completions",
+            &json!({"model": "tiny", "messages": [{"role": "user", "content": "Describe Emma."}],
+                    "seed": seed, "temperature": temperature, "max_tokens": 80,
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}}),
+        )
+        .unwrap();
+        check(
+            r.json().unwrap()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap(),
+        );
+    }
+}

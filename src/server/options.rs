@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
 use super::backend::Sampling;
+use crate::json_constraint::schema::Shape;
 use crate::store::params::{kind_of, Kind};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +24,8 @@ pub struct RunOptions {
     pub stop_given: bool,
     /// Output constrained to one JSON object (Ollama `format`, OpenAI `response_format`).
     pub json: bool,
+    /// The schema's shape when `format` / `json_schema` gave one.
+    pub json_shape: Option<Arc<Shape>>,
 }
 
 impl RunOptions {
@@ -44,6 +49,7 @@ impl RunOptions {
             stop: vec![],
             stop_given: false,
             json: false,
+            json_shape: None,
         }
     }
 

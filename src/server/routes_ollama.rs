@@ -1,5 +1,6 @@
 //! Ollama's inference endpoints: `/api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -16,6 +17,7 @@ use super::prompt;
 use super::scheduler::{Done, Event, Finish, WorkerHandle};
 use super::stream::{self, Started};
 use super::{AppState, SharedState};
+use crate::json_constraint::schema::Shape;
 
 #[derive(Deserialize, Default)]
 pub struct GenerateRequest {
@@ -84,13 +86,13 @@ pub fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
     }
 }
 
-/// Checks what the model cannot do; returns whether `format` asks for JSON output.
+/// Checks what the model cannot do; returns what `format` asks for (see [`json_format`]).
 fn check_common(
     name: &str,
     format: &Option<Value>,
     think: &Option<Value>,
     images: bool,
-) -> Result<bool, ApiError> {
+) -> Result<JsonFormat, ApiError> {
     if images {
         return Err(ApiError::bad_request(format!(
             "\"{name}\" does not support images"
@@ -107,14 +109,17 @@ fn check_common(
     json_format(format)
 }
 
+/// Whether the output must be JSON, and the schema shape it must have.
+pub type JsonFormat = (bool, Option<Arc<Shape>>);
+
 /// Ollama's `format`: absent, `null` or `""` = free text; `"json"` = one JSON object; a JSON
-/// schema object = JSON too (the schema itself is not enforced: the output is an object).
-pub fn json_format(format: &Option<Value>) -> Result<bool, ApiError> {
+/// schema = an object of the schema's shape (see `json_constraint::schema`).
+pub fn json_format(format: &Option<Value>) -> Result<JsonFormat, ApiError> {
     match format {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::String(s)) if s.is_empty() => Ok(false),
-        Some(Value::String(s)) if s == "json" => Ok(true),
-        Some(Value::Object(_)) => Ok(true),
+        None | Some(Value::Null) => Ok((false, None)),
+        Some(Value::String(s)) if s.is_empty() => Ok((false, None)),
+        Some(Value::String(s)) if s == "json" => Ok((true, None)),
+        Some(v @ Value::Object(_)) => Ok((true, Some(Arc::new(Shape::from_schema(v))))),
         Some(other) => Err(ApiError::bad_request(format!(
             "invalid format: {other}; expected \"json\" or a valid JSON Schema object"
         ))),
@@ -195,7 +200,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
     let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
     let text = handle.text.clone();
     let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
-    opts.json = json;
+    (opts.json, opts.json_shape) = json;
     let (tokens, keep) = if req.raw {
         let tokens = prompt::tokenize_prompt(&*text, &text_prompt)?;
         let keep = prompt::keep_len(&*text, None, &tokens);
@@ -356,7 +361,7 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
     let (handle, load_ns) = state.models.acquire(&state, &model, ka).await?;
     let text = handle.text.clone();
     let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
-    opts.json = json;
+    (opts.json, opts.json_shape) = json;
     let n_ctx = stream::context_len(&handle, &opts);
     let (tokens, keep) = prompt::chat_tokens(&model, &*text, &turns, n_ctx, opts.max_tokens())?;
     let ka_final = ka.unwrap_or(state.config.keep_alive);

@@ -1,6 +1,7 @@
 //! OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions`, `/v1/models`,
 //! `/v1/embeddings`. Errors use OpenAI's `{"error":{"message","type",…}}` shape.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -12,10 +13,11 @@ use serde_json::{json, Map, Value};
 use super::backend::ChatTurn;
 use super::http::{ok_json, parse_body, unix_secs, ApiError};
 use super::prompt;
-use super::routes_ollama::{embed_texts, string_inputs};
+use super::routes_ollama::{embed_texts, string_inputs, JsonFormat};
 use super::scheduler::{Done, Event, Finish};
 use super::stream;
 use super::SharedState;
+use crate::json_constraint::schema::Shape;
 
 #[derive(Deserialize, Default)]
 struct StreamOptions {
@@ -67,7 +69,7 @@ struct Common {
 impl Common {
     /// The request's sampling fields as an Ollama `options` object, and whether
     /// `response_format` asks for JSON (`json_object`; `json_schema` gives an object too).
-    fn options(&self) -> Result<(Map<String, Value>, bool), ApiError> {
+    fn options(&self) -> Result<(Map<String, Value>, JsonFormat), ApiError> {
         let mut o = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -100,11 +102,15 @@ impl Common {
             ))
             .openai());
         }
-        let mut json = false;
+        let mut json = (false, None);
         if let Some(rf) = self.response_format.as_ref().filter(|v| !v.is_null()) {
             match rf.get("type").and_then(Value::as_str) {
                 None | Some("text") => {}
-                Some("json_object") | Some("json_schema") => json = true,
+                Some("json_object") => json = (true, None),
+                Some("json_schema") => {
+                    let schema = rf.get("json_schema").and_then(|s| s.get("schema"));
+                    json = (true, schema.map(|s| Arc::new(Shape::from_schema(s))));
+                }
                 Some(other) => {
                     return Err(ApiError::bad_request(format!(
                         "invalid response_format type '{other}'"
@@ -168,7 +174,7 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
     let text = handle.text.clone();
     let mut opts =
         prompt::run_options(&model, &*text, Some(&request_opts), true).map_err(ApiError::openai)?;
-    opts.json = json;
+    (opts.json, opts.json_shape) = json;
     let (tokens, keep) = match kind {
         Kind::Chat => {
             let msgs = v

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, Sampling, TextModel, TokenSampler};
 use super::metrics::Metrics;
+use crate::json_constraint::schema::Shape;
 use crate::json_constraint::{JsonConstraint, JsonStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct GenRequest {
     /// Constrain the output to one JSON object (`format: "json"`, `response_format`); the
     /// generation ends when the object closes.
     pub json: bool,
+    /// A JSON schema's shape to enforce as well.
+    pub json_shape: Option<Arc<Shape>>,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -352,7 +355,9 @@ impl<'a, B: Backend> Worker<'a, B> {
             prompt_tokens: req.prompt.len(),
             cached_tokens: cached,
             sampler: b.sampler(&req.sampling),
-            json: req.json.then(JsonConstraint::new),
+            json: req
+                .json
+                .then(|| JsonConstraint::with_schema(req.json_shape.clone())),
             req,
             generated: Vec::new(),
             next: 0,

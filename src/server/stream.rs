@@ -78,6 +78,7 @@ pub async fn start(
             opts.stop.clone()
         },
         json: opts.json,
+        json_shape: opts.json_shape.clone(),
         events: tx,
     };
     match handle.submit(req) {

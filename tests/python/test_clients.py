@@ -231,9 +231,12 @@ def json_format_replies_parse():
         assert isinstance(json.loads(streamed), dict), streamed
         g = oc.generate(model=MODEL, prompt="Emma's friends:", format="json", options=opts, stream=False)
         assert isinstance(json.loads(g.response), dict), g.response
-        schema = {"type": "object", "properties": {"name": {"type": "string"}}}
-        s = oc.chat(model=MODEL, messages=msgs, format=schema, options=opts, stream=False)
-        assert isinstance(json.loads(s.message.content), dict), s.message.content
+        schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                  "required": ["name", "age"]}
+        # The smallest object of this schema, `{"name":"","age":0}`, needs 19 tokens at worst.
+        sopts = dict(opts, num_predict=-1 if num_predict < 0 else max(num_predict, 48))
+        s = json.loads(oc.chat(model=MODEL, messages=msgs, format=schema, options=sopts, stream=False).message.content)
+        assert list(s) == ["name", "age"] and isinstance(s["name"], str) and isinstance(s["age"], int), s
         max_tokens = None if num_predict < 0 else num_predict
         c = oa.chat.completions.create(model=MODEL, messages=msgs, seed=seed, temperature=temperature,
                                        max_tokens=max_tokens, response_format={"type": "json_object"})
@@ -243,7 +246,13 @@ def json_format_replies_parse():
                                             stream=True)
         text = "".join(x.choices[0].delta.content or "" for x in chunks if x.choices)
         assert isinstance(json.loads(text), dict), text
-        parsed += 6
+        rf = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
+        c = oa.chat.completions.create(model=MODEL, messages=msgs, seed=seed, temperature=temperature,
+                                       max_tokens=sopts["num_predict"] if num_predict >= 0 else None,
+                                       response_format=rf)
+        s = json.loads(c.choices[0].message.content)
+        assert list(s) == ["name", "age"] and isinstance(s["age"], int), s
+        parsed += 7
     # The client refuses other format strings itself; the server does too.
     status, body = http("POST", "/api/chat", {"model": MODEL, "messages": msgs, "format": "xml"})
     assert status == 400 and json.loads(body)["error"].startswith("invalid format"), (status, body)
