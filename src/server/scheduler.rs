@@ -410,8 +410,20 @@ impl<'a, B: Backend> Worker<'a, B> {
     ) {
         let a = slot.active.as_mut().unwrap();
         let mut finish = None;
-        if tok.is_some_and(|t| b.is_end_of_generation(t)) {
-            finish = Some(Finish::Stop);
+        if tok.is_none_or(|t| b.is_end_of_generation(t)) {
+            // End of generation, or nothing can continue the JSON: release the text held back
+            // for a possible stop string or an incomplete character.
+            finish = Some(if tok.is_some() {
+                Finish::Stop
+            } else {
+                Finish::Length
+            });
+            let mut rest = std::mem::take(&mut a.held);
+            rest.push_str(&String::from_utf8_lossy(&std::mem::take(&mut a.utf8)));
+            if !rest.is_empty() && a.req.events.send(Event::Text(rest)).is_err() {
+                slot.active = None;
+                return;
+            }
         } else if let Some(tok) = tok {
             a.generated.push(tok);
             a.history.push(tok);
@@ -457,14 +469,6 @@ impl<'a, B: Backend> Worker<'a, B> {
                 return;
             }
             a.next = tok;
-        } else {
-            finish = Some(Finish::Length);
-            let mut rest = std::mem::take(&mut a.held);
-            rest.push_str(&String::from_utf8_lossy(&a.utf8));
-            if !rest.is_empty() && a.req.events.send(Event::Text(rest)).is_err() {
-                slot.active = None;
-                return;
-            }
         }
         if let Some(finish) = finish {
             let a = slot.active.take().unwrap();
