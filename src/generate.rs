@@ -132,6 +132,12 @@ pub fn generate(
             sampler.sample(&logits, session.tokens())
         };
         if tokenizer.is_end_of_generation(token) {
+            // Release what was held back for a stop string that did not come.
+            let (text, _) = stop.push(&decoder.finish());
+            let rest = text + &stop.flush();
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
             finish = FinishReason::Stop;
             break;
         }
