@@ -260,6 +260,24 @@ def json_format_replies_parse():
 
 
 @check
+def long_prompts_are_truncated_not_refused():
+    long = " ".join(["Emma walked to Highbury and spoke with Mr. Knightley."] * 120)
+    r = oc.generate(model=MODEL, prompt=long, raw=True, options={"temperature": 0, "num_predict": 16}, stream=False)
+    n_ctx = next(m.context_length for m in oc.ps().models if m.model == "tiny:latest")
+    assert len(our_tokens(long)) > n_ctx
+    assert r.done and r.prompt_eval_count == n_ctx - 16, r.prompt_eval_count
+    history = []
+    for i in range(30):
+        history += [{"role": "user", "content": f"Question {i}: " + "tell me more " * 10},
+                    {"role": "assistant", "content": "Indeed, " + "very much so " * 10}]
+    history.append({"role": "user", "content": "And then?"})
+    c = oc.chat(model=MODEL, messages=history, options={"temperature": 0, "num_predict": 16}, stream=False)
+    assert c.done and 0 < c.prompt_eval_count <= n_ctx - 16, c.prompt_eval_count
+    o = oa.chat.completions.create(model=MODEL, messages=history, temperature=0, max_tokens=16)
+    assert o.usage.prompt_tokens == c.prompt_eval_count, (o.usage.prompt_tokens, c.prompt_eval_count)
+
+
+@check
 def openai_models_and_embeddings():
     ids = [m.id for m in oa.models.list().data]
     assert "tiny:latest" in ids, ids
