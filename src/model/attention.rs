@@ -1,5 +1,6 @@
 //! Rotary position embeddings and causal grouped-query attention over the KV cache.
 
+use bitnet_kernels::ops;
 use rayon::prelude::*;
 
 use super::config::RopeStyle;
@@ -27,10 +28,14 @@ impl Rope {
     /// Rotates every head of one token's q or k row (`n_heads · head_dim` values) in place.
     pub fn apply(&self, row: &mut [f32], head_dim: usize, pos: usize) {
         let half = self.n_rot / 2;
+        // The angles depend on the position only: computed once for every head of the row.
+        let angles: Vec<(f32, f32)> = self
+            .inv_freq
+            .iter()
+            .map(|f| (pos as f32 * f).sin_cos())
+            .collect();
         for head in row.chunks_exact_mut(head_dim) {
-            for i in 0..half {
-                let theta = pos as f32 * self.inv_freq[i];
-                let (sin, cos) = theta.sin_cos();
+            for (i, &(sin, cos)) in angles.iter().enumerate().take(half) {
                 let (a, b) = match self.style {
                     RopeStyle::Neox => (i, i + half),
                     RopeStyle::Normal => (2 * i, 2 * i + 1),
@@ -65,42 +70,22 @@ pub fn attend(
     // One work item per (token, head): enough parallelism for both prefill and decode.
     out.par_chunks_mut(head_dim)
         .enumerate()
-        .for_each(|(item, o)| {
+        .for_each_init(Vec::new, |scores, (item, o)| {
             let (t, h) = (item / n_head, item % n_head);
             let qh = &q[t * q_dim + h * head_dim..][..head_dim];
             let kvh = h / group;
             let n_keys = n_past + t + 1;
-            let mut scores: Vec<f32> = (0..n_keys)
-                .map(|p| {
-                    let kh = &keys[p * kv_dim + kvh * head_dim..][..head_dim];
-                    dot(qh, kh) * scale
-                })
-                .collect();
-            softmax(&mut scores);
+            scores.clear();
+            scores.extend((0..n_keys).map(|p| {
+                let kh = &keys[p * kv_dim + kvh * head_dim..][..head_dim];
+                ops::dot(qh, kh) * scale
+            }));
+            ops::softmax(scores);
             o.fill(0.0);
             for (p, &w) in scores.iter().enumerate() {
-                let vh = &values[p * kv_dim + kvh * head_dim..][..head_dim];
-                for (acc, &x) in o.iter_mut().zip(vh) {
-                    *acc += w * x;
-                }
+                ops::axpy(w, &values[p * kv_dim + kvh * head_dim..][..head_dim], o);
             }
         });
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
 }
 
 #[cfg(test)]
