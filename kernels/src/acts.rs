@@ -1,10 +1,17 @@
 //! Per-token int8 activation quantisation (formats.md §6.1, the HF training rule).
 
-use crate::dispatch::table;
+use std::borrow::Cow;
+
+use crate::dispatch::{table, ActLayout};
+use crate::portable::to_pairs_layout;
 
 /// Per-token int8 activations: `scale = 127 / max(|x|, 1e-5)` computed in f64 and stored
 /// f32, `q = clamp(round_half_even(x * scale), -128, 127)`, `sum = Σ q`.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Filled by [`quantize_acts`], which also keeps a copy of `q` in the layout the selected
+/// kernels read (when that is not the plain one), so the several matmuls that share one
+/// quantised input (q/k/v, gate/up) rearrange it once.
+#[derive(Clone, Debug, Default)]
 pub struct QuantizedActs {
     pub n_tokens: usize,
     pub k: usize,
@@ -12,6 +19,9 @@ pub struct QuantizedActs {
     pub q: Vec<i8>,
     pub scale: Vec<f32>,
     pub sum: Vec<i32>,
+    /// `q` in `kernel_layout` (empty when that is `Plain`).
+    kernel_q: Vec<i8>,
+    kernel_layout: Option<ActLayout>,
 }
 
 impl QuantizedActs {
@@ -22,6 +32,44 @@ impl QuantizedActs {
     /// The int8 row of token `t`.
     pub fn row(&self, t: usize) -> &[i8] {
         &self.q[t * self.k..(t + 1) * self.k]
+    }
+
+    /// All rows in `layout`: the plain `q`, the copy made by [`quantize_acts`], or a fresh
+    /// one when the kernel path changed since.
+    pub(crate) fn in_layout(&self, layout: ActLayout) -> Cow<'_, [i8]> {
+        match layout {
+            ActLayout::Plain => Cow::Borrowed(&self.q),
+            _ if self.kernel_layout == Some(layout) && self.kernel_q.len() == self.q.len() => {
+                Cow::Borrowed(&self.kernel_q)
+            }
+            ActLayout::Pairs256 => {
+                let mut v = vec![0i8; self.q.len()];
+                rearrange(&self.q, self.k, &mut v);
+                Cow::Owned(v)
+            }
+        }
+    }
+}
+
+/// Equal when the quantised values are: the kernel-layout copy is a cache.
+impl PartialEq for QuantizedActs {
+    fn eq(&self, o: &Self) -> bool {
+        (self.n_tokens, self.k, &self.q, &self.sum) == (o.n_tokens, o.k, &o.q, &o.sum)
+            && self.scale.len() == o.scale.len()
+            && self
+                .scale
+                .iter()
+                .zip(&o.scale)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+fn rearrange(q: &[i8], k: usize, out: &mut [i8]) {
+    if k == 0 {
+        return;
+    }
+    for (src, dst) in q.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
+        to_pairs_layout(src, dst);
     }
 }
 
@@ -42,10 +90,17 @@ pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
     out.q.resize(n * k, 0);
     out.scale.resize(n, 0.0);
     out.sum.resize(n, 0);
-    let quant = table().quantize_row;
+    let kt = table();
     for t in 0..n {
-        let (s, sum) = quant(&x[t * k..(t + 1) * k], &mut out.q[t * k..(t + 1) * k]);
+        let (s, sum) = (kt.quantize_row)(&x[t * k..(t + 1) * k], &mut out.q[t * k..(t + 1) * k]);
         out.scale[t] = s;
         out.sum[t] = sum;
+    }
+    out.kernel_layout = Some(kt.act_layout);
+    if kt.act_layout == ActLayout::Plain {
+        out.kernel_q.clear();
+    } else {
+        out.kernel_q.resize(n * k, 0);
+        rearrange(&out.q, k, &mut out.kernel_q);
     }
 }

@@ -1,8 +1,9 @@
 //! Run-time CPU dispatch: the CPU is probed once and one table of function pointers is
 //! selected; every kernel call goes through [`table`].
 //!
-//! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_DOTPROD=1` keeps NEON
-//! but not its dotprod kernels. [`force_path`] selects a path explicitly (benchmarks).
+//! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_AVX512=1` keeps AVX2
+//! but not its AVX-512 VNNI kernels; `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its
+//! dotprod kernels. [`force_path`] selects a path explicitly (benchmarks).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -13,6 +14,7 @@ use crate::portable;
 pub enum KernelPath {
     Scalar,
     Avx2,
+    Avx512Vnni,
     Neon,
     NeonDotprod,
 }
@@ -22,21 +24,31 @@ impl KernelPath {
         match self {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512Vnni => "avx512-vnni",
             KernelPath::Neon => "neon",
             KernelPath::NeonDotprod => "neon-dotprod",
         }
     }
 
-    /// Parses `scalar`, `avx2`, `neon`, `neon-dotprod`.
+    /// Every path, portable first.
+    pub const ALL: [KernelPath; 5] = [
+        KernelPath::Scalar,
+        KernelPath::Avx2,
+        KernelPath::Avx512Vnni,
+        KernelPath::Neon,
+        KernelPath::NeonDotprod,
+    ];
+
+    /// Every SIMD path (all but the portable one).
+    pub fn simd() -> impl Iterator<Item = KernelPath> {
+        Self::ALL.into_iter().filter(|p| *p != KernelPath::Scalar)
+    }
+
+    /// Parses `scalar`, `avx2`, `avx512-vnni`, `neon`, `neon-dotprod`.
     pub fn from_name(s: &str) -> Option<KernelPath> {
-        [
-            KernelPath::Scalar,
-            KernelPath::Avx2,
-            KernelPath::Neon,
-            KernelPath::NeonDotprod,
-        ]
-        .into_iter()
-        .find(|p| p.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
     }
 
     /// Whether this CPU can run the path.
@@ -44,6 +56,7 @@ impl KernelPath {
         match self {
             KernelPath::Scalar => true,
             KernelPath::Avx2 => crate::arch::avx2_available(),
+            KernelPath::Avx512Vnni => crate::arch::avx512_vnni_available(),
             KernelPath::Neon => crate::arch::neon_available(),
             KernelPath::NeonDotprod => crate::arch::neon_dotprod_available(),
         }
@@ -55,17 +68,30 @@ impl KernelPath {
             KernelPath::Avx2 => 2,
             KernelPath::Neon => 3,
             KernelPath::NeonDotprod => 4,
+            KernelPath::Avx512Vnni => 5,
         }
     }
 }
 
-/// The inner loops of one path. All slices follow the contracts documented in [`portable`].
+/// The order in which a path's I2 kernels expect each activation row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActLayout {
+    /// As quantised.
+    Plain,
+    /// [`portable::to_pairs_layout`]: 256-element chunks regrouped by code plane.
+    Pairs256,
+}
+
+/// The inner loops of one path. All slices follow the contracts documented in [`portable`];
+/// the activation rows given to `i2_dot`, `i2_dot4` and `i2_tile` are in `act_layout`.
 pub struct Kernels {
     pub path: KernelPath,
+    pub act_layout: ActLayout,
     pub absmax: fn(&[f32]) -> f32,
     pub quantize_row: fn(&[f32], &mut [i8]) -> (f32, i32),
     pub i2_dot: fn(&[u8], &[i8]) -> i32,
     pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
+    pub i2_tile: fn([&[u8]; 2], [&[i8]; 8]) -> [[i32; 8]; 2],
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
@@ -77,10 +103,12 @@ pub struct Kernels {
 
 pub static SCALAR: Kernels = Kernels {
     path: KernelPath::Scalar,
+    act_layout: ActLayout::Plain,
     absmax: portable::absmax,
     quantize_row: portable::quantize_row,
     i2_dot: portable::i2_dot,
     i2_dot4: portable::i2_dot4,
+    i2_tile: portable::i2_tile,
     dot_f32: portable::dot_f32,
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,
@@ -103,6 +131,9 @@ pub fn detect() -> KernelPath {
     if env_flag("BITNET_FORCE_SCALAR") {
         return KernelPath::Scalar;
     }
+    if KernelPath::Avx512Vnni.is_supported() && !env_flag("BITNET_DISABLE_AVX512") {
+        return KernelPath::Avx512Vnni;
+    }
     if KernelPath::Avx2.is_supported() {
         return KernelPath::Avx2;
     }
@@ -123,22 +154,23 @@ pub fn table_for(path: KernelPath) -> &'static Kernels {
     crate::arch::table(path).unwrap_or(&SCALAR)
 }
 
-/// The selected table (probing the CPU on first use).
+/// The selected table (probing the CPU on first use). Only supported paths are ever stored
+/// in `SELECTED` (by `detect` or `force_path`), so no feature check is repeated here.
 #[inline]
 pub fn table() -> &'static Kernels {
-    let code = SELECTED.load(Ordering::Relaxed);
-    let path = match code {
-        1 => KernelPath::Scalar,
+    let path = match SELECTED.load(Ordering::Relaxed) {
+        1 => return &SCALAR,
         2 => KernelPath::Avx2,
         3 => KernelPath::Neon,
         4 => KernelPath::NeonDotprod,
+        5 => KernelPath::Avx512Vnni,
         _ => {
             let p = detect();
             SELECTED.store(p.code(), Ordering::Relaxed);
             p
         }
     };
-    table_for(path)
+    crate::arch::table(path).unwrap_or(&SCALAR)
 }
 
 /// Forces a path for every later call; fails when this CPU cannot run it.

@@ -21,6 +21,11 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         (64, 300, 3),
         (20, 512, 17),
         (300, 1280, 2),
+        // Odd block counts (a 128-block left over after the 256-element pairs) with whole
+        // 2-row × 8-token tiles, and a lone last row.
+        (13, 384, 19),
+        (9, 640, 8),
+        (6, 2688, 33),
     ] {
         let x = rng.f32s(n * k, 1.0);
         let codes = rng.ternary(m * k);
@@ -128,7 +133,7 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
 fn every_path_agrees() {
     set_threads(2);
     let (tern0, dense0, _, acts0) = run_all(KernelPath::Scalar, 99);
-    for p in [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod] {
+    for p in KernelPath::simd() {
         if !p.is_supported() {
             continue;
         }

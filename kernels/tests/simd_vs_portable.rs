@@ -9,12 +9,11 @@
 
 mod common;
 
-use bitnet_kernels::dispatch::{table_for, KernelPath, Kernels, SCALAR};
+use bitnet_kernels::dispatch::{table_for, ActLayout, KernelPath, Kernels, SCALAR};
 use common::Rng;
 
 fn simd_tables() -> Vec<&'static Kernels> {
-    let t: Vec<_> = [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod]
-        .into_iter()
+    let t: Vec<_> = KernelPath::simd()
         .filter(|p| p.is_supported())
         .map(table_for)
         .collect();
@@ -107,27 +106,68 @@ fn i8_inputs(rng: &mut Rng, n: usize) -> Vec<Vec<i8>> {
     ]
 }
 
+/// Activation rows in the order a table's I2 kernels read them.
+fn in_layout(k: &Kernels, q: &[i8]) -> Vec<i8> {
+    match k.act_layout {
+        ActLayout::Plain => q.to_vec(),
+        ActLayout::Pairs256 => {
+            let mut p = vec![0; q.len()];
+            bitnet_kernels::portable::to_pairs_layout(q, &mut p);
+            p
+        }
+    }
+}
+
+#[test]
+fn pairs_layout_is_a_permutation_within_each_256_chunk() {
+    for n in [0, 5, 128, 256, 300, 640, 1024] {
+        let q: Vec<i8> = (0..n).map(|i| (i % 251) as i8).collect();
+        let mut p = vec![0; n];
+        bitnet_kernels::portable::to_pairs_layout(&q, &mut p);
+        for c in 0..n / 256 {
+            let mut a = q[c * 256..][..256].to_vec();
+            let mut b = p[c * 256..][..256].to_vec();
+            // Plane 1 of block 1 is element 128 + 32 = 160, placed at 1·64 + 1·32 = 96.
+            assert_eq!(p[c * 256 + 96], q[c * 256 + 160], "n={n}");
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "n={n} chunk {c}");
+        }
+        assert_eq!(p[n / 256 * 256..], q[n / 256 * 256..], "n={n} tail");
+    }
+}
+
 #[test]
 fn i2_dot_identical() {
     let mut rng = Rng(42);
     for k in simd_tables() {
-        for blocks in [1, 2, 7, 8, 9, 16, 17, 20, 54, 100] {
+        for blocks in [1, 2, 3, 7, 8, 9, 16, 17, 20, 25, 54, 100] {
             let n = blocks * 128;
             for w in i2_rows(&mut rng, blocks) {
                 let qs = i8_inputs(&mut rng, n);
-                for q in &qs {
+                let kq: Vec<Vec<i8>> = qs.iter().map(|q| in_layout(k, q)).collect();
+                for (q, kq) in qs.iter().zip(&kq) {
                     assert_eq!(
-                        (k.i2_dot)(&w, q),
+                        (k.i2_dot)(&w, kq),
                         (SCALAR.i2_dot)(&w, q),
                         "{} blocks={blocks}",
                         k.path.name()
                     );
                 }
-                let four = [&qs[0][..], &qs[2][..], &qs[3][..], &qs[4][..]];
+                let pick = [0, 2, 3, 4];
                 assert_eq!(
-                    (k.i2_dot4)(&w, four),
-                    (SCALAR.i2_dot4)(&w, four),
+                    (k.i2_dot4)(&w, pick.map(|i| &kq[i][..])),
+                    (SCALAR.i2_dot4)(&w, pick.map(|i| &qs[i][..])),
                     "{} dot4 blocks={blocks}",
+                    k.path.name()
+                );
+                // A 2-row × 8-token tile: this row and a random one, every input twice over.
+                let other = i2_rows(&mut rng, blocks).swap_remove(0);
+                let eight = [0, 1, 2, 3, 4, 2, 0, 3];
+                assert_eq!(
+                    (k.i2_tile)([&w, &other], eight.map(|i| &kq[i][..])),
+                    (SCALAR.i2_tile)([&w, &other], eight.map(|i| &qs[i][..])),
+                    "{} tile blocks={blocks}",
                     k.path.name()
                 );
             }

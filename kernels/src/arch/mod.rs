@@ -20,6 +20,22 @@ pub fn avx2_available() -> bool {
     }
 }
 
+/// AVX-512 VNNI on top of the AVX2 set (the other table entries reuse the AVX2 kernels).
+pub fn avx512_vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2_available()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 pub fn neon_available() -> bool {
     #[cfg(target_arch = "aarch64")]
     {
@@ -48,6 +64,8 @@ pub fn table(path: KernelPath) -> Option<&'static Kernels> {
     match path {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => Some(&x86_64::AVX2),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512Vnni => Some(&x86_64::AVX512_VNNI),
         #[cfg(target_arch = "aarch64")]
         KernelPath::Neon => Some(&aarch64::NEON),
         #[cfg(target_arch = "aarch64")]

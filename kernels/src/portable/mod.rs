@@ -78,6 +78,33 @@ pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
+/// Two weight rows against eight tokens: `out[r][t] = i2_dot(w[r], q[t])`. The prefill
+/// micro-kernel shape (each unpacked weight meets eight tokens).
+pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
+    w.map(|row| q.map(|t| i2_dot(row, t)))
+}
+
+/// Rewrites one activation row into the *pairs* layout the AVX-512 kernels read: in every
+/// whole 256-element chunk, `out[j·64 + h·32 + i] = q[h·128 + j·32 + i]` (code plane `j` of
+/// I2 block `h` of the pair), so the 64 activations meeting one plane of a 64-byte weight load
+/// are contiguous. Elements past the last whole chunk are copied unchanged. Every 256-block
+/// keeps its own elements, so per-256-block sums (TQ's scale blocks) are unaffected.
+pub fn to_pairs_layout(q: &[i8], out: &mut [i8]) {
+    assert_eq!(q.len(), out.len(), "pairs layout: length mismatch");
+    let whole = q.len() / 256 * 256;
+    for (src, dst) in q[..whole]
+        .chunks_exact(256)
+        .zip(out[..whole].chunks_exact_mut(256))
+    {
+        for j in 0..4 {
+            for h in 0..2 {
+                dst[j * 64 + h * 32..][..32].copy_from_slice(&src[h * 128 + j * 32..][..32]);
+            }
+        }
+    }
+    out[whole..].copy_from_slice(&q[whole..]);
+}
+
 /// Σ a·b, eight partial sums.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());

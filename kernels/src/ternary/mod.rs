@@ -1,16 +1,16 @@
 //! Ternary weight matrices and the ternary × int8 matmul.
 
+mod matmul;
 mod repack;
 
 use std::borrow::Cow;
 
-use crate::acts::QuantizedActs;
-use crate::dispatch::{table, Kernels};
+use crate::dispatch::{table, ActLayout};
 use crate::error::KernelError;
 use crate::format::{format_name, I2sLayout, TernaryFormat};
-use crate::pool::parallel_ranges;
-use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
+use crate::portable::I2_BLOCK;
 
+pub use matmul::ternary_matmul;
 pub use repack::row_bytes;
 
 /// Elements per scale block of the TQ formats.
@@ -235,166 +235,18 @@ impl<'a> TernaryMatrix<'a> {
 
     /// Σ code·q over row `m` with raw codes (0..=2), as the I2_S kernels return it.
     pub fn raw_dot(&self, m: usize, q: &[i8]) -> i32 {
-        raw_dot(table(), self.row(m), q, self.cols)
+        let kt = table();
+        match kt.act_layout {
+            ActLayout::Plain => matmul::raw_dot(kt, self.row(m), q, self.cols),
+            ActLayout::Pairs256 => {
+                let mut p = vec![0i8; q.len()];
+                crate::portable::to_pairs_layout(q, &mut p);
+                matmul::raw_dot(kt, self.row(m), &p, self.cols)
+            }
+        }
     }
 
     fn row(&self, m: usize) -> &[u8] {
         &self.data[m * self.row_bytes..(m + 1) * self.row_bytes]
     }
-}
-
-/// Σ code·q over the first `cols` elements of a padded row.
-#[inline]
-fn raw_dot(kt: &Kernels, row: &[u8], q: &[i8], cols: usize) -> i32 {
-    let full = cols / I2_BLOCK;
-    let mut dot = if full > 0 {
-        (kt.i2_dot)(&row[..full * I2_BLOCK_BYTES], &q[..full * I2_BLOCK])
-    } else {
-        0
-    };
-    for k in full * I2_BLOCK..cols {
-        dot += repack::get(row, k) as i32 * q[k] as i32;
-    }
-    dot
-}
-
-#[inline]
-fn raw_dot4(kt: &Kernels, row: &[u8], q: [&[i8]; 4], cols: usize) -> [i32; 4] {
-    let full = cols / I2_BLOCK;
-    let mut dot = if full > 0 {
-        let (wb, n) = (&row[..full * I2_BLOCK_BYTES], full * I2_BLOCK);
-        (kt.i2_dot4)(wb, [&q[0][..n], &q[1][..n], &q[2][..n], &q[3][..n]])
-    } else {
-        [0; 4]
-    };
-    for k in full * I2_BLOCK..cols {
-        let c = repack::get(row, k) as i32;
-        for t in 0..4 {
-            dot[t] += c * q[t][k] as i32;
-        }
-    }
-    dot
-}
-
-/// A raw pointer shared by the threads writing disjoint parts of one output buffer.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-/// Tokens per tile in prefill: a tile's int8 rows (16 × K bytes) stay in L2 while the
-/// chunk's weight rows stream through L1.
-const TOKEN_TILE: usize = 16;
-
-/// `out[t * M + m] = Σ_k w[m, k] · x[t, k]` for every token, from int8 activations:
-/// per-tensor scale (I2_S): `((dot − act_sum) as f32 / act_scale) * scale`, bit for bit the
-/// fork's epilogue; per-block scales (TQ): `(Σ_b d_b · (Σ_{k∈b} t·q) as f32) / act_scale`,
-/// accumulated over blocks in order.
-///
-/// Panics if `acts.k != w.cols()` or `out` is shorter than `n_tokens * rows`.
-pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
-    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
-    assert_eq!(
-        acts.k, k,
-        "activation width {} != matrix columns {k}",
-        acts.k
-    );
-    assert!(out.len() >= n * m_rows, "output buffer too small");
-    if n == 0 {
-        return;
-    }
-    let kt = table();
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    // Per-256-block activation sums, for the zero-point correction of per-block scales.
-    let block_sums: Vec<i32> = match w.scale {
-        WeightScale::PerBlock(_) => acts
-            .q
-            .chunks_exact(SCALE_BLOCK)
-            .map(|b| b.iter().map(|&v| v as i32).sum())
-            .collect(),
-        WeightScale::PerTensor(_) => Vec::new(),
-    };
-    // Rows per task: enough work to amortise scheduling (≥ 32 KiB of weights per task).
-    let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
-    parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
-        let out_ptr = out_ptr;
-        let write = |t: usize, m: usize, v: f32| unsafe { *out_ptr.0.add(t * m_rows + m) = v };
-        for t0 in (0..n).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(n);
-            for m in r0..r1 {
-                let row = w.row(m);
-                match &w.scale {
-                    WeightScale::PerTensor(s) => {
-                        let mut t = t0;
-                        while t + 4 <= t1 {
-                            let d = raw_dot4(
-                                kt,
-                                row,
-                                [
-                                    acts.row(t),
-                                    acts.row(t + 1),
-                                    acts.row(t + 2),
-                                    acts.row(t + 3),
-                                ],
-                                k,
-                            );
-                            for i in 0..4 {
-                                write(
-                                    t + i,
-                                    m,
-                                    i2s_epilogue(d[i], acts.sum[t + i], acts.scale[t + i], *s),
-                                );
-                            }
-                            t += 4;
-                        }
-                        for t in t..t1 {
-                            let d = raw_dot(kt, row, acts.row(t), k);
-                            write(t, m, i2s_epilogue(d, acts.sum[t], acts.scale[t], *s));
-                        }
-                    }
-                    WeightScale::PerBlock(scales) => {
-                        let nb = k / SCALE_BLOCK;
-                        let rs = &scales[m * nb..(m + 1) * nb];
-                        let mut t = t0;
-                        while t + 4 <= t1 {
-                            let mut acc = [0f32; 4];
-                            for (b, &d) in rs.iter().enumerate() {
-                                let wb = &row[b * 64..(b + 1) * 64];
-                                let r = b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK;
-                                let q = [
-                                    &acts.row(t)[r.clone()],
-                                    &acts.row(t + 1)[r.clone()],
-                                    &acts.row(t + 2)[r.clone()],
-                                    &acts.row(t + 3)[r],
-                                ];
-                                let dots = (kt.i2_dot4)(wb, q);
-                                for i in 0..4 {
-                                    acc[i] += d * (dots[i] - block_sums[(t + i) * nb + b]) as f32;
-                                }
-                            }
-                            for i in 0..4 {
-                                write(t + i, m, acc[i] / acts.scale[t + i]);
-                            }
-                            t += 4;
-                        }
-                        for t in t..t1 {
-                            let mut acc = 0f32;
-                            for (b, &d) in rs.iter().enumerate() {
-                                let wb = &row[b * 64..(b + 1) * 64];
-                                let q = &acts.row(t)[b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK];
-                                acc += d * ((kt.i2_dot)(wb, q) - block_sums[t * nb + b]) as f32;
-                            }
-                            write(t, m, acc / acts.scale[t]);
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// The fork's I2_S epilogue, in f32 and in this order (formats.md §3.6).
-#[inline]
-pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, scale: f32) -> f32 {
-    (dot as f32 - act_sum as f32) / act_scale * scale
 }

@@ -1,21 +1,54 @@
-//! AVX2 + FMA + F16C kernels. Selected only after `avx2_available()` returned true, which
-//! is what makes the `unsafe` calls into `#[target_feature]` functions sound.
+//! AVX2 + FMA + F16C kernels, and the AVX-512 VNNI I2 dots on top of them. A table is
+//! selected only after `avx2_available()` (resp. `avx512_vnni_available()`) returned true,
+//! which is what makes the `unsafe` calls into `#[target_feature]` functions sound.
 
+mod avx512;
 mod simd;
 
-use crate::dispatch::{KernelPath, Kernels};
+use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
-pub static AVX2: Kernels = Kernels {
-    path: KernelPath::Avx2,
-    absmax: |x| unsafe { simd::absmax(x) },
-    quantize_row: |x, q| unsafe { simd::quantize_row(x, q) },
-    i2_dot: |w, q| unsafe { simd::i2_dot(w, q) },
-    i2_dot4: |w, q| unsafe { simd::i2_dot4(w, q) },
-    dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
-    dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
-    dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
-    sum_sq: |x| unsafe { simd::sum_sq(x) },
-    scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
-    axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
-    f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
-};
+/// The AVX2 table with the given I2 kernels (everything else is shared).
+macro_rules! x86_table {
+    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr) => {
+        Kernels {
+            path: $path,
+            act_layout: $layout,
+            absmax: |x| unsafe { simd::absmax(x) },
+            quantize_row: |x, q| unsafe { simd::quantize_row(x, q) },
+            i2_dot: |w, q| unsafe { $dot(w, q) },
+            i2_dot4: |w, q| unsafe { $dot4(w, q) },
+            i2_tile: $tile,
+            dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
+            dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
+            dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
+            sum_sq: |x| unsafe { simd::sum_sq(x) },
+            scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
+            axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
+            f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
+        }
+    };
+}
+
+pub static AVX2: Kernels = x86_table!(
+    KernelPath::Avx2,
+    ActLayout::Plain,
+    simd::i2_dot,
+    simd::i2_dot4,
+    // Sixteen ymm registers cannot hold a wider tile: four dot4 calls.
+    |w, q| unsafe {
+        let (lo, hi) = ([q[0], q[1], q[2], q[3]], [q[4], q[5], q[6], q[7]]);
+        let row = |w| {
+            let (a, b) = (simd::i2_dot4(w, lo), simd::i2_dot4(w, hi));
+            [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+        };
+        [row(w[0]), row(w[1])]
+    }
+);
+
+pub static AVX512_VNNI: Kernels = x86_table!(
+    KernelPath::Avx512Vnni,
+    ActLayout::Pairs256,
+    avx512::i2_dot,
+    avx512::i2_dot4,
+    |w, q| unsafe { avx512::i2_tile(w, q) }
+);

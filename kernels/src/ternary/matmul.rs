@@ -1,0 +1,214 @@
+//! The ternary × int8 matmul driver: rows split over the pool, tokens in tiles, and the
+//! selected path's I2 kernels on whole 128-blocks with a scalar tail for a partial block.
+
+use super::{repack, TernaryMatrix, WeightScale, SCALE_BLOCK};
+use crate::acts::QuantizedActs;
+use crate::dispatch::{table, Kernels};
+use crate::pool::parallel_ranges;
+use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
+
+/// Σ code·q over the first `cols` elements of a padded row (`q` in the path's layout).
+#[inline]
+pub(super) fn raw_dot(kt: &Kernels, row: &[u8], q: &[i8], cols: usize) -> i32 {
+    let full = cols / I2_BLOCK;
+    let mut dot = if full > 0 {
+        (kt.i2_dot)(&row[..full * I2_BLOCK_BYTES], &q[..full * I2_BLOCK])
+    } else {
+        0
+    };
+    for k in full * I2_BLOCK..cols {
+        dot += repack::get(row, k) as i32 * q[k] as i32;
+    }
+    dot
+}
+
+#[inline]
+fn raw_dot4(kt: &Kernels, row: &[u8], q: [&[i8]; 4], cols: usize) -> [i32; 4] {
+    let full = cols / I2_BLOCK;
+    let mut dot = if full > 0 {
+        let (wb, n) = (&row[..full * I2_BLOCK_BYTES], full * I2_BLOCK);
+        (kt.i2_dot4)(wb, q.map(|t| &t[..n]))
+    } else {
+        [0; 4]
+    };
+    for k in full * I2_BLOCK..cols {
+        let c = repack::get(row, k) as i32;
+        for t in 0..4 {
+            dot[t] += c * q[t][k] as i32;
+        }
+    }
+    dot
+}
+
+#[inline]
+fn raw_tile(kt: &Kernels, rows: [&[u8]; 2], q: [&[i8]; 8], cols: usize) -> [[i32; 8]; 2] {
+    let full = cols / I2_BLOCK;
+    let mut dot = if full > 0 {
+        let (nw, n) = (full * I2_BLOCK_BYTES, full * I2_BLOCK);
+        (kt.i2_tile)(rows.map(|r| &r[..nw]), q.map(|t| &t[..n]))
+    } else {
+        [[0; 8]; 2]
+    };
+    for k in full * I2_BLOCK..cols {
+        for r in 0..2 {
+            let c = repack::get(rows[r], k) as i32;
+            for t in 0..8 {
+                dot[r][t] += c * q[t][k] as i32;
+            }
+        }
+    }
+    dot
+}
+
+/// A raw pointer shared by the threads writing disjoint parts of one output buffer.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Tokens per tile in prefill: a tile's int8 rows (32 × K bytes, ≤ 221 KB for K = 6912)
+/// stay in L2 while the chunk's weight rows are read once per tile.
+const TOKEN_TILE: usize = 32;
+
+/// `out[t * M + m] = Σ_k w[m, k] · x[t, k]` for every token, from int8 activations:
+/// per-tensor scale (I2_S): `((dot − act_sum) as f32 / act_scale) * scale`, bit for bit the
+/// fork's epilogue; per-block scales (TQ): `(Σ_b d_b · (Σ_{k∈b} t·q) as f32) / act_scale`,
+/// accumulated over blocks in order.
+///
+/// Panics if `acts.k != w.cols()` or `out` is shorter than `n_tokens * rows`.
+pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
+    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
+    assert_eq!(
+        acts.k, k,
+        "activation width {} != matrix columns {k}",
+        acts.k
+    );
+    assert!(out.len() >= n * m_rows, "output buffer too small");
+    if n == 0 {
+        return;
+    }
+    let kt = table();
+    let kq = acts.in_layout(kt.act_layout);
+    let qrow = |t: usize| &kq[t * k..(t + 1) * k];
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    // Rows per task: enough work to amortise scheduling (≥ 32 KiB of weights per task).
+    let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
+    match &w.scale {
+        WeightScale::PerTensor(s) => {
+            let s = *s;
+            parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
+                let out_ptr = out_ptr;
+                let write = |t: usize, m: usize, dot: i32| {
+                    let v = i2s_epilogue(dot, acts.sum[t], acts.scale[t], s);
+                    // SAFETY: (t, m) is in bounds (checked above) and row m belongs to this
+                    // task alone.
+                    unsafe { *out_ptr.0.add(t * m_rows + m) = v }
+                };
+                // Tokens t0..t1 of one row, four at a time then one by one.
+                let small = |m: usize, t0: usize, t1: usize| {
+                    let row = w.row(m);
+                    let mut t = t0;
+                    while t + 4 <= t1 {
+                        let d = raw_dot4(kt, row, std::array::from_fn(|i| qrow(t + i)), k);
+                        for (i, &d) in d.iter().enumerate() {
+                            write(t + i, m, d);
+                        }
+                        t += 4;
+                    }
+                    for t in t..t1 {
+                        write(t, m, raw_dot(kt, row, qrow(t), k));
+                    }
+                };
+                for t0 in (0..n).step_by(TOKEN_TILE) {
+                    let t1 = (t0 + TOKEN_TILE).min(n);
+                    let mut m = r0;
+                    while t1 - t0 >= 8 && m + 2 <= r1 {
+                        let rows = [w.row(m), w.row(m + 1)];
+                        let mut t = t0;
+                        while t + 8 <= t1 {
+                            let d = raw_tile(kt, rows, std::array::from_fn(|i| qrow(t + i)), k);
+                            // The epilogue on eight lanes at once (the divisions dominate
+                            // it); the same IEEE operations as `i2s_epilogue`, so the same bits.
+                            let sum: [f32; 8] = std::array::from_fn(|i| acts.sum[t + i] as f32);
+                            let scale: [f32; 8] = std::array::from_fn(|i| acts.scale[t + i]);
+                            for (r, dr) in d.iter().enumerate() {
+                                let mut v = [0f32; 8];
+                                for i in 0..8 {
+                                    v[i] = (dr[i] as f32 - sum[i]) / scale[i] * s;
+                                }
+                                for (i, &v) in v.iter().enumerate() {
+                                    // SAFETY: as in `write`.
+                                    unsafe { *out_ptr.0.add((t + i) * m_rows + m + r) = v }
+                                }
+                            }
+                            t += 8;
+                        }
+                        small(m, t, t1);
+                        small(m + 1, t, t1);
+                        m += 2;
+                    }
+                    for m in m..r1 {
+                        small(m, t0, t1);
+                    }
+                }
+            });
+        }
+        WeightScale::PerBlock(scales) => {
+            // Per-256-block activation sums, for the zero-point correction of each block's
+            // scale (the pairs layout keeps every 256-block's elements, so the same sums hold).
+            let nb = k / SCALE_BLOCK;
+            let block_sums: Vec<i32> = acts
+                .q
+                .chunks_exact(SCALE_BLOCK)
+                .map(|b| b.iter().map(|&v| v as i32).sum())
+                .collect();
+            parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
+                let out_ptr = out_ptr;
+                let write = |t: usize, m: usize, v: f32| {
+                    // SAFETY: as above.
+                    unsafe { *out_ptr.0.add(t * m_rows + m) = v }
+                };
+                let block = |t: usize, b: usize| &qrow(t)[b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK];
+                for t0 in (0..n).step_by(TOKEN_TILE) {
+                    let t1 = (t0 + TOKEN_TILE).min(n);
+                    for m in r0..r1 {
+                        let row = w.row(m);
+                        let rs = &scales[m * nb..(m + 1) * nb];
+                        let mut t = t0;
+                        while t + 4 <= t1 {
+                            let mut acc = [0f32; 4];
+                            for (b, &d) in rs.iter().enumerate() {
+                                let wb = &row[b * 64..(b + 1) * 64];
+                                let dots =
+                                    (kt.i2_dot4)(wb, std::array::from_fn(|i| block(t + i, b)));
+                                for i in 0..4 {
+                                    acc[i] += d * (dots[i] - block_sums[(t + i) * nb + b]) as f32;
+                                }
+                            }
+                            for (i, &a) in acc.iter().enumerate() {
+                                write(t + i, m, a / acts.scale[t + i]);
+                            }
+                            t += 4;
+                        }
+                        for t in t..t1 {
+                            let mut acc = 0f32;
+                            for (b, &d) in rs.iter().enumerate() {
+                                let wb = &row[b * 64..(b + 1) * 64];
+                                acc += d
+                                    * ((kt.i2_dot)(wb, block(t, b)) - block_sums[t * nb + b])
+                                        as f32;
+                            }
+                            write(t, m, acc / acts.scale[t]);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The fork's I2_S epilogue, in f32 and in this order (formats.md §3.6).
+#[inline]
+pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, scale: f32) -> f32 {
+    (dot as f32 - act_sum as f32) / act_scale * scale
+}
