@@ -62,8 +62,19 @@ enum Command {
     Push(cli::serve::PullArgs),
 }
 
+/// llama.cpp's single-dash long flag `-np N` (clap would read it as `-n -p`), accepted as
+/// `--np N`, and `-np=N` likewise.
+fn llama_style_args(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.map(|a| match a.to_str() {
+        Some("-np") => "--np".into(),
+        Some(s) if s.starts_with("-np=") => format!("-{s}").into(),
+        _ => a,
+    })
+    .collect()
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(llama_style_args(std::env::args_os()));
     let result = match cli.command {
         Command::Inspect(a) => cli::inspect::main(a),
         Command::Quantize(a) => cli::quantize::main(a),

@@ -98,3 +98,18 @@ fn eval_refuses_a_missing_model() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
 }
+
+#[test]
+fn serve_takes_llama_cpp_style_np() {
+    // `-np N` is llama.cpp's spelling of --parallel: it must reach that flag (clap alone
+    // would read it as `-n -p`), which the bad value proves without starting a server.
+    for flag in [&["-np", "x"][..], &["-np=x"][..]] {
+        let out = bitnet_gguf(&[&["serve"][..], flag].concat());
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("invalid value 'x' for '--parallel"),
+            "{flag:?}: {err}"
+        );
+    }
+}
