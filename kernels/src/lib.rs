@@ -23,5 +23,5 @@ pub use dispatch::{force_path, kernel_path, KernelPath};
 pub use error::KernelError;
 pub use format::{I2sLayout, TernaryFormat, TlParams};
 pub use ops::rms_norm;
-pub use pool::{physical_cores, set_threads, threads};
-pub use ternary::{ternary_matmul, TernaryMatrix};
+pub use pool::{in_pool, physical_cores, set_threads, threads};
+pub use ternary::{ternary_matmul, ternary_matmul_many, TernaryMatrix};

@@ -79,6 +79,17 @@ pub(crate) fn pool() -> Arc<rayon::ThreadPool> {
     guard.as_ref().cloned().expect("pool just set")
 }
 
+/// Runs `f` on a thread of the kernel pool. A forward pass run this way makes its ~200
+/// parallel regions per token fork-join inside the pool (the caller is a worker and takes
+/// part) instead of each one injecting a job from outside and sleeping until it is done.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = pool();
+    if pool.current_num_threads() <= 1 {
+        return f();
+    }
+    pool.install(f)
+}
+
 /// Runs `f(start, end)` over `0..n` cut into chunks of at least `min_chunk` items (rounded to
 /// a multiple of `align`), in parallel on the pool.
 pub(crate) fn parallel_ranges<F>(n: usize, min_chunk: usize, align: usize, f: F)

@@ -5,12 +5,12 @@
 //! step is many sequences with one token each. Only attention looks at the sequences
 //! separately; everything else works on the stacked rows.
 
-use bitnet_kernels::{quantize_acts, rms_norm, QuantizedActs};
+use bitnet_kernels::{in_pool, quantize_acts, rms_norm, QuantizedActs};
 
 use super::attention::{attend, Rope};
 use super::config::{Activation, ModelConfig};
 use super::kv_cache::KvCache;
-use super::weights::{Linear, Weights};
+use super::weights::{forward_many, Linear, Weights};
 
 /// The new tokens of one sequence in a batch: the next `n_tokens` rows, at positions
 /// `cache.len()..cache.len() + n_tokens`.
@@ -44,6 +44,16 @@ pub fn forward(
     tokens: &[u32],
     seqs: &mut [SeqSlot],
 ) -> Vec<f32> {
+    in_pool(|| forward_in_pool(w, cfg, rope, tokens, seqs))
+}
+
+fn forward_in_pool(
+    w: &Weights,
+    cfg: &ModelConfig,
+    rope: &Rope,
+    tokens: &[u32],
+    seqs: &mut [SeqSlot],
+) -> Vec<f32> {
     let n = tokens.len();
     debug_assert_eq!(seqs.iter().map(|s| s.n_tokens).sum::<usize>(), n);
     let (d, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
@@ -71,9 +81,11 @@ pub fn forward(
         // --- attention ---
         norm_rows(&b.x, &lw.attn_norm, cfg.eps, &mut b.h);
         quantize_acts(&b.h, d, &mut b.acts);
-        lw.wq.forward(&b.acts, &mut b.dequant, &mut b.q);
-        lw.wk.forward(&b.acts, &mut b.dequant, &mut b.k);
-        lw.wv.forward(&b.acts, &mut b.dequant, &mut b.v);
+        forward_many(
+            &mut [(&lw.wq, &mut b.q), (&lw.wk, &mut b.k), (&lw.wv, &mut b.v)],
+            &b.acts,
+            &mut b.dequant,
+        );
 
         let mut row = 0;
         for seq in seqs.iter_mut() {
@@ -120,8 +132,11 @@ pub fn forward(
         // --- feed-forward ---
         norm_rows(&b.x, &lw.ffn_norm, cfg.eps, &mut b.h);
         quantize_acts(&b.h, d, &mut b.acts);
-        lw.w_gate.forward(&b.acts, &mut b.dequant, &mut b.gate);
-        lw.w_up.forward(&b.acts, &mut b.dequant, &mut b.up);
+        forward_many(
+            &mut [(&lw.w_gate, &mut b.gate), (&lw.w_up, &mut b.up)],
+            &b.acts,
+            &mut b.dequant,
+        );
         for (g, &u) in b.gate.iter_mut().zip(&b.up) {
             *g = match cfg.activation {
                 Activation::Relu2 => {

@@ -7,7 +7,9 @@
 use anyhow::{bail, Context, Result};
 use bitnet_formats::codec::ternary_format_from_metadata;
 use bitnet_formats::{GgufFile, TensorInfo};
-use bitnet_kernels::{dense_matmul, ternary_matmul, DenseMatrix, QuantizedActs, TernaryMatrix};
+use bitnet_kernels::{
+    dense_matmul, ternary_matmul, ternary_matmul_many, DenseMatrix, QuantizedActs, TernaryMatrix,
+};
 
 use super::config::ModelConfig;
 
@@ -49,6 +51,29 @@ impl<'a> Linear<'a> {
             }
         }
         if let Some(s) = self.scale {
+            out.iter_mut().for_each(|v| *v *= s);
+        }
+    }
+}
+
+/// Several projections of the same activations (q/k/v, gate/up): the ternary ones run in one
+/// parallel region of the kernel pool, the others one by one. The same results as calling
+/// [`Linear::forward`] on each.
+pub fn forward_many(
+    jobs: &mut [(&Linear, &mut [f32])],
+    acts: &QuantizedActs,
+    dequant: &mut Vec<f32>,
+) {
+    let mut ternary = Vec::with_capacity(jobs.len());
+    for (lin, out) in jobs.iter_mut() {
+        match &lin.kind {
+            LinearKind::Ternary(w) => ternary.push((w, &mut **out)),
+            LinearKind::Dense(_) => lin.forward(acts, dequant, out),
+        }
+    }
+    ternary_matmul_many(&mut ternary, acts);
+    for (lin, out) in jobs.iter_mut() {
+        if let (LinearKind::Ternary(_), Some(s)) = (&lin.kind, lin.scale) {
             out.iter_mut().for_each(|v| *v *= s);
         }
     }

@@ -77,132 +77,201 @@ const TOKEN_TILE: usize = 32;
 ///
 /// Panics if `acts.k != w.cols()` or `out` is shorter than `n_tokens * rows`.
 pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
-    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
-    assert_eq!(
-        acts.k, k,
-        "activation width {} != matrix columns {k}",
-        acts.k
-    );
-    assert!(out.len() >= n * m_rows, "output buffer too small");
-    if n == 0 {
+    ternary_matmul_many(&mut [(w, out)], acts);
+}
+
+/// [`ternary_matmul`] of several matrices that read the same activations (q/k/v, gate/up),
+/// in one parallel region: their rows are split over the pool together, which halves the
+/// fork-joins per decoded token and balances small matrices against large ones.
+///
+/// Panics as [`ternary_matmul`] does, for any of the pairs.
+pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs) {
+    let n = acts.n_tokens;
+    for (w, out) in jobs.iter() {
+        assert_eq!(
+            acts.k, w.cols,
+            "activation width {} != matrix columns {}",
+            acts.k, w.cols
+        );
+        assert!(out.len() >= n * w.rows, "output buffer too small");
+    }
+    if n == 0 || jobs.is_empty() {
         return;
     }
     let kt = table();
     let kq = acts.in_layout(kt.act_layout);
-    let qrow = |t: usize| &kq[t * k..(t + 1) * k];
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let block_sums = block_sums(jobs.iter().map(|j| j.0), acts);
+    let parts: Vec<Part> = jobs
+        .iter_mut()
+        .map(|(w, out)| Part {
+            w,
+            out: OutPtr(out.as_mut_ptr()),
+        })
+        .collect();
+    // Rows are numbered across the matrices in order; a task's range may span two of them.
+    let total: usize = parts.iter().map(|p| p.w.rows).sum();
+    let row_bytes = parts.iter().map(|p| p.w.row_bytes).max().unwrap_or(1);
     // Rows per task: enough work to amortise scheduling (≥ 32 KiB of weights per task).
-    let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
-    match &w.scale {
-        WeightScale::PerTensor(s) => {
-            let s = *s;
-            parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
-                let out_ptr = out_ptr;
-                let write = |t: usize, m: usize, dot: i32| {
-                    let v = i2s_epilogue(dot, acts.sum[t], acts.scale[t], s);
-                    // SAFETY: (t, m) is in bounds (checked above) and row m belongs to this
-                    // task alone.
-                    unsafe { *out_ptr.0.add(t * m_rows + m) = v }
-                };
-                // Tokens t0..t1 of one row, four at a time then one by one.
-                let small = |m: usize, t0: usize, t1: usize| {
-                    let row = w.row(m);
-                    let mut t = t0;
-                    while t + 4 <= t1 {
-                        let d = raw_dot4(kt, row, std::array::from_fn(|i| qrow(t + i)), k);
-                        for (i, &d) in d.iter().enumerate() {
-                            write(t + i, m, d);
-                        }
-                        t += 4;
-                    }
-                    for t in t..t1 {
-                        write(t, m, raw_dot(kt, row, qrow(t), k));
-                    }
-                };
-                for t0 in (0..n).step_by(TOKEN_TILE) {
-                    let t1 = (t0 + TOKEN_TILE).min(n);
-                    let mut m = r0;
-                    while t1 - t0 >= 8 && m + 2 <= r1 {
-                        let rows = [w.row(m), w.row(m + 1)];
-                        let mut t = t0;
-                        while t + 8 <= t1 {
-                            let d = raw_tile(kt, rows, std::array::from_fn(|i| qrow(t + i)), k);
-                            // The epilogue on eight lanes at once (the divisions dominate
-                            // it); the same IEEE operations as `i2s_epilogue`, so the same bits.
-                            let sum: [f32; 8] = std::array::from_fn(|i| acts.sum[t + i] as f32);
-                            let scale: [f32; 8] = std::array::from_fn(|i| acts.scale[t + i]);
-                            for (r, dr) in d.iter().enumerate() {
-                                let mut v = [0f32; 8];
-                                for i in 0..8 {
-                                    v[i] = (dr[i] as f32 - sum[i]) / scale[i] * s;
-                                }
-                                for (i, &v) in v.iter().enumerate() {
-                                    // SAFETY: as in `write`.
-                                    unsafe { *out_ptr.0.add((t + i) * m_rows + m + r) = v }
-                                }
-                            }
-                            t += 8;
-                        }
-                        small(m, t, t1);
-                        small(m + 1, t, t1);
-                        m += 2;
-                    }
-                    for m in m..r1 {
-                        small(m, t0, t1);
-                    }
+    let min_rows = (32 * 1024 / row_bytes.max(1)).max(4);
+    let ctx = Ctx {
+        kt,
+        acts,
+        kq: &kq,
+        block_sums: &block_sums,
+    };
+    parallel_ranges(total, min_rows, 4, |g0, g1| {
+        let mut base = 0;
+        for p in &parts {
+            let (lo, hi) = (g0.max(base), g1.min(base + p.w.rows));
+            if lo < hi {
+                match &p.w.scale {
+                    WeightScale::PerTensor(s) => per_tensor_rows(&ctx, p, *s, lo - base, hi - base),
+                    WeightScale::PerBlock(sc) => per_block_rows(&ctx, p, sc, lo - base, hi - base),
                 }
-            });
+            }
+            base += p.w.rows;
         }
-        WeightScale::PerBlock(scales) => {
-            // Per-256-block activation sums, for the zero-point correction of each block's
-            // scale (the pairs layout keeps every 256-block's elements, so the same sums hold).
-            let nb = k / SCALE_BLOCK;
-            let block_sums: Vec<i32> = acts
-                .q
-                .chunks_exact(SCALE_BLOCK)
-                .map(|b| b.iter().map(|&v| v as i32).sum())
-                .collect();
-            parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
-                let out_ptr = out_ptr;
-                let write = |t: usize, m: usize, v: f32| {
-                    // SAFETY: as above.
-                    unsafe { *out_ptr.0.add(t * m_rows + m) = v }
-                };
-                let block = |t: usize, b: usize| &qrow(t)[b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK];
-                for t0 in (0..n).step_by(TOKEN_TILE) {
-                    let t1 = (t0 + TOKEN_TILE).min(n);
-                    for m in r0..r1 {
-                        let row = w.row(m);
-                        let rs = &scales[m * nb..(m + 1) * nb];
-                        let mut t = t0;
-                        while t + 4 <= t1 {
-                            let mut acc = [0f32; 4];
-                            for (b, &d) in rs.iter().enumerate() {
-                                let wb = &row[b * 64..(b + 1) * 64];
-                                let dots =
-                                    (kt.i2_dot4)(wb, std::array::from_fn(|i| block(t + i, b)));
-                                for i in 0..4 {
-                                    acc[i] += d * (dots[i] - block_sums[(t + i) * nb + b]) as f32;
-                                }
-                            }
-                            for (i, &a) in acc.iter().enumerate() {
-                                write(t + i, m, a / acts.scale[t + i]);
-                            }
-                            t += 4;
-                        }
-                        for t in t..t1 {
-                            let mut acc = 0f32;
-                            for (b, &d) in rs.iter().enumerate() {
-                                let wb = &row[b * 64..(b + 1) * 64];
-                                acc += d
-                                    * ((kt.i2_dot)(wb, block(t, b)) - block_sums[t * nb + b])
-                                        as f32;
-                            }
-                            write(t, m, acc / acts.scale[t]);
-                        }
+    });
+}
+
+/// One matrix of a [`ternary_matmul_many`] call and where its output goes.
+struct Part<'a, 'w> {
+    w: &'a TernaryMatrix<'w>,
+    out: OutPtr,
+}
+// SAFETY: the output pointer is written by the tasks at disjoint rows only.
+unsafe impl Sync for Part<'_, '_> {}
+
+/// What every task of one call reads.
+struct Ctx<'a> {
+    kt: &'static Kernels,
+    acts: &'a QuantizedActs,
+    /// The activation rows in the path's layout.
+    kq: &'a [i8],
+    /// Per-256-block activation sums (only when a matrix has per-block scales).
+    block_sums: &'a [i32],
+}
+
+impl Ctx<'_> {
+    fn qrow(&self, t: usize) -> &[i8] {
+        let k = self.acts.k;
+        &self.kq[t * k..(t + 1) * k]
+    }
+}
+
+/// Per-256-block activation sums, for the zero-point correction of each block's scale (the
+/// pairs layout keeps every 256-block's elements, so the same sums hold). Empty when no
+/// matrix needs them.
+fn block_sums<'a, 'w: 'a>(
+    mut ws: impl Iterator<Item = &'a TernaryMatrix<'w>>,
+    acts: &QuantizedActs,
+) -> Vec<i32> {
+    if !ws.any(|w| matches!(w.scale, WeightScale::PerBlock(_))) {
+        return Vec::new();
+    }
+    acts.q
+        .chunks_exact(SCALE_BLOCK)
+        .map(|b| b.iter().map(|&v| v as i32).sum())
+        .collect()
+}
+
+/// Rows `r0..r1` of a per-tensor-scale matrix for every token: 2-row × 8-token tiles, then
+/// the rest four tokens at a time and one by one.
+fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
+    let (w, acts, kt) = (p.w, c.acts, c.kt);
+    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
+    let write = |t: usize, m: usize, dot: i32| {
+        let v = i2s_epilogue(dot, acts.sum[t], acts.scale[t], s);
+        // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to this task.
+        unsafe { *p.out.0.add(t * m_rows + m) = v }
+    };
+    let small = |m: usize, t0: usize, t1: usize| {
+        let row = w.row(m);
+        let mut t = t0;
+        while t + 4 <= t1 {
+            let d = raw_dot4(kt, row, std::array::from_fn(|i| c.qrow(t + i)), k);
+            for (i, &d) in d.iter().enumerate() {
+                write(t + i, m, d);
+            }
+            t += 4;
+        }
+        for t in t..t1 {
+            write(t, m, raw_dot(kt, row, c.qrow(t), k));
+        }
+    };
+    for t0 in (0..n).step_by(TOKEN_TILE) {
+        let t1 = (t0 + TOKEN_TILE).min(n);
+        let mut m = r0;
+        while t1 - t0 >= 8 && m + 2 <= r1 {
+            let rows = [w.row(m), w.row(m + 1)];
+            let mut t = t0;
+            while t + 8 <= t1 {
+                let d = raw_tile(kt, rows, std::array::from_fn(|i| c.qrow(t + i)), k);
+                // The epilogue on eight lanes at once (the divisions dominate it); the same
+                // IEEE operations as `i2s_epilogue`, so the same bits.
+                let sum: [f32; 8] = std::array::from_fn(|i| acts.sum[t + i] as f32);
+                let scale: [f32; 8] = std::array::from_fn(|i| acts.scale[t + i]);
+                for (r, dr) in d.iter().enumerate() {
+                    let mut v = [0f32; 8];
+                    for i in 0..8 {
+                        v[i] = (dr[i] as f32 - sum[i]) / scale[i] * s;
+                    }
+                    for (i, &v) in v.iter().enumerate() {
+                        // SAFETY: as in `write`.
+                        unsafe { *p.out.0.add((t + i) * m_rows + m + r) = v }
                     }
                 }
-            });
+                t += 8;
+            }
+            small(m, t, t1);
+            small(m + 1, t, t1);
+            m += 2;
+        }
+        for m in m..r1 {
+            small(m, t0, t1);
+        }
+    }
+}
+
+/// Rows `r0..r1` of a per-block-scale (TQ) matrix for every token.
+fn per_block_rows(c: &Ctx, p: &Part, scales: &[f32], r0: usize, r1: usize) {
+    let (w, acts, kt) = (p.w, c.acts, c.kt);
+    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
+    let nb = k / SCALE_BLOCK;
+    let write = |t: usize, m: usize, v: f32| {
+        // SAFETY: as in `per_tensor_rows`.
+        unsafe { *p.out.0.add(t * m_rows + m) = v }
+    };
+    let block = |t: usize, b: usize| &c.qrow(t)[b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK];
+    let sums = c.block_sums;
+    for t0 in (0..n).step_by(TOKEN_TILE) {
+        let t1 = (t0 + TOKEN_TILE).min(n);
+        for m in r0..r1 {
+            let row = w.row(m);
+            let rs = &scales[m * nb..(m + 1) * nb];
+            let mut t = t0;
+            while t + 4 <= t1 {
+                let mut acc = [0f32; 4];
+                for (b, &d) in rs.iter().enumerate() {
+                    let wb = &row[b * 64..(b + 1) * 64];
+                    let dots = (kt.i2_dot4)(wb, std::array::from_fn(|i| block(t + i, b)));
+                    for i in 0..4 {
+                        acc[i] += d * (dots[i] - sums[(t + i) * nb + b]) as f32;
+                    }
+                }
+                for (i, &a) in acc.iter().enumerate() {
+                    write(t + i, m, a / acts.scale[t + i]);
+                }
+                t += 4;
+            }
+            for t in t..t1 {
+                let mut acc = 0f32;
+                for (b, &d) in rs.iter().enumerate() {
+                    let wb = &row[b * 64..(b + 1) * 64];
+                    acc += d * ((kt.i2_dot)(wb, block(t, b)) - sums[t * nb + b]) as f32;
+                }
+                write(t, m, acc / acts.scale[t]);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::error::KernelError;
 use crate::format::{format_name, I2sLayout, TernaryFormat};
 use crate::portable::I2_BLOCK;
 
-pub use matmul::ternary_matmul;
+pub use matmul::{ternary_matmul, ternary_matmul_many};
 pub use repack::row_bytes;
 
 /// Elements per scale block of the TQ formats.
