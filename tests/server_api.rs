@@ -445,8 +445,20 @@ fn concurrent_streams_are_all_well_formed() {
     for t in threads {
         t.join().unwrap();
     }
-    let m = request(&s.addr, "GET", "/metrics", None).unwrap().text();
-    assert!(m.contains("bitnet_requests_processing 0"));
+    // The scheduler lowers the gauge after it sent a stream's last line, so a client can see
+    // its reply complete a moment before that: wait (bounded) for the gauge to settle.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = request(&s.addr, "GET", "/metrics", None).unwrap().text();
+        if m.contains("bitnet_requests_processing 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests still counted as processing 5 s after every reply ended:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -59,6 +59,22 @@ pub fn neon_dotprod_available() -> bool {
     }
 }
 
+/// A 2-row × 8-token tile from four 1-row × 4-token dots, for paths whose registers hold no
+/// wider tile (AVX2's and NEON's sixteen/thirty-two vectors are spent on the i16 partials).
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without a SIMD table
+pub(crate) fn tile_from_dot4(
+    w: [&[u8]; 2],
+    q: [&[i8]; 8],
+    dot4: impl Fn(&[u8], [&[i8]; 4]) -> [i32; 4],
+) -> [[i32; 8]; 2] {
+    let (lo, hi) = ([q[0], q[1], q[2], q[3]], [q[4], q[5], q[6], q[7]]);
+    w.map(|row| {
+        let (a, b) = (dot4(row, lo), dot4(row, hi));
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    })
+}
+
 /// The SIMD table of a path, when this build has one.
 pub fn table(path: KernelPath) -> Option<&'static Kernels> {
     match path {

@@ -14,14 +14,7 @@ macro_rules! neon_table {
             quantize_row: |x, q| unsafe { simd::quantize_row(x, q) },
             i2_dot: |w, q| unsafe { $dot(w, q) },
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
-            i2_tile: |w, q| unsafe {
-                let (lo, hi) = ([q[0], q[1], q[2], q[3]], [q[4], q[5], q[6], q[7]]);
-                let row = |w| {
-                    let (a, b) = ($dot4(w, lo), $dot4(w, hi));
-                    [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
-                };
-                [row(w[0]), row(w[1])]
-            },
+            i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { $dot4(w, q) }),
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },

@@ -34,15 +34,7 @@ pub static AVX2: Kernels = x86_table!(
     ActLayout::Plain,
     simd::i2_dot,
     simd::i2_dot4,
-    // Sixteen ymm registers cannot hold a wider tile: four dot4 calls.
-    |w, q| unsafe {
-        let (lo, hi) = ([q[0], q[1], q[2], q[3]], [q[4], q[5], q[6], q[7]]);
-        let row = |w| {
-            let (a, b) = (simd::i2_dot4(w, lo), simd::i2_dot4(w, hi));
-            [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
-        };
-        [row(w[0]), row(w[1])]
-    }
+    |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) })
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
