@@ -37,16 +37,24 @@ impl QuantizedActs {
     /// All rows in `layout`: the plain `q`, the copy made by [`quantize_acts`], or a fresh
     /// one when the kernel path changed since.
     pub(crate) fn in_layout(&self, layout: ActLayout) -> Cow<'_, [i8]> {
-        match layout {
-            ActLayout::Plain => Cow::Borrowed(&self.q),
-            _ if self.kernel_layout == Some(layout) && self.kernel_q.len() == self.q.len() => {
-                Cow::Borrowed(&self.kernel_q)
-            }
-            ActLayout::Pairs256 => {
-                let mut v = vec![0i8; self.q.len()];
-                rearrange(&self.q, self.k, &mut v);
-                Cow::Owned(v)
-            }
+        if layout != ActLayout::Plain
+            && self.kernel_layout == Some(layout)
+            && self.kernel_q.len() == self.q.len()
+        {
+            return Cow::Borrowed(&self.kernel_q);
+        }
+        rows_in_layout(layout, &self.q, self.k)
+    }
+}
+
+/// `q` (rows of `k` values) in `layout`: borrowed when that is the plain one.
+pub(crate) fn rows_in_layout(layout: ActLayout, q: &[i8], k: usize) -> Cow<'_, [i8]> {
+    match layout {
+        ActLayout::Plain => Cow::Borrowed(q),
+        ActLayout::Pairs256 => {
+            let mut v = vec![0i8; q.len()];
+            rearrange(q, k, &mut v);
+            Cow::Owned(v)
         }
     }
 }

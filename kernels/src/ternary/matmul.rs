@@ -139,8 +139,6 @@ struct Part<'a, 'w> {
     w: &'a TernaryMatrix<'w>,
     out: OutPtr,
 }
-// SAFETY: the output pointer is written by the tasks at disjoint rows only.
-unsafe impl Sync for Part<'_, '_> {}
 
 /// What every task of one call reads.
 struct Ctx<'a> {

@@ -5,7 +5,8 @@ mod repack;
 
 use std::borrow::Cow;
 
-use crate::dispatch::{table, ActLayout};
+use crate::acts::rows_in_layout;
+use crate::dispatch::table;
 use crate::error::KernelError;
 use crate::format::{format_name, I2sLayout, TernaryFormat};
 use crate::portable::I2_BLOCK;
@@ -236,14 +237,8 @@ impl<'a> TernaryMatrix<'a> {
     /// Σ code·q over row `m` with raw codes (0..=2), as the I2_S kernels return it.
     pub fn raw_dot(&self, m: usize, q: &[i8]) -> i32 {
         let kt = table();
-        match kt.act_layout {
-            ActLayout::Plain => matmul::raw_dot(kt, self.row(m), q, self.cols),
-            ActLayout::Pairs256 => {
-                let mut p = vec![0i8; q.len()];
-                crate::portable::to_pairs_layout(q, &mut p);
-                matmul::raw_dot(kt, self.row(m), &p, self.cols)
-            }
-        }
+        let q = rows_in_layout(kt.act_layout, q, q.len());
+        matmul::raw_dot(kt, self.row(m), &q, self.cols)
     }
 
     fn row(&self, m: usize) -> &[u8] {

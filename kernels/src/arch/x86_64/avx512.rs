@@ -16,20 +16,11 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::PREFETCH_AHEAD;
+use super::simd::{hsum_epi32, PREFETCH_AHEAD};
 
 /// Pairs per accumulation chunk of [`i2_dot`]: a lane gains at most 4 · 128 · 128 = 2^16 per
 /// pair, so 2^14 pairs stay far from i32 overflow (K up to 4 Mi per chunk).
 const MASKED_CHUNK_PAIRS: usize = 1 << 14;
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn hsum256(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
-}
 
 /// Σ code·q over whole I2 blocks; `q` in the pairs layout. Exact.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -76,7 +67,7 @@ pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
             _mm256_add_epi32(_mm256_srai_epi32(acc[0], 6), _mm256_srai_epi32(acc[1], 4)),
             _mm256_add_epi32(_mm256_srai_epi32(acc[2], 2), acc[3]),
         );
-        total = total.wrapping_add(hsum256(s));
+        total = total.wrapping_add(hsum_epi32(s));
     }
     total
 }
@@ -139,7 +130,7 @@ unsafe fn tile<const R: usize, const T: usize>(w: [&[u8]; R], q: [&[i8]; T]) -> 
                     let qv = _mm256_loadu_si256(qp.add(32 * j) as *const __m256i);
                     a = _mm256_dpbusd_epi32(a, *c, qv);
                 }
-                out[r][t] = out[r][t].wrapping_add(hsum256(a));
+                out[r][t] = out[r][t].wrapping_add(hsum_epi32(a));
             }
         }
     }
