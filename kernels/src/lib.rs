@@ -23,5 +23,8 @@ pub use dispatch::{force_path, kernel_path, KernelPath};
 pub use error::KernelError;
 pub use format::{I2sLayout, TernaryFormat, TlParams};
 pub use ops::rms_norm;
-pub use pool::{in_pool, physical_cores, set_threads, threads};
+pub use pool::{
+    in_pool, parallel_chunks_mut, parallel_ranges, physical_cores, pool_kind, set_pool_kind,
+    set_threads, threads, PoolKind,
+};
 pub use ternary::{ternary_matmul, ternary_matmul_many, TernaryMatrix};

@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// Force a kernel path: scalar, avx2, neon, neon-dotprod.
     #[arg(long)]
     pub kernels: Option<String>,
+    /// Thread pool for the parallel regions: spin (default) or rayon.
+    #[arg(long)]
+    pub pool: Option<String>,
 }
 
 /// Read bandwidth in GB/s: `threads` threads summing disjoint parts of a buffer far larger
@@ -128,6 +131,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             KernelPath::from_name(k).with_context(|| format!("unknown kernel path {k:?}"))?;
         bitnet_kernels::force_path(path).map_err(anyhow::Error::msg)?;
     }
+    if let Some(p) = &args.pool {
+        let kind = bitnet_kernels::PoolKind::from_name(p)
+            .with_context(|| format!("unknown pool {p:?} (expected spin or rayon)"))?;
+        bitnet_kernels::set_pool_kind(kind);
+    }
     let threads = args
         .threads
         .unwrap_or_else(bitnet_kernels::physical_cores)
@@ -183,6 +191,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let limit = bandwidth * 1e9 / bpt.max(1) as f64;
     let pct = 100.0 * tg_m / limit;
     let kernels = bitnet_kernels::kernel_path();
+    let pool = bitnet_kernels::pool_kind().name();
     if args.json {
         let j = serde_json::json!({
             "model": args.model.display().to_string(),
@@ -191,12 +200,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "threads": threads, "repetitions": reps,
             "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
             "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
-            "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
+            "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
         });
         println!("{j}");
     } else {
         println!(
-            "model: {}  kernels: {kernels}  threads: {threads}  reps: {reps}",
+            "model: {}  kernels: {kernels}  pool: {pool}  threads: {threads}  reps: {reps}",
             display_name(&args.model)
         );
         println!("read bandwidth: {bandwidth:.1} GB/s   bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s", bpt as f64 / 1e9);

@@ -1,7 +1,6 @@
 //! Rotary position embeddings and causal grouped-query attention over the KV cache.
 
-use bitnet_kernels::ops;
-use rayon::prelude::*;
+use bitnet_kernels::{ops, parallel_chunks_mut};
 
 use super::config::RopeStyle;
 
@@ -68,24 +67,27 @@ pub fn attend(
     let group = n_head / n_head_kv;
     let scale = 1.0 / (head_dim as f32).sqrt();
     // One work item per (token, head): enough parallelism for both prefill and decode.
-    out.par_chunks_mut(head_dim)
-        .enumerate()
-        .for_each_init(Vec::new, |scores, (item, o)| {
-            let (t, h) = (item / n_head, item % n_head);
-            let qh = &q[t * q_dim + h * head_dim..][..head_dim];
-            let kvh = h / group;
-            let n_keys = n_past + t + 1;
-            scores.clear();
-            scores.extend((0..n_keys).map(|p| {
+    // A task gets at least ~16k multiply-adds of scores and values, so a short decode
+    // context is not cut finer than a wake-up is worth.
+    let n_keys_max = n_past + q.len() / q_dim;
+    let min_items = (16384 / (2 * n_keys_max * head_dim).max(1)).max(1);
+    parallel_chunks_mut(out, head_dim, min_items, |item, o| {
+        let (t, h) = (item / n_head, item % n_head);
+        let qh = &q[t * q_dim + h * head_dim..][..head_dim];
+        let kvh = h / group;
+        let n_keys = n_past + t + 1;
+        let mut scores: Vec<f32> = (0..n_keys)
+            .map(|p| {
                 let kh = &keys[p * kv_dim + kvh * head_dim..][..head_dim];
                 ops::dot(qh, kh) * scale
-            }));
-            ops::softmax(scores);
-            o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
-                ops::axpy(w, &values[p * kv_dim + kvh * head_dim..][..head_dim], o);
-            }
-        });
+            })
+            .collect();
+        ops::softmax(&mut scores);
+        o.fill(0.0);
+        for (p, &w) in scores.iter().enumerate() {
+            ops::axpy(w, &values[p * kv_dim + kvh * head_dim..][..head_dim], o);
+        }
+    });
 }
 
 #[cfg(test)]
