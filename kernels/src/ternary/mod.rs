@@ -108,7 +108,9 @@ impl<'a> TernaryMatrix<'a> {
                 } else {
                     repack::tq1_0(bytes, rows, cols)
                 };
-                (Cow::Owned(d), WeightScale::PerBlock(s))
+                let scale = uniform_block_scale(&s, &d)
+                    .map_or(WeightScale::PerBlock(s), WeightScale::PerTensor);
+                (Cow::Owned(d), scale)
             }
             TernaryFormat::Tl1(_) | TernaryFormat::Tl2(_) => {
                 // The LUT layouts are decoded once and repacked (2 bits per weight).
@@ -197,6 +199,11 @@ impl<'a> TernaryMatrix<'a> {
     pub fn is_zero_copy(&self) -> bool {
         matches!(self.data, Cow::Borrowed(_))
     }
+    /// True when the matmul applies a scale per 256-block (a TQ matrix whose blocks do not
+    /// all share one scale); false when one scale covers the whole matrix.
+    pub fn has_block_scales(&self) -> bool {
+        matches!(self.scale, WeightScale::PerBlock(_))
+    }
     /// Bytes the matmul reads per call (codes plus scales).
     pub fn bytes_read(&self) -> usize {
         self.data.len()
@@ -244,4 +251,19 @@ impl<'a> TernaryMatrix<'a> {
     fn row(&self, m: usize) -> &[u8] {
         &self.data[m * self.row_bytes..(m + 1) * self.row_bytes]
     }
+}
+
+/// The one scale of a TQ matrix whose 256-blocks all share it, if they do. Files converted
+/// from a BitNet checkpoint have one scale per tensor, written into every block; such a
+/// matrix runs the (faster) per-tensor kernels. A block with scale 0 does not break
+/// uniformity when all its weights are zero (code 1, bytes 0x55): it adds 0 either way.
+/// `data` is the repacked I2 data, 64 bytes per 256-block in the order of `scales`.
+fn uniform_block_scale(scales: &[f32], data: &[u8]) -> Option<f32> {
+    let common = scales.iter().copied().find(|&d| d != 0.0).unwrap_or(0.0);
+    let blocks = data.chunks_exact(SCALE_BLOCK / 4);
+    (blocks.len() == scales.len()
+        && scales.iter().zip(blocks).all(|(&d, b)| {
+            d.to_bits() == common.to_bits() || (d == 0.0 && b.iter().all(|&x| x == 0x55))
+        }))
+    .then_some(common)
 }
