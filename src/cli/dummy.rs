@@ -348,8 +348,18 @@ pub fn dummy(args: DummyArgs) -> Result<()> {
     };
     let started = Instant::now();
     let mut w = GgufWriter::new(dialect);
-    let a = sh.arch;
+    // Upstream llama.cpp knows only `bitnet` and reads the 2B4T activation from a key, as
+    // `convert --type tq2_0` writes it (formats.md §7.1): TQ files stay loadable there.
+    let relu2 = sh.arch == "bitnet-b1.58";
+    let a = if relu2 && matches!(dialect, Dialect::Upstream) {
+        "bitnet"
+    } else {
+        sh.arch
+    };
     w.set("general.architecture", a);
+    if a != sh.arch {
+        w.set(format!("{a}.hidden_act"), "relu2");
+    }
     w.set("general.name", sh.name);
     w.set(format!("{a}.vocab_size"), sh.vocab as u32);
     w.set(format!("{a}.context_length"), sh.ctx as u32);
