@@ -37,44 +37,68 @@ pub struct BenchArgs {
 }
 
 /// Read bandwidth in GB/s: `threads` threads summing disjoint parts of a buffer far larger
-/// than the caches; best of several passes.
-pub fn measure_read_bandwidth(threads: usize) -> f64 {
-    // 1 GiB: larger than any last-level cache (this project's test machine reports 300 MB
-    // of L3), so the passes read DRAM as a decoded token of a 2B model does.
-    let words = (1usize << 30) / 8;
-    let buf: Vec<u64> = (0..words as u64)
-        .map(|i| i.wrapping_mul(0x9E37_79B9))
-        .collect();
-    let threads = threads.max(1);
-    let chunk = words.div_ceil(threads);
-    let mut best = 0f64;
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        let total: u64 = std::thread::scope(|s| {
-            let hs: Vec<_> = buf
-                .chunks(chunk)
-                .map(|c| {
-                    s.spawn(move || {
-                        // Eight independent lanes let the compiler vectorise the loads.
-                        let mut acc = [0u64; 8];
-                        for (j, w) in c.chunks_exact(8).enumerate() {
-                            prefetch_ahead(c, j * 8);
-                            for i in 0..8 {
-                                acc[i] = acc[i].wrapping_add(w[i]);
-                            }
-                        }
-                        acc.iter().fold(0u64, |a, b| a.wrapping_add(*b))
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap_or(0))
-                .fold(0u64, |a, b| a.wrapping_add(b))
-        });
-        std::hint::black_box(total);
-        best = best.max((words * 8) as f64 / t0.elapsed().as_secs_f64() / 1e9);
+/// than the caches; best of several passes. The buffer is kept so that the probe can be
+/// repeated between the decode runs: the machine's bandwidth drifts with other tenants'
+/// load, and the limit should be the best it delivered while we measured.
+pub struct BandwidthProbe {
+    buf: Vec<u64>,
+    threads: usize,
+    best: f64,
+}
+
+impl BandwidthProbe {
+    pub fn new(threads: usize) -> BandwidthProbe {
+        // 1 GiB: larger than any last-level cache (this project's test machine reports
+        // 300 MB of L3), so the passes read DRAM as a decoded token of a 2B model does.
+        let words = (1usize << 30) / 8;
+        let buf = (0..words as u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9))
+            .collect();
+        BandwidthProbe {
+            buf,
+            threads: threads.max(1),
+            best: 0.0,
+        }
     }
-    best
+
+    /// Runs `passes` passes; returns the best GB/s seen so far.
+    pub fn measure(&mut self, passes: usize) -> f64 {
+        let chunk = self.buf.len().div_ceil(self.threads);
+        for _ in 0..passes {
+            let t0 = Instant::now();
+            let total: u64 = std::thread::scope(|s| {
+                let hs: Vec<_> = self
+                    .buf
+                    .chunks(chunk)
+                    .map(|c| {
+                        s.spawn(move || {
+                            // Eight independent lanes let the compiler vectorise the loads.
+                            let mut acc = [0u64; 8];
+                            for (j, w) in c.chunks_exact(8).enumerate() {
+                                prefetch_ahead(c, j * 8);
+                                for i in 0..8 {
+                                    acc[i] = acc[i].wrapping_add(w[i]);
+                                }
+                            }
+                            acc.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap_or(0))
+                    .fold(0u64, |a, b| a.wrapping_add(b))
+            });
+            std::hint::black_box(total);
+            let gbs = (self.buf.len() * 8) as f64 / t0.elapsed().as_secs_f64() / 1e9;
+            self.best = self.best.max(gbs);
+        }
+        self.best
+    }
+}
+
+/// One-off read bandwidth in GB/s (five passes).
+pub fn measure_read_bandwidth(threads: usize) -> f64 {
+    BandwidthProbe::new(threads).measure(5)
 }
 
 /// Software prefetch 4 KiB ahead, as the streaming kernels do: without it this probe
@@ -142,9 +166,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .max(1);
     bitnet_kernels::set_threads(threads);
     let reps = args.reps.max(1);
-    // Measured before and after the runs (best of both): other load on the machine makes
-    // single measurements noisy, and the limit should be what the memory can deliver.
-    let bandwidth_before = measure_read_bandwidth(threads);
+    // Measured before, between the decode runs and after (best of all): other load on the
+    // machine makes single measurements noisy, and the limit should be what the memory
+    // could deliver while we ran.
+    let mut probe = BandwidthProbe::new(threads);
+    probe.measure(5);
 
     let n_ctx = (args.n_prompt + args.n_gen + 8).max(64);
     let model = Model::load(
@@ -183,9 +209,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             if r > 0 {
                 tg.push(args.n_gen as f64 / t0.elapsed().as_secs_f64());
             }
+            probe.measure(2);
         }
     }
-    let bandwidth = bandwidth_before.max(measure_read_bandwidth(threads));
+    let bandwidth = probe.measure(3);
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
     let (pp_m, tg_m) = (median(&mut pp), median(&mut tg));
     let limit = bandwidth * 1e9 / bpt.max(1) as f64;
