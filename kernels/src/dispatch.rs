@@ -98,6 +98,8 @@ pub struct Kernels {
     pub sum_sq: fn(&[f32]) -> f64,
     pub scale_mul: fn(&[f32], &[f32], f32, &mut [f32]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
+    pub dot_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
+    pub mix_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
     pub f16_to_f32: fn(&[u8], &mut [f32]),
 }
 
@@ -115,6 +117,8 @@ pub static SCALAR: Kernels = Kernels {
     sum_sq: portable::sum_sq,
     scale_mul: portable::scale_mul,
     axpy: portable::axpy,
+    dot_rows_f32: portable::dot_rows_f32,
+    mix_rows_f32: portable::mix_rows_f32,
     f16_to_f32: portable::f16_to_f32,
 };
 

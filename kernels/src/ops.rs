@@ -29,6 +29,33 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     (table().axpy)(a, &x[..n], &mut y[..n])
 }
 
+/// `out[p] = Σ q · rows[p·stride ..][.. q.len()]`: one query head against the keys of a
+/// cache whose rows are `stride` floats apart.
+///
+/// Panics if `rows` is shorter than `(out.len() − 1)·stride + q.len()`.
+pub fn dot_rows(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(
+            rows.len() >= last * stride + q.len(),
+            "dot_rows: rows too short"
+        );
+        (table().dot_rows_f32)(q, rows, stride, out)
+    }
+}
+
+/// `out += Σ_p w[p] · rows[p·stride ..][.. out.len()]`: attention's weighted sum of values.
+///
+/// Panics if `rows` is shorter than `(w.len() − 1)·stride + out.len()`.
+pub fn mix_rows(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(
+            rows.len() >= last * stride + out.len(),
+            "mix_rows: rows too short"
+        );
+        (table().mix_rows_f32)(w, rows, stride, out)
+    }
+}
+
 /// In-place softmax (max-subtracted; sums in f64 like ggml's `ggml_vec_soft_max`).
 pub fn softmax(x: &mut [f32]) {
     if x.is_empty() {

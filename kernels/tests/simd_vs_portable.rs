@@ -2,7 +2,7 @@
 //! qemu-aarch64 this covers NEON and dotprod).
 //!
 //! Bounds: integer results (i2 dots, int8 activations, sums) and the conversions/elementwise
-//! routines (absmax, f16->f32, scale_mul, axpy) are identical bit for bit. Float reductions
+//! routines (absmax, f16->f32, scale_mul, axpy, mix_rows) are identical bit for bit. Float reductions
 //! (dot products) may reorder additions and fuse multiplies; they must agree within
 //! `4 · n · ε · Σ|a·b|` (the standard summation error bound, doubled for both sides), and the
 //! f64 sum of squares within 1e-12 relative.
@@ -271,4 +271,49 @@ fn float_dots_within_bound() {
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Attention's per-head loops over a strided KV cache: scores within the dot bound of the
+/// portable loop, the weighted sum of values bit for bit.
+#[test]
+fn attention_rows_match_portable() {
+    let mut rng = Rng(0xA77E);
+    for k in simd_tables() {
+        for d in [1usize, 7, 8, 31, 64, 96, 128, 130] {
+            for n in [0usize, 1, 3, 4, 5, 17, 64] {
+                let stride = 3 * d + 5;
+                let len = if n == 0 { 0 } else { (n - 1) * stride + d };
+                for (q, rows) in float_inputs(&mut rng, d)
+                    .into_iter()
+                    .zip(float_inputs(&mut rng, len))
+                {
+                    let q: Vec<f32> = q.iter().map(|v| v.clamp(-6e4, 6e4)).collect();
+                    let (mut sa, mut sb) = (vec![0f32; n], vec![0f32; n]);
+                    (k.dot_rows_f32)(&q, &rows, stride, &mut sa);
+                    (SCALAR.dot_rows_f32)(&q, &rows, stride, &mut sb);
+                    for p in 0..n {
+                        let mag: f64 = (0..d)
+                            .map(|i| (q[i] as f64 * rows[p * stride + i] as f64).abs())
+                            .sum();
+                        let what = format!("{} dot_rows d={d} n={n} p={p}", k.path.name());
+                        close(sa[p], sb[p], d, mag, &what);
+                    }
+                    // Softmax-like weights, and the extremes of the inputs as weights.
+                    let w: Vec<f32> = (0..n)
+                        .map(|p| rows.get(p * stride).copied().unwrap_or(0.0))
+                        .collect();
+                    let start = rng.f32s(d, 1.0);
+                    let (mut oa, mut ob) = (start.clone(), start);
+                    (k.mix_rows_f32)(&w, &rows, stride, &mut oa);
+                    (SCALAR.mix_rows_f32)(&w, &rows, stride, &mut ob);
+                    assert_eq!(
+                        bits(&oa),
+                        bits(&ob),
+                        "{} mix_rows d={d} n={n}",
+                        k.path.name()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -76,17 +76,14 @@ pub fn attend(
         let qh = &q[t * q_dim + h * head_dim..][..head_dim];
         let kvh = h / group;
         let n_keys = n_past + t + 1;
-        let mut scores: Vec<f32> = (0..n_keys)
-            .map(|p| {
-                let kh = &keys[p * kv_dim + kvh * head_dim..][..head_dim];
-                ops::dot(qh, kh) * scale
-            })
-            .collect();
+        let mut scores = vec![0f32; n_keys];
+        ops::dot_rows(qh, &keys[kvh * head_dim..], kv_dim, &mut scores);
+        for s in scores.iter_mut() {
+            *s *= scale;
+        }
         ops::softmax(&mut scores);
         o.fill(0.0);
-        for (p, &w) in scores.iter().enumerate() {
-            ops::axpy(w, &values[p * kv_dim + kvh * head_dim..][..head_dim], o);
-        }
+        ops::mix_rows(&scores, &values[kvh * head_dim..], kv_dim, o);
     });
 }
 

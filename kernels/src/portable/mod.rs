@@ -193,6 +193,23 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `out[p] = Σ q·rows[p·stride ..][.. q.len()]` (attention scores against a KV cache whose
+/// rows hold several heads). Needs `rows.len() ≥ (out.len() − 1)·stride + q.len()`.
+pub fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = dot_f32(q, &rows[p * stride..][..q.len()]);
+    }
+}
+
+/// `out += Σ_p w[p] · rows[p·stride ..][.. out.len()]`, in order of `p`, each step rounded
+/// as [`axpy`] rounds it (attention's weighted sum of values).
+pub fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let d = out.len();
+    for (p, &wp) in w.iter().enumerate() {
+        axpy(wp, &rows[p * stride..][..d], out);
+    }
+}
+
 /// Converts little-endian f16 bytes to f32.
 pub fn f16_to_f32(src: &[u8], out: &mut [f32]) {
     for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {

@@ -21,6 +21,8 @@ macro_rules! neon_table {
             sum_sq: |x| unsafe { simd::sum_sq(x) },
             scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
+            dot_rows_f32: |q, r, s, o| unsafe { simd::dot_rows_f32(q, r, s, o) },
+            mix_rows_f32: |w, r, s, o| unsafe { simd::mix_rows_f32(w, r, s, o) },
             f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
         }
     };

@@ -322,3 +322,20 @@ pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
         out[j] = half::f16::from_le_bytes([src[2 * j], src[2 * j + 1]]).to_f32();
     }
 }
+
+/// The portable loop over [`dot_f32`], inlined: one call per head instead of one per key.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = dot_f32(q, &rows[p * stride..][..q.len()]);
+    }
+}
+
+/// The portable loop over [`axpy`], inlined; bit-identical to it.
+#[target_feature(enable = "neon")]
+pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let d = out.len();
+    for (p, &wp) in w.iter().enumerate() {
+        axpy(wp, &rows[p * stride..][..d], out);
+    }
+}

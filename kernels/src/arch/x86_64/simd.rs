@@ -329,3 +329,103 @@ pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
         out[j] = half::f16::from_le_bytes([src[2 * j], src[2 * j + 1]]).to_f32();
     }
 }
+
+/// Attention scores: four keys at a time share each load of `q`, and their four sums are
+/// reduced together. Within dot_f32's bound of the portable loop.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let (d, n) = (q.len(), out.len());
+    if n == 0 {
+        return;
+    }
+    assert!(
+        rows.len() >= (n - 1) * stride + d,
+        "dot_rows_f32: rows too short"
+    );
+    let d8 = d / 8 * 8;
+    let (qp, rp) = (q.as_ptr(), rows.as_ptr());
+    let mut p = 0;
+    while p + 4 <= n {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i < d8 {
+            let qv = _mm256_loadu_ps(qp.add(i));
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rp.add((p + r) * stride + i)), *a);
+            }
+            i += 8;
+        }
+        // [a b c d] sums: two rounds of hadd within 128-bit lanes, then the lanes added.
+        let s = _mm256_hadd_ps(
+            _mm256_hadd_ps(acc[0], acc[1]),
+            _mm256_hadd_ps(acc[2], acc[3]),
+        );
+        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let mut v = [0f32; 4];
+        _mm_storeu_ps(v.as_mut_ptr(), s);
+        for (r, mut t) in v.into_iter().enumerate() {
+            for j in d8..d {
+                t += q[j] * rows[(p + r) * stride + j];
+            }
+            out[p + r] = t;
+        }
+        p += 4;
+    }
+    for p in p..n {
+        out[p] = dot_f32(q, &rows[p * stride..][..d]);
+    }
+}
+
+/// `B` × 8 outputs kept in registers over every row: one load and store of `out` per call
+/// instead of one per row. The same unfused multiply-then-add per step as `axpy`, so
+/// bit-identical to the portable loop.
+#[inline(always)]
+unsafe fn mix_block<const B: usize>(w: &[f32], rp: *const f32, stride: usize, op: *mut f32) {
+    let mut acc = [_mm256_setzero_ps(); B];
+    for (j, a) in acc.iter_mut().enumerate() {
+        *a = _mm256_loadu_ps(op.add(8 * j));
+    }
+    for (p, &wp) in w.iter().enumerate() {
+        let wv = _mm256_set1_ps(wp);
+        let row = rp.add(p * stride);
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, _mm256_loadu_ps(row.add(8 * j))));
+        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(op.add(8 * j), *a);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let (d, n) = (out.len(), w.len());
+    if n == 0 {
+        return;
+    }
+    assert!(
+        rows.len() >= (n - 1) * stride + d,
+        "mix_rows_f32: rows too short"
+    );
+    let (rp, op) = (rows.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= d {
+        let blocks = (d - i) / 8;
+        match blocks {
+            1 => mix_block::<1>(w, rp.add(i), stride, op.add(i)),
+            2 => mix_block::<2>(w, rp.add(i), stride, op.add(i)),
+            3 => mix_block::<3>(w, rp.add(i), stride, op.add(i)),
+            4 => mix_block::<4>(w, rp.add(i), stride, op.add(i)),
+            5 => mix_block::<5>(w, rp.add(i), stride, op.add(i)),
+            6 => mix_block::<6>(w, rp.add(i), stride, op.add(i)),
+            7 => mix_block::<7>(w, rp.add(i), stride, op.add(i)),
+            _ => mix_block::<8>(w, rp.add(i), stride, op.add(i)),
+        }
+        i += 8 * blocks.min(8);
+    }
+    for j in i..d {
+        for (p, &wp) in w.iter().enumerate() {
+            out[j] += wp * rows[p * stride + j];
+        }
+    }
+}
