@@ -83,7 +83,8 @@ pub enum ActLayout {
 }
 
 /// The inner loops of one path. All slices follow the contracts documented in [`portable`];
-/// the activation rows given to `i2_dot`, `i2_dot4` and `i2_tile` are in `act_layout`.
+/// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_rows4` are in
+/// `act_layout`.
 pub struct Kernels {
     pub path: KernelPath,
     pub act_layout: ActLayout,
@@ -92,6 +93,7 @@ pub struct Kernels {
     pub i2_dot: fn(&[u8], &[i8]) -> i32,
     pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
     pub i2_tile: fn([&[u8]; 2], [&[i8]; 8]) -> [[i32; 8]; 2],
+    pub i2_rows4: fn([&[u8]; 4], &[i8]) -> [i32; 4],
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
@@ -111,6 +113,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_dot: portable::i2_dot,
     i2_dot4: portable::i2_dot4,
     i2_tile: portable::i2_tile,
+    i2_rows4: portable::i2_rows4,
     dot_f32: portable::dot_f32,
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,

@@ -161,6 +161,18 @@ fn i2_dot_identical() {
                     "{} dot4 blocks={blocks}",
                     k.path.name()
                 );
+                // Four rows against one token (decode): this row, a fresh random one, all -1
+                // and all +1.
+                let more = i2_rows(&mut rng, blocks);
+                let rows4 = [&w[..], &more[0][..], &more[2][..], &more[3][..]];
+                for (q, kq) in qs.iter().zip(&kq) {
+                    assert_eq!(
+                        (k.i2_rows4)(rows4, kq),
+                        (SCALAR.i2_rows4)(rows4, q),
+                        "{} rows4 blocks={blocks}",
+                        k.path.name()
+                    );
+                }
                 // A 2-row × 8-token tile: this row and a random one, every input twice over.
                 let other = i2_rows(&mut rng, blocks).swap_remove(0);
                 let eight = [0, 1, 2, 3, 4, 2, 0, 3];

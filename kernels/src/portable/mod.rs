@@ -78,6 +78,11 @@ pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
+/// Four weight rows against one token: `out[r] = i2_dot(w[r], q)` (decode's micro-kernel).
+pub fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+    w.map(|row| i2_dot(row, q))
+}
+
 /// Two weight rows against eight tokens: `out[r][t] = i2_dot(w[r], q[t])`. The prefill
 /// micro-kernel shape (each unpacked weight meets eight tokens).
 pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {

@@ -60,6 +60,23 @@ fn raw_tile(kt: &Kernels, rows: [&[u8]; 2], q: [&[i8]; 8], cols: usize) -> [[i32
     dot
 }
 
+#[inline]
+fn raw_rows4(kt: &Kernels, rows: [&[u8]; 4], q: &[i8], cols: usize) -> [i32; 4] {
+    let full = cols / I2_BLOCK;
+    let mut dot = if full > 0 {
+        let (nw, n) = (full * I2_BLOCK_BYTES, full * I2_BLOCK);
+        (kt.i2_rows4)(rows.map(|r| &r[..nw]), &q[..n])
+    } else {
+        [0; 4]
+    };
+    for k in full * I2_BLOCK..cols {
+        for r in 0..4 {
+            dot[r] += repack::get(rows[r], k) as i32 * q[k] as i32;
+        }
+    }
+    dot
+}
+
 /// A raw pointer shared by the threads writing disjoint parts of one output buffer.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -225,8 +242,24 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
             small(m + 1, t, t1);
             m += 2;
         }
+        // The rows the tiles left: tokens in fours per row, then each remaining token (all
+        // of decode's) against four rows at a time.
+        let singles = t0 + (t1 - t0) / 4 * 4;
         for m in m..r1 {
-            small(m, t0, t1);
+            small(m, t0, singles);
+        }
+        for t in singles..t1 {
+            let mut r = m;
+            while r + 4 <= r1 {
+                let d = raw_rows4(kt, std::array::from_fn(|i| w.row(r + i)), c.qrow(t), k);
+                for (i, &d) in d.iter().enumerate() {
+                    write(t, r + i, d);
+                }
+                r += 4;
+            }
+            for r in r..r1 {
+                write(t, r, raw_dot(kt, w.row(r), c.qrow(t), k));
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! instructions.
 //!
 //! Two unpack strategies, chosen by how often an unpacked weight is reused:
-//! * one token ([`i2_dot`]): no shifts. Plane `j` is masked in place (`b & (0xC0 >> 2j)`),
+//! * one token ([`i2_dot`], [`i2_rows4`]): no shifts. Plane `j` is masked in place (`b & (0xC0 >> 2j)`),
 //!   which is its code times `4^(3-j)`; each plane has its own accumulator and the scale is
 //!   divided out exactly at the end (every partial sum is a multiple of it). One `and` and one
 //!   `vpdpbusd` per 64 weights.
@@ -25,49 +25,75 @@ const MASKED_CHUNK_PAIRS: usize = 1 << 14;
 /// Σ code·q over whole I2 blocks; `q` in the pairs layout. Exact.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
-    let nb = (w.len() / 32).min(q.len() / 128);
+    masked_rows::<1>([w], q)[0]
+}
+
+/// Four weight rows against one token (decode): each activation load meets four rows, and
+/// one call and one reduction pass serve four rows. Exact.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+    masked_rows::<4>(w, q)
+}
+
+/// `R` rows × one token with the masked-plane trick (module docs).
+#[inline(always)]
+unsafe fn masked_rows<const R: usize>(w: [&[u8]; R], q: &[i8]) -> [i32; R] {
+    let mut nb = q.len() / 128;
+    for r in &w {
+        nb = nb.min(r.len() / 32);
+    }
     let pairs = nb / 2;
     let masks = [0xC0u8, 0x30, 0x0C, 0x03].map(|m| _mm512_set1_epi8(m as i8));
-    let mut total = 0i32;
+    let mut total = [0i32; R];
     let mut p = 0;
     while p < pairs {
         let end = (p + MASKED_CHUNK_PAIRS).min(pairs);
-        let mut acc = [_mm512_setzero_si512(); 4];
+        let mut acc = [[_mm512_setzero_si512(); 4]; R];
         while p < end {
-            // Decode streams weights from memory: ask for them ahead of the out-of-order window
-            // (the pointer may run past the row: a prefetch never faults).
-            _mm_prefetch::<_MM_HINT_T0>(
-                w.as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD) as *const i8
-            );
-            let b = _mm512_loadu_si512(w.as_ptr().add(p * 64) as *const _);
             let qp = q.as_ptr().add(p * 256);
-            for j in 0..4 {
-                let qv = _mm512_loadu_si512(qp.add(64 * j) as *const _);
-                acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_and_si512(b, masks[j]), qv);
+            let qv: [__m512i; 4] =
+                std::array::from_fn(|j| _mm512_loadu_si512(qp.add(64 * j) as *const _));
+            for r in 0..R {
+                // Decode streams weights from memory: ask for them ahead of the out-of-order
+                // window (the pointer may run past the row: a prefetch never faults).
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w[r].as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD) as *const i8
+                );
+                let b = _mm512_loadu_si512(w[r].as_ptr().add(p * 64) as *const _);
+                for j in 0..4 {
+                    acc[r][j] =
+                        _mm512_dpbusd_epi32(acc[r][j], _mm512_and_si512(b, masks[j]), qv[j]);
+                }
             }
             p += 1;
         }
-        let s = _mm512_add_epi32(
-            _mm512_add_epi32(_mm512_srai_epi32(acc[0], 6), _mm512_srai_epi32(acc[1], 4)),
-            _mm512_add_epi32(_mm512_srai_epi32(acc[2], 2), acc[3]),
-        );
-        total = total.wrapping_add(_mm512_reduce_add_epi32(s));
+        for r in 0..R {
+            let a = &acc[r];
+            let s = _mm512_add_epi32(
+                _mm512_add_epi32(_mm512_srai_epi32(a[0], 6), _mm512_srai_epi32(a[1], 4)),
+                _mm512_add_epi32(_mm512_srai_epi32(a[2], 2), a[3]),
+            );
+            total[r] = total[r].wrapping_add(_mm512_reduce_add_epi32(s));
+        }
     }
     if nb % 2 == 1 {
         let blk = nb - 1;
-        let b = _mm256_loadu_si256(w.as_ptr().add(blk * 32) as *const __m256i);
         let qp = q.as_ptr().add(blk * 128);
-        let mut acc = [_mm256_setzero_si256(); 4];
-        for (j, m) in [0xC0u8, 0x30, 0x0C, 0x03].into_iter().enumerate() {
-            let qv = _mm256_loadu_si256(qp.add(32 * j) as *const __m256i);
-            let c = _mm256_and_si256(b, _mm256_set1_epi8(m as i8));
-            acc[j] = _mm256_dpbusd_epi32(acc[j], c, qv);
+        let qv: [__m256i; 4] =
+            std::array::from_fn(|j| _mm256_loadu_si256(qp.add(32 * j) as *const __m256i));
+        for r in 0..R {
+            let b = _mm256_loadu_si256(w[r].as_ptr().add(blk * 32) as *const __m256i);
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for (j, m) in [0xC0u8, 0x30, 0x0C, 0x03].into_iter().enumerate() {
+                let c = _mm256_and_si256(b, _mm256_set1_epi8(m as i8));
+                acc[j] = _mm256_dpbusd_epi32(acc[j], c, qv[j]);
+            }
+            let s = _mm256_add_epi32(
+                _mm256_add_epi32(_mm256_srai_epi32(acc[0], 6), _mm256_srai_epi32(acc[1], 4)),
+                _mm256_add_epi32(_mm256_srai_epi32(acc[2], 2), acc[3]),
+            );
+            total[r] = total[r].wrapping_add(hsum_epi32(s));
         }
-        let s = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_srai_epi32(acc[0], 6), _mm256_srai_epi32(acc[1], 4)),
-            _mm256_add_epi32(_mm256_srai_epi32(acc[2], 2), acc[3]),
-        );
-        total = total.wrapping_add(hsum_epi32(s));
     }
     total
 }

@@ -9,7 +9,7 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
-    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr) => {
+    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $rows4:expr) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -18,6 +18,7 @@ macro_rules! x86_table {
             i2_dot: |w, q| unsafe { $dot(w, q) },
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: $tile,
+            i2_rows4: $rows4,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
@@ -36,7 +37,8 @@ pub static AVX2: Kernels = x86_table!(
     ActLayout::Plain,
     simd::i2_dot,
     simd::i2_dot4,
-    |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) })
+    |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) }),
+    |w, q| w.map(|row| unsafe { simd::i2_dot(row, q) })
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
@@ -44,5 +46,6 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     ActLayout::Pairs256,
     avx512::i2_dot,
     avx512::i2_dot4,
-    |w, q| unsafe { avx512::i2_tile(w, q) }
+    |w, q| unsafe { avx512::i2_tile(w, q) },
+    |w, q| unsafe { avx512::i2_rows4(w, q) }
 );
