@@ -1,8 +1,9 @@
 //! Run-time CPU dispatch: the CPU is probed once and one table of function pointers is
 //! selected; every kernel call goes through [`table`].
 //!
-//! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_AVX512=1` keeps AVX2
-//! but not its AVX-512 VNNI kernels; `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its
+//! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_AMX=1` keeps the
+//! AVX-512 VNNI kernels but not the AMX prefill GEMM; `BITNET_DISABLE_AVX512=1` keeps AVX2
+//! but neither; `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its
 //! dotprod kernels. [`force_path`] selects a path explicitly (benchmarks).
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,6 +16,7 @@ pub enum KernelPath {
     Scalar,
     Avx2,
     Avx512Vnni,
+    Amx,
     Neon,
     NeonDotprod,
 }
@@ -25,16 +27,18 @@ impl KernelPath {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
             KernelPath::Avx512Vnni => "avx512-vnni",
+            KernelPath::Amx => "amx-int8",
             KernelPath::Neon => "neon",
             KernelPath::NeonDotprod => "neon-dotprod",
         }
     }
 
     /// Every path, portable first.
-    pub const ALL: [KernelPath; 5] = [
+    pub const ALL: [KernelPath; 6] = [
         KernelPath::Scalar,
         KernelPath::Avx2,
         KernelPath::Avx512Vnni,
+        KernelPath::Amx,
         KernelPath::Neon,
         KernelPath::NeonDotprod,
     ];
@@ -44,7 +48,7 @@ impl KernelPath {
         Self::ALL.into_iter().filter(|p| *p != KernelPath::Scalar)
     }
 
-    /// Parses `scalar`, `avx2`, `avx512-vnni`, `neon`, `neon-dotprod`.
+    /// Parses `scalar`, `avx2`, `avx512-vnni`, `amx-int8`, `neon`, `neon-dotprod`.
     pub fn from_name(s: &str) -> Option<KernelPath> {
         Self::ALL
             .into_iter()
@@ -57,6 +61,7 @@ impl KernelPath {
             KernelPath::Scalar => true,
             KernelPath::Avx2 => crate::arch::avx2_available(),
             KernelPath::Avx512Vnni => crate::arch::avx512_vnni_available(),
+            KernelPath::Amx => crate::arch::amx_available(),
             KernelPath::Neon => crate::arch::neon_available(),
             KernelPath::NeonDotprod => crate::arch::neon_dotprod_available(),
         }
@@ -69,6 +74,7 @@ impl KernelPath {
             KernelPath::Neon => 3,
             KernelPath::NeonDotprod => 4,
             KernelPath::Avx512Vnni => 5,
+            KernelPath::Amx => 6,
         }
     }
 }
@@ -85,6 +91,9 @@ pub enum ActLayout {
 /// The inner loops of one path. All slices follow the contracts documented in [`portable`];
 /// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_rows4` are in
 /// `act_layout`.
+/// `(rows, row_bytes, k, packed, groups, out)`: see [`portable::i2_gemm32`].
+pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
+
 pub struct Kernels {
     pub path: KernelPath,
     pub act_layout: ActLayout,
@@ -94,6 +103,9 @@ pub struct Kernels {
     pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
     pub i2_tile: fn([&[u8]; 2], [&[i8]; 8]) -> [[i32; 8]; 2],
     pub i2_rows4: fn([&[u8]; 4], &[i8]) -> [i32; 4],
+    /// A GEMM over 32 rows × 16·groups tokens (see `portable::i2_gemm32`) on activations
+    /// packed by `portable::pack_acts_tiles16`, where the path has one (AMX).
+    pub i2_gemm32: Option<I2Gemm32>,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
@@ -114,6 +126,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_dot4: portable::i2_dot4,
     i2_tile: portable::i2_tile,
     i2_rows4: portable::i2_rows4,
+    i2_gemm32: None,
     dot_f32: portable::dot_f32,
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,
@@ -137,6 +150,12 @@ fn env_flag(name: &str) -> bool {
 pub fn detect() -> KernelPath {
     if env_flag("BITNET_FORCE_SCALAR") {
         return KernelPath::Scalar;
+    }
+    if !env_flag("BITNET_DISABLE_AVX512")
+        && !env_flag("BITNET_DISABLE_AMX")
+        && KernelPath::Amx.is_supported()
+    {
+        return KernelPath::Amx;
     }
     if KernelPath::Avx512Vnni.is_supported() && !env_flag("BITNET_DISABLE_AVX512") {
         return KernelPath::Avx512Vnni;
@@ -171,6 +190,7 @@ pub fn table() -> &'static Kernels {
         3 => KernelPath::Neon,
         4 => KernelPath::NeonDotprod,
         5 => KernelPath::Avx512Vnni,
+        6 => KernelPath::Amx,
         _ => {
             let p = detect();
             SELECTED.store(p.code(), Ordering::Relaxed);

@@ -26,6 +26,11 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         (13, 384, 19),
         (9, 640, 8),
         (6, 2688, 33),
+        // The AMX GEMM's shapes: 32-row groups with rows left over, one and several 16-token
+        // groups with tokens left over, an odd block count.
+        (77, 640, 16),
+        (96, 384, 49),
+        (45, 1280, 37),
     ] {
         let x = rng.f32s(n * k, 1.0);
         let codes = rng.ternary(m * k);

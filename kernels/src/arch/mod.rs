@@ -36,6 +36,18 @@ pub fn avx512_vnni_available() -> bool {
     }
 }
 
+/// AMX-INT8 (and the tile state granted by the OS) on top of AVX-512 VNNI.
+pub fn amx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::amx_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 pub fn neon_available() -> bool {
     #[cfg(target_arch = "aarch64")]
     {
@@ -82,6 +94,8 @@ pub fn table(path: KernelPath) -> Option<&'static Kernels> {
         KernelPath::Avx2 => Some(&x86_64::AVX2),
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512Vnni => Some(&x86_64::AVX512_VNNI),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Amx => Some(&x86_64::AMX),
         #[cfg(target_arch = "aarch64")]
         KernelPath::Neon => Some(&aarch64::NEON),
         #[cfg(target_arch = "aarch64")]

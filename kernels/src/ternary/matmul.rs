@@ -3,7 +3,7 @@
 
 use super::{repack, TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::QuantizedActs;
-use crate::dispatch::{table, Kernels};
+use crate::dispatch::{table, I2Gemm32, Kernels};
 use crate::pool::parallel_ranges;
 use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
 
@@ -130,13 +130,24 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
     let row_bytes = parts.iter().map(|p| p.w.row_bytes).max().unwrap_or(1);
     // Rows per task: enough work to amortise scheduling (≥ 32 KiB of weights per task).
     let min_rows = (32 * 1024 / row_bytes.max(1)).max(4);
+    // A GEMM needs whole 16-token groups and whole 128-blocks; rows go to it in 32s.
+    let gemm = kt.i2_gemm32.filter(|_| {
+        n >= 16 && acts.k % I2_BLOCK == 0 && parts.iter().any(|p| !p.w.has_block_scales())
+    });
+    let mut packed = Vec::new();
+    if gemm.is_some() {
+        crate::portable::pack_acts_tiles16(&acts.q, acts.k, n / 16, &mut packed);
+    }
     let ctx = Ctx {
         kt,
         acts,
         kq: &kq,
         block_sums: &block_sums,
+        gemm,
+        packed: &packed,
     };
-    parallel_ranges(total, min_rows, 4, |g0, g1| {
+    let align = if gemm.is_some() { 32 } else { 4 };
+    parallel_ranges(total, min_rows.max(align), align, |g0, g1| {
         let mut base = 0;
         for p in &parts {
             let (lo, hi) = (g0.max(base), g1.min(base + p.w.rows));
@@ -165,6 +176,9 @@ struct Ctx<'a> {
     kq: &'a [i8],
     /// Per-256-block activation sums (only when a matrix has per-block scales).
     block_sums: &'a [i32],
+    /// The path's GEMM, when it applies to this call, and the activations packed for it.
+    gemm: Option<I2Gemm32>,
+    packed: &'a [i8],
 }
 
 impl Ctx<'_> {
@@ -190,11 +204,57 @@ fn block_sums<'a, 'w: 'a>(
         .collect()
 }
 
-/// Rows `r0..r1` of a per-tensor-scale matrix for every token: 2-row × 8-token tiles, then
-/// the rest four tokens at a time and one by one.
+/// Rows `r0..r1` of a per-tensor-scale matrix for every token: the path's GEMM where it
+/// has one and the prompt is long enough, else [`per_tensor_block`].
 fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
+    let n = c.acts.n_tokens;
+    let Some(gemm) = c.gemm else {
+        return per_tensor_block(c, p, s, r0, r1, 0, n);
+    };
+    // The GEMM takes 32-row groups × whole 16-token groups; the kernels below the rest.
+    let (w, acts) = (p.w, c.acts);
+    let (m_rows, k) = (w.rows, w.cols);
+    let (groups, n16) = (n / 16, n / 16 * 16);
+    let mut dots = vec![0i32; 32 * n16];
+    let mut vals = vec![0f32; 32 * n16];
+    let sums: Vec<f32> = acts.sum[..n16].iter().map(|&v| v as f32).collect();
+    let scales = &acts.scale[..n16];
+    let mut m = r0;
+    while m + 32 <= r1 {
+        gemm(
+            &w.data[m * w.row_bytes..],
+            w.row_bytes,
+            k,
+            c.packed,
+            groups,
+            &mut dots,
+        );
+        // `i2s_epilogue` along each row (vectorised: the divisions dominate) ...
+        for (vrow, drow) in vals.chunks_exact_mut(n16).zip(dots.chunks_exact(n16)) {
+            for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(&sums).zip(scales) {
+                *v = (d as f32 - sum) / scale * s;
+            }
+        }
+        // ... then stored token by token, 32 contiguous outputs each: row-by-row stores
+        // would touch one line per token at a stride that aliases in L1.
+        for t in 0..n16 {
+            // SAFETY: as in `per_tensor_block`.
+            let dst = unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), 32) };
+            for (r, d) in dst.iter_mut().enumerate() {
+                *d = vals[r * n16 + t];
+            }
+        }
+        m += 32;
+    }
+    per_tensor_block(c, p, s, r0, m, n16, n);
+    per_tensor_block(c, p, s, m, r1, 0, n);
+}
+
+/// Rows `r0..r1` × tokens `ta..tb` of a per-tensor-scale matrix: 2-row × 8-token tiles, then
+/// the rest four tokens at a time and one by one.
+fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, tb: usize) {
     let (w, acts, kt) = (p.w, c.acts, c.kt);
-    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
+    let (m_rows, k) = (w.rows, w.cols);
     let write = |t: usize, m: usize, dot: i32| {
         let v = i2s_epilogue(dot, acts.sum[t], acts.scale[t], s);
         // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to this task.
@@ -214,8 +274,8 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
             write(t, m, raw_dot(kt, row, c.qrow(t), k));
         }
     };
-    for t0 in (0..n).step_by(TOKEN_TILE) {
-        let t1 = (t0 + TOKEN_TILE).min(n);
+    for t0 in (ta..tb).step_by(TOKEN_TILE) {
+        let t1 = (t0 + TOKEN_TILE).min(tb);
         let mut m = r0;
         while t1 - t0 >= 8 && m + 2 <= r1 {
             let rows = [w.row(m), w.row(m + 1)];

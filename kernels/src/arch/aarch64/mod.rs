@@ -16,6 +16,7 @@ macro_rules! neon_table {
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { $dot4(w, q) }),
             i2_rows4: |w, q| w.map(|row| unsafe { $dot(row, q) }),
+            i2_gemm32: None,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },

@@ -2,6 +2,7 @@
 //! selected only after `avx2_available()` (resp. `avx512_vnni_available()`) returned true,
 //! which is what makes the `unsafe` calls into `#[target_feature]` functions sound.
 
+mod amx;
 mod avx512;
 mod simd;
 
@@ -9,7 +10,7 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
-    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $rows4:expr) => {
+    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $rows4:expr, $gemm:expr) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -19,6 +20,7 @@ macro_rules! x86_table {
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: $tile,
             i2_rows4: $rows4,
+            i2_gemm32: $gemm,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
@@ -38,7 +40,8 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_dot,
     simd::i2_dot4,
     |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) }),
-    |w, q| w.map(|row| unsafe { simd::i2_dot(row, q) })
+    |w, q| w.map(|row| unsafe { simd::i2_dot(row, q) }),
+    None
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
@@ -47,5 +50,21 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     avx512::i2_dot,
     avx512::i2_dot4,
     |w, q| unsafe { avx512::i2_tile(w, q) },
-    |w, q| unsafe { avx512::i2_rows4(w, q) }
+    |w, q| unsafe { avx512::i2_rows4(w, q) },
+    None
 );
+
+/// The AVX-512 VNNI table plus the AMX prefill GEMM.
+pub static AMX: Kernels = x86_table!(
+    KernelPath::Amx,
+    ActLayout::Pairs256,
+    avx512::i2_dot,
+    avx512::i2_dot4,
+    |w, q| unsafe { avx512::i2_tile(w, q) },
+    |w, q| unsafe { avx512::i2_rows4(w, q) },
+    Some(|rows, rb, k, packed, groups, out| unsafe {
+        amx::i2_gemm32(rows, rb, k, packed, groups, out)
+    })
+);
+
+pub use amx::available as amx_available;

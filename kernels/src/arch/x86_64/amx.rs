@@ -1,0 +1,218 @@
+//! AMX-INT8 prefill GEMM: 32 weight rows × every token of a prompt in 16 × 16 tiles.
+//!
+//! `tdpbusd` multiplies a 16 × 64 tile of unsigned bytes by a 64 × 16 tile of signed bytes
+//! into 16 × 16 i32 (16 K multiply-adds per instruction, against 64 for a 512-bit
+//! `vpdpbusd`). The I2 codes (0..=2) are the unsigned side: 32 rows are unpacked once per
+//! call into a scratch of `32 × K` bytes (natural column order) and reused for every token
+//! group; the int8 activations are the signed side, packed once per matmul by
+//! [`crate::portable::pack_acts_tiles16`]. Four accumulator tiles cover 32 rows × 32 tokens.
+//!
+//! Rust has no stable AMX intrinsics, so the tile instructions are inline assembly. The
+//! compiler never uses tile registers itself, so their contents survive between the
+//! `asm!` blocks of one call; each call loads its tile configuration and releases the tile
+//! state before it returns. Linux hands the tile-data state to a process only after
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, which [`available`] asks for once.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+/// Weight rows per call.
+pub const ROWS: usize = 32;
+
+/// The 64-byte `ldtilecfg` operand (palette 1): every tile used is 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// CPUID says AMX-TILE and AMX-INT8, and the kernel granted this process the tile state.
+pub fn available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        if !super::super::avx512_vnni_available() {
+            return false;
+        }
+        // CPUID leaf 7 exists on every CPU with AVX-512.
+        let r = __cpuid_count(7, 0);
+        let (tile, int8) = ((r.edx >> 24) & 1 == 1, (r.edx >> 25) & 1 == 1);
+        tile && int8 && request_tile_state()
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: arch_prctl only changes this process's permitted XSAVE features; it fails
+    // with an error code (never faults) on kernels without AMX support.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+thread_local! {
+    /// The unpacked codes of the current 32 rows (grows to 32 × K bytes per thread).
+    static CODES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Unpacks 32 rows of I2 codes (layout A, `k / 4` bytes each, `row_bytes` apart) into
+/// `out[r·k + col]`, one byte per code.
+#[target_feature(enable = "avx2")]
+unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
+    let m3 = _mm256_set1_epi8(3);
+    for r in 0..ROWS {
+        let src = rows.as_ptr().add(r * row_bytes);
+        let dst = out.as_mut_ptr().add(r * k);
+        for blk in 0..k / 128 {
+            let b = _mm256_loadu_si256(src.add(blk * 32) as *const __m256i);
+            let planes = [
+                _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
+                _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
+                _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
+                _mm256_and_si256(b, m3),
+            ];
+            for (j, p) in planes.iter().enumerate() {
+                _mm256_storeu_si256(dst.add(blk * 128 + 32 * j) as *mut __m256i, *p);
+            }
+        }
+    }
+}
+
+/// `out[r · T + t] = Σ_col code(r, col) · q(t, col)` for the 32 rows starting at `rows`
+/// and the `T = 16 · groups` tokens whose activations `packed` holds in the tile layout.
+/// Exact (i32; |sum| ≤ 2 · 128 · K).
+///
+/// # Safety
+/// The CPU must have AMX-INT8 with the tile state granted ([`available`]).
+///
+/// # Panics
+/// If `k` is not a multiple of 128 or a buffer is shorter than the shapes say.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i2_gemm32(
+    rows: &[u8],
+    row_bytes: usize,
+    k: usize,
+    packed: &[i8],
+    groups: usize,
+    out: &mut [i32],
+) {
+    let t_all = 16 * groups;
+    assert!(
+        k % 128 == 0 && k > 0,
+        "i2_gemm32: K = {k} is not a multiple of 128"
+    );
+    assert!(
+        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
+        "i2_gemm32: rows too short"
+    );
+    assert!(
+        packed.len() >= t_all * k,
+        "i2_gemm32: packed activations too short"
+    );
+    assert!(out.len() >= ROWS * t_all, "i2_gemm32: output too short");
+    if groups == 0 {
+        return;
+    }
+    CODES.with(|codes| {
+        let mut codes = codes.borrow_mut();
+        if codes.len() < ROWS * k {
+            codes.resize(ROWS * k, 0);
+        }
+        unpack_rows(rows, row_bytes, k, &mut codes);
+        let a_lo = codes.as_ptr();
+        let a_hi = codes.as_ptr().add(16 * k);
+        let chunks = k / 64;
+        let group_bytes = 16 * k;
+        let out_stride = 4 * t_all;
+        asm!("ldtilecfg [{0}]", in(reg) &CONFIG as *const TileConfig, options(nostack));
+        let mut g = 0;
+        while g < groups {
+            let pair = g + 1 < groups;
+            let b0 = packed.as_ptr().add(g * group_bytes);
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+            for c in 0..chunks {
+                asm!(
+                    "tileloadd tmm4, [{alo} + {ks}]",
+                    "tileloadd tmm5, [{ahi} + {ks}]",
+                    "tileloadd tmm6, [{b} + {bs}]",
+                    "tdpbusd tmm0, tmm4, tmm6",
+                    "tdpbusd tmm1, tmm5, tmm6",
+                    alo = in(reg) a_lo.add(64 * c),
+                    ahi = in(reg) a_hi.add(64 * c),
+                    b = in(reg) b0.add(1024 * c),
+                    ks = in(reg) k,
+                    bs = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+                if pair {
+                    asm!(
+                        "tileloadd tmm7, [{b} + {bs}]",
+                        "tdpbusd tmm2, tmm4, tmm7",
+                        "tdpbusd tmm3, tmm5, tmm7",
+                        b = in(reg) b0.add(group_bytes + 1024 * c),
+                        bs = in(reg) 64usize,
+                        options(nostack, readonly)
+                    );
+                }
+            }
+            // C tile (rows 16h.., tokens 16g..) → out[(16h + i) · T + 16g + j].
+            let o = out.as_mut_ptr();
+            asm!(
+                "tilestored [{c0} + {s}], tmm0",
+                "tilestored [{c1} + {s}], tmm1",
+                c0 = in(reg) o.add(16 * g),
+                c1 = in(reg) o.add(16 * t_all + 16 * g),
+                s = in(reg) out_stride,
+                options(nostack)
+            );
+            if pair {
+                asm!(
+                    "tilestored [{c0} + {s}], tmm2",
+                    "tilestored [{c1} + {s}], tmm3",
+                    c0 = in(reg) o.add(16 * (g + 1)),
+                    c1 = in(reg) o.add(16 * t_all + 16 * (g + 1)),
+                    s = in(reg) out_stride,
+                    options(nostack)
+                );
+            }
+            g += if pair { 2 } else { 1 };
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    });
+}
