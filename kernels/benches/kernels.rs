@@ -63,8 +63,50 @@ fn i2_dot_row_2560(b: Bencher, which: &str) {
     b.bench_local(|| (kt.i2_dot)(black_box(&w), black_box(&q.q)));
 }
 
-/// Decode (1 token) and prefill (64 tokens) through the public matmul: the 2B4T FFN-up shape.
-#[divan::bench(args = [1, 64], sample_count = 20)]
+/// The prefill GEMM column (AMX where the CPU has it) on 32 rows × 64 tokens, K = 2560,
+/// against its portable twin; skipped when the selected path has no GEMM.
+#[divan::bench(args = ["simd", "portable"], sample_count = 10)]
+fn i2_gemm32_2560x64(b: Bencher, which: &str) {
+    let Some(gemm) = table().i2_gemm32 else {
+        return;
+    };
+    let rows: Vec<u8> = rand_f32(32 * K / 4, 9)
+        .iter()
+        .map(|v| ((v.abs() * 80.0) as u8).min(80) % 81)
+        .map(|i| (i / 27 << 6 | i / 9 % 3 << 4 | i / 3 % 3 << 2 | i % 3) as u8)
+        .collect();
+    let mut q = QuantizedActs::new();
+    quantize_acts(&rand_f32(64 * K, 10), K, &mut q);
+    let mut packed = Vec::new();
+    portable::pack_acts_tiles16(&q.q, K, 4, &mut packed);
+    let mut out = vec![0i32; 32 * 64];
+    let f = if which == "simd" {
+        gemm
+    } else {
+        portable::i2_gemm32
+    };
+    b.bench_local(|| f(black_box(&rows), K / 4, K, black_box(&packed), 4, &mut out));
+}
+
+/// One attention head (d = 128) against 512 cached keys/values of a 5-head cache: scores and
+/// the weighted sum of values, on the selected path and the portable one.
+#[divan::bench(args = ["simd", "portable"])]
+fn attention_head_128x512(b: Bencher, which: &str) {
+    let kt = if which == "simd" { table() } else { &SCALAR };
+    let (d, n, stride) = (128, 512, 640);
+    let q = rand_f32(d, 11);
+    let kv = rand_f32(n * stride, 12);
+    let mut scores = vec![0f32; n];
+    let mut out = vec![0f32; d];
+    b.bench_local(|| {
+        (kt.dot_rows_f32)(black_box(&q), black_box(&kv), stride, &mut scores);
+        (kt.mix_rows_f32)(black_box(&scores), black_box(&kv), stride, &mut out);
+    });
+}
+
+/// Decode (1 token) and prefill (64, 128 tokens) through the public matmul: the 2B4T FFN-up
+/// shape.
+#[divan::bench(args = [1, 64, 128], sample_count = 20)]
 fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
     let m = 6912;
     let w = TernaryMatrix::from_ternary(&rand_codes(m * K, 4), m, K, 0.5).unwrap();
