@@ -44,6 +44,7 @@ pub struct BandwidthProbe {
     buf: Vec<u64>,
     threads: usize,
     best: f64,
+    passes: usize,
 }
 
 impl BandwidthProbe {
@@ -58,6 +59,7 @@ impl BandwidthProbe {
             buf,
             threads: threads.max(1),
             best: 0.0,
+            passes: 0,
         }
     }
 
@@ -65,6 +67,10 @@ impl BandwidthProbe {
     pub fn measure(&mut self, passes: usize) -> f64 {
         let chunk = self.buf.len().div_ceil(self.threads);
         for _ in 0..passes {
+            // Passes alternate between 4 and 8 KiB of prefetch distance (the kernels use
+            // 8 KiB): the limit is the faster of the two plain reads.
+            self.passes += 1;
+            let ahead = if self.passes % 2 == 0 { 512 } else { 1024 };
             let t0 = Instant::now();
             let total: u64 = std::thread::scope(|s| {
                 let hs: Vec<_> = self
@@ -75,7 +81,7 @@ impl BandwidthProbe {
                             // Eight independent lanes let the compiler vectorise the loads.
                             let mut acc = [0u64; 8];
                             for (j, w) in c.chunks_exact(8).enumerate() {
-                                prefetch_ahead(c, j * 8);
+                                prefetch_ahead(c, j * 8, ahead);
                                 for i in 0..8 {
                                     acc[i] = acc[i].wrapping_add(w[i]);
                                 }
@@ -96,23 +102,23 @@ impl BandwidthProbe {
     }
 }
 
-/// One-off read bandwidth in GB/s (five passes).
+/// One-off read bandwidth in GB/s (six passes).
 pub fn measure_read_bandwidth(threads: usize) -> f64 {
-    BandwidthProbe::new(threads).measure(5)
+    BandwidthProbe::new(threads).measure(6)
 }
 
-/// Software prefetch 4 KiB ahead, as the streaming kernels do: without it this probe
-/// reads slower than the kernels and the "% of the limit" would overstate them.
+/// Software prefetch `ahead` words ahead, as the streaming kernels do: without it this
+/// probe reads slower than the kernels and the "% of the limit" would overstate them.
 #[inline(always)]
-fn prefetch_ahead(buf: &[u64], at: usize) {
+fn prefetch_ahead(buf: &[u64], at: usize, ahead: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint and never faults, whatever the address.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(buf.as_ptr().wrapping_add(at + 512) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(buf.as_ptr().wrapping_add(at + ahead) as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buf, at);
+    let _ = (buf, at, ahead);
 }
 
 /// Bytes of weights one decoded token reads: every tensor, except that with a separate
@@ -170,7 +176,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // machine makes single measurements noisy, and the limit should be what the memory
     // could deliver while we ran.
     let mut probe = BandwidthProbe::new(threads);
-    probe.measure(5);
+    probe.measure(6);
 
     let n_ctx = (args.n_prompt + args.n_gen + 8).max(64);
     let model = Model::load(
@@ -212,7 +218,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             probe.measure(2);
         }
     }
-    let bandwidth = probe.measure(3);
+    let bandwidth = probe.measure(4);
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
     let (pp_m, tg_m) = (median(&mut pp), median(&mut tg));
     let limit = bandwidth * 1e9 / bpt.max(1) as f64;

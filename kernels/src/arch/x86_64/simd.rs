@@ -117,9 +117,10 @@ unsafe fn block_dot16(c: &[__m256i; 4], q: *const i8) -> __m256i {
 }
 
 /// How far ahead of the current load the streaming dots prefetch weights, in bytes
-/// (measured on the 2B4T shape: 4 KiB lifts decode's ternary mat-vec from ~12 to ~17 GB/s
-/// on 2 threads).
-pub(super) const PREFETCH_AHEAD: usize = 4096;
+/// (measured on the 2B4T shape: 4 KiB lifted decode's ternary mat-vec from ~12 to ~17 GB/s
+/// on 2 threads; 8 KiB then gave decode +8 % in four of four alternating pairs of runs,
+/// 16 KiB no more, and the large shape no change).
+pub(super) const PREFETCH_AHEAD: usize = 8192;
 
 /// Blocks summed in i16 before widening: 8 · 2048 = 16384 < 32767.
 const FLUSH_BLOCKS: usize = 8;
