@@ -88,12 +88,12 @@ pub enum ActLayout {
     Pairs256,
 }
 
-/// The inner loops of one path. All slices follow the contracts documented in [`portable`];
-/// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_rows4` are in
-/// `act_layout`.
 /// `(rows, row_bytes, k, packed, groups, out)`: see [`portable::i2_gemm32`].
 pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
 
+/// The inner loops of one path. All slices follow the contracts documented in [`portable`];
+/// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_rows4` are in
+/// `act_layout`.
 pub struct Kernels {
     pub path: KernelPath,
     pub act_layout: ActLayout,

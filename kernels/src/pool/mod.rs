@@ -87,11 +87,17 @@ fn kind_cell() -> &'static RwLock<PoolKind> {
     KIND.get_or_init(|| RwLock::new(PoolKind::from_env()))
 }
 
-/// Chooses the pool kind (rebuilding the pool with the same thread count).
+/// Chooses the pool kind (rebuilding a running pool with the same thread count).
 pub fn set_pool_kind(kind: PoolKind) {
-    let threads = threads();
     *kind_cell().write().unwrap_or_else(|e| e.into_inner()) = kind;
-    set_threads(threads);
+    let running = POOL
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|p| p.threads());
+    if let Some(threads) = running {
+        set_threads(threads);
+    }
 }
 
 /// The kind of pool in use.

@@ -8,7 +8,6 @@
 //! compare-and-swap on a word packing (epoch, chunk count, next chunk), so a worker that
 //! wakes late can never run a chunk of a region that already ended.
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, TryLockError};
@@ -57,14 +56,10 @@ fn next(w: u64) -> usize {
 pub(super) struct SpinPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    /// One region at a time; a second caller (another thread, or a chunk body that itself
-    /// asks for parallelism) runs its region serially instead of waiting.
+    /// One region at a time; a second caller (another thread, or a chunk body on a worker
+    /// or the caller that itself asks for parallelism) runs its region serially instead of
+    /// waiting.
     caller: Mutex<()>,
-}
-
-thread_local! {
-    /// Set on this pool's worker threads, so a chunk body's own parallel region runs serially.
-    static IS_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
 impl SpinPool {
@@ -89,10 +84,7 @@ impl SpinPool {
             let sh = pool.shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("bitnet-kernels-{i}"))
-                .spawn(move || {
-                    IS_WORKER.with(|w| w.set(true));
-                    worker_loop(&sh)
-                })?;
+                .spawn(move || worker_loop(&sh))?;
             pool.workers.push(handle);
         }
         Ok(pool)
@@ -107,7 +99,7 @@ impl SpinPool {
     pub(super) fn run(&self, n_chunks: usize, body: &(dyn Fn(usize) + Sync)) {
         assert!(n_chunks <= MAX_CHUNKS, "too many chunks for one region");
         let serial = || (0..n_chunks).for_each(body);
-        if n_chunks <= 1 || self.workers.is_empty() || IS_WORKER.with(|w| w.get()) {
+        if n_chunks <= 1 || self.workers.is_empty() {
             return serial();
         }
         // A poisoned lock only means an earlier region's chunk panicked; that was reported.

@@ -217,8 +217,7 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
     let (groups, n16) = (n / 16, n / 16 * 16);
     let mut dots = vec![0i32; 32 * n16];
     let mut vals = vec![0f32; 32 * n16];
-    let sums: Vec<f32> = acts.sum[..n16].iter().map(|&v| v as f32).collect();
-    let scales = &acts.scale[..n16];
+    let (sums, scales) = (&acts.sum[..n16], &acts.scale[..n16]);
     let mut m = r0;
     while m + 32 <= r1 {
         gemm(
@@ -231,8 +230,8 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
         );
         // `i2s_epilogue` along each row (vectorised: the divisions dominate) ...
         for (vrow, drow) in vals.chunks_exact_mut(n16).zip(dots.chunks_exact(n16)) {
-            for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(&sums).zip(scales) {
-                *v = (d as f32 - sum) / scale * s;
+            for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(sums).zip(scales) {
+                *v = i2s_epilogue(d, sum, scale, s);
             }
         }
         // ... then stored token by token, 32 contiguous outputs each: row-by-row stores
