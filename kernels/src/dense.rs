@@ -190,13 +190,34 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     let kt = table();
     let out_ptr = OutPtr(out.as_mut_ptr());
     let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
+    let in_place = n < 4 && matches!(w.ty, TensorType::F32 | TensorType::F16 | TensorType::BF16);
+    let rows4 = match w.ty {
+        TensorType::F16 if in_place => Some(kt.dot_f16_rows4),
+        TensorType::BF16 if in_place => Some(kt.dot_bf16_rows4),
+        _ => None,
+    };
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
         let out_ptr = out_ptr;
         let write = |t: usize, m: usize, v: f32| unsafe { *out_ptr.0.add(t * m_rows + m) = v };
-        let in_place =
-            n < 4 && matches!(w.ty, TensorType::F32 | TensorType::F16 | TensorType::BF16);
+        let mut r_single = r0;
+        if let Some(rows4) = rows4 {
+            // Four rows per call, one from each quarter of the range, so that the weights
+            // stream from four places at once (one stream per thread reads DRAM ~30 %
+            // slower on the test machine); the same bits as one row at a time.
+            let quarter = (r1 - r0) / 4;
+            for i in 0..quarter {
+                let rows: [usize; 4] = std::array::from_fn(|j| r0 + j * quarter + i);
+                for t in 0..n {
+                    let v = rows4(rows.map(|m| w.row_raw(m)), &x[t * k..(t + 1) * k]);
+                    for (&m, &v) in rows.iter().zip(&v) {
+                        write(t, m, v);
+                    }
+                }
+            }
+            r_single = r0 + 4 * quarter;
+        }
         let mut scratch = if in_place { Vec::new() } else { vec![0f32; k] };
-        for m in r0..r1 {
+        for m in r_single..r1 {
             let raw = w.row_raw(m);
             if in_place {
                 for t in 0..n {

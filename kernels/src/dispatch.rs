@@ -109,6 +109,10 @@ pub struct Kernels {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
+    /// Four rows against one `x`, each result bit-identical to `dot_f16` (`dot_bf16`) of
+    /// that row on the same path; the rows are read side by side (decode's output head).
+    pub dot_f16_rows4: fn([&[u8]; 4], &[f32]) -> [f32; 4],
+    pub dot_bf16_rows4: fn([&[u8]; 4], &[f32]) -> [f32; 4],
     pub sum_sq: fn(&[f32]) -> f64,
     pub scale_mul: fn(&[f32], &[f32], f32, &mut [f32]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
@@ -130,6 +134,8 @@ pub static SCALAR: Kernels = Kernels {
     dot_f32: portable::dot_f32,
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,
+    dot_f16_rows4: |w, x| w.map(|r| portable::dot_f16(r, x)),
+    dot_bf16_rows4: |w, x| w.map(|r| portable::dot_bf16(r, x)),
     sum_sq: portable::sum_sq,
     scale_mul: portable::scale_mul,
     axpy: portable::axpy,

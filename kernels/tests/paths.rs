@@ -31,6 +31,9 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         (77, 640, 16),
         (96, 384, 49),
         (45, 1280, 37),
+        // Decode over several chunks whose row counts are not multiples of four (each
+        // four-row call takes one row from each quarter of its chunk).
+        (1003, 256, 1),
     ] {
         let x = rng.f32s(n * k, 1.0);
         let codes = rng.ternary(m * k);
@@ -77,58 +80,61 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
 
     // Dense types.
     let mut dense = Vec::new();
-    let (m, k, n) = (33, 512, 5);
-    let wf = rng.f32s(m * k, 0.1);
-    let x = rng.f32s(n * k, 1.0);
-    let f32b: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let f16b: Vec<u8> = wf
-        .iter()
-        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-        .collect();
-    let bf16b: Vec<u8> = wf
-        .iter()
-        .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-        .collect();
-    let mut q8 = Vec::new();
-    for b in wf.chunks(32) {
-        let amax = b.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let d = amax / 127.0;
-        q8.extend(half::f16::from_f32(d).to_le_bytes());
-        q8.extend(b.iter().map(|v| (v / d).round() as i8 as u8));
-    }
-    for (ty, bytes) in [
-        (TensorType::F32, &f32b),
-        (TensorType::F16, &f16b),
-        (TensorType::BF16, &bf16b),
-        (TensorType::Q8_0, &q8),
-    ] {
-        let w = DenseMatrix::new(ty, bytes, m, k).unwrap();
-        for nt in [1, n] {
-            let mut out = vec![0f32; nt * m];
-            dense_matmul(&w, &x, nt, &mut out);
-            let mut row = vec![0f32; k];
-            for r in 0..m {
-                w.row_to_f32(r, &mut row);
-                for t in 0..nt {
-                    let exact: f64 = row
-                        .iter()
-                        .zip(&x[t * k..])
-                        .map(|(a, b)| *a as f64 * *b as f64)
-                        .sum();
-                    let mag: f64 = row
-                        .iter()
-                        .zip(&x[t * k..])
-                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
-                        .sum();
-                    let got = out[t * m + r] as f64;
-                    assert!(
-                        (got - exact).abs() <= 2.0 * k as f64 * f32::EPSILON as f64 * mag,
-                        "{} {ty} n={nt}",
-                        path.name()
-                    );
+    // Small, and a decode-sized F16 head over several chunks (four-row calls, row counts
+    // not multiples of four).
+    for (m, k, n) in [(33, 512, 5), (1003, 256, 3)] {
+        let wf = rng.f32s(m * k, 0.1);
+        let x = rng.f32s(n * k, 1.0);
+        let f32b: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f16b: Vec<u8> = wf
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let bf16b: Vec<u8> = wf
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect();
+        let mut q8 = Vec::new();
+        for b in wf.chunks(32) {
+            let amax = b.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            q8.extend(half::f16::from_f32(d).to_le_bytes());
+            q8.extend(b.iter().map(|v| (v / d).round() as i8 as u8));
+        }
+        for (ty, bytes) in [
+            (TensorType::F32, &f32b),
+            (TensorType::F16, &f16b),
+            (TensorType::BF16, &bf16b),
+            (TensorType::Q8_0, &q8),
+        ] {
+            let w = DenseMatrix::new(ty, bytes, m, k).unwrap();
+            for nt in [1, n] {
+                let mut out = vec![0f32; nt * m];
+                dense_matmul(&w, &x, nt, &mut out);
+                let mut row = vec![0f32; k];
+                for r in 0..m {
+                    w.row_to_f32(r, &mut row);
+                    for t in 0..nt {
+                        let exact: f64 = row
+                            .iter()
+                            .zip(&x[t * k..])
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum();
+                        let mag: f64 = row
+                            .iter()
+                            .zip(&x[t * k..])
+                            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                            .sum();
+                        let got = out[t * m + r] as f64;
+                        assert!(
+                            (got - exact).abs() <= 2.0 * k as f64 * f32::EPSILON as f64 * mag,
+                            "{} {ty} n={nt}",
+                            path.name()
+                        );
+                    }
                 }
+                dense.extend(out);
             }
-            dense.extend(out);
         }
     }
     (tern, dense, vec![], acts_last)

@@ -373,3 +373,65 @@ fn gemm32_matches_portable() {
         }
     }
 }
+
+/// The four-row F16/BF16 dots (decode's output head) promise more than the bound above:
+/// each result is the one-row dot of that row on the same path, bit for bit.
+#[test]
+fn half_row_quads_equal_single_rows_bit_for_bit() {
+    let mut rng = Rng(0xF16);
+    let mut tables = simd_tables();
+    tables.push(&SCALAR);
+    for k in tables {
+        for n in SIZES.into_iter().chain([64, 96, 2560]) {
+            let xs = float_inputs(&mut rng, n);
+            // Random, all zero, the largest finite half and its negative interleaved with
+            // subnormals, and a scaled ramp.
+            let vals: [Vec<f32>; 4] = [
+                rng.f32s(n, 2.0),
+                vec![0.0; n],
+                (0..n)
+                    .map(|i| match i % 3 {
+                        0 => 65504.0,
+                        1 => -65504.0,
+                        _ => 6e-8,
+                    })
+                    .collect(),
+                (0..n).map(|i| i as f32 * 0.01 - 1.0).collect(),
+            ];
+            let f16_rows: Vec<Vec<u8>> = vals
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                        .collect()
+                })
+                .collect();
+            let bf16_rows: Vec<Vec<u8>> = vals
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                        .collect()
+                })
+                .collect();
+            for x in &xs {
+                let x: Vec<f32> = x.iter().map(|v| v.clamp(-1e3, 1e3)).collect();
+                for (rows, quad, one, name) in [
+                    (&f16_rows, k.dot_f16_rows4, k.dot_f16, "f16"),
+                    (&bf16_rows, k.dot_bf16_rows4, k.dot_bf16, "bf16"),
+                ] {
+                    let four: [&[u8]; 4] = std::array::from_fn(|r| &rows[r][..]);
+                    let got = quad(four, &x);
+                    for r in 0..4 {
+                        assert_eq!(
+                            got[r].to_bits(),
+                            one(four[r], &x).to_bits(),
+                            "{} dot_{name}_rows4 n={n} row {r}",
+                            k.path.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

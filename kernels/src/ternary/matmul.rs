@@ -307,16 +307,19 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
         for m in m..r1 {
             small(m, t0, singles);
         }
+        // The four rows of a call come from the four quarters of the range, so that the
+        // weights stream from four places at once (one stream per thread reads DRAM ~30 %
+        // slower on the test machine).
+        let quarter = (r1 - m) / 4;
         for t in singles..t1 {
-            let mut r = m;
-            while r + 4 <= r1 {
-                let d = raw_rows4(kt, std::array::from_fn(|i| w.row(r + i)), c.qrow(t), k);
-                for (i, &d) in d.iter().enumerate() {
-                    write(t, r + i, d);
+            for i in 0..quarter {
+                let rows: [usize; 4] = std::array::from_fn(|j| m + j * quarter + i);
+                let d = raw_rows4(kt, rows.map(|r| w.row(r)), c.qrow(t), k);
+                for (&r, &d) in rows.iter().zip(&d) {
+                    write(t, r, d);
                 }
-                r += 4;
             }
-            for r in r..r1 {
+            for r in m + 4 * quarter..r1 {
                 write(t, r, raw_dot(kt, w.row(r), c.qrow(t), k));
             }
         }

@@ -129,6 +129,21 @@ pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
+/// Four weight rows against one token (decode), read side by side so that rows from four
+/// distant places stream from four places at once. Exact.
+#[target_feature(enable = "neon")]
+pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+    let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
+    let mut acc = [vdupq_n_s32(0); 4];
+    for b in 0..nb {
+        for r in 0..4 {
+            let c = unpack(w[r].as_ptr().add(32 * b));
+            acc[r] = block_dot(&c, q.as_ptr().add(128 * b), acc[r]);
+        }
+    }
+    acc.map(|a| vaddvq_s32(a))
+}
+
 /// `acc += sdot(a, b)`: four lanes, each the sum of four i8 products.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
@@ -176,6 +191,59 @@ pub unsafe fn i2_dot4_sdot(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
         vaddvq_s32(acc[2]),
         vaddvq_s32(acc[3]),
     ]
+}
+
+/// [`i2_rows4`] with `sdot`. Exact.
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+    let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
+    let mut acc = [vdupq_n_s32(0); 4];
+    for b in 0..nb {
+        for r in 0..4 {
+            let c = unpack(w[r].as_ptr().add(32 * b));
+            acc[r] = block_sdot(&c, q.as_ptr().add(128 * b), acc[r]);
+        }
+    }
+    acc.map(|a| vaddvq_s32(a))
+}
+
+/// [`dot4`] over four rows side by side against one `x`: per row the same accumulators and
+/// operations in the same order, so `result[r]` is bit-identical to the one-row dot.
+macro_rules! dot4_rows4 {
+    ($w:expr, $x:expr, $step:expr, $load:expr, $scalar:expr) => {{
+        let (w, x): ([&[u8]; 4], &[f32]) = ($w, $x);
+        let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / $step));
+        let mut a = [[vdupq_n_f32(0.0); 4]; 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for j in 0..4 {
+                let xv = vld1q_f32(x.as_ptr().add(i + 4 * j));
+                for r in 0..4 {
+                    let wv = $load(w[r].as_ptr().add((i + 4 * j) * $step));
+                    a[r][j] = vfmaq_f32(a[r][j], wv, xv);
+                }
+            }
+            i += 16;
+        }
+        let body = i;
+        let mut out = [0f32; 4];
+        for r in 0..4 {
+            let (wr, mut i) = (w[r], body);
+            let a = &mut a[r];
+            while i + 4 <= n {
+                let wv = $load(wr.as_ptr().add(i * $step));
+                a[0] = vfmaq_f32(a[0], wv, vld1q_f32(x.as_ptr().add(i)));
+                i += 4;
+            }
+            let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+            while i < n {
+                s += $scalar(wr, i) * x[i];
+                i += 1;
+            }
+            out[r] = s;
+        }
+        out
+    }};
 }
 
 /// Dot with a loader giving 4 weights as f32; four accumulators of 4 lanes.
@@ -248,6 +316,30 @@ pub unsafe fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
         w,
         x,
         n,
+        2,
+        |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p as *const u16), 16)),
+        |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+    )
+}
+
+/// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    dot4_rows4!(
+        w,
+        x,
+        2,
+        |p: *const u8| load_f16x4(p),
+        |w: &[u8], i: usize| { half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() }
+    )
+}
+
+/// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    dot4_rows4!(
+        w,
+        x,
         2,
         |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p as *const u16), 16)),
         |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()

@@ -10,7 +10,8 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
-    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $rows4:expr, $gemm:expr) => {
+    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $rows4:expr, $gemm:expr,
+     $f16_rows4:path, $bf16_rows4:path) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -24,6 +25,8 @@ macro_rules! x86_table {
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
+            dot_f16_rows4: |w, x| unsafe { $f16_rows4(w, x) },
+            dot_bf16_rows4: |w, x| unsafe { $bf16_rows4(w, x) },
             sum_sq: |x| unsafe { simd::sum_sq(x) },
             scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
@@ -40,8 +43,10 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_dot,
     simd::i2_dot4,
     |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) }),
-    |w, q| w.map(|row| unsafe { simd::i2_dot(row, q) }),
-    None
+    |w, q| unsafe { simd::i2_rows4(w, q) },
+    None,
+    simd::dot_f16_rows4,
+    simd::dot_bf16_rows4
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
@@ -51,7 +56,9 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     avx512::i2_dot4,
     |w, q| unsafe { avx512::i2_tile(w, q) },
     |w, q| unsafe { avx512::i2_rows4(w, q) },
-    None
+    None,
+    simd::dot_f16_rows4_evex,
+    simd::dot_bf16_rows4_evex
 );
 
 /// The AVX-512 VNNI table plus the AMX prefill GEMM.
@@ -64,7 +71,9 @@ pub static AMX: Kernels = x86_table!(
     |w, q| unsafe { avx512::i2_rows4(w, q) },
     Some(|rows, rb, k, packed, groups, out| unsafe {
         amx::i2_gemm32(rows, rb, k, packed, groups, out)
-    })
+    }),
+    simd::dot_f16_rows4_evex,
+    simd::dot_bf16_rows4_evex
 );
 
 pub use amx::available as amx_available;

@@ -148,6 +148,35 @@ pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
     hsum_epi32(acc32)
 }
 
+/// Four weight rows against one token (decode). The rows are read side by side, so a
+/// caller that passes rows from four distant places streams from four places at once,
+/// which reads DRAM faster than one stream. Exact.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+    let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
+    let ones = _mm256_set1_epi16(1);
+    let mut acc32 = [_mm256_setzero_si256(); 4];
+    let mut b = 0;
+    while b < nb {
+        let end = (b + FLUSH_BLOCKS).min(nb);
+        let mut acc16 = [_mm256_setzero_si256(); 4];
+        while b < end {
+            for r in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w[r].as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD) as *const i8
+                );
+                let c = unpack(w[r].as_ptr().add(b * 32));
+                acc16[r] = _mm256_add_epi16(acc16[r], block_dot16(&c, q.as_ptr().add(b * 128)));
+            }
+            b += 1;
+        }
+        for r in 0..4 {
+            acc32[r] = _mm256_add_epi32(acc32[r], _mm256_madd_epi16(acc16[r], ones));
+        }
+    }
+    acc32.map(|a| hsum_epi32(a))
+}
+
 /// One weight row against four tokens: the unpacked codes are reused four times.
 #[target_feature(enable = "avx2")]
 pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
@@ -212,6 +241,101 @@ macro_rules! dot8 {
     }};
 }
 
+/// [`dot8`] over four rows side by side against one `x`: each row keeps its own four
+/// accumulators and the same operations in the same order, so `result[r]` is bit-identical
+/// to the one-row dot of row `r`. Reading four rows at once lets a caller stream from four
+/// places (faster from DRAM than one stream); the x loads are shared.
+macro_rules! dot8_rows4 {
+    ($w:expr, $x:expr, $step:expr, $load:expr, $scalar:expr) => {{
+        let (w, x): ([&[u8]; 4], &[f32]) = ($w, $x);
+        let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / $step));
+        let mut a = [[_mm256_setzero_ps(); 4]; 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for r in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w[r].as_ptr().wrapping_add(i * $step + PREFETCH_AHEAD) as *const i8
+                );
+            }
+            for j in 0..4 {
+                let xv = _mm256_loadu_ps(x.as_ptr().add(i + 8 * j));
+                for r in 0..4 {
+                    let wv = $load(w[r].as_ptr().add((i + 8 * j) * $step));
+                    a[r][j] = _mm256_fmadd_ps(wv, xv, a[r][j]);
+                }
+            }
+            i += 32;
+        }
+        let body = i;
+        let mut out = [0f32; 4];
+        for r in 0..4 {
+            let (wr, mut i) = (w[r], body);
+            let a = &mut a[r];
+            while i + 8 <= n {
+                let wv = $load(wr.as_ptr().add(i * $step));
+                a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
+                i += 8;
+            }
+            let mut s = hsum_ps(_mm256_add_ps(
+                _mm256_add_ps(a[0], a[1]),
+                _mm256_add_ps(a[2], a[3]),
+            ));
+            while i < n {
+                s += $scalar(wr, i) * x[i];
+                i += 1;
+            }
+            out[r] = s;
+        }
+        out
+    }};
+}
+
+/// How the F16 and BF16 weights become f32 (shared by the one-row and four-row dots).
+#[inline]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn load_f16x8(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+}
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_bf16x8(p: *const u8) -> __m256 {
+    _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)),
+        16,
+    ))
+}
+fn f16_at(w: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+}
+fn bf16_at(w: &[u8], i: usize) -> f32 {
+    half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+}
+
+/// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    dot8_rows4!(w, x, 2, |p| load_f16x8(p), f16_at)
+}
+
+/// [`dot_f16_rows4`] compiled with AVX-512VL, whose 32 vector registers hold the sixteen
+/// accumulators without spilling. The same ymm instructions (EVEX-encoded), so the same bits.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+pub unsafe fn dot_f16_rows4_evex(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    dot8_rows4!(w, x, 2, |p| load_f16x8(p), f16_at)
+}
+
+/// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    dot8_rows4!(w, x, 2, |p| load_bf16x8(p), bf16_at)
+}
+
+/// [`dot_bf16_rows4`] with AVX-512VL's 32 registers (see [`dot_f16_rows4_evex`]).
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+pub unsafe fn dot_bf16_rows4_evex(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    dot8_rows4!(w, x, 2, |p| load_bf16x8(p), bf16_at)
+}
+
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -228,30 +352,13 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     let n = (w.len() / 2).min(x.len());
-    dot8!(
-        w,
-        x,
-        n,
-        2,
-        |p: *const u8| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
-        |w: &[u8], i: usize| half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
-    )
+    dot8!(w, x, n, 2, |p| load_f16x8(p), f16_at)
 }
 
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
     let n = (w.len() / 2).min(x.len());
-    dot8!(
-        w,
-        x,
-        n,
-        2,
-        |p: *const u8| _mm256_castsi256_ps(_mm256_slli_epi32(
-            _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)),
-            16
-        )),
-        |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
-    )
+    dot8!(w, x, n, 2, |p| load_bf16x8(p), bf16_at)
 }
 
 #[target_feature(enable = "avx2,fma")]
