@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::{hsum_epi32, PREFETCH_AHEAD};
+use super::simd::{hsum_epi32, PREFETCH_AHEAD, PREFETCH_AHEAD_ROWS4};
 
 /// Pairs per accumulation chunk of [`i2_dot`]: a lane gains at most 4 · 128 · 128 = 2^16 per
 /// pair, so 2^14 pairs stay far from i32 overflow (K up to 4 Mi per chunk).
@@ -45,6 +45,11 @@ unsafe fn masked_rows<const R: usize>(w: [&[u8]; R], q: &[i8]) -> [i32; R] {
     let pairs = nb / 2;
     let masks = [0xC0u8, 0x30, 0x0C, 0x03].map(|m| _mm512_set1_epi8(m as i8));
     let mut total = [0i32; R];
+    let ahead = if R > 1 {
+        PREFETCH_AHEAD_ROWS4
+    } else {
+        PREFETCH_AHEAD
+    };
     let mut p = 0;
     while p < pairs {
         let end = (p + MASKED_CHUNK_PAIRS).min(pairs);
@@ -56,9 +61,7 @@ unsafe fn masked_rows<const R: usize>(w: [&[u8]; R], q: &[i8]) -> [i32; R] {
             for r in 0..R {
                 // Decode streams weights from memory: ask for them ahead of the out-of-order
                 // window (the pointer may run past the row: a prefetch never faults).
-                _mm_prefetch::<_MM_HINT_T0>(
-                    w[r].as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD) as *const i8
-                );
+                _mm_prefetch::<_MM_HINT_T0>(w[r].as_ptr().wrapping_add(p * 64 + ahead) as *const i8);
                 let b = _mm512_loadu_si512(w[r].as_ptr().add(p * 64) as *const _);
                 for j in 0..4 {
                     acc[r][j] =

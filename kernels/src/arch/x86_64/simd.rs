@@ -122,6 +122,11 @@ unsafe fn block_dot16(c: &[__m256i; 4], q: *const i8) -> __m256i {
 /// 16 KiB no more, and the large shape no change).
 pub(super) const PREFETCH_AHEAD: usize = 8192;
 
+/// The same for the four-row dots, per row: with four streams in flight a shorter distance
+/// reads faster (1–2 KiB: ternary mat-vec +5 %, F16 head +6 % over 8 KiB, alternating in one
+/// process; no prefetch at all is 20 % slower).
+pub(super) const PREFETCH_AHEAD_ROWS4: usize = 2048;
+
 /// Blocks summed in i16 before widening: 8 · 2048 = 16384 < 32767.
 const FLUSH_BLOCKS: usize = 8;
 
@@ -163,7 +168,7 @@ pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
         while b < end {
             for r in 0..4 {
                 _mm_prefetch::<_MM_HINT_T0>(
-                    w[r].as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD) as *const i8
+                    w[r].as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD_ROWS4) as *const i8,
                 );
                 let c = unpack(w[r].as_ptr().add(b * 32));
                 acc16[r] = _mm256_add_epi16(acc16[r], block_dot16(&c, q.as_ptr().add(b * 128)));
@@ -254,7 +259,7 @@ macro_rules! dot8_rows4 {
         while i + 32 <= n {
             for r in 0..4 {
                 _mm_prefetch::<_MM_HINT_T0>(
-                    w[r].as_ptr().wrapping_add(i * $step + PREFETCH_AHEAD) as *const i8
+                    w[r].as_ptr().wrapping_add(i * $step + PREFETCH_AHEAD_ROWS4) as *const i8,
                 );
             }
             for j in 0..4 {
