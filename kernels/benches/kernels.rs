@@ -161,3 +161,34 @@ fn softmax_4096(b: Bencher) {
         y
     });
 }
+
+/// One thread streaming 256 MiB of F16 rows (larger than the caches) against one token:
+/// one row after another (one stream) or four rows per call from the four quarters (four
+/// streams, what decode's head does). The gap is the reason decode reads four rows at once.
+#[divan::bench(args = ["one_stream", "four_streams"], sample_count = 5)]
+fn f16_head_stream_256mib(b: Bencher, how: &str) {
+    const K: usize = 2560;
+    let rows = (256 << 20) / (2 * K);
+    let bytes: Vec<u8> = rand_f32(rows * K, 11)
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let x = rand_f32(K, 12);
+    let kt = table();
+    let row = |r: usize| &bytes[r * 2 * K..(r + 1) * 2 * K];
+    let quarter = rows / 4;
+    b.bench_local(|| {
+        let mut s = 0f32;
+        if how == "one_stream" {
+            for r in 0..4 * quarter {
+                s += (kt.dot_f16)(row(r), black_box(&x));
+            }
+        } else {
+            for i in 0..quarter {
+                let v = (kt.dot_f16_rows4)(std::array::from_fn(|j| row(j * quarter + i)), &x);
+                s += v.iter().sum::<f32>();
+            }
+        }
+        s
+    });
+}
