@@ -316,7 +316,7 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
             for i in 0..quarter {
                 let rows: [usize; 4] = std::array::from_fn(|j| m + j * quarter + i);
                 let d = raw_rows4(kt, rows.map(|r| w.row(r)), q, k);
-                // Four epilogues side by side (one vector division instead of four).
+                // The four epilogues together, stored straight to their rows.
                 let v: [f32; 4] = std::array::from_fn(|j| i2s_epilogue(d[j], sum, scale, s));
                 for (&r, &v) in rows.iter().zip(&v) {
                     // SAFETY: as in `write`.
