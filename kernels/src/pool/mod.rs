@@ -4,7 +4,7 @@
 //! when that cannot be read). Two kinds, chosen with [`set_pool_kind`] or `BITNET_POOL`:
 //! rayon's, and a dedicated spin-then-park pool ([`spin`]) that makes decode's ~200 small
 //! parallel regions per token cheaper (measurements in docs/performance.md). Work is cut
-//! into a few chunks per thread.
+//! into one chunk per thread (fewer when a chunk would fall below its minimum size).
 
 mod cores;
 mod spin;
@@ -156,8 +156,13 @@ where
     let pool = pool();
     let threads = pool.threads().max(1);
     let align = align.max(1);
-    // Two chunks per thread absorbs uneven speed without many tiny tasks.
-    let mut chunk = n.div_ceil(threads * 2).max(min_chunk.max(1));
+    // One chunk per thread. Every chunk starts its rows' streams cold and prefetches past its
+    // end, so more chunks read slower: a 1536 × 1536 decode mat-vec streamed at 16.7–18.7
+    // GB/s with one chunk per thread, 15.8–16.9 with two, 12.6–14.4 with eight (alternating
+    // in one process), and decode was faster with one, idle and with both cores loaded
+    // (docs/performance.md). The spin pool's caller yields while it waits, so a
+    // descheduled worker still gets its core back.
+    let mut chunk = n.div_ceil(threads).max(min_chunk.max(1));
     chunk = chunk.div_ceil(align) * align;
     if threads == 1 || chunk >= n {
         f(0, n);
