@@ -218,7 +218,8 @@ pub fn force_path(path: KernelPath) -> Result<(), String> {
     Ok(())
 }
 
-/// The name of the selected path: "scalar", "avx2", "neon" or "neon-dotprod".
+/// The name of the selected path (one of [`KernelPath::name`]'s: "scalar", "avx2", "avx512-vnni",
+/// "amx-int8", "neon", "neon-dotprod").
 pub fn kernel_path() -> &'static str {
     table().path.name()
 }
