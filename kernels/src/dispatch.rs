@@ -92,7 +92,7 @@ pub enum ActLayout {
 pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
 
 /// The inner loops of one path. All slices follow the contracts documented in [`portable`];
-/// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_rows4` are in
+/// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_matvec` are in
 /// `act_layout`.
 pub struct Kernels {
     pub path: KernelPath,
@@ -102,7 +102,9 @@ pub struct Kernels {
     pub i2_dot: fn(&[u8], &[i8]) -> i32,
     pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
     pub i2_tile: fn([&[u8]; 2], [&[i8]; 8]) -> [[i32; 8]; 2],
-    pub i2_rows4: fn([&[u8]; 4], &[i8]) -> [i32; 4],
+    /// `(rows, row_bytes, q, dots)`: decode's mat-vec over whole blocks, see
+    /// `portable::i2_matvec`; the result does not depend on how a path orders the rows.
+    pub i2_matvec: fn(&[u8], usize, &[i8], &mut [i32]),
     /// A GEMM over 32 rows × 16·groups tokens (see `portable::i2_gemm32`) on activations
     /// packed by `portable::pack_acts_tiles16`, where the path has one (AMX).
     pub i2_gemm32: Option<I2Gemm32>,
@@ -129,7 +131,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_dot: portable::i2_dot,
     i2_dot4: portable::i2_dot4,
     i2_tile: portable::i2_tile,
-    i2_rows4: portable::i2_rows4,
+    i2_matvec: portable::i2_matvec,
     i2_gemm32: None,
     dot_f32: portable::dot_f32,
     dot_f16: portable::dot_f16,

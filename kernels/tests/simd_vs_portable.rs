@@ -161,17 +161,32 @@ fn i2_dot_identical() {
                     "{} dot4 blocks={blocks}",
                     k.path.name()
                 );
-                // Four rows against one token (decode): this row, a fresh random one, all -1
-                // and all +1.
+                // Decode's mat-vec: row counts around multiples of four (the paths take
+                // rows four at a time from the range's quarters), rows stored with and
+                // without padding after their whole blocks, mixing this row, fresh random
+                // ones, all -1 and all +1.
                 let more = i2_rows(&mut rng, blocks);
-                let rows4 = [&w[..], &more[0][..], &more[2][..], &more[3][..]];
-                for (q, kq) in qs.iter().zip(&kq) {
-                    assert_eq!(
-                        (k.i2_rows4)(rows4, kq),
-                        (SCALAR.i2_rows4)(rows4, q),
-                        "{} rows4 blocks={blocks}",
-                        k.path.name()
-                    );
+                let pool = [&w, &more[0], &more[2], &more[3]];
+                for n_rows in [1, 3, 4, 5, 8, 9, 13] {
+                    for pad in [0, 32] {
+                        let rb = blocks * 32 + pad;
+                        let mut mat = vec![0x5Au8; n_rows * rb];
+                        for r in 0..n_rows {
+                            mat[r * rb..][..blocks * 32].copy_from_slice(pool[(r * 7) % 4]);
+                        }
+                        for (q, kq) in qs.iter().zip(&kq) {
+                            let mut got = vec![0; n_rows];
+                            let mut want = vec![1; n_rows];
+                            (k.i2_matvec)(&mat, rb, kq, &mut got);
+                            (SCALAR.i2_matvec)(&mat, rb, q, &mut want);
+                            assert_eq!(
+                                got,
+                                want,
+                                "{} matvec blocks={blocks} rows={n_rows} pad={pad}",
+                                k.path.name()
+                            );
+                        }
+                    }
                 }
                 // A 2-row × 8-token tile: this row and a random one, every input twice over.
                 let other = i2_rows(&mut rng, blocks).swap_remove(0);

@@ -78,9 +78,13 @@ pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
-/// Four weight rows against one token: `out[r] = i2_dot(w[r], q)` (decode's micro-kernel).
-pub fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
-    w.map(|row| i2_dot(row, q))
+/// Decode's mat-vec over whole blocks: `dots[m] = i2_dot(row m, q)`, where row `m` is the
+/// first `q.len() / 128 · 32` bytes from `w[m · row_bytes..]` (`q.len()` a multiple of 128).
+pub fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+    let used = q.len() / I2_BLOCK * I2_BLOCK_BYTES;
+    for (m, d) in dots.iter_mut().enumerate() {
+        *d = i2_dot(&w[m * row_bytes..m * row_bytes + used], q);
+    }
 }
 
 /// Two weight rows against eight tokens: `out[r][t] = i2_dot(w[r], q[t])`. The prefill

@@ -60,21 +60,21 @@ fn raw_tile(kt: &Kernels, rows: [&[u8]; 2], q: [&[i8]; 8], cols: usize) -> [[i32
     dot
 }
 
-#[inline]
-fn raw_rows4(kt: &Kernels, rows: [&[u8]; 4], q: &[i8], cols: usize) -> [i32; 4] {
-    let full = cols / I2_BLOCK;
-    let mut dot = if full > 0 {
-        let (nw, n) = (full * I2_BLOCK_BYTES, full * I2_BLOCK);
-        (kt.i2_rows4)(rows.map(|r| &r[..nw]), &q[..n])
-    } else {
-        [0; 4]
-    };
-    for k in full * I2_BLOCK..cols {
-        for r in 0..4 {
-            dot[r] += repack::get(rows[r], k) as i32 * q[k] as i32;
+/// Decode: `dots[i]` = Σ code·q of row `r0 + i`, for rows `r0..r0 + dots.len()`, in one
+/// kernel call (the path streams the rows four at a time from the range's quarters).
+fn raw_matvec(kt: &Kernels, w: &TernaryMatrix, r0: usize, q: &[i8], dots: &mut [i32]) {
+    let (rb, cols) = (w.row_bytes, w.cols);
+    let full = cols / I2_BLOCK * I2_BLOCK;
+    let rows = &w.data[r0 * rb..(r0 + dots.len()) * rb];
+    (kt.i2_matvec)(rows, rb, &q[..full], dots);
+    if full < cols {
+        for (i, d) in dots.iter_mut().enumerate() {
+            let row = &rows[i * rb..(i + 1) * rb];
+            *d += (full..cols)
+                .map(|k| repack::get(row, k) as i32 * q[k] as i32)
+                .sum::<i32>();
         }
     }
-    dot
 }
 
 /// A raw pointer shared by the threads writing disjoint parts of one output buffer.
@@ -311,24 +311,17 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
                 small(m, t0, singles);
             }
         }
-        // The four rows of a call come from the four quarters of the range, so that the
-        // weights stream from four places at once (one stream per thread reads DRAM ~30 %
-        // slower on the test machine).
-        let quarter = (r1 - m) / 4;
-        for t in singles..t1 {
-            let (q, sum, scale) = (c.qrow(t), acts.sum[t], acts.scale[t]);
-            for i in 0..quarter {
-                let rows: [usize; 4] = std::array::from_fn(|j| m + j * quarter + i);
-                let d = raw_rows4(kt, rows.map(|r| w.row(r)), q, k);
-                // The four epilogues together, stored straight to their rows.
-                let v: [f32; 4] = std::array::from_fn(|j| i2s_epilogue(d[j], sum, scale, s));
-                for (&r, &v) in rows.iter().zip(&v) {
-                    // SAFETY: as in `write`.
-                    unsafe { *p.out.0.add(t * m_rows + r) = v }
+        if singles < t1 && m < r1 {
+            let mut dots = vec![0i32; r1 - m];
+            for t in singles..t1 {
+                raw_matvec(kt, w, m, c.qrow(t), &mut dots);
+                let (sum, scale) = (acts.sum[t], acts.scale[t]);
+                // SAFETY: as in `write`; these outputs are contiguous.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), r1 - m) };
+                for (o, &d) in out.iter_mut().zip(&dots) {
+                    *o = i2s_epilogue(d, sum, scale, s);
                 }
-            }
-            for r in m + 4 * quarter..r1 {
-                write(t, r, raw_dot(kt, w.row(r), c.qrow(t), k));
             }
         }
     }

@@ -6,7 +6,7 @@ mod simd;
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
 macro_rules! neon_table {
-    ($path:expr, $dot:path, $dot4:path, $rows4:path) => {
+    ($path:expr, $dot:path, $dot4:path, $matvec:path) => {
         Kernels {
             path: $path,
             act_layout: ActLayout::Plain,
@@ -15,7 +15,7 @@ macro_rules! neon_table {
             i2_dot: |w, q| unsafe { $dot(w, q) },
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { $dot4(w, q) }),
-            i2_rows4: |w, q| unsafe { $rows4(w, q) },
+            i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
             i2_gemm32: None,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
@@ -36,11 +36,11 @@ pub static NEON: Kernels = neon_table!(
     KernelPath::Neon,
     simd::i2_dot,
     simd::i2_dot4,
-    simd::i2_rows4
+    simd::i2_matvec
 );
 pub static NEON_DOTPROD: Kernels = neon_table!(
     KernelPath::NeonDotprod,
     simd::i2_dot_sdot,
     simd::i2_dot4_sdot,
-    simd::i2_rows4_sdot
+    simd::i2_matvec_sdot
 );

@@ -100,6 +100,7 @@ unsafe fn block_dot(c: &[[int8x16_t; 2]; 4], q: *const i8, acc: int32x4_t) -> in
 }
 
 /// Exact integer result, identical to the portable twin.
+#[inline]
 #[target_feature(enable = "neon")]
 pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
     let nb = (w.len() / 32).min(q.len() / 128);
@@ -129,10 +130,16 @@ pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
-/// Four weight rows against one token (decode), read side by side so that rows from four
-/// distant places stream from four places at once. Exact.
+/// Decode's mat-vec (`portable::i2_matvec`) through [`i2_rows4`]. Exact.
 #[target_feature(enable = "neon")]
-pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+    i2_matvec_by_quarters!(w, row_bytes, q, dots, i2_rows4, i2_dot)
+}
+
+/// Four weight rows against one token, read side by side. Exact.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
     let mut acc = [vdupq_n_s32(0); 4];
     for b in 0..nb {
@@ -164,6 +171,7 @@ unsafe fn block_sdot(c: &[[int8x16_t; 2]; 4], q: *const i8, mut acc: int32x4_t) 
     acc
 }
 
+#[inline]
 #[target_feature(enable = "neon,dotprod")]
 pub unsafe fn i2_dot_sdot(w: &[u8], q: &[i8]) -> i32 {
     let nb = (w.len() / 32).min(q.len() / 128);
@@ -193,9 +201,16 @@ pub unsafe fn i2_dot4_sdot(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
-/// [`i2_rows4`] with `sdot`. Exact.
+/// [`i2_matvec`] with `sdot`. Exact.
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+pub unsafe fn i2_matvec_sdot(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+    i2_matvec_by_quarters!(w, row_bytes, q, dots, i2_rows4_sdot, i2_dot_sdot)
+}
+
+/// [`i2_rows4`] with `sdot`. Exact.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
     let mut acc = [vdupq_n_s32(0); 4];
     for b in 0..nb {

@@ -7,7 +7,7 @@
 //! instructions.
 //!
 //! Two unpack strategies, chosen by how often an unpacked weight is reused:
-//! * one token ([`i2_dot`], [`i2_rows4`]): no shifts. Plane `j` is masked in place (`b & (0xC0 >> 2j)`),
+//! * one token ([`i2_dot`], [`i2_matvec`]): no shifts. Plane `j` is masked in place (`b & (0xC0 >> 2j)`),
 //!   which is its code times `4^(3-j)`; each plane has its own accumulator and the scale is
 //!   divided out exactly at the end (every partial sum is a multiple of it). One `and` and one
 //!   `vpdpbusd` per 64 weights.
@@ -25,14 +25,19 @@ const MASKED_CHUNK_PAIRS: usize = 1 << 14;
 /// Σ code·q over whole I2 blocks; `q` in the pairs layout. Exact.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
-    masked_rows::<1>([w], q)[0]
+    masked_row(w, q)
 }
 
-/// Four weight rows against one token (decode): each activation load meets four rows, and
-/// one call and one reduction pass serve four rows. Exact.
+/// Decode's mat-vec (`portable::i2_matvec`), four rows at a time: each activation load
+/// meets four rows, and one reduction pass serves four rows. Exact.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
-    masked_rows::<4>(w, q)
+pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+    i2_matvec_by_quarters!(w, row_bytes, q, dots, masked_rows::<4>, masked_row)
+}
+
+#[inline(always)]
+unsafe fn masked_row(w: &[u8], q: &[i8]) -> i32 {
+    masked_rows::<1>([w], q)[0]
 }
 
 /// `R` rows × one token with the masked-plane trick (module docs).

@@ -10,7 +10,7 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
-    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $rows4:expr, $gemm:expr,
+    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $matvec:path, $gemm:expr,
      $f16_rows4:path, $bf16_rows4:path) => {
         Kernels {
             path: $path,
@@ -20,7 +20,7 @@ macro_rules! x86_table {
             i2_dot: |w, q| unsafe { $dot(w, q) },
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: $tile,
-            i2_rows4: $rows4,
+            i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
             i2_gemm32: $gemm,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
@@ -43,7 +43,7 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_dot,
     simd::i2_dot4,
     |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) }),
-    |w, q| unsafe { simd::i2_rows4(w, q) },
+    simd::i2_matvec,
     None,
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4
@@ -55,7 +55,7 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     avx512::i2_dot,
     avx512::i2_dot4,
     |w, q| unsafe { avx512::i2_tile(w, q) },
-    |w, q| unsafe { avx512::i2_rows4(w, q) },
+    avx512::i2_matvec,
     None,
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex
@@ -68,7 +68,7 @@ pub static AMX: Kernels = x86_table!(
     avx512::i2_dot,
     avx512::i2_dot4,
     |w, q| unsafe { avx512::i2_tile(w, q) },
-    |w, q| unsafe { avx512::i2_rows4(w, q) },
+    avx512::i2_matvec,
     Some(|rows, rb, k, packed, groups, out| unsafe {
         amx::i2_gemm32(rows, rb, k, packed, groups, out)
     }),

@@ -131,6 +131,7 @@ pub(super) const PREFETCH_AHEAD_ROWS4: usize = 2048;
 const FLUSH_BLOCKS: usize = 8;
 
 /// Exact integer result, identical to the portable twin.
+#[inline]
 #[target_feature(enable = "avx2")]
 pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
     let nb = (w.len() / 32).min(q.len() / 128);
@@ -153,11 +154,16 @@ pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
     hsum_epi32(acc32)
 }
 
-/// Four weight rows against one token (decode). The rows are read side by side, so a
-/// caller that passes rows from four distant places streams from four places at once,
-/// which reads DRAM faster than one stream. Exact.
+/// Decode's mat-vec (`portable::i2_matvec`) through [`i2_rows4`]. Exact.
 #[target_feature(enable = "avx2")]
-pub unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+    i2_matvec_by_quarters!(w, row_bytes, q, dots, i2_rows4, i2_dot)
+}
+
+/// Four weight rows against one token, read side by side. Exact.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
     let ones = _mm256_set1_epi16(1);
     let mut acc32 = [_mm256_setzero_si256(); 4];
