@@ -3,6 +3,7 @@
 use bitnet_kernels::{ops, parallel_chunks_mut};
 
 use super::config::RopeStyle;
+use super::kv_cache::LayerKv;
 
 /// Inverse frequencies `base^(−2i/n_rot)`, computed the way transformers does (f32 power),
 /// so the rotation angles agree with the reference to the last bit or two.
@@ -24,15 +25,24 @@ impl Rope {
         }
     }
 
-    /// Rotates every head of one token's q or k row (`n_heads · head_dim` values) in place.
-    pub fn apply(&self, row: &mut [f32], head_dim: usize, pos: usize) {
-        let half = self.n_rot / 2;
-        // The angles depend on the position only: computed once for every head of the row.
-        let angles: Vec<(f32, f32)> = self
-            .inv_freq
+    /// `(sin, cos)` of every rotation angle at `pos`. They depend on the position only, so a
+    /// forward pass computes them once per token for all layers, q and k, and heads.
+    pub fn angles(&self, pos: usize) -> Vec<(f32, f32)> {
+        self.inv_freq
             .iter()
             .map(|f| (pos as f32 * f).sin_cos())
-            .collect();
+            .collect()
+    }
+
+    /// Rotates every head of one token's q or k row (`n_heads · head_dim` values) in place.
+    #[cfg(test)]
+    pub fn apply(&self, row: &mut [f32], head_dim: usize, pos: usize) {
+        self.rotate(row, head_dim, &self.angles(pos));
+    }
+
+    /// [`Rope::apply`] with the angles of the position given.
+    pub fn rotate(&self, row: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+        let half = self.n_rot / 2;
         for head in row.chunks_exact_mut(head_dim) {
             for (i, &(sin, cos)) in angles.iter().enumerate().take(half) {
                 let (a, b) = match self.style {
@@ -48,14 +58,12 @@ impl Rope {
 }
 
 /// Causal attention for `n` new tokens of one sequence whose keys/values are already in
-/// `keys`/`values` (all positions `0..n_past + n`, rows of `n_head_kv · head_dim`).
-/// `q` holds the new tokens' queries (`n · n_head · head_dim`); `out` gets the same shape.
-/// Query head `h` reads KV head `h / (n_head / n_head_kv)`.
-#[allow(clippy::too_many_arguments)]
+/// `kv` (all positions `0..n_past + n`). `q` holds the new tokens' queries
+/// (`n · n_head · head_dim`); `out` gets the same shape. Query head `h` reads KV head
+/// `h / (n_head / n_head_kv)`.
 pub fn attend(
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    kv: &LayerKv,
     n_past: usize,
     n_head: usize,
     n_head_kv: usize,
@@ -63,7 +71,6 @@ pub fn attend(
     out: &mut [f32],
 ) {
     let q_dim = n_head * head_dim;
-    let kv_dim = n_head_kv * head_dim;
     let group = n_head / n_head_kv;
     let scale = 1.0 / (head_dim as f32).sqrt();
     // One work item per (token, head): enough parallelism for both prefill and decode.
@@ -77,19 +84,20 @@ pub fn attend(
         let kvh = h / group;
         let n_keys = n_past + t + 1;
         let mut scores = vec![0f32; n_keys];
-        ops::dot_rows(qh, &keys[kvh * head_dim..], kv_dim, &mut scores);
+        ops::dot_rows(qh, kv.keys(kvh), head_dim, &mut scores);
         for s in scores.iter_mut() {
             *s *= scale;
         }
         ops::softmax(&mut scores);
         o.fill(0.0);
-        ops::mix_rows(&scores, &values[kvh * head_dim..], kv_dim, o);
+        ops::mix_rows(&scores, kv.values(kvh), head_dim, o);
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kv_cache::KvCache;
 
     #[test]
     fn neox_rotates_pairs_half_apart() {
@@ -130,11 +138,11 @@ mod tests {
     #[test]
     fn attention_is_causal_and_grouped() {
         // 2 query heads share 1 kv head of size 1; 2 positions.
-        let keys = [0.0, 0.0];
-        let values = [1.0, 3.0];
+        let mut cache = KvCache::new(1, 1, 1, 2);
+        cache.append(0, &[0.0, 0.0], &[1.0, 3.0]);
         let q = [1.0, 1.0, 1.0, 1.0];
         let mut out = [0.0; 4];
-        attend(&q, &keys, &values, 0, 2, 1, 1, &mut out);
+        attend(&q, &cache.layer(0), 0, 2, 1, 1, &mut out);
         // Token 0 sees only position 0; token 1 averages both (equal scores).
         assert_eq!(&out, &[1.0, 1.0, 2.0, 2.0]);
     }

@@ -77,6 +77,11 @@ fn forward_in_pool(
             .row_to_f32(id as usize, &mut b.x[t * d..(t + 1) * d]);
     }
 
+    let angles: Vec<Vec<(f32, f32)>> = seqs
+        .iter()
+        .flat_map(|s| (0..s.n_tokens).map(|t| rope.angles(s.cache.len() + t)))
+        .collect();
+
     for (l, lw) in w.layers.iter().enumerate() {
         // --- attention ---
         norm_rows(&b.x, &lw.attn_norm, cfg.eps, &mut b.h);
@@ -91,28 +96,18 @@ fn forward_in_pool(
         for seq in seqs.iter_mut() {
             let (n_past, m) = (seq.cache.len(), seq.n_tokens);
             for t in 0..m {
-                let pos = n_past + t;
-                rope.apply(
-                    &mut b.q[(row + t) * qd..(row + t + 1) * qd],
-                    cfg.head_dim,
-                    pos,
-                );
-                rope.apply(
-                    &mut b.k[(row + t) * kvd..(row + t + 1) * kvd],
-                    cfg.head_dim,
-                    pos,
-                );
+                let (r, a) = (row + t, &angles[row + t]);
+                rope.rotate(&mut b.q[r * qd..(r + 1) * qd], cfg.head_dim, a);
+                rope.rotate(&mut b.k[r * kvd..(r + 1) * kvd], cfg.head_dim, a);
             }
             seq.cache.append(
                 l,
                 &b.k[row * kvd..(row + m) * kvd],
                 &b.v[row * kvd..(row + m) * kvd],
             );
-            let (keys, values) = seq.cache.layer(l);
             attend(
                 &b.q[row * qd..(row + m) * qd],
-                keys,
-                values,
+                &seq.cache.layer(l),
                 n_past,
                 cfg.n_head,
                 cfg.n_head_kv,

@@ -22,7 +22,7 @@ impl<'m> Session<'m> {
         let cfg = model.config();
         Session {
             model,
-            cache: KvCache::new(cfg.n_layer, cfg.kv_dim(), n_ctx),
+            cache: KvCache::new(cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx),
             tokens: Vec::new(),
         }
     }
