@@ -43,15 +43,29 @@ impl Rope {
     /// [`Rope::apply`] with the angles of the position given.
     pub fn rotate(&self, row: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
         let half = self.n_rot / 2;
+        let angles = &angles[..half];
+        // One loop per style, without an index computation per pair, so the compiler
+        // vectorises the NeoX halves; the same operations per pair as before, so the same
+        // bits.
+        let turn = |x0: &mut f32, x1: &mut f32, &(sin, cos): &(f32, f32)| {
+            let (a, b) = (*x0, *x1);
+            *x0 = a * cos - b * sin;
+            *x1 = b * cos + a * sin;
+        };
         for head in row.chunks_exact_mut(head_dim) {
-            for (i, &(sin, cos)) in angles.iter().enumerate().take(half) {
-                let (a, b) = match self.style {
-                    RopeStyle::Neox => (i, i + half),
-                    RopeStyle::Normal => (2 * i, 2 * i + 1),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x1 * cos + x0 * sin;
+            match self.style {
+                RopeStyle::Neox => {
+                    let (lo, hi) = head[..2 * half].split_at_mut(half);
+                    for ((x0, x1), a) in lo.iter_mut().zip(hi.iter_mut()).zip(angles) {
+                        turn(x0, x1, a);
+                    }
+                }
+                RopeStyle::Normal => {
+                    for (pair, a) in head[..2 * half].chunks_exact_mut(2).zip(angles) {
+                        let (x0, x1) = pair.split_at_mut(1);
+                        turn(&mut x0[0], &mut x1[0], a);
+                    }
+                }
             }
         }
     }
