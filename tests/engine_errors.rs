@@ -24,6 +24,7 @@ fn prompt_longer_than_context() {
         &LoadOptions {
             n_ctx: Some(8),
             threads: None,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Thread pool for the parallel regions: spin (default) or rayon.
     #[arg(long)]
     pub pool: Option<String>,
+    /// KV cache type: f32 (default) or f16.
+    #[arg(long = "kv-type", default_value = "f32")]
+    pub kv_type: crate::model::KvType,
 }
 
 /// Read bandwidth in GB/s: `threads` threads summing disjoint parts of a buffer far larger
@@ -193,6 +196,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         &LoadOptions {
             n_ctx: Some(n_ctx),
             threads: Some(threads),
+            kv_type: args.kv_type,
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
@@ -243,12 +247,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
             "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
             "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
+            "kv_type": args.kv_type.name(),
         });
         println!("{j}");
     } else {
         println!(
-            "model: {}  kernels: {kernels}  pool: {pool}  threads: {threads}  reps: {reps}",
-            display_name(&args.model)
+            "model: {}  kernels: {kernels}  pool: {pool}  threads: {threads}  reps: {reps}  kv: {}",
+            display_name(&args.model),
+            args.kv_type.name()
         );
         println!("read bandwidth: {bandwidth:.1} GB/s   bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s", bpt as f64 / 1e9);
         println!("| test | tok/s | ± |");
@@ -296,6 +302,7 @@ mod tests {
             &LoadOptions {
                 n_ctx: Some(64),
                 threads: Some(2),
+                ..Default::default()
             },
         )
         .unwrap();

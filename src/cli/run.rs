@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::chat::ChatMessage;
 use crate::generate::{generate, GenerateParams};
-use crate::model::{LoadOptions, Model};
+use crate::model::{KvType, LoadOptions, Model};
 use crate::sampler::SamplerConfig;
 
 use super::run_modelfile;
@@ -29,6 +29,10 @@ pub struct ModelArgs {
     /// Context length (default: the model's training context).
     #[arg(short = 'c', long = "ctx-size")]
     pub ctx_size: Option<usize>,
+    /// KV cache type: f32 (exact) or f16 (half the memory and attention reads; llama.cpp's
+    /// default).
+    #[arg(long = "kv-type", default_value = "f32")]
+    pub kv_type: KvType,
 }
 
 /// Sampling options, in llama.cpp's spelling. Unset ones keep Ollama's defaults.
@@ -207,6 +211,7 @@ fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Result<Model> {
     let opts = LoadOptions {
         n_ctx: args.ctx_size,
         threads: args.threads,
+        kv_type: args.kv_type,
     };
     let model = Model::load(&path, &opts)?;
     if verbose {

@@ -21,6 +21,21 @@ fn env_or<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+/// OLLAMA_KV_CACHE_TYPE, when it names a type we store (f32, f16). Ollama also accepts
+/// q8_0 and q4_0 and falls back to its default for what it cannot use; so do we, saying so.
+fn kv_type_from_env() -> crate::model::KvType {
+    let Ok(v) = std::env::var("OLLAMA_KV_CACHE_TYPE") else {
+        return Default::default();
+    };
+    match v.trim() {
+        "" => Default::default(),
+        s => s.parse().unwrap_or_else(|e| {
+            eprintln!("warning: OLLAMA_KV_CACHE_TYPE: {e}; using f32");
+            Default::default()
+        }),
+    }
+}
+
 #[derive(clap::Args)]
 #[command(after_help = "Environment (flags win over it):
   OLLAMA_HOST                 address to bind, host:port (default 127.0.0.1:11434)
@@ -29,6 +44,7 @@ fn env_or<T: std::str::FromStr>(name: &str) -> Option<T> {
   OLLAMA_KEEP_ALIVE           how long models stay loaded (default 5m)
   OLLAMA_CONTEXT_LENGTH       context length per sequence
   OLLAMA_NUM_PARALLEL         parallel sequences per model
+  OLLAMA_KV_CACHE_TYPE        KV cache type: f32 or f16 (others fall back to f32)
   OLLAMA_MAX_LOADED_MODELS    models kept in memory at once
   OLLAMA_MAX_QUEUE            requests waiting for a slot before 503
   OLLAMA_ORIGINS              extra allowed CORS origins (comma separated)")]
@@ -54,6 +70,9 @@ pub struct ServeArgs {
     /// Threads for the matmuls (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// KV cache type: f32 or f16 (default from OLLAMA_KV_CACHE_TYPE, else f32).
+    #[arg(long = "kv-type")]
+    pub kv_type: Option<crate::model::KvType>,
     /// Requests that may wait for a slot; more get 503.
     #[arg(long)]
     pub max_queue: Option<usize>,
@@ -125,6 +144,10 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
                 .or_else(|| env_or("OLLAMA_CONTEXT_LENGTH"))
                 .filter(|&c| c > 0),
             threads: args.threads,
+            kv_type: match args.kv_type {
+                Some(t) => t,
+                None => kv_type_from_env(),
+            },
             max_queue: args
                 .max_queue
                 .or_else(|| env_or("OLLAMA_MAX_QUEUE"))

@@ -3,7 +3,8 @@
 use bitnet_kernels::{ops, parallel_chunks_mut};
 
 use super::config::RopeStyle;
-use super::kv_cache::LayerKv;
+use super::kv_cache::{KvRun, LayerKv};
+use half::slice::HalfFloatSliceExt;
 
 /// Inverse frequencies `base^(−2i/n_rot)`, computed the way transformers does (f32 power),
 /// so the rotation angles agree with the reference to the last bit or two.
@@ -98,20 +99,53 @@ pub fn attend(
         let kvh = h / group;
         let n_keys = n_past + t + 1;
         let mut scores = vec![0f32; n_keys];
-        ops::dot_rows(qh, kv.keys(kvh), head_dim, &mut scores);
+        let mut wide = Vec::new();
+        in_f32_blocks(kv.keys(kvh), n_keys, head_dim, &mut wide, |p0, rows| {
+            let s = &mut scores[p0..p0 + rows.len() / head_dim];
+            ops::dot_rows(qh, rows, head_dim, s);
+        });
         for s in scores.iter_mut() {
             *s *= scale;
         }
         ops::softmax(&mut scores);
         o.fill(0.0);
-        ops::mix_rows(&scores, kv.values(kvh), head_dim, o);
+        in_f32_blocks(kv.values(kvh), n_keys, head_dim, &mut wide, |p0, rows| {
+            ops::mix_rows(&scores[p0..p0 + rows.len() / head_dim], rows, head_dim, o);
+        });
     });
+}
+
+/// Positions of an f16 cache widened to f32 at a time: 256 · 128-wide heads = 128 KiB.
+const KV_BLOCK: usize = 256;
+
+/// Calls `f(first_position, rows)` over the first `n` positions of a head's run, in f32: an
+/// f32 cache in one call on the run itself, an f16 one widened (exactly) a block of positions
+/// at a time into `wide`, so the f32 kernels serve both whatever the context length.
+fn in_f32_blocks(
+    run: KvRun,
+    n: usize,
+    head_dim: usize,
+    wide: &mut Vec<f32>,
+    mut f: impl FnMut(usize, &[f32]),
+) {
+    match run {
+        KvRun::F32(x) => f(0, &x[..n * head_dim]),
+        KvRun::F16(x) => {
+            wide.resize(KV_BLOCK.min(n) * head_dim, 0.0);
+            for p0 in (0..n).step_by(KV_BLOCK) {
+                let m = KV_BLOCK.min(n - p0);
+                let rows = &mut wide[..m * head_dim];
+                x[p0 * head_dim..(p0 + m) * head_dim].convert_to_f32_slice(rows);
+                f(p0, rows);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kv_cache::KvCache;
+    use crate::model::kv_cache::{KvCache, KvType};
 
     #[test]
     fn neox_rotates_pairs_half_apart() {
@@ -152,7 +186,7 @@ mod tests {
     #[test]
     fn attention_is_causal_and_grouped() {
         // 2 query heads share 1 kv head of size 1; 2 positions.
-        let mut cache = KvCache::new(1, 1, 1, 2);
+        let mut cache = KvCache::new(KvType::F32, 1, 1, 1, 2);
         cache.append(0, &[0.0, 0.0], &[1.0, 3.0]);
         let q = [1.0, 1.0, 1.0, 1.0];
         let mut out = [0.0; 4];

@@ -1,4 +1,5 @@
-//! Keys and values of the tokens a session has already processed, per layer, in f32.
+//! Keys and values of the tokens a session has already processed, per layer, in f32 or
+//! (`--kv-type f16`, llama.cpp's default cache type) f16.
 //!
 //! Each layer stores its keys head by head: all positions of KV head 0, then of head 1, …
 //! (`[head][position][head_dim]`), and the values the same way. Attention for one head then
@@ -7,6 +8,54 @@
 //! the weights. The capacity grows by doubling up to the context (reserving the whole context
 //! up front would cost gigabytes for 4k-context models that mostly see short prompts); a
 //! growth re-lays the heads out once.
+//!
+//! f16 halves the cache's memory and the bytes attention reads per decoded token, which grow
+//! with the context (at 4096 positions the 2B4T shape reads 630 MB of f32 cache per token,
+//! half as much as its weights). Values are rounded to nearest even once, when stored. It is
+//! not the default because it moves logits by more than the 0.1 that the transformers
+//! reference checks allow on the small fixture models (0.11–0.18).
+
+use std::str::FromStr;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+/// The element type of a KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl KvType {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+        }
+    }
+
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+}
+
+impl FromStr for KvType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(KvType::F32),
+            "f16" => Ok(KvType::F16),
+            _ => Err(format!("unknown KV cache type {s:?} (expected f32 or f16)")),
+        }
+    }
+}
 
 pub struct KvCache {
     n_head_kv: usize,
@@ -17,18 +66,100 @@ pub struct KvCache {
 }
 
 /// One layer: `cap` positions per head, the first `filled` of them written.
-#[derive(Default)]
 struct LayerCache {
     cap: usize,
     filled: usize,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Buf,
+    values: Buf,
+}
+
+enum Buf {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+/// A contiguous run of cached values (one head's keys or values).
+#[derive(Clone, Copy, Debug)]
+pub enum KvRun<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl KvRun<'_> {
+    /// The values in f32 (exact for both types).
+    pub fn to_f32(self) -> Vec<f32> {
+        match self {
+            KvRun::F32(x) => x.to_vec(),
+            KvRun::F16(x) => x.iter().map(|v| v.to_f32()).collect(),
+        }
+    }
+}
+
+impl Buf {
+    fn new(t: KvType, n: usize) -> Buf {
+        match t {
+            KvType::F32 => Buf::F32(vec![0.0; n]),
+            KvType::F16 => Buf::F16(vec![f16::ZERO; n]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Buf::F32(b) => b.len(),
+            Buf::F16(b) => b.len(),
+        }
+    }
+
+    fn kind(&self) -> KvType {
+        match self {
+            Buf::F32(_) => KvType::F32,
+            Buf::F16(_) => KvType::F16,
+        }
+    }
+
+    fn store(&mut self, at: usize, src: &[f32]) {
+        match self {
+            Buf::F32(b) => b[at..at + src.len()].copy_from_slice(src),
+            Buf::F16(b) => b[at..at + src.len()].convert_from_f32_slice(src),
+        }
+    }
+
+    fn run(&self, at: usize, n: usize) -> KvRun<'_> {
+        match self {
+            Buf::F32(b) => KvRun::F32(&b[at..at + n]),
+            Buf::F16(b) => KvRun::F16(&b[at..at + n]),
+        }
+    }
+
+    /// The same heads with `cap` positions each instead of `old_cap`, the first `filled`
+    /// of each kept.
+    fn relayout(&self, heads: usize, hd: usize, old_cap: usize, cap: usize, filled: usize) -> Buf {
+        fn copy<T: Copy>(
+            old: &[T],
+            new: &mut [T],
+            heads: usize,
+            hd: usize,
+            caps: (usize, usize),
+            n: usize,
+        ) {
+            for h in 0..heads {
+                new[h * caps.1 * hd..][..n * hd].copy_from_slice(&old[h * caps.0 * hd..][..n * hd]);
+            }
+        }
+        let mut new = Buf::new(self.kind(), heads * cap * hd);
+        match (self, &mut new) {
+            (Buf::F32(o), Buf::F32(n)) => copy(o, n, heads, hd, (old_cap, cap), filled),
+            (Buf::F16(o), Buf::F16(n)) => copy(o, n, heads, hd, (old_cap, cap), filled),
+            _ => unreachable!("a buffer keeps its type"),
+        }
+        new
+    }
 }
 
 /// The keys and values of one layer, positions `0..n`, head by head.
 pub struct LayerKv<'a> {
-    keys: &'a [f32],
-    values: &'a [f32],
+    keys: &'a Buf,
+    values: &'a Buf,
     cap: usize,
     head_dim: usize,
     n: usize,
@@ -36,13 +167,15 @@ pub struct LayerKv<'a> {
 
 impl<'a> LayerKv<'a> {
     /// Keys of KV head `h`: `n · head_dim` values, position after position.
-    pub fn keys(&self, h: usize) -> &'a [f32] {
-        &self.keys[h * self.cap * self.head_dim..][..self.n * self.head_dim]
+    pub fn keys(&self, h: usize) -> KvRun<'a> {
+        self.keys
+            .run(h * self.cap * self.head_dim, self.n * self.head_dim)
     }
 
     /// Values of KV head `h`, laid out as [`LayerKv::keys`].
-    pub fn values(&self, h: usize) -> &'a [f32] {
-        &self.values[h * self.cap * self.head_dim..][..self.n * self.head_dim]
+    pub fn values(&self, h: usize) -> KvRun<'a> {
+        self.values
+            .run(h * self.cap * self.head_dim, self.n * self.head_dim)
     }
 
     /// Positions held.
@@ -55,13 +188,25 @@ impl<'a> LayerKv<'a> {
 const MIN_CAP: usize = 16;
 
 impl KvCache {
-    pub fn new(n_layer: usize, n_head_kv: usize, head_dim: usize, n_ctx: usize) -> Self {
+    pub fn new(
+        kind: KvType,
+        n_layer: usize,
+        n_head_kv: usize,
+        head_dim: usize,
+        n_ctx: usize,
+    ) -> Self {
+        let empty = || LayerCache {
+            cap: 0,
+            filled: 0,
+            keys: Buf::new(kind, 0),
+            values: Buf::new(kind, 0),
+        };
         KvCache {
             n_head_kv,
             head_dim,
             n_ctx,
             len: 0,
-            layers: (0..n_layer).map(|_| LayerCache::default()).collect(),
+            layers: (0..n_layer).map(|_| empty()).collect(),
         }
     }
 
@@ -104,8 +249,8 @@ impl KvCache {
             let pos = lc.filled + t;
             for h in 0..self.n_head_kv {
                 let at = (h * lc.cap + pos) * hd;
-                lc.keys[at..at + hd].copy_from_slice(&kr[h * hd..(h + 1) * hd]);
-                lc.values[at..at + hd].copy_from_slice(&vr[h * hd..(h + 1) * hd]);
+                lc.keys.store(at, &kr[h * hd..(h + 1) * hd]);
+                lc.values.store(at, &vr[h * hd..(h + 1) * hd]);
             }
         }
         lc.filled = need;
@@ -142,7 +287,7 @@ impl KvCache {
     pub fn bytes(&self) -> usize {
         self.layers
             .iter()
-            .map(|lc| (lc.keys.len() + lc.values.len()) * 4)
+            .map(|lc| (lc.keys.len() + lc.values.len()) * lc.keys.kind().bytes())
             .sum()
     }
 }
@@ -150,16 +295,8 @@ impl KvCache {
 impl LayerCache {
     /// Re-lays both buffers out with `cap` positions per head, keeping the filled ones.
     fn grow(&mut self, n_head: usize, hd: usize, cap: usize) {
-        let relayout = |old: &[f32]| {
-            let mut new = vec![0f32; n_head * cap * hd];
-            for h in 0..n_head {
-                let run = self.filled * hd;
-                new[h * cap * hd..][..run].copy_from_slice(&old[h * self.cap * hd..][..run]);
-            }
-            new
-        };
-        self.keys = relayout(&self.keys);
-        self.values = relayout(&self.values);
+        self.keys = self.keys.relayout(n_head, hd, self.cap, cap, self.filled);
+        self.values = self.values.relayout(n_head, hd, self.cap, cap, self.filled);
         self.cap = cap;
     }
 }
@@ -168,9 +305,9 @@ impl LayerCache {
 mod tests {
     use super::*;
 
-    /// Key `(position, head, i)` of the test rows: distinct everywhere.
+    /// Key `(position, head, i)` of the test rows: distinct everywhere, exact in f16.
     fn key(pos: usize, h: usize, i: usize) -> f32 {
-        (pos * 100 + h * 10 + i) as f32
+        (pos * 16 + h * 4 + i) as f32
     }
 
     fn rows(from: usize, n: usize, heads: usize, hd: usize) -> Vec<f32> {
@@ -181,62 +318,87 @@ mod tests {
 
     #[test]
     fn heads_are_contiguous_across_growth_and_truncation() {
-        let (heads, hd) = (3, 2);
-        let mut c = KvCache::new(2, heads, hd, 100);
-        // 40 positions in uneven steps: the capacity grows 16 → 32 → 64 on the way.
-        let mut n = 0;
-        for step in [1, 15, 1, 7, 16] {
-            for l in 0..2 {
-                let k = rows(n, step, heads, hd);
-                let v: Vec<f32> = k.iter().map(|x| -x).collect();
-                c.append(l, &k, &v);
+        for kind in [KvType::F32, KvType::F16] {
+            let (heads, hd) = (3, 2);
+            let mut c = KvCache::new(kind, 2, heads, hd, 100);
+            // 40 positions in uneven steps: the capacity grows 16 → 32 → 64 on the way.
+            let mut n = 0;
+            for step in [1, 15, 1, 7, 16] {
+                for l in 0..2 {
+                    let k = rows(n, step, heads, hd);
+                    let v: Vec<f32> = k.iter().map(|x| -x).collect();
+                    c.append(l, &k, &v);
+                }
+                c.commit(step);
+                n += step;
             }
-            c.commit(step);
-            n += step;
+            assert_eq!(c.len(), 40);
+            assert_eq!(c.bytes(), 2 * 2 * 64 * heads * hd * kind.bytes());
+            let kv = c.layer(1);
+            assert_eq!(kv.len(), 40);
+            for h in 0..heads {
+                let want: Vec<f32> = (0..40)
+                    .flat_map(|p| (0..hd).map(move |i| key(p, h, i)))
+                    .collect();
+                assert_eq!(kv.keys(h).to_f32(), want, "{kind:?} head {h}");
+                let neg: Vec<f32> = want.iter().map(|x| -x).collect();
+                assert_eq!(kv.values(h).to_f32(), neg, "{kind:?} head {h}");
+            }
+            c.truncate(3);
+            let want = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)].map(|(p, i)| key(p, 2, i));
+            assert_eq!(c.layer(0).keys(2).to_f32(), want);
+            // A failed pass leaves uncommitted rows behind; truncate(len) removes them.
+            c.append(0, &rows(3, 1, heads, hd), &rows(3, 1, heads, hd));
+            assert_eq!(c.layer(0).len(), 4);
+            c.truncate(c.len());
+            assert_eq!(c.layer(0).len(), 3);
+            // Appending after truncation overwrites the dropped positions.
+            for l in 0..2 {
+                c.append(l, &[7.0; 6], &[7.0; 6]);
+            }
+            c.commit(1);
+            assert_eq!(c.layer(1).keys(1).to_f32()[6..8], [7.0, 7.0]);
         }
-        assert_eq!(c.len(), 40);
-        let kv = c.layer(1);
-        assert_eq!(kv.len(), 40);
-        for h in 0..heads {
-            let want: Vec<f32> = (0..40)
-                .flat_map(|p| (0..hd).map(move |i| key(p, h, i)))
-                .collect();
-            assert_eq!(kv.keys(h), &want[..], "head {h}");
-            assert_eq!(kv.values(h)[5], -want[5]);
-        }
-        c.truncate(3);
-        assert_eq!(
-            c.layer(0).keys(2),
-            &[
-                key(0, 2, 0),
-                key(0, 2, 1),
-                key(1, 2, 0),
-                key(1, 2, 1),
-                key(2, 2, 0),
-                key(2, 2, 1)
-            ]
-        );
-        // A failed pass leaves uncommitted rows behind; truncate(len) removes them.
-        c.append(0, &rows(3, 1, heads, hd), &rows(3, 1, heads, hd));
-        assert_eq!(c.layer(0).len(), 4);
-        c.truncate(c.len());
-        assert_eq!(c.layer(0).len(), 3);
-        // Appending after truncation overwrites the dropped positions.
-        for l in 0..2 {
-            c.append(l, &[7.0; 6], &[7.0; 6]);
-        }
-        c.commit(1);
-        assert_eq!(&c.layer(1).keys(1)[6..8], &[7.0, 7.0]);
     }
 
     #[test]
     fn capacity_stops_at_the_context() {
-        let mut c = KvCache::new(1, 1, 4, 20);
+        let mut c = KvCache::new(KvType::F32, 1, 1, 4, 20);
         c.append(0, &[1.0; 4 * 17], &[1.0; 4 * 17]);
         c.commit(17);
         c.append(0, &[2.0; 4 * 3], &[2.0; 4 * 3]);
         c.commit(3);
         assert_eq!(c.bytes(), 2 * 20 * 4 * 4);
-        assert_eq!(c.layer(0).keys(0)[4 * 19], 2.0);
+        assert_eq!(c.layer(0).keys(0).to_f32()[4 * 19], 2.0);
+    }
+
+    #[test]
+    fn f16_stores_round_to_nearest_even() {
+        let mut c = KvCache::new(KvType::F16, 1, 1, 4, 4);
+        // 1 + 2^-11 lies halfway between two f16 values: the tie goes to the even one (1.0);
+        // 1 + 3·2^-11 rounds up to 1 + 2^-9; 65520 overflows f16 to infinity.
+        let k = [
+            1.0 + 2f32.powi(-11),
+            1.0 + 3.0 * 2f32.powi(-11),
+            -0.1,
+            65520.0,
+        ];
+        c.append(0, &k, &k);
+        let got = c.layer(0).keys(0).to_f32();
+        assert_eq!(got[..2], [1.0, 1.0 + 2f32.powi(-9)]);
+        assert!((got[2] + 0.1).abs() < 1e-4 && got[2] != -0.1);
+        assert_eq!(got[3], f32::INFINITY);
+        // f32 keeps every bit.
+        let mut c = KvCache::new(KvType::F32, 1, 1, 4, 4);
+        c.append(0, &k, &k);
+        assert_eq!(c.layer(0).values(0).to_f32(), k);
+    }
+
+    #[test]
+    fn type_names_parse() {
+        assert_eq!("F16".parse::<KvType>(), Ok(KvType::F16));
+        assert_eq!("f32".parse::<KvType>(), Ok(KvType::F32));
+        let err = "q8_0".parse::<KvType>().unwrap_err();
+        assert!(err.contains("q8_0") && err.contains("f16"), "{err}");
     }
 }

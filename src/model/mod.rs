@@ -22,6 +22,7 @@ use crate::chat::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
+pub use kv_cache::KvType;
 pub use session::{forward_batch, Session};
 
 use attention::Rope;
@@ -33,6 +34,8 @@ pub struct LoadOptions {
     pub n_ctx: Option<usize>,
     /// Worker threads for the matmuls; all cores when `None`.
     pub threads: Option<usize>,
+    /// Element type of new sessions' KV caches.
+    pub kv_type: KvType,
 }
 
 /// A loaded model: the mapped file, its validated configuration and prepared weights.
@@ -42,6 +45,7 @@ pub struct Model {
     config: ModelConfig,
     rope: Rope,
     n_ctx: usize,
+    kv_type: KvType,
     tokenizer: Tokenizer,
     chat_template: ChatTemplate,
     file: Arc<GgufFile>,
@@ -93,6 +97,7 @@ impl Model {
             config,
             rope,
             n_ctx,
+            kv_type: opts.kv_type,
             tokenizer,
             chat_template,
             file,
@@ -123,6 +128,11 @@ impl Model {
     /// The context length new sessions get by default (`-c`, else the training context).
     pub fn default_n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// The element type of new sessions' KV caches.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     pub fn new_session(&self, n_ctx: usize) -> Session<'_> {

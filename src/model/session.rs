@@ -22,7 +22,13 @@ impl<'m> Session<'m> {
         let cfg = model.config();
         Session {
             model,
-            cache: KvCache::new(cfg.n_layer, cfg.n_head_kv, cfg.head_dim, n_ctx),
+            cache: KvCache::new(
+                model.kv_type(),
+                cfg.n_layer,
+                cfg.n_head_kv,
+                cfg.head_dim,
+                n_ctx,
+            ),
             tokens: Vec::new(),
         }
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::chat::{ChatMessage, ChatTemplate};
-use crate::model::{forward_batch, LoadOptions, Model, Session};
+use crate::model::{forward_batch, KvType, LoadOptions, Model, Session};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::store::gguf_info;
 use crate::tokenizer::Tokenizer;
@@ -36,12 +36,17 @@ fn messages(turns: &[ChatTurn]) -> Vec<ChatMessage> {
 }
 
 impl EngineBackend {
-    pub fn load(path: &std::path::Path, threads: Option<usize>) -> anyhow::Result<EngineBackend> {
+    pub fn load(
+        path: &std::path::Path,
+        threads: Option<usize>,
+        kv_type: KvType,
+    ) -> anyhow::Result<EngineBackend> {
         let model = Model::load(
             path,
             &LoadOptions {
                 n_ctx: None,
                 threads,
+                kv_type,
             },
         )?;
         let file = model.gguf();
@@ -59,7 +64,7 @@ impl EngineBackend {
             n_vocab: c.n_vocab,
             n_params: summary.parameter_count,
             file_size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-            kv_bytes_per_token: (2 * c.n_layer * c.kv_dim() * 4) as u64,
+            kv_bytes_per_token: (2 * c.n_layer * c.kv_dim() * kv_type.bytes()) as u64,
             template: template.source().to_string(),
             model_info: gguf_info::model_info(file, false),
         };
@@ -159,7 +164,7 @@ impl Backend for EngineBackend {
 /// Loads GGUF files with the engine and starts a scheduler for each.
 pub fn loader() -> Loader {
     Arc::new(|path, settings, metrics| {
-        let backend = EngineBackend::load(path, settings.threads)?;
+        let backend = EngineBackend::load(path, settings.threads, settings.kv_type)?;
         let n_ctx = settings
             .n_ctx
             .unwrap_or(backend.meta.n_ctx_train.min(4096))

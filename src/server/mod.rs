@@ -47,6 +47,7 @@ pub struct LoadSettings {
     pub n_ctx: Option<usize>,
     pub threads: Option<usize>,
     pub max_queue: usize,
+    pub kv_type: crate::model::KvType,
 }
 
 /// Loads a GGUF and starts its scheduler (the real engine, or a fake one in tests).

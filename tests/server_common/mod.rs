@@ -203,6 +203,7 @@ pub fn start_with(
             n_ctx: Some(256),
             threads: None,
             max_queue,
+            kv_type: Default::default(),
         },
         keep_alive: KeepAlive::For(Duration::from_secs(300)),
         max_loaded: 2,
