@@ -120,6 +120,10 @@ pub struct Kernels {
     pub axpy: fn(f32, &[f32], &mut [f32]),
     pub dot_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
     pub mix_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
+    /// The same on rows of little-endian f16 (`stride` in elements): an f16 KV cache.
+    pub dot_rows_f16: fn(&[f32], &[u8], usize, &mut [f32]),
+    pub mix_rows_f16: fn(&[f32], &[u8], usize, &mut [f32]),
+    pub f32_to_f16: fn(&[f32], &mut [u8]),
     pub f16_to_f32: fn(&[u8], &mut [f32]),
 }
 
@@ -143,6 +147,9 @@ pub static SCALAR: Kernels = Kernels {
     axpy: portable::axpy,
     dot_rows_f32: portable::dot_rows_f32,
     mix_rows_f32: portable::mix_rows_f32,
+    dot_rows_f16: portable::dot_rows_f16,
+    mix_rows_f16: portable::mix_rows_f16,
+    f32_to_f16: portable::f32_to_f16,
     f16_to_f32: portable::f16_to_f32,
 };
 

@@ -56,6 +56,40 @@ pub fn mix_rows(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
     }
 }
 
+/// [`dot_rows`] on rows of little-endian f16 (`stride` in elements): an f16 KV cache.
+///
+/// Panics if `rows` is shorter than `2 · ((out.len() − 1)·stride + q.len())` bytes.
+pub fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(
+            rows.len() >= 2 * (last * stride + q.len()),
+            "dot_rows_f16: rows too short"
+        );
+        (table().dot_rows_f16)(q, rows, stride, out)
+    }
+}
+
+/// [`mix_rows`] on rows of little-endian f16.
+///
+/// Panics if `rows` is shorter than `2 · ((w.len() − 1)·stride + out.len())` bytes.
+pub fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(
+            rows.len() >= 2 * (last * stride + out.len()),
+            "mix_rows_f16: rows too short"
+        );
+        (table().mix_rows_f16)(w, rows, stride, out)
+    }
+}
+
+/// f32 → little-endian f16 bytes, round to nearest even (identical on every path).
+///
+/// Panics if `out` is not `2 · src.len()` bytes.
+pub fn f32_to_f16(src: &[f32], out: &mut [u8]) {
+    assert_eq!(out.len(), 2 * src.len(), "f32_to_f16: output size");
+    (table().f32_to_f16)(src, out)
+}
+
 /// In-place softmax (max-subtracted; sums in f64 like ggml's `ggml_vec_soft_max`).
 pub fn softmax(x: &mut [f32]) {
     if x.is_empty() {

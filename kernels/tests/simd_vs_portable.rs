@@ -339,8 +339,80 @@ fn attention_rows_match_portable() {
                         "{} mix_rows d={d} n={n}",
                         k.path.name()
                     );
+                    // The same rows stored as f16 (an f16 KV cache), clamped into its range.
+                    let clamped: Vec<f32> = rows.iter().map(|v| v.clamp(-6e4, 6e4)).collect();
+                    let mut h = vec![0u8; 2 * len];
+                    (SCALAR.f32_to_f16)(&clamped, &mut h);
+                    let wide: Vec<f32> = h
+                        .chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect();
+                    (k.dot_rows_f16)(&q, &h, stride, &mut sa);
+                    (SCALAR.dot_rows_f16)(&q, &h, stride, &mut sb);
+                    for p in 0..n {
+                        let mag: f64 = (0..d)
+                            .map(|i| (q[i] as f64 * wide[p * stride + i] as f64).abs())
+                            .sum();
+                        let what = format!("{} dot_rows_f16 d={d} n={n} p={p}", k.path.name());
+                        close(sa[p], sb[p], d, mag, &what);
+                    }
+                    let start = rng.f32s(d, 1.0);
+                    let (mut oa, mut ob) = (start.clone(), start);
+                    (k.mix_rows_f16)(&w, &h, stride, &mut oa);
+                    (SCALAR.mix_rows_f16)(&w, &h, stride, &mut ob);
+                    assert_eq!(
+                        bits(&oa),
+                        bits(&ob),
+                        "{} mix_rows_f16 d={d} n={n}",
+                        k.path.name()
+                    );
                 }
             }
+        }
+    }
+}
+
+/// f32 → f16 bits identical to the portable twin: random values at several scales,
+/// round-to-even ties, the f16 subnormal range, overflow, infinities, signed zeros; NaN
+/// stays NaN. Lengths around the vector widths.
+#[test]
+fn f32_to_f16_identical() {
+    let mut rng = Rng(0xF16);
+    let mut edge = vec![
+        0.0,
+        -0.0,
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        65504.0,
+        65519.0,
+        65520.0,
+        -1e9,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        6e-8,
+        3e-8,
+        2f32.powi(-24) * 1.5,
+        f32::MIN_POSITIVE,
+    ];
+    edge.extend(rng.f32s(40, 1.0));
+    edge.extend(rng.f32s(40, 1e-5));
+    edge.extend(rng.f32s(40, 7e4));
+    for k in simd_tables() {
+        for n in [0, 1, 3, 4, 5, 7, 8, 9, 17, edge.len()] {
+            let x = &edge[..n];
+            let (mut a, mut b) = (vec![0u8; 2 * n], vec![1u8; 2 * n]);
+            (k.f32_to_f16)(x, &mut a);
+            (SCALAR.f32_to_f16)(x, &mut b);
+            assert_eq!(a, b, "{} n={n}", k.path.name());
+        }
+        let mut a = [0u8; 16];
+        (k.f32_to_f16)(&[f32::NAN; 8], &mut a);
+        for c in a.chunks_exact(2) {
+            assert!(
+                half::f16::from_le_bytes([c[0], c[1]]).is_nan(),
+                "{}",
+                k.path.name()
+            );
         }
     }
 }

@@ -4,7 +4,6 @@ use bitnet_kernels::{ops, parallel_chunks_mut};
 
 use super::config::RopeStyle;
 use super::kv_cache::{KvRun, LayerKv};
-use half::slice::HalfFloatSliceExt;
 
 /// Inverse frequencies `base^(−2i/n_rot)`, computed the way transformers does (f32 power),
 /// so the rotation angles agree with the reference to the last bit or two.
@@ -99,47 +98,20 @@ pub fn attend(
         let kvh = h / group;
         let n_keys = n_past + t + 1;
         let mut scores = vec![0f32; n_keys];
-        let mut wide = Vec::new();
-        in_f32_blocks(kv.keys(kvh), n_keys, head_dim, &mut wide, |p0, rows| {
-            let s = &mut scores[p0..p0 + rows.len() / head_dim];
-            ops::dot_rows(qh, rows, head_dim, s);
-        });
+        match kv.keys(kvh) {
+            KvRun::F32(k) => ops::dot_rows(qh, k, head_dim, &mut scores),
+            KvRun::F16(k) => ops::dot_rows_f16(qh, k, head_dim, &mut scores),
+        }
         for s in scores.iter_mut() {
             *s *= scale;
         }
         ops::softmax(&mut scores);
         o.fill(0.0);
-        in_f32_blocks(kv.values(kvh), n_keys, head_dim, &mut wide, |p0, rows| {
-            ops::mix_rows(&scores[p0..p0 + rows.len() / head_dim], rows, head_dim, o);
-        });
-    });
-}
-
-/// Positions of an f16 cache widened to f32 at a time: 256 · 128-wide heads = 128 KiB.
-const KV_BLOCK: usize = 256;
-
-/// Calls `f(first_position, rows)` over the first `n` positions of a head's run, in f32: an
-/// f32 cache in one call on the run itself, an f16 one widened (exactly) a block of positions
-/// at a time into `wide`, so the f32 kernels serve both whatever the context length.
-fn in_f32_blocks(
-    run: KvRun,
-    n: usize,
-    head_dim: usize,
-    wide: &mut Vec<f32>,
-    mut f: impl FnMut(usize, &[f32]),
-) {
-    match run {
-        KvRun::F32(x) => f(0, &x[..n * head_dim]),
-        KvRun::F16(x) => {
-            wide.resize(KV_BLOCK.min(n) * head_dim, 0.0);
-            for p0 in (0..n).step_by(KV_BLOCK) {
-                let m = KV_BLOCK.min(n - p0);
-                let rows = &mut wide[..m * head_dim];
-                x[p0 * head_dim..(p0 + m) * head_dim].convert_to_f32_slice(rows);
-                f(p0, rows);
-            }
+        match kv.values(kvh) {
+            KvRun::F32(v) => ops::mix_rows(&scores, v, head_dim, o),
+            KvRun::F16(v) => ops::mix_rows_f16(&scores, v, head_dim, o),
         }
-    }
+    });
 }
 
 #[cfg(test)]

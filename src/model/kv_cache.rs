@@ -17,8 +17,7 @@
 
 use std::str::FromStr;
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
+use bitnet_kernels::ops;
 
 /// The element type of a KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,14 +74,16 @@ struct LayerCache {
 
 enum Buf {
     F32(Vec<f32>),
-    F16(Vec<f16>),
+    /// Little-endian f16, two bytes per value (the layout the kernels' f16 rows take).
+    F16(Vec<u8>),
 }
 
 /// A contiguous run of cached values (one head's keys or values).
 #[derive(Clone, Copy, Debug)]
 pub enum KvRun<'a> {
     F32(&'a [f32]),
-    F16(&'a [f16]),
+    /// Little-endian f16 bytes.
+    F16(&'a [u8]),
 }
 
 impl KvRun<'_> {
@@ -90,7 +91,10 @@ impl KvRun<'_> {
     pub fn to_f32(self) -> Vec<f32> {
         match self {
             KvRun::F32(x) => x.to_vec(),
-            KvRun::F16(x) => x.iter().map(|v| v.to_f32()).collect(),
+            KvRun::F16(x) => x
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
         }
     }
 }
@@ -99,14 +103,14 @@ impl Buf {
     fn new(t: KvType, n: usize) -> Buf {
         match t {
             KvType::F32 => Buf::F32(vec![0.0; n]),
-            KvType::F16 => Buf::F16(vec![f16::ZERO; n]),
+            KvType::F16 => Buf::F16(vec![0; 2 * n]),
         }
     }
 
     fn len(&self) -> usize {
         match self {
             Buf::F32(b) => b.len(),
-            Buf::F16(b) => b.len(),
+            Buf::F16(b) => b.len() / 2,
         }
     }
 
@@ -120,14 +124,14 @@ impl Buf {
     fn store(&mut self, at: usize, src: &[f32]) {
         match self {
             Buf::F32(b) => b[at..at + src.len()].copy_from_slice(src),
-            Buf::F16(b) => b[at..at + src.len()].convert_from_f32_slice(src),
+            Buf::F16(b) => ops::f32_to_f16(src, &mut b[2 * at..2 * (at + src.len())]),
         }
     }
 
     fn run(&self, at: usize, n: usize) -> KvRun<'_> {
         match self {
             Buf::F32(b) => KvRun::F32(&b[at..at + n]),
-            Buf::F16(b) => KvRun::F16(&b[at..at + n]),
+            Buf::F16(b) => KvRun::F16(&b[2 * at..2 * (at + n)]),
         }
     }
 
@@ -149,7 +153,7 @@ impl Buf {
         let mut new = Buf::new(self.kind(), heads * cap * hd);
         match (self, &mut new) {
             (Buf::F32(o), Buf::F32(n)) => copy(o, n, heads, hd, (old_cap, cap), filled),
-            (Buf::F16(o), Buf::F16(n)) => copy(o, n, heads, hd, (old_cap, cap), filled),
+            (Buf::F16(o), Buf::F16(n)) => copy(o, n, heads, 2 * hd, (old_cap, cap), filled),
             _ => unreachable!("a buffer keeps its type"),
         }
         new

@@ -277,6 +277,33 @@ pub fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
     }
 }
 
+/// [`dot_rows_f32`] on rows of little-endian f16 (an f16 KV cache): each row as
+/// [`dot_f16`] computes it.
+pub fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = dot_f16(&rows[2 * p * stride..][..2 * q.len()], q);
+    }
+}
+
+/// [`mix_rows_f32`] on rows of little-endian f16: each value widened exactly, then the same
+/// unfused multiply-then-add per step.
+pub fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    for (p, &wp) in w.iter().enumerate() {
+        let row = &rows[2 * p * stride..][..2 * out.len()];
+        for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+            *o += wp * f16::from_le_bytes([b[0], b[1]]).to_f32();
+        }
+    }
+}
+
+/// Converts f32 to little-endian f16 bytes, rounding to nearest even (infinities and
+/// overflow to ±inf, NaN to a quiet NaN).
+pub fn f32_to_f16(src: &[f32], out: &mut [u8]) {
+    for (&x, o) in src.iter().zip(out.chunks_exact_mut(2)) {
+        o.copy_from_slice(&f16::from_f32(x).to_le_bytes());
+    }
+}
+
 /// Converts little-endian f16 bytes to f32.
 pub fn f16_to_f32(src: &[u8], out: &mut [f32]) {
     for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {

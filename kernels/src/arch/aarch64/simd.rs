@@ -438,6 +438,45 @@ pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f3
     }
 }
 
+/// [`dot_rows_f32`] on little-endian f16 rows: one [`dot_f16`] per row.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = dot_f16(&rows[2 * p * stride..][..2 * q.len()], q);
+    }
+}
+
+/// [`mix_rows_f32`] on little-endian f16 rows: each row widened (exactly) 256 values at a
+/// time into a buffer on the stack, then [`axpy`]; bit-identical to the portable loop.
+#[target_feature(enable = "neon")]
+pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    let mut buf = [0f32; 256];
+    for c0 in (0..out.len()).step_by(256) {
+        let c1 = (c0 + 256).min(out.len());
+        for (p, &wp) in w.iter().enumerate() {
+            let b = &mut buf[..c1 - c0];
+            f16_to_f32(&rows[2 * (p * stride + c0)..2 * (p * stride + c1)], b);
+            axpy(wp, b, &mut out[c0..c1]);
+        }
+    }
+}
+
+/// f32 → f16 with `fcvtn` (the default rounding mode, to nearest even): bit-identical to the
+/// portable twin.
+#[target_feature(enable = "neon")]
+pub unsafe fn f32_to_f16(src: &[f32], out: &mut [u8]) {
+    let n = src.len().min(out.len() / 2);
+    let mut i = 0;
+    while i + 4 <= n {
+        let x = vld1q_f32(src.as_ptr().add(i));
+        let h: uint16x4_t;
+        asm!("fcvtn {0:v}.4h, {1:v}.4s", out(vreg) h, in(vreg) x, options(pure, nomem, nostack));
+        vst1_u16(out.as_mut_ptr().add(2 * i) as *mut u16, h);
+        i += 4;
+    }
+    crate::portable::f32_to_f16(&src[i..n], &mut out[2 * i..2 * n]);
+}
+
 /// The portable loop over [`axpy`], inlined; bit-identical to it.
 #[target_feature(enable = "neon")]
 pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {

@@ -32,6 +32,9 @@ macro_rules! x86_table {
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
             dot_rows_f32: |q, r, s, o| unsafe { simd::dot_rows_f32(q, r, s, o) },
             mix_rows_f32: |w, r, s, o| unsafe { simd::mix_rows_f32(w, r, s, o) },
+            dot_rows_f16: |q, r, s, o| unsafe { simd::dot_rows_f16(q, r, s, o) },
+            mix_rows_f16: |w, r, s, o| unsafe { simd::mix_rows_f16(w, r, s, o) },
+            f32_to_f16: |s, o| unsafe { simd::f32_to_f16(s, o) },
             f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
         }
     };

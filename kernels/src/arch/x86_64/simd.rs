@@ -453,16 +453,54 @@ pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
 /// reduced together. Within dot_f32's bound of the portable loop.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    let (d, n) = (q.len(), out.len());
-    if n == 0 {
-        return;
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(
+            rows.len() >= last * stride + q.len(),
+            "dot_rows_f32: rows too short"
+        );
     }
-    assert!(
-        rows.len() >= (n - 1) * stride + d,
-        "dot_rows_f32: rows too short"
+    let rp = rows.as_ptr();
+    dot_rows_with(
+        q,
+        stride,
+        out,
+        |at| _mm256_loadu_ps(rp.add(at)),
+        |at| *rp.add(at),
     );
+}
+
+/// [`dot_rows_f32`] on little-endian f16 rows, widened by `vcvtph2ps` as they are loaded.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(
+            rows.len() >= 2 * (last * stride + q.len()),
+            "dot_rows_f16: rows too short"
+        );
+    }
+    let rp = rows.as_ptr();
+    dot_rows_with(
+        q,
+        stride,
+        out,
+        |at| load_f16x8(rp.add(2 * at)),
+        |at| f16_at(rows, at),
+    );
+}
+
+/// The body of the `dot_rows_*` kernels: row `p`'s element `i` is `ld8(p·stride + i)` (eight
+/// lanes) or `at(p·stride + i)` (one); the caller checked the bounds.
+#[inline(always)]
+unsafe fn dot_rows_with(
+    q: &[f32],
+    stride: usize,
+    out: &mut [f32],
+    ld8: impl Fn(usize) -> __m256,
+    at: impl Fn(usize) -> f32,
+) {
+    let (d, n) = (q.len(), out.len());
     let d8 = d / 8 * 8;
-    let (qp, rp) = (q.as_ptr(), rows.as_ptr());
+    let qp = q.as_ptr();
     let mut p = 0;
     while p + 4 <= n {
         let mut acc = [_mm256_setzero_ps(); 4];
@@ -470,7 +508,7 @@ pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f3
         while i < d8 {
             let qv = _mm256_loadu_ps(qp.add(i));
             for (r, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rp.add((p + r) * stride + i)), *a);
+                *a = _mm256_fmadd_ps(qv, ld8((p + r) * stride + i), *a);
             }
             i += 8;
         }
@@ -484,31 +522,46 @@ pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f3
         _mm_storeu_ps(v.as_mut_ptr(), s);
         for (r, mut t) in v.into_iter().enumerate() {
             for j in d8..d {
-                t += q[j] * rows[(p + r) * stride + j];
+                t += q[j] * at((p + r) * stride + j);
             }
             out[p + r] = t;
         }
         p += 4;
     }
     for p in p..n {
-        out[p] = dot_f32(q, &rows[p * stride..][..d]);
+        let mut a = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < d8 {
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), ld8(p * stride + i), a);
+            i += 8;
+        }
+        let mut t = hsum_ps(a);
+        for j in d8..d {
+            t += q[j] * at(p * stride + j);
+        }
+        out[p] = t;
     }
 }
 
 /// `B` × 8 outputs kept in registers over every row: one load and store of `out` per call
 /// instead of one per row. The same unfused multiply-then-add per step as `axpy`, so
-/// bit-identical to the portable loop.
+/// bit-identical to the portable loop. Row `p`'s eight values at output column `8j` are
+/// `ld8(p·stride + 8j)`.
 #[inline(always)]
-unsafe fn mix_block<const B: usize>(w: &[f32], rp: *const f32, stride: usize, op: *mut f32) {
+unsafe fn mix_block<const B: usize>(
+    w: &[f32],
+    stride: usize,
+    op: *mut f32,
+    ld8: impl Fn(usize) -> __m256,
+) {
     let mut acc = [_mm256_setzero_ps(); B];
     for (j, a) in acc.iter_mut().enumerate() {
         *a = _mm256_loadu_ps(op.add(8 * j));
     }
     for (p, &wp) in w.iter().enumerate() {
         let wv = _mm256_set1_ps(wp);
-        let row = rp.add(p * stride);
         for (j, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, _mm256_loadu_ps(row.add(8 * j))));
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, ld8(p * stride + 8 * j)));
         }
     }
     for (j, a) in acc.iter().enumerate() {
@@ -516,35 +569,86 @@ unsafe fn mix_block<const B: usize>(w: &[f32], rp: *const f32, stride: usize, op
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    let (d, n) = (out.len(), w.len());
-    if n == 0 {
-        return;
-    }
-    assert!(
-        rows.len() >= (n - 1) * stride + d,
-        "mix_rows_f32: rows too short"
-    );
-    let (rp, op) = (rows.as_ptr(), out.as_mut_ptr());
+/// The body of the `mix_rows_*` kernels, with loaders as in [`dot_rows_with`].
+#[inline(always)]
+unsafe fn mix_rows_with(
+    w: &[f32],
+    stride: usize,
+    out: &mut [f32],
+    ld8: impl Fn(usize) -> __m256 + Copy,
+    at: impl Fn(usize) -> f32,
+) {
+    let d = out.len();
+    let op = out.as_mut_ptr();
     let mut i = 0;
     while i + 8 <= d {
         let blocks = (d - i) / 8;
+        let ld = |x: usize| ld8(x + i);
         match blocks {
-            1 => mix_block::<1>(w, rp.add(i), stride, op.add(i)),
-            2 => mix_block::<2>(w, rp.add(i), stride, op.add(i)),
-            3 => mix_block::<3>(w, rp.add(i), stride, op.add(i)),
-            4 => mix_block::<4>(w, rp.add(i), stride, op.add(i)),
-            5 => mix_block::<5>(w, rp.add(i), stride, op.add(i)),
-            6 => mix_block::<6>(w, rp.add(i), stride, op.add(i)),
-            7 => mix_block::<7>(w, rp.add(i), stride, op.add(i)),
-            _ => mix_block::<8>(w, rp.add(i), stride, op.add(i)),
+            1 => mix_block::<1>(w, stride, op.add(i), ld),
+            2 => mix_block::<2>(w, stride, op.add(i), ld),
+            3 => mix_block::<3>(w, stride, op.add(i), ld),
+            4 => mix_block::<4>(w, stride, op.add(i), ld),
+            5 => mix_block::<5>(w, stride, op.add(i), ld),
+            6 => mix_block::<6>(w, stride, op.add(i), ld),
+            7 => mix_block::<7>(w, stride, op.add(i), ld),
+            _ => mix_block::<8>(w, stride, op.add(i), ld),
         }
         i += 8 * blocks.min(8);
     }
     for j in i..d {
         for (p, &wp) in w.iter().enumerate() {
-            out[j] += wp * rows[p * stride + j];
+            out[j] += wp * at(p * stride + j);
         }
     }
+}
+
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(
+            rows.len() >= last * stride + out.len(),
+            "mix_rows_f32: rows too short"
+        );
+    }
+    let rp = rows.as_ptr();
+    mix_rows_with(
+        w,
+        stride,
+        out,
+        |at| _mm256_loadu_ps(rp.add(at)),
+        |at| *rp.add(at),
+    );
+}
+
+/// [`mix_rows_f32`] on little-endian f16 rows (exact widening, then the same steps).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(
+            rows.len() >= 2 * (last * stride + out.len()),
+            "mix_rows_f16: rows too short"
+        );
+    }
+    let rp = rows.as_ptr();
+    mix_rows_with(
+        w,
+        stride,
+        out,
+        |at| load_f16x8(rp.add(2 * at)),
+        |at| f16_at(rows, at),
+    );
+}
+
+/// f32 → f16 with `vcvtps2ph`, round to nearest even: bit-identical to the portable twin.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn f32_to_f16(src: &[f32], out: &mut [u8]) {
+    let n = src.len().min(out.len() / 2);
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(src.as_ptr().add(i)));
+        _mm_storeu_si128(out.as_mut_ptr().add(2 * i) as *mut __m128i, h);
+        i += 8;
+    }
+    crate::portable::f32_to_f16(&src[i..n], &mut out[2 * i..2 * n]);
 }
