@@ -3,6 +3,7 @@
 //! which is what makes the `unsafe` calls into `#[target_feature]` functions sound.
 
 mod amx;
+mod attention;
 mod avx512;
 mod simd;
 
@@ -30,10 +31,10 @@ macro_rules! x86_table {
             sum_sq: |x| unsafe { simd::sum_sq(x) },
             scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
-            dot_rows_f32: |q, r, s, o| unsafe { simd::dot_rows_f32(q, r, s, o) },
-            mix_rows_f32: |w, r, s, o| unsafe { simd::mix_rows_f32(w, r, s, o) },
-            dot_rows_f16: |q, r, s, o| unsafe { simd::dot_rows_f16(q, r, s, o) },
-            mix_rows_f16: |w, r, s, o| unsafe { simd::mix_rows_f16(w, r, s, o) },
+            dot_rows_f32: |q, r, s, o| unsafe { attention::dot_rows_f32(q, r, s, o) },
+            mix_rows_f32: |w, r, s, o| unsafe { attention::mix_rows_f32(w, r, s, o) },
+            dot_rows_f16: |q, r, s, o| unsafe { attention::dot_rows_f16(q, r, s, o) },
+            mix_rows_f16: |w, r, s, o| unsafe { attention::mix_rows_f16(w, r, s, o) },
             f32_to_f16: |s, o| unsafe { simd::f32_to_f16(s, o) },
             f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
         }
