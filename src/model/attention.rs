@@ -44,9 +44,8 @@ impl Rope {
     pub fn rotate(&self, row: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
         let half = self.n_rot / 2;
         let angles = &angles[..half];
-        // One loop per style, without an index computation per pair, so the compiler
-        // vectorises the NeoX halves; the same operations per pair as before, so the same
-        // bits.
+        // One loop per style, with no style match or index computation per pair; the same
+        // operations per pair, so the same bits.
         let turn = |x0: &mut f32, x1: &mut f32, &(sin, cos): &(f32, f32)| {
             let (a, b) = (*x0, *x1);
             *x0 = a * cos - b * sin;

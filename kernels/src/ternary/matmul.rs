@@ -11,15 +11,20 @@ use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
 #[inline]
 pub(super) fn raw_dot(kt: &Kernels, row: &[u8], q: &[i8], cols: usize) -> i32 {
     let full = cols / I2_BLOCK;
-    let mut dot = if full > 0 {
+    let dot = if full > 0 {
         (kt.i2_dot)(&row[..full * I2_BLOCK_BYTES], &q[..full * I2_BLOCK])
     } else {
         0
     };
-    for k in full * I2_BLOCK..cols {
-        dot += repack::get(row, k) as i32 * q[k] as i32;
-    }
-    dot
+    dot + tail_dot(row, q, full * I2_BLOCK, cols)
+}
+
+/// Σ code·q over columns `from..to` of a row, one element at a time: the partial block after
+/// the whole ones the kernels take.
+fn tail_dot(row: &[u8], q: &[i8], from: usize, to: usize) -> i32 {
+    (from..to)
+        .map(|k| repack::get(row, k) as i32 * q[k] as i32)
+        .sum()
 }
 
 #[inline]
@@ -69,10 +74,7 @@ fn raw_matvec(kt: &Kernels, w: &TernaryMatrix, r0: usize, q: &[i8], dots: &mut [
     (kt.i2_matvec)(rows, rb, &q[..full], dots);
     if full < cols {
         for (i, d) in dots.iter_mut().enumerate() {
-            let row = &rows[i * rb..(i + 1) * rb];
-            *d += (full..cols)
-                .map(|k| repack::get(row, k) as i32 * q[k] as i32)
-                .sum::<i32>();
+            *d += tail_dot(&rows[i * rb..(i + 1) * rb], q, full, cols);
         }
     }
 }
@@ -302,7 +304,7 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
             m += 2;
         }
         // The rows the tiles left: tokens in fours per row, then each remaining token (all
-        // of decode's) against four rows at a time.
+        // of decode's) against all of them in one mat-vec call.
         let singles = t0 + (t1 - t0) / 4 * 4;
         // Decode has no such tokens. Skipping the loop matters: it made one (empty, not
         // inlined) call per row, which cost the decode mat-vec 10 % of its bandwidth.
