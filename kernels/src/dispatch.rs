@@ -118,6 +118,10 @@ pub struct Kernels {
     pub sum_sq: fn(&[f32]) -> f64,
     pub scale_mul: fn(&[f32], &[f32], f32, &mut [f32]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
+    /// `(gate, up)`: `gate = silu(gate) · up`; SIMD paths use a vector `exp` (≤ 2 ulp).
+    pub silu_mul: fn(&mut [f32], &[f32]),
+    /// `(x, shift)`: `x = e^(x − shift)`, returning the sum in f64; SIMD: ≤ 2 ulp per value.
+    pub exp_shifted: fn(&mut [f32], f32) -> f64,
     pub dot_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
     pub mix_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
     /// The same on rows of little-endian f16 (`stride` in elements): an f16 KV cache.
@@ -145,6 +149,8 @@ pub static SCALAR: Kernels = Kernels {
     sum_sq: portable::sum_sq,
     scale_mul: portable::scale_mul,
     axpy: portable::axpy,
+    silu_mul: portable::silu_mul,
+    exp_shifted: portable::exp_shifted,
     dot_rows_f32: portable::dot_rows_f32,
     mix_rows_f32: portable::mix_rows_f32,
     dot_rows_f16: portable::dot_rows_f16,

@@ -29,6 +29,15 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     (table().axpy)(a, &x[..n], &mut y[..n])
 }
 
+/// `gate = silu(gate) · up` elementwise: the gated activation of a SiLU feed-forward.
+///
+/// Panics if `up` is shorter than `gate`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    assert!(up.len() >= gate.len(), "silu_mul: up shorter than gate");
+    let n = gate.len();
+    (table().silu_mul)(gate, &up[..n])
+}
+
 /// `out[p] = Σ q · rows[p·stride ..][.. q.len()]`: one query head against the keys of a
 /// cache whose rows are `stride` floats apart.
 ///
@@ -90,17 +99,14 @@ pub fn f32_to_f16(src: &[f32], out: &mut [u8]) {
     (table().f32_to_f16)(src, out)
 }
 
-/// In-place softmax (max-subtracted; sums in f64 like ggml's `ggml_vec_soft_max`).
+/// In-place softmax (max-subtracted; sums in f64 like ggml's `ggml_vec_soft_max`; the
+/// exponentials are the table's, so SIMD paths are within 2 ulp of libm's).
 pub fn softmax(x: &mut [f32]) {
     if x.is_empty() {
         return;
     }
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
+    let sum = (table().exp_shifted)(x, max);
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;

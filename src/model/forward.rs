@@ -5,7 +5,7 @@
 //! step is many sequences with one token each. Only attention looks at the sequences
 //! separately; everything else works on the stacked rows.
 
-use bitnet_kernels::{in_pool, quantize_acts, rms_norm, QuantizedActs};
+use bitnet_kernels::{in_pool, ops, quantize_acts, rms_norm, QuantizedActs};
 
 use super::attention::{attend, Rope};
 use super::config::{Activation, ModelConfig};
@@ -132,14 +132,15 @@ fn forward_in_pool(
             &b.acts,
             &mut b.dequant,
         );
-        for (g, &u) in b.gate.iter_mut().zip(&b.up) {
-            *g = match cfg.activation {
-                Activation::Relu2 => {
+        match cfg.activation {
+            Activation::Relu2 => {
+                for (g, &u) in b.gate.iter_mut().zip(&b.up) {
                     let r = g.max(0.0);
-                    r * r * u
+                    *g = r * r * u;
                 }
-                Activation::Silu => *g / (1.0 + (-*g).exp()) * u,
-            };
+            }
+            // Vectorised exp: in scalar, SiLU took as long as all other serial work of a layer.
+            Activation::Silu => ops::silu_mul(&mut b.gate, &b.up),
         }
         if let Some(sub) = &lw.ffn_sub_norm {
             norm_rows_in_place(&mut b.gate, sub, cfg.eps);

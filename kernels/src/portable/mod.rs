@@ -253,6 +253,25 @@ pub fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
     }
 }
 
+/// `gate = silu(gate) · up` (the SwiGLU of Llama-style FFNs), as transformers computes it:
+/// `g · sigmoid(g)`, here `g / (1 + e^−g)`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `x[i] = e^(x[i] − shift)`; returns `Σ x[i]` accumulated in f64 in order (softmax's
+/// numerator and denominator, as ggml's `ggml_vec_soft_max` computes them).
+pub fn exp_shifted(x: &mut [f32], shift: f32) -> f64 {
+    let mut sum = 0f64;
+    for v in x.iter_mut() {
+        *v = (*v - shift).exp();
+        sum += *v as f64;
+    }
+    sum
+}
+
 /// `y += a * x`.
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (o, &v) in y.iter_mut().zip(x) {

@@ -1,6 +1,7 @@
 //! NEON kernels, plus `sdot` (dotprod) variants of the I2 dots. A table is selected only
 //! after probing the features it needs, which is what makes the `unsafe` calls sound.
 
+mod activation;
 mod simd;
 
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
@@ -25,6 +26,8 @@ macro_rules! neon_table {
             sum_sq: |x| unsafe { simd::sum_sq(x) },
             scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
+            silu_mul: |g, u| unsafe { activation::silu_mul(g, u) },
+            exp_shifted: |x, s| unsafe { activation::exp_shifted(x, s) },
             dot_rows_f32: |q, r, s, o| unsafe { simd::dot_rows_f32(q, r, s, o) },
             mix_rows_f32: |w, r, s, o| unsafe { simd::mix_rows_f32(w, r, s, o) },
             dot_rows_f16: |q, r, s, o| unsafe { simd::dot_rows_f16(q, r, s, o) },

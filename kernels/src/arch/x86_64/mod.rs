@@ -2,6 +2,7 @@
 //! selected only after `avx2_available()` (resp. `avx512_vnni_available()`) returned true,
 //! which is what makes the `unsafe` calls into `#[target_feature]` functions sound.
 
+mod activation;
 mod amx;
 mod attention;
 mod avx512;
@@ -31,6 +32,8 @@ macro_rules! x86_table {
             sum_sq: |x| unsafe { simd::sum_sq(x) },
             scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
+            silu_mul: |g, u| unsafe { activation::silu_mul(g, u) },
+            exp_shifted: |x, s| unsafe { activation::exp_shifted(x, s) },
             dot_rows_f32: |q, r, s, o| unsafe { attention::dot_rows_f32(q, r, s, o) },
             mix_rows_f32: |w, r, s, o| unsafe { attention::mix_rows_f32(w, r, s, o) },
             dot_rows_f16: |q, r, s, o| unsafe { attention::dot_rows_f16(q, r, s, o) },
