@@ -162,6 +162,23 @@ fn softmax_4096(b: Bencher) {
     });
 }
 
+/// The SiLU gate over a large FFN's width (Llama-style models), SIMD path and portable.
+#[divan::bench(args = ["simd", "portable"])]
+fn silu_mul_6912(b: Bencher, which: &str) {
+    let g = rand_f32(6912, 11);
+    let u = rand_f32(6912, 12);
+    let f = if which == "simd" {
+        table().silu_mul
+    } else {
+        SCALAR.silu_mul
+    };
+    let mut y = g.clone();
+    b.bench_local(|| {
+        y.copy_from_slice(&g);
+        f(black_box(&mut y), &u);
+    });
+}
+
 /// One thread streaming 256 MiB of F16 rows (larger than the caches) against one token:
 /// one row after another (one stream) or four rows per call from the four quarters (four
 /// streams, what decode's head does). The gap is the reason decode reads four rows at once.
