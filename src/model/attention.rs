@@ -70,6 +70,10 @@ impl Rope {
     }
 }
 
+/// Positions per block of keys or values: one block of one KV head (≤ 32 KiB of f32 at
+/// head_dim 128) stays in L1 while every query head of its group reads it.
+const KV_BLOCK: usize = 64;
+
 /// Causal attention for `n` new tokens of one sequence whose keys/values are already in
 /// `kv` (all positions `0..n_past + n`). `q` holds the new tokens' queries
 /// (`n · n_head · head_dim`); `out` gets the same shape. Query head `h` reads KV head
@@ -83,32 +87,53 @@ pub fn attend(
     head_dim: usize,
     out: &mut [f32],
 ) {
-    let q_dim = n_head * head_dim;
+    let hd = head_dim;
+    let q_dim = n_head * hd;
     let group = n_head / n_head_kv;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    // One work item per (token, head): enough parallelism for both prefill and decode.
-    // A task gets at least ~16k multiply-adds of scores and values, so a short decode
-    // context is not cut finer than a wake-up is worth.
+    let scale = 1.0 / (hd as f32).sqrt();
+    // One work item per (token, KV head), for all query heads of its group: each block of
+    // keys and values is fetched once and read from L1 by the group's heads, instead of
+    // once per query head from L2 or memory (attention at depth 1024 on the 2B shape, four
+    // query heads per KV head: ~10 % faster). A task gets at least ~16k multiply-adds, so a
+    // short context is not cut finer than a wake-up is worth.
     let n_keys_max = n_past + q.len() / q_dim;
-    let min_items = (16384 / (2 * n_keys_max * head_dim).max(1)).max(1);
-    parallel_chunks_mut(out, head_dim, min_items, |item, o| {
-        let (t, h) = (item / n_head, item % n_head);
-        let qh = &q[t * q_dim + h * head_dim..][..head_dim];
-        let kvh = h / group;
+    let min_items = (16384 / (2 * n_keys_max * hd * group).max(1)).max(1);
+    parallel_chunks_mut(out, group * hd, min_items, |item, o| {
+        let (t, g) = (item / n_head_kv, item % n_head_kv);
+        let qg = &q[t * q_dim + g * group * hd..][..group * hd];
         let n_keys = n_past + t + 1;
-        let mut scores = vec![0f32; n_keys];
-        match kv.keys(kvh) {
-            KvRun::F32(k) => ops::dot_rows(qh, k, head_dim, &mut scores),
-            KvRun::F16(k) => ops::dot_rows_f16(qh, k, head_dim, &mut scores),
+        let blocks = || {
+            (0..n_keys)
+                .step_by(KV_BLOCK)
+                .map(|p| p..(p + KV_BLOCK).min(n_keys))
+        };
+        let mut scores = vec![0f32; group * n_keys];
+        let keys = kv.keys(g);
+        for b in blocks() {
+            for (qh, s) in qg.chunks_exact(hd).zip(scores.chunks_exact_mut(n_keys)) {
+                let s = &mut s[b.clone()];
+                match keys {
+                    KvRun::F32(k) => ops::dot_rows(qh, &k[b.start * hd..], hd, s),
+                    KvRun::F16(k) => ops::dot_rows_f16(qh, &k[2 * b.start * hd..], hd, s),
+                }
+            }
         }
-        for s in scores.iter_mut() {
-            *s *= scale;
+        for s in scores.chunks_exact_mut(n_keys) {
+            for v in s.iter_mut() {
+                *v *= scale;
+            }
+            ops::softmax(s);
         }
-        ops::softmax(&mut scores);
         o.fill(0.0);
-        match kv.values(kvh) {
-            KvRun::F32(v) => ops::mix_rows(&scores, v, head_dim, o),
-            KvRun::F16(v) => ops::mix_rows_f16(&scores, v, head_dim, o),
+        let values = kv.values(g);
+        for b in blocks() {
+            for (w, oh) in scores.chunks_exact(n_keys).zip(o.chunks_exact_mut(hd)) {
+                let w = &w[b.clone()];
+                match values {
+                    KvRun::F32(v) => ops::mix_rows(w, &v[b.start * hd..], hd, oh),
+                    KvRun::F16(v) => ops::mix_rows_f16(w, &v[2 * b.start * hd..], hd, oh),
+                }
+            }
         }
     });
 }
@@ -151,6 +176,56 @@ mod tests {
         Rope::new(RopeStyle::Normal, d, 500000.0).apply(&mut b, d, 7);
         for i in 0..d {
             assert!((b[i] - a[i / 2 + (i % 2) * d / 2]).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn grouped_blocks_match_a_naive_reference() {
+        // 8 query heads on 2 KV heads, 2 new tokens after 150 positions: three key blocks,
+        // the last one partial.
+        let (n_head, n_kv, hd, n_past, n) = (8, 2, 16, 150, 2);
+        let mut seed = 0x9e37_79b9_u64;
+        let mut r = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        };
+        let total = n_past + n;
+        let k: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
+        let v: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
+        let q: Vec<f32> = (0..n * n_head * hd).map(|_| r()).collect();
+        let mut cache = KvCache::new(KvType::F32, 1, n_kv, hd, total);
+        cache.append(0, &k, &v);
+        let mut out = vec![0.0; q.len()];
+        attend(&q, &cache.layer(0), n_past, n_head, n_kv, hd, &mut out);
+        // Position-major k/v rows as appended: row p, head g at (p · n_kv + g) · hd.
+        for t in 0..n {
+            for h in 0..n_head {
+                let g = h / (n_head / n_kv);
+                let qh = &q[(t * n_head + h) * hd..][..hd];
+                let keys = n_past + t + 1;
+                let s: Vec<f64> = (0..keys)
+                    .map(|p| {
+                        let kr = &k[(p * n_kv + g) * hd..][..hd];
+                        qh.iter().zip(kr).map(|(a, b)| (a * b) as f64).sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for i in 0..hd {
+                    let want: f64 = (0..keys)
+                        .map(|p| e[p] / z * v[(p * n_kv + g) * hd + i] as f64)
+                        .sum();
+                    let got = out[(t * n_head + h) * hd + i] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "t {t} head {h} [{i}]: {got} vs {want}"
+                    );
+                }
+            }
         }
     }
 
