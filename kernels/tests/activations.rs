@@ -28,35 +28,34 @@ fn ulps(a: f32, b: f32) -> u32 {
         .min(u32::MAX as u64) as u32
 }
 
+/// Every `got[i]` within `bound` ulp of `want[i]`, and equal where `want` is NaN, infinite
+/// or zero; returns the worst distance. `what(i)` names the case in a failure.
+fn within_ulps(want: &[f32], got: &[f32], bound: u32, what: impl Fn(usize) -> String) -> u32 {
+    let mut worst = 0;
+    for (i, (&w, &g)) in want.iter().zip(got).enumerate() {
+        if w.is_nan() || !w.is_finite() || w == 0.0 {
+            assert!(
+                (w.is_nan() && g.is_nan()) || w == g,
+                "{}: want {w:e}, got {g:e} (must be exact)",
+                what(i)
+            );
+            continue;
+        }
+        let d = ulps(w, g);
+        assert!(d <= bound, "{}: want {w:e}, got {g:e} ({d} ulp)", what(i));
+        worst = worst.max(d);
+    }
+    worst
+}
+
 fn check(path: KernelPath, gate: &[f32], up: &[f32]) -> u32 {
     let mut want = gate.to_vec();
     (SCALAR.silu_mul)(&mut want, up);
     let mut got = gate.to_vec();
     (table_for(path).silu_mul)(&mut got, up);
-    let mut worst = 0;
-    for i in 0..gate.len() {
-        let (w, g) = (want[i], got[i]);
-        let what = || {
-            format!(
-                "{}: silu({}) · {} = {w:e}, got {g:e}",
-                path.name(),
-                gate[i],
-                up[i]
-            )
-        };
-        if w.is_nan() || !w.is_finite() || w == 0.0 {
-            assert!(
-                (w.is_nan() && g.is_nan()) || w == g,
-                "{} (must be exact)",
-                what()
-            );
-            continue;
-        }
-        let d = ulps(w, g);
-        assert!(d <= 6, "{} ({d} ulp)", what());
-        worst = worst.max(d);
-    }
-    worst
+    within_ulps(&want, &got, 6, |i| {
+        format!("{}: silu({}) · {}", path.name(), gate[i], up[i])
+    })
 }
 
 fn paths() -> Vec<KernelPath> {
@@ -132,22 +131,9 @@ fn check_exp(path: KernelPath, x: &[f32], shift: f32) -> u32 {
     let want_sum = (SCALAR.exp_shifted)(&mut want, shift);
     let mut got = x.to_vec();
     let got_sum = (table_for(path).exp_shifted)(&mut got, shift);
-    let mut worst = 0;
-    for i in 0..x.len() {
-        let (w, g) = (want[i], got[i]);
-        let what = || format!("{}: e^({} − {shift}) = {w:e}, got {g:e}", path.name(), x[i]);
-        if w.is_nan() || !w.is_finite() || w == 0.0 {
-            assert!(
-                (w.is_nan() && g.is_nan()) || w == g,
-                "{} (must be exact)",
-                what()
-            );
-            continue;
-        }
-        let d = ulps(w, g);
-        assert!(d <= 2, "{} ({d} ulp)", what());
-        worst = worst.max(d);
-    }
+    let worst = within_ulps(&want, &got, 2, |i| {
+        format!("{}: e^({} − {shift})", path.name(), x[i])
+    });
     if want_sum.is_finite() {
         let tol = 2.5e-7 * want_sum.abs() + 1e-300;
         assert!(

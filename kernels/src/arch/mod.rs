@@ -38,6 +38,29 @@ macro_rules! i2_matvec_by_quarters {
     }};
 }
 
+/// The constants of the vector `exp` both architectures implement (`arch/*/activation.rs`).
+#[allow(dead_code)] // unused on targets without a SIMD table
+mod exp_consts {
+    /// ln 2 split so that `n · LN2_HI` is exact for every |n| ≤ 150 (9 significant bits).
+    pub const LN2_HI: f32 = 0.693_359_375;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    /// e^r on |r| ≤ ln2/2 is `1 + r + r²·P(r)`, `P` highest power first.
+    pub const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_2e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ];
+    /// Inputs are clamped to this range before the reduction: below it e^x rounds to 0, and
+    /// 2^n for the clamped x splits into two normal halves.
+    pub const X_MIN: f32 = -104.0;
+    pub const X_MAX: f32 = 88.8;
+    /// ln(f32::MAX): above it the result is +inf.
+    pub const X_OVERFLOW: f32 = 88.722_84;
+}
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(target_arch = "x86_64")]

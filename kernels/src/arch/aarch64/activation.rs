@@ -3,25 +3,17 @@
 
 use std::arch::aarch64::*;
 
+use crate::arch::exp_consts::{LN2_HI, LN2_LO, P, X_MAX, X_MIN, X_OVERFLOW};
+
 /// `e^x` on four lanes, within 2 ulp over the whole f32 range: `+inf` above
 /// ln(f32::MAX), subnormal results computed, 0 below, NaN kept. See the x86-64 twin for
 /// the reduction.
 #[inline]
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn exp_f32x4(x: float32x4_t) -> float32x4_t {
-    const LN2_HI: f32 = 0.693_359_375;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_2e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.000_000_1e-1,
-    ];
     // vmaxq/vminq return NaN for a NaN lane, unlike x86's max/min: the NaN survives to the
     // end and only the final select has to keep it.
-    let xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-104.0)), vdupq_n_f32(88.8));
+    let xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(X_MIN)), vdupq_n_f32(X_MAX));
     let n = vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(std::f32::consts::LOG2_E)));
     let r = vfmsq_f32(xc, n, vdupq_n_f32(LN2_HI));
     let r = vfmsq_f32(r, n, vdupq_n_f32(LN2_LO));
@@ -35,7 +27,7 @@ pub(super) unsafe fn exp_f32x4(x: float32x4_t) -> float32x4_t {
     let n1 = vshrq_n_s32::<1>(ni);
     let n2 = vsubq_s32(ni, n1);
     let y = vmulq_f32(vmulq_f32(p, pow2(n1)), pow2(n2));
-    let over = vcgtq_f32(x, vdupq_n_f32(88.722_84));
+    let over = vcgtq_f32(x, vdupq_n_f32(X_OVERFLOW));
     let y = vbslq_f32(over, vdupq_n_f32(f32::INFINITY), y);
     let nan = vmvnq_u32(vceqq_f32(x, x));
     vbslq_f32(nan, x, y)

@@ -1,10 +1,12 @@
 //! Vectorised `exp` and the SiLU gate built on it (AVX2 + FMA).
 //!
-//! Decode of a SiLU model spends as long in scalar `expf` over the FFN width as in the
-//! RMS norms, quantisation and residual adds of the layer together; eight lanes at a time
-//! it is a rounding error.
+//! Decode of a SiLU model spent as long in scalar `expf` over the FFN width (13–14 µs per
+//! layer on the large shape) as in all other serial work of the layer together; eight
+//! lanes at a time it takes less than half of that.
 
 use std::arch::x86_64::*;
+
+use crate::arch::exp_consts::{LN2_HI, LN2_LO, P, X_MAX, X_MIN, X_OVERFLOW};
 
 /// `e^x` on eight lanes, within 2 ulp of libm's `expf` (1 seen) over the whole f32
 /// range: `+inf` above ln(f32::MAX), subnormal results computed, 0 below, NaN kept.
@@ -15,20 +17,9 @@ use std::arch::x86_64::*;
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn exp_ps(x: __m256) -> __m256 {
-    const LN2_HI: f32 = 0.693_359_375;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Taylor-like minimax coefficients of e^r on |r| ≤ ln2/2 (from r² on).
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_2e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.000_000_1e-1,
-    ];
     let xc = _mm256_min_ps(
-        _mm256_max_ps(x, _mm256_set1_ps(-104.0)),
-        _mm256_set1_ps(88.8),
+        _mm256_max_ps(x, _mm256_set1_ps(X_MIN)),
+        _mm256_set1_ps(X_MAX),
     );
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         xc,
@@ -48,7 +39,7 @@ pub(super) unsafe fn exp_ps(x: __m256) -> __m256 {
     let n2 = _mm256_sub_epi32(ni, n1);
     let y = _mm256_mul_ps(_mm256_mul_ps(p, pow2(n1)), pow2(n2));
     // Above ln(f32::MAX) the clamp would give a finite value; the exact answer is +inf.
-    let over = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(88.722_84));
+    let over = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(X_OVERFLOW));
     let y = _mm256_blendv_ps(y, _mm256_set1_ps(f32::INFINITY), over);
     // NaN in, NaN out (the clamps above would have replaced it).
     let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
