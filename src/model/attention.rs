@@ -195,10 +195,35 @@ mod tests {
         let k: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
         let v: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
         let q: Vec<f32> = (0..n * n_head * hd).map(|_| r()).collect();
-        let mut cache = KvCache::new(KvType::F32, 1, n_kv, hd, total);
-        cache.append(0, &k, &v);
-        let mut out = vec![0.0; q.len()];
-        attend(&q, &cache.layer(0), n_past, n_head, n_kv, hd, &mut out);
+        for kind in [KvType::F32, KvType::F16] {
+            let mut cache = KvCache::new(kind, 1, n_kv, hd, total);
+            cache.append(0, &k, &v);
+            let mut out = vec![0.0; q.len()];
+            attend(&q, &cache.layer(0), n_past, n_head, n_kv, hd, &mut out);
+            // The reference sees what the cache holds.
+            let held = |x: &[f32]| -> Vec<f32> {
+                match kind {
+                    KvType::F32 => x.to_vec(),
+                    KvType::F16 => x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+                }
+            };
+            check_against_naive(
+                &q,
+                &held(&k),
+                &held(&v),
+                &out,
+                (n_head, n_kv, hd, n_past, n),
+            );
+        }
+    }
+
+    fn check_against_naive(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        out: &[f32],
+        (n_head, n_kv, hd, n_past, n): (usize, usize, usize, usize, usize),
+    ) {
         // Position-major k/v rows as appended: row p, head g at (p · n_kv + g) · hd.
         for t in 0..n {
             for h in 0..n_head {
