@@ -86,6 +86,7 @@ pub enum KvRun<'a> {
     F16(&'a [u8]),
 }
 
+#[cfg(test)]
 impl KvRun<'_> {
     /// The values in f32 (exact for both types).
     pub fn to_f32(self) -> Vec<f32> {

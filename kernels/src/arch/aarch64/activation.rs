@@ -5,9 +5,9 @@ use std::arch::aarch64::*;
 
 use crate::arch::exp_consts::{LN2_HI, LN2_LO, P, X_MAX, X_MIN, X_OVERFLOW};
 
-/// `e^x` on four lanes, within 2 ulp over the whole f32 range: `+inf` above
-/// ln(f32::MAX), subnormal results computed, 0 below, NaN kept. See the x86-64 twin for
-/// the reduction.
+/// `e^x` on four lanes, within 2 ulp of libm's `expf` (1 seen under qemu) over the whole
+/// f32 range: `+inf` above ln(f32::MAX), subnormal results computed, 0 below, NaN kept.
+/// See the x86-64 twin for the reduction.
 #[inline]
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn exp_f32x4(x: float32x4_t) -> float32x4_t {
