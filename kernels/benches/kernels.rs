@@ -63,6 +63,36 @@ fn i2_dot_row_2560(b: Bencher, which: &str) {
     b.bench_local(|| (kt.i2_dot)(black_box(&w), black_box(&q.q)));
 }
 
+/// Prefill's 2-row × 8-token tile over 32 rows of the FFN-down width (K = 6912), whose
+/// eight activation rows (55 KB) live in L2. (Speed only: the SIMD path gets the plain
+/// activation layout here whatever its own is.)
+#[divan::bench(args = ["simd", "portable"])]
+fn i2_tile_32x8_6912(b: Bencher, which: &str) {
+    const KD: usize = 6912;
+    let kt = if which == "simd" { table() } else { &SCALAR };
+    let rows: Vec<u8> = rand_f32(32 * KD / 4, 21)
+        .iter()
+        .map(|v| (v.to_bits() & 0xFF) as u8 & 0b1010_1010)
+        .collect();
+    let q: Vec<Vec<i8>> = (0..8)
+        .map(|t| {
+            let mut a = QuantizedActs::new();
+            quantize_acts(&rand_f32(KD, 30 + t), KD, &mut a);
+            a.q
+        })
+        .collect();
+    let qs: [&[i8]; 8] = std::array::from_fn(|t| &q[t][..]);
+    b.bench_local(|| {
+        let mut s = 0i32;
+        for r in rows.chunks_exact(2 * KD / 4) {
+            let (a, c) = r.split_at(KD / 4);
+            let d = (kt.i2_tile)(black_box([a, c]), black_box(qs));
+            s = s.wrapping_add(d[0][0]).wrapping_add(d[1][7]);
+        }
+        s
+    });
+}
+
 /// The prefill GEMM column (AMX where the CPU has it) on 32 rows × 64 tokens, K = 2560,
 /// against its portable twin; skipped when the selected path has no GEMM.
 #[divan::bench(args = ["simd", "portable"], sample_count = 10)]

@@ -49,7 +49,7 @@ pub static AVX2: Kernels = x86_table!(
     ActLayout::Plain,
     simd::i2_dot,
     simd::i2_dot4,
-    |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { simd::i2_dot4(w, q) }),
+    |w, q| unsafe { simd::i2_tile(w, q) },
     simd::i2_matvec,
     None,
     simd::dot_f16_rows4,

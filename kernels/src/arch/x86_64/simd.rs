@@ -188,6 +188,63 @@ unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     acc32.map(|a| hsum_epi32(a))
 }
 
+/// Prefill's 2-row × 8-token tile as two 2 × 4 passes ([`i2_rows2x4`]). Exact.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
+    let a = i2_rows2x4(w, [q[0], q[1], q[2], q[3]]);
+    let b = i2_rows2x4(w, [q[4], q[5], q[6], q[7]]);
+    std::array::from_fn(|r| std::array::from_fn(|t| if t < 4 { a[r][t] } else { b[r][t - 4] }))
+}
+
+/// Two weight rows against four tokens, one code plane at a time: each activation load
+/// meets both rows (half the activation reads of two [`i2_dot4`] calls, which for long
+/// rows come from L2) and each plane's codes meet four tokens. Eight i16 accumulators,
+/// two raw weight vectors, two planes of codes and one activation vector fit the sixteen
+/// ymm registers. Exact.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
+    let nb = q
+        .iter()
+        .fold(w[0].len().min(w[1].len()) / 32, |n, r| n.min(r.len() / 128));
+    let (m3, ones) = (_mm256_set1_epi8(3), _mm256_set1_epi16(1));
+    let mut acc32 = [[_mm256_setzero_si256(); 4]; 2];
+    let mut b = 0;
+    while b < nb {
+        let end = (b + FLUSH_BLOCKS).min(nb);
+        let mut acc16 = [[_mm256_setzero_si256(); 4]; 2];
+        while b < end {
+            let raw = w.map(|r| _mm256_loadu_si256(r.as_ptr().add(b * 32) as *const __m256i));
+            // Plane j holds bits 7-2j..6-2j of each byte (formats.md: code of element 32j + i).
+            macro_rules! plane {
+                ($j:literal, $shift:literal) => {{
+                    let c = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16(v, $shift), m3));
+                    for t in 0..4 {
+                        let qv = _mm256_loadu_si256(
+                            q[t].as_ptr().add(b * 128 + 32 * $j) as *const __m256i
+                        );
+                        for r in 0..2 {
+                            acc16[r][t] =
+                                _mm256_add_epi16(acc16[r][t], _mm256_maddubs_epi16(c[r], qv));
+                        }
+                    }
+                }};
+            }
+            plane!(0, 6);
+            plane!(1, 4);
+            plane!(2, 2);
+            plane!(3, 0);
+            b += 1;
+        }
+        for r in 0..2 {
+            for t in 0..4 {
+                acc32[r][t] = _mm256_add_epi32(acc32[r][t], _mm256_madd_epi16(acc16[r][t], ones));
+            }
+        }
+    }
+    acc32.map(|row| row.map(|a| hsum_epi32(a)))
+}
+
 /// One weight row against four tokens: the unpacked codes are reused four times.
 #[target_feature(enable = "avx2")]
 pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
