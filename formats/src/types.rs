@@ -218,12 +218,12 @@ impl TensorType {
     pub fn nbytes(self, ne: &[u64]) -> Option<u64> {
         let n = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
         let k = *ne.first().unwrap_or(&1);
-        let rows = if k == 0 { 0 } else { n / k };
+        let rows = n.checked_div(k).unwrap_or(0);
         match self.size_rule() {
             SizeRule::NotStorable => None,
             SizeRule::Blocks => {
                 let block = self.block_len();
-                if block == 0 || k % block != 0 {
+                if block == 0 || !k.is_multiple_of(block) {
                     return None;
                 }
                 rows.checked_mul(k / block)?.checked_mul(self.block_bytes())

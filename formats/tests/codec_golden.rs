@@ -337,7 +337,7 @@ fn tq_first_bytes_match_the_spec_examples() {
 #[test]
 fn q8_k_activations_and_tq_dot_products_match_ggml() {
     for id in ["tq1_0_kernel_4x512_t2", "tq2_0_kernel_4x512_t2"] {
-        let c = case(&id);
+        let c = case(id);
         let (rows, cols) = shape(&c);
         let act = npy_f32(id, "act_f32");
         let tokens = act.len() / cols;

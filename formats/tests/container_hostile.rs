@@ -55,7 +55,7 @@ impl Raw {
     }
     /// Pads to 32 and appends `n` data bytes.
     fn data(&mut self, n: usize) -> &mut Self {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0x11u8, n));
@@ -336,7 +336,7 @@ fn alignment_must_be_a_power_of_two() {
     assert!(matches!(problem(&r), Problem::BadAlignment(_)));
     let mut r = Raw::header(3, 1, 1);
     r.kv_u32("general.alignment", 64).tensor("a", &[8], 0, 0);
-    while r.0.len() % 64 != 0 {
+    while !r.0.len().is_multiple_of(64) {
         r.0.push(0);
     }
     r.bytes(&[1; 32]);

@@ -55,7 +55,7 @@ fn i2_dot_row_2560(b: Bencher, which: &str) {
         .map(|v| ((v.abs() * 80.0) as u8).min(80) % 81)
         .map(|i| {
             let (a, b, c, d) = (i / 27, i / 9 % 3, i / 3 % 3, i % 3);
-            (a << 6 | b << 4 | c << 2 | d) as u8
+            (a << 6) | (b << 4) | (c << 2) | d
         })
         .collect();
     let mut q = QuantizedActs::new();
@@ -103,7 +103,7 @@ fn i2_gemm32_2560x64(b: Bencher, which: &str) {
     let rows: Vec<u8> = rand_f32(32 * K / 4, 9)
         .iter()
         .map(|v| ((v.abs() * 80.0) as u8).min(80) % 81)
-        .map(|i| (i / 27 << 6 | i / 9 % 3 << 4 | i / 3 % 3 << 2 | i % 3) as u8)
+        .map(|i| ((i / 27) << 6) | ((i / 9 % 3) << 4) | ((i / 3 % 3) << 2) | (i % 3))
         .collect();
     let mut q = QuantizedActs::new();
     quantize_acts(&rand_f32(64 * K, 10), K, &mut q);

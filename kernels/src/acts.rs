@@ -86,7 +86,7 @@ fn rearrange(q: &[i8], k: usize, out: &mut [i8]) {
 /// Panics if `k == 0` while `x` is non-empty or `x.len()` is not a multiple of `k`
 /// (a caller bug, not bad input).
 pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
-    let n = if k == 0 { 0 } else { x.len() / k };
+    let n = x.len().checked_div(k).unwrap_or(0);
     assert_eq!(
         n * k,
         x.len(),

@@ -48,7 +48,7 @@ impl<'a> DenseMatrix<'a> {
         let what = ty.name().to_string();
         let (block, block_bytes) =
             block_shape(ty).ok_or(KernelError::Unsupported { what: what.clone() })?;
-        if rows == 0 || cols == 0 || block == 0 || cols % block != 0 {
+        if rows == 0 || cols == 0 || block == 0 || !cols.is_multiple_of(block) {
             return Err(KernelError::BadShape {
                 what,
                 rows,
@@ -197,6 +197,9 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         _ => None,
     };
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
+        // Captures the whole `OutPtr` (Sync), not its raw-pointer field (a closure captures
+        // the narrowest place it uses).
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         let write = |t: usize, m: usize, v: f32| unsafe { *out_ptr.0.add(t * m_rows + m) = v };
         let mut r_single = r0;

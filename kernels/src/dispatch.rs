@@ -101,6 +101,7 @@ pub struct Kernels {
     pub quantize_row: fn(&[f32], &mut [i8]) -> (f32, i32),
     pub i2_dot: fn(&[u8], &[i8]) -> i32,
     pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
+    #[allow(clippy::type_complexity)] // the tile's shape is the type
     pub i2_tile: fn([&[u8]; 2], [&[i8]; 8]) -> [[i32; 8]; 2],
     /// `(rows, row_bytes, q, dots)`: decode's mat-vec over whole blocks, see
     /// `portable::i2_matvec`; the result does not depend on how a path orders the rows.

@@ -82,7 +82,11 @@ impl BandwidthProbe {
             // from four places at once), prefetching 2 or 4 KiB ahead, alternating per pass:
             // the limit is the faster of the two.
             self.passes += 1;
-            let ahead = if self.passes % 2 == 0 { 256 } else { 512 };
+            let ahead = if self.passes.is_multiple_of(2) {
+                256
+            } else {
+                512
+            };
             let t0 = Instant::now();
             let total: u64 = std::thread::scope(|s| {
                 let hs: Vec<_> = self

@@ -225,7 +225,7 @@ fn ternary_payload(
         TernaryFormat::Tq1_0 => {
             let mut v = vec![0u8; n / 256 * 54];
             let d = half::f16::from_f32(s).to_le_bytes();
-            let enc = |q: u32| ((q * 256 + 242) / 243) as u8;
+            let enc = |q: u32| (q * 256).div_ceil(243) as u8;
             v.par_chunks_mut(54 * 1024).enumerate().for_each(|(i, c)| {
                 let mut rng = Rng::new(seed ^ ((i as u64 + 1) << 20));
                 for b in c.chunks_mut(54) {
@@ -264,14 +264,17 @@ fn tl_params(tl2: bool, rows: usize, cols: usize) -> TlParams {
     preset.unwrap_or_else(|| {
         let bm_tile = [256, 128, 64, 32]
             .into_iter()
-            .find(|b| rows % b == 0)
+            .find(|b| rows.is_multiple_of(*b))
             .unwrap_or(32);
         let bk_tile = if tl2 {
-            [192, 96].into_iter().find(|b| cols % b == 0).unwrap_or(96)
+            [192, 96]
+                .into_iter()
+                .find(|b| cols.is_multiple_of(*b))
+                .unwrap_or(96)
         } else {
             [128, 64, 32]
                 .into_iter()
-                .find(|b| cols % b == 0)
+                .find(|b| cols.is_multiple_of(*b))
                 .unwrap_or(32)
         };
         TlParams {
@@ -300,8 +303,8 @@ fn write_tokenizer(w: &mut GgufWriter, sh: &Shape) {
     let mut tokens: Vec<String> = Vec::with_capacity(sh.vocab);
     let mut types: Vec<i32> = Vec::with_capacity(sh.vocab);
     for i in 0..sh.vocab {
-        let (t, ty) = if i < 256 {
-            (bytes_to_unicode[i].to_string(), 1)
+        let (t, ty) = if let Some(c) = bytes_to_unicode.get(i) {
+            (c.to_string(), 1)
         } else if i == sh.bos as usize {
             ("<|begin_of_text|>".to_string(), 3)
         } else if i == sh.eos as usize {

@@ -187,6 +187,10 @@ impl<'a> LayerKv<'a> {
     pub fn len(&self) -> usize {
         self.n
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
 }
 
 /// Smallest capacity allocated, in positions.

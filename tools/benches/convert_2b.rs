@@ -104,7 +104,7 @@ fn generate(dir: &Path) {
         offset += n;
     }
     let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let tmp = dir.join("model.safetensors.partial");

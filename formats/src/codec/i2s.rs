@@ -27,7 +27,7 @@ pub fn check_shape(layout: I2sLayout, rows: usize, cols: usize) -> Result<usize,
             "I2_S {} layout needs rows*cols to be a multiple of {b}, got {rows} x {cols}",
             layout.name()
         ))),
-        None if rows % 4 != 0 => Err(CodecError::shape(format!(
+        None if !rows.is_multiple_of(4) => Err(CodecError::shape(format!(
             "I2_S row-interleaved layout needs rows % 4 == 0, got {rows}"
         ))),
         _ => Ok(n),

@@ -279,7 +279,7 @@ pub fn dequantize(
     let row = traits(ty);
     if let Some(fmt_for) = row.ternary_format {
         let cols = *ne.first().unwrap_or(&1) as usize;
-        let rows = if cols == 0 { 0 } else { n / cols };
+        let rows = n.checked_div(cols).unwrap_or(0);
         if row.dequantize_row.is_none() {
             // Without the file's metadata only a shipped preset can tell TL tile parameters;
             // an automatically chosen set would be a guess.
@@ -368,7 +368,7 @@ pub fn quantize(ty: TensorType, src: &[f32], ne: &[u64]) -> Result<Vec<u8>, Code
     }
     if let Some(fmt_for) = row.ternary_format {
         let cols = *ne.first().unwrap_or(&1) as usize;
-        let rows = if cols == 0 { 0 } else { n / cols };
+        let rows = n.checked_div(cols).unwrap_or(0);
         let fmt = fmt_for(rows, cols)?;
         let (codes, scale) = quantize_i2s_c_rule(src);
         let t = TernaryTensor {
@@ -389,7 +389,7 @@ pub fn row_bytes(ty: TensorType, cols: usize) -> Option<usize> {
         return None;
     }
     let block = ty.block_len() as usize;
-    if block == 0 || cols % block != 0 {
+    if block == 0 || !cols.is_multiple_of(block) {
         return None;
     }
     (cols / block).checked_mul(ty.block_bytes() as usize)

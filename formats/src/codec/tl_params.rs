@@ -78,12 +78,12 @@ pub fn check_tl1(p: &TlParams, rows: usize, cols: usize) -> Result<(), CodecErro
         return Err(err(format!("TL1 needs bm 32 or 64, got {bm}")));
     }
     let by = 256 / bm;
-    if bm_tile == 0 || bm_tile % bm != 0 || rows % bm_tile != 0 {
+    if bm_tile == 0 || bm_tile % bm != 0 || !rows.is_multiple_of(bm_tile) {
         return Err(err(format!(
             "TL1 BM {bm_tile} must be a multiple of bm {bm} and divide M = {rows}"
         )));
     }
-    if bk_tile == 0 || bk_tile % by != 0 || cols % bk_tile != 0 {
+    if bk_tile == 0 || bk_tile % by != 0 || !cols.is_multiple_of(bk_tile) {
         return Err(err(format!(
             "TL1 BK {bk_tile} must be a multiple of {by} and divide K = {cols}"
         )));
@@ -102,7 +102,7 @@ pub fn check_tl2(p: &TlParams, rows: usize, cols: usize) -> Result<(), CodecErro
     if bm != 32 {
         return Err(err(format!("TL2 needs bm 32, got {bm}")));
     }
-    if bm_tile == 0 || bm_tile % 32 != 0 || rows % bm_tile != 0 {
+    if bm_tile == 0 || bm_tile % 32 != 0 || !rows.is_multiple_of(bm_tile) {
         return Err(err(format!(
             "TL2 BM {bm_tile} must be a multiple of 32 and divide M = {rows}"
         )));
@@ -114,7 +114,7 @@ pub fn check_tl2(p: &TlParams, rows: usize, cols: usize) -> Result<(), CodecErro
         return Err(err(format!("TL2 needs K >= 256, got {cols}")));
     }
     let k2 = cols % bk_tile;
-    if k2 % 32 != 0 || k2 > 256 {
+    if !k2.is_multiple_of(32) || k2 > 256 {
         return Err(err(format!(
             "TL2 leftover columns K % BK = {k2} (K = {cols}, BK = {bk_tile}) must be a multiple of 32 and at most 256"
         )));
@@ -127,7 +127,7 @@ fn largest_divisor(n: usize, step: usize, max: usize) -> Option<usize> {
     (1..=max / step)
         .rev()
         .map(|i| i * step)
-        .find(|d| n % d == 0)
+        .find(|d| n.is_multiple_of(*d))
 }
 
 /// TL1 parameters for a shape: the shipped preset if there is one, otherwise bm = 32,

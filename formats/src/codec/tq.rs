@@ -57,7 +57,7 @@ pub fn unpack_tq2_0_block(block: &[u8]) -> ([u8; QK_K], f16) {
 fn pack_trits(digits: impl Iterator<Item = u8>) -> u8 {
     let q = digits.fold(0u16, |q, d| q * 3 + d as u16);
     // Ceiling division so that the multiply-and-shift decoder recovers the digits.
-    ((q * 256 + 242) / 243) as u8
+    (q * 256).div_ceil(243) as u8
 }
 
 /// Packs one TQ1_0 block: five base-3 digits per byte (three groups, formats.md §5.2).
@@ -151,7 +151,7 @@ pub fn dequantize_tq2_0(bytes: &[u8], out: &mut [f32]) {
 }
 
 fn check_shape(name: &str, rows: usize, cols: usize) -> Result<usize, CodecError> {
-    if cols % QK_K != 0 {
+    if !cols.is_multiple_of(QK_K) {
         return Err(CodecError::shape(format!(
             "{name} needs cols % 256 == 0, got {rows} x {cols}"
         )));

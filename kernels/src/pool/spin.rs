@@ -201,7 +201,7 @@ fn worker_loop(sh: &Shared) {
                 return;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 != 0 {
+            if !spins.is_multiple_of(256) {
                 std::hint::spin_loop();
                 continue;
             }

@@ -41,6 +41,7 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     for (o, &v) in q.iter_mut().zip(x) {
         // Clamped in float first, as the SIMD twins do: NaN becomes -128 there (max_ps
         // returns its second operand) and here (f32::max ignores NaN).
+        #[allow(clippy::manual_clamp)] // clamp would keep NaN
         let r = (v * scale).round_ties_even().max(-128.0).min(127.0);
         let c = r as i32;
         *o = c as i8;
@@ -99,7 +100,7 @@ pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
 /// `64c + 4i .. 64c + 4i + 4`: `out[((g·C + c)·16 + i)·64 + 4n + r] = q[(16g + n)·k + 64c + 4i + r]`.
 pub fn pack_acts_tiles16(q: &[i8], k: usize, groups: usize, out: &mut Vec<i8>) {
     assert!(
-        k % 64 == 0,
+        k.is_multiple_of(64),
         "pack_acts_tiles16: K = {k} is not a multiple of 64"
     );
     assert!(

@@ -1,6 +1,9 @@
 //! The ternary × int8 matmul driver: rows split over the pool, tokens in tiles, and the
 //! selected path's I2 kernels on whole 128-blocks with a scalar tail for a partial block.
 
+// Index loops walk several arrays (rows, planes, lanes) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use super::{repack, TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::QuantizedActs;
 use crate::dispatch::{table, I2Gemm32, Kernels};
@@ -134,7 +137,7 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
     let min_rows = (32 * 1024 / row_bytes.max(1)).max(4);
     // A GEMM needs whole 16-token groups and whole 128-blocks; rows go to it in 32s.
     let gemm = kt.i2_gemm32.filter(|_| {
-        n >= 16 && acts.k % I2_BLOCK == 0 && parts.iter().any(|p| !p.w.has_block_scales())
+        n >= 16 && acts.k.is_multiple_of(I2_BLOCK) && parts.iter().any(|p| !p.w.has_block_scales())
     });
     let mut packed = Vec::new();
     if gemm.is_some() {

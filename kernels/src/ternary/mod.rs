@@ -70,7 +70,9 @@ impl<'a> TernaryMatrix<'a> {
                 let scale =
                     f32::from_le_bytes(bytes[packed..packed + 4].try_into().expect("4 bytes"));
                 let data = match layout {
-                    I2sLayout::X86 if cols % I2_BLOCK == 0 => Cow::Borrowed(&bytes[..packed]),
+                    I2sLayout::X86 if cols.is_multiple_of(I2_BLOCK) => {
+                        Cow::Borrowed(&bytes[..packed])
+                    }
                     I2sLayout::X86 | I2sLayout::Arm => {
                         let block = if *layout == I2sLayout::X86 { 128 } else { 64 };
                         if n % block != 0 {
@@ -86,7 +88,7 @@ impl<'a> TernaryMatrix<'a> {
                         }))
                     }
                     I2sLayout::RowInterleaved => {
-                        if rows % 4 != 0 {
+                        if !rows.is_multiple_of(4) {
                             return Err(bad_shape(fmt, rows, cols, "rows not a multiple of 4"));
                         }
                         Cow::Owned(repack::pack_rows(rows, cols, |m, k| {
@@ -97,7 +99,7 @@ impl<'a> TernaryMatrix<'a> {
                 (data, WeightScale::PerTensor(scale))
             }
             TernaryFormat::Tq2_0 | TernaryFormat::Tq1_0 => {
-                if cols % SCALE_BLOCK != 0 {
+                if !cols.is_multiple_of(SCALE_BLOCK) {
                     return Err(bad_shape(fmt, rows, cols, "K not a multiple of 256"));
                 }
                 let tq2 = matches!(fmt, TernaryFormat::Tq2_0);

@@ -99,7 +99,7 @@ pub fn unpack_packed(
 
 /// Packs codes in the same layout (used by tests to build offline checkpoints).
 pub fn pack_codes(codes: &[i8], rows: usize, cols: usize) -> Vec<u8> {
-    assert!(rows % 4 == 0 && codes.len() == rows * cols);
+    assert!(rows.is_multiple_of(4) && codes.len() == rows * cols);
     let packed_rows = rows / 4;
     let mut out = vec![0u8; packed_rows * cols];
     for row in 0..rows {
@@ -138,7 +138,7 @@ pub fn permute_rows_llama<T: Copy + Send + Sync>(
     cols: usize,
     n_head: usize,
 ) -> Vec<T> {
-    assert!(n_head > 0 && rows % (2 * n_head) == 0 && data.len() == rows * cols);
+    assert!(n_head > 0 && rows.is_multiple_of(2 * n_head) && data.len() == rows * cols);
     let head_dim = rows / n_head;
     let half = head_dim / 2;
     let mut out = Vec::with_capacity(data.len());

@@ -128,7 +128,7 @@ pub unsafe fn i2_gemm32(
 ) {
     let t_all = 16 * groups;
     assert!(
-        k % 128 == 0 && k > 0,
+        k.is_multiple_of(128) && k > 0,
         "i2_gemm32: K = {k} is not a multiple of 128"
     );
     assert!(

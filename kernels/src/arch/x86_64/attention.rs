@@ -2,6 +2,9 @@
 //! of the values, on f32 rows and on f16 rows (an f16 KV cache, widened as it is loaded).
 //! One body per kernel serves both row types through its loaders.
 
+// Index loops walk several arrays (rows, planes, lanes) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use super::simd::{f16_at, hsum_ps, load_f16x8};

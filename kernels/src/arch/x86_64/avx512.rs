@@ -14,6 +14,9 @@
 //! * several tokens ([`i2_tile`], [`i2_dot4`]): shift + mask to codes 0..=2 once, then one
 //!   `vpdpbusd` per token and plane into a single accumulator per (row, token).
 
+// Index loops walk several arrays (rows, planes, lanes) in lockstep.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 use super::simd::{hsum_epi32, PREFETCH_AHEAD, PREFETCH_AHEAD_ROWS4};

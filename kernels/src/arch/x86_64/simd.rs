@@ -78,6 +78,8 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     }
     let mut sum = hsum_epi32(acc);
     for j in i..n {
+        // Not `clamp`: NaN must become -128 as in the vector part (clamp keeps NaN).
+        #[allow(clippy::manual_clamp)]
         let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
         q[j] = c as i8;
         sum += c;
