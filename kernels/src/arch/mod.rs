@@ -39,10 +39,9 @@ macro_rules! i2_matvec_by_quarters {
 }
 
 /// The constants of the vector `exp` both architectures implement (`arch/*/activation.rs`).
-#[allow(dead_code)]
-// unused on targets without a SIMD table
-// The digits are the fitted values as written by the fit; f32 rounds them the same way.
-#[allow(clippy::excessive_precision)]
+// Unused on targets without a SIMD table. The digits are the fit's as it printed them (f32
+// rounds them to the same values).
+#[allow(dead_code, clippy::excessive_precision)]
 mod exp_consts {
     /// ln 2 split so that `n · LN2_HI` is exact for every |n| ≤ 150 (9 significant bits).
     pub const LN2_HI: f32 = 0.693_359_375;
