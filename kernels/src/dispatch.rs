@@ -3,7 +3,8 @@
 //!
 //! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_AMX=1` keeps the
 //! AVX-512 VNNI kernels but not the AMX prefill GEMM; `BITNET_DISABLE_AVX512=1` keeps AVX2
-//! but neither; `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its
+//! (or AVX-VNNI) but neither; `BITNET_DISABLE_AVXVNNI=1` keeps AVX2 without the 256-bit
+//! VNNI dots; `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its
 //! dotprod kernels. [`force_path`] selects a path explicitly (benchmarks).
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,6 +16,8 @@ use crate::portable;
 pub enum KernelPath {
     Scalar,
     Avx2,
+    /// AVX2 plus the VEX-encoded 256-bit `vpdpbusd` (CPUs with AVX-VNNI but no AVX-512).
+    AvxVnni,
     Avx512Vnni,
     Amx,
     Neon,
@@ -26,6 +29,7 @@ impl KernelPath {
         match self {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
+            KernelPath::AvxVnni => "avx-vnni",
             KernelPath::Avx512Vnni => "avx512-vnni",
             KernelPath::Amx => "amx-int8",
             KernelPath::Neon => "neon",
@@ -34,9 +38,10 @@ impl KernelPath {
     }
 
     /// Every path, portable first.
-    pub const ALL: [KernelPath; 6] = [
+    pub const ALL: [KernelPath; 7] = [
         KernelPath::Scalar,
         KernelPath::Avx2,
+        KernelPath::AvxVnni,
         KernelPath::Avx512Vnni,
         KernelPath::Amx,
         KernelPath::Neon,
@@ -48,7 +53,7 @@ impl KernelPath {
         Self::ALL.into_iter().filter(|p| *p != KernelPath::Scalar)
     }
 
-    /// Parses `scalar`, `avx2`, `avx512-vnni`, `amx-int8`, `neon`, `neon-dotprod`.
+    /// Parses `scalar`, `avx2`, `avx-vnni`, `avx512-vnni`, `amx-int8`, `neon`, `neon-dotprod`.
     pub fn from_name(s: &str) -> Option<KernelPath> {
         Self::ALL
             .into_iter()
@@ -60,6 +65,7 @@ impl KernelPath {
         match self {
             KernelPath::Scalar => true,
             KernelPath::Avx2 => crate::arch::avx2_available(),
+            KernelPath::AvxVnni => crate::arch::avx_vnni_available(),
             KernelPath::Avx512Vnni => crate::arch::avx512_vnni_available(),
             KernelPath::Amx => crate::arch::amx_available(),
             KernelPath::Neon => crate::arch::neon_available(),
@@ -75,6 +81,7 @@ impl KernelPath {
             KernelPath::NeonDotprod => 4,
             KernelPath::Avx512Vnni => 5,
             KernelPath::Amx => 6,
+            KernelPath::AvxVnni => 7,
         }
     }
 }
@@ -182,6 +189,9 @@ pub fn detect() -> KernelPath {
     if KernelPath::Avx512Vnni.is_supported() && !env_flag("BITNET_DISABLE_AVX512") {
         return KernelPath::Avx512Vnni;
     }
+    if KernelPath::AvxVnni.is_supported() && !env_flag("BITNET_DISABLE_AVXVNNI") {
+        return KernelPath::AvxVnni;
+    }
     if KernelPath::Avx2.is_supported() {
         return KernelPath::Avx2;
     }
@@ -213,6 +223,7 @@ pub fn table() -> &'static Kernels {
         4 => KernelPath::NeonDotprod,
         5 => KernelPath::Avx512Vnni,
         6 => KernelPath::Amx,
+        7 => KernelPath::AvxVnni,
         _ => {
             let p = detect();
             SELECTED.store(p.code(), Ordering::Relaxed);
@@ -234,8 +245,8 @@ pub fn force_path(path: KernelPath) -> Result<(), String> {
     Ok(())
 }
 
-/// The name of the selected path (one of [`KernelPath::name`]'s: "scalar", "avx2", "avx512-vnni",
-/// "amx-int8", "neon", "neon-dotprod").
+/// The name of the selected path (one of [`KernelPath::name`]'s: "scalar", "avx2", "avx-vnni",
+/// "avx512-vnni", "amx-int8", "neon", "neon-dotprod").
 pub fn kernel_path() -> &'static str {
     table().path.name()
 }

@@ -28,7 +28,7 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Force a kernel path: scalar, avx2, avx512-vnni, amx-int8, neon, neon-dotprod.
+    /// Force a kernel path: scalar, avx2, avx-vnni, avx512-vnni, amx-int8, neon, neon-dotprod.
     #[arg(long)]
     pub kernels: Option<String>,
     /// Thread pool for the parallel regions: spin (default) or rayon.

@@ -81,6 +81,18 @@ pub fn avx2_available() -> bool {
     }
 }
 
+/// AVX-VNNI (256-bit `vpdpbusd`, VEX-encoded) on top of the AVX2 set.
+pub fn avx_vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2_available() && std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// AVX-512 VNNI on top of the AVX2 set (the other table entries reuse the AVX2 kernels).
 pub fn avx512_vnni_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -153,6 +165,8 @@ pub fn table(path: KernelPath) -> Option<&'static Kernels> {
     match path {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => Some(&x86_64::AVX2),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::AvxVnni => Some(&x86_64::AVX_VNNI),
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512Vnni => Some(&x86_64::AVX512_VNNI),
         #[cfg(target_arch = "x86_64")]

@@ -1,11 +1,13 @@
-//! AVX2 + FMA + F16C kernels, and the AVX-512 VNNI I2 dots on top of them. A table is
-//! selected only after `avx2_available()` (resp. `avx512_vnni_available()`) returned true,
-//! which is what makes the `unsafe` calls into `#[target_feature]` functions sound.
+//! AVX2 + FMA + F16C kernels, and the AVX-VNNI or AVX-512 VNNI I2 dots on top of them. A
+//! table is selected only after `avx2_available()` (resp. `avx_vnni_available()`,
+//! `avx512_vnni_available()`) returned true, which is what makes the `unsafe` calls into
+//! `#[target_feature]` functions sound.
 
 mod activation;
 mod amx;
 mod attention;
 mod avx512;
+mod avxvnni;
 mod simd;
 
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
@@ -51,6 +53,19 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_dot4,
     |w, q| unsafe { simd::i2_tile(w, q) },
     simd::i2_matvec,
+    None,
+    simd::dot_f16_rows4,
+    simd::dot_bf16_rows4
+);
+
+/// AVX2 with the 256-bit VNNI I2 dots (CPUs with AVX-VNNI but no AVX-512).
+pub static AVX_VNNI: Kernels = x86_table!(
+    KernelPath::AvxVnni,
+    ActLayout::Plain,
+    avxvnni::i2_dot,
+    avxvnni::i2_dot4,
+    |w, q| unsafe { avxvnni::i2_tile(w, q) },
+    avxvnni::i2_matvec,
     None,
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4
