@@ -160,6 +160,14 @@ pub(crate) fn tile_from_dot4(
     })
 }
 
+/// The 2 × 8 tile from its two 2-row × 4-token halves (tokens 0..4 and 4..8), for paths that
+/// compute it in two passes.
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without a SIMD table
+pub(crate) fn join_token_halves(lo: [[i32; 4]; 2], hi: [[i32; 4]; 2]) -> [[i32; 8]; 2] {
+    std::array::from_fn(|r| std::array::from_fn(|t| if t < 4 { lo[r][t] } else { hi[r][t - 4] }))
+}
+
 /// The SIMD table of a path, when this build has one.
 pub fn table(path: KernelPath) -> Option<&'static Kernels> {
     match path {

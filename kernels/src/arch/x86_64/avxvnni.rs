@@ -66,9 +66,10 @@ pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
 /// rows at a time, so that each activation load meets both rows (as `simd::i2_rows2x4`).
 #[target_feature(enable = "avx2,avxvnni")]
 pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
-    let a = rows2x4(w, [q[0], q[1], q[2], q[3]]);
-    let b = rows2x4(w, [q[4], q[5], q[6], q[7]]);
-    std::array::from_fn(|r| std::array::from_fn(|t| if t < 4 { a[r][t] } else { b[r][t - 4] }))
+    crate::arch::join_token_halves(
+        rows2x4(w, [q[0], q[1], q[2], q[3]]),
+        rows2x4(w, [q[4], q[5], q[6], q[7]]),
+    )
 }
 
 #[inline(always)]

@@ -193,9 +193,10 @@ unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
 /// Prefill's 2-row × 8-token tile as two 2 × 4 passes ([`i2_rows2x4`]). Exact.
 #[target_feature(enable = "avx2")]
 pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
-    let a = i2_rows2x4(w, [q[0], q[1], q[2], q[3]]);
-    let b = i2_rows2x4(w, [q[4], q[5], q[6], q[7]]);
-    std::array::from_fn(|r| std::array::from_fn(|t| if t < 4 { a[r][t] } else { b[r][t - 4] }))
+    crate::arch::join_token_halves(
+        i2_rows2x4(w, [q[0], q[1], q[2], q[3]]),
+        i2_rows2x4(w, [q[4], q[5], q[6], q[7]]),
+    )
 }
 
 /// Two weight rows against four tokens, one code plane at a time: each activation load
