@@ -51,7 +51,6 @@ pub struct BandwidthProbe {
     buf: Vec<u64>,
     threads: usize,
     best: f64,
-    passes: usize,
     /// GB/s of every pass so far, for the spread the VM's drift gives.
     seen: Vec<f64>,
 }
@@ -68,7 +67,6 @@ impl BandwidthProbe {
             buf,
             threads: threads.max(1),
             best: 0.0,
-            passes: 0,
             seen: Vec::new(),
         }
     }
@@ -81,11 +79,11 @@ impl BandwidthProbe {
             // single stream per thread reads ~30 % slower; the decode kernels read four rows
             // from four places at once), prefetching 2 or 4 KiB ahead, alternating per pass:
             // the limit is the faster of the two.
-            self.passes += 1;
-            let ahead = if self.passes.is_multiple_of(2) {
-                256
-            } else {
+            // Odd passes (first, third, ...) prefetch 4 KiB ahead, even ones 2 KiB.
+            let ahead = if self.seen.len().is_multiple_of(2) {
                 512
+            } else {
+                256
             };
             let t0 = Instant::now();
             let total: u64 = std::thread::scope(|s| {
@@ -264,7 +262,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let bandwidth = probe.measure(4);
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
     let (pp_m, tg_m) = (median(&mut pp), median(&mut tg));
-    let limit = bandwidth * 1e9 / bpt.max(1) as f64;
+    let limit_at = |gb_s: f64| gb_s * 1e9 / bpt.max(1) as f64;
+    let limit = limit_at(bandwidth);
     // What a decoded token reads from the cache on average over the test (not in the limit,
     // which is the file's, as in the table).
     let c = model.config();
@@ -272,7 +271,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         * (args.depth as f64 + args.n_gen as f64 / 2.0);
     let pct = 100.0 * tg_m / limit;
     let bw_median = probe.median();
-    let pct_median = 100.0 * tg_m * bpt as f64 / (bw_median * 1e9).max(f64::MIN_POSITIVE);
+    let pct_median = 100.0 * tg_m / limit_at(bw_median).max(f64::MIN_POSITIVE);
     let kernels = bitnet_kernels::kernel_path();
     let pool = bitnet_kernels::pool_kind().name();
     if args.json {

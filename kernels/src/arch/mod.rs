@@ -144,8 +144,8 @@ pub fn neon_dotprod_available() -> bool {
     }
 }
 
-/// A 2-row × 8-token tile from four 1-row × 4-token dots, for paths whose registers hold no
-/// wider tile (AVX2's and NEON's sixteen/thirty-two vectors are spent on the i16 partials).
+/// A 2-row × 8-token tile from four 1-row × 4-token dots, for paths without a two-row tile
+/// kernel (NEON's; the x86 paths have their own).
 #[inline(always)]
 #[allow(dead_code)] // unused on targets without a SIMD table
 pub(crate) fn tile_from_dot4(
