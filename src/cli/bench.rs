@@ -44,9 +44,11 @@ pub struct BenchArgs {
 }
 
 /// Read bandwidth in GB/s: `threads` threads summing disjoint parts of a buffer far larger
-/// than the caches; best of several passes. The buffer is kept so that the probe can be
+/// than the caches, over several passes. The buffer is kept so that the probe can be
 /// repeated between the decode runs: the machine's bandwidth drifts with other tenants'
-/// load, and the limit should be the best it delivered while we measured.
+/// load, and the limit should be what it delivered while we measured. The limit is the
+/// median pass, compared with the median decode run; the best pass is reported beside it
+/// (the maximum of many noisy passes sits above what a several-second decode run can see).
 pub struct BandwidthProbe {
     buf: Vec<u64>,
     threads: usize,
@@ -204,9 +206,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .max(1);
     bitnet_kernels::set_threads(threads);
     let reps = args.reps.max(1);
-    // Measured before, between the decode runs and after (best of all): other load on the
-    // machine makes single measurements noisy, and the limit should be what the memory
-    // could deliver while we ran.
+    // Measured before, between the decode runs and after: other load on the machine makes
+    // single measurements noisy, and the limit should be what the memory delivered while
+    // we ran (the median pass; the best is reported too).
     let mut probe = BandwidthProbe::new(threads);
     probe.measure(6);
 
@@ -259,7 +261,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             probe.measure(2);
         }
     }
-    let bandwidth = probe.measure(4);
+    let best = probe.measure(4);
+    let bandwidth = probe.median();
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
     let (pp_m, tg_m) = (median(&mut pp), median(&mut tg));
     let limit_at = |gb_s: f64| gb_s * 1e9 / bpt.max(1) as f64;
@@ -269,9 +272,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let c = model.config();
     let kv_read = (2 * c.n_layer * c.kv_dim() * args.kv_type.bytes()) as f64
         * (args.depth as f64 + args.n_gen as f64 / 2.0);
-    let pct = 100.0 * tg_m / limit;
-    let bw_median = probe.median();
-    let pct_median = 100.0 * tg_m / limit_at(bw_median).max(f64::MIN_POSITIVE);
+    let pct = 100.0 * tg_m / limit.max(f64::MIN_POSITIVE);
+    let pct_best = 100.0 * tg_m / limit_at(best).max(f64::MIN_POSITIVE);
     let kernels = bitnet_kernels::kernel_path();
     let pool = bitnet_kernels::pool_kind().name();
     if args.json {
@@ -281,8 +283,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "tg_tok_s": tg_m, "tg_tok_s_stddev": tg_s, "n_gen": args.n_gen,
             "threads": threads, "repetitions": reps,
             "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
-            "bandwidth_median_gb_s": bw_median, "bandwidth_passes": probe.passes(),
-            "tg_pct_of_median_bound": pct_median,
+            "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes(),
+            "tg_pct_of_best_bound": pct_best,
             "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
             "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
             "kv_type": args.kv_type.name(), "depth": args.depth,
@@ -296,7 +298,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             args.kv_type.name()
         );
         println!(
-            "read bandwidth: {bandwidth:.1} GB/s (best of {} passes; median {bw_median:.1})   \
+            "read bandwidth: {bandwidth:.1} GB/s (median of {} passes; best {best:.1})   \
              bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s",
             probe.passes(),
             bpt as f64 / 1e9
@@ -313,7 +315,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         if args.n_gen > 0 {
             println!(
                 "| tg{}{at} | {tg_m:.2} | {tg_s:.2} |  ({pct:.1} % of bandwidth limit, \
-                 {pct_median:.1} % of the median pass's; KV cache read: {:.1} MB/token)",
+                 {pct_best:.1} % of the best pass's; KV cache read: {:.1} MB/token)",
                 args.n_gen,
                 kv_read / 1e6
             );
@@ -413,6 +415,7 @@ mod tests {
         let best = probe.measure(3);
         assert_eq!(probe.passes(), 3);
         assert!(probe.median() > 0.0 && probe.median() <= best);
+        assert_eq!(probe.measure(2), best.max(probe.seen[3]).max(probe.seen[4]));
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(spread(&[1.0]), 0.0);
     }
