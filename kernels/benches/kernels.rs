@@ -146,7 +146,10 @@ fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
     b.bench_local(|| ternary_matmul(&w, &q, &mut out));
 }
 
-#[divan::bench(args = [TensorType::F16, TensorType::BF16, TensorType::Q8_0], sample_count = 20)]
+#[divan::bench(
+    args = [TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q6_K],
+    sample_count = 20
+)]
 fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
     let m = 8192;
     let wf = rand_f32(m * K, 6);
@@ -158,6 +161,15 @@ fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
         TensorType::BF16 => wf
             .iter()
             .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        // Random bytes are a valid Q6_K block; only d (the last two bytes) is set.
+        TensorType::Q6_K => wf
+            .chunks(256)
+            .flat_map(|c| {
+                let mut blk: Vec<u8> = c[..208].iter().map(|v| (v * 127.0) as i8 as u8).collect();
+                blk.extend(half::f16::from_f32(1e-3).to_le_bytes());
+                blk
+            })
             .collect(),
         _ => wf
             .chunks(32)

@@ -95,6 +95,10 @@ pub enum ActLayout {
     Pairs256,
 }
 
+/// `(row, q, d, bsums)`: a Q6_K row against one token's Q8K activations (see
+/// [`portable::dot_q6k_q8k`]); every path gives the same bits.
+pub type DotQ6kQ8k = fn(&[u8], &[i8], &[f32], &[i32]) -> f32;
+
 /// `(rows, row_bytes, k, packed, groups, out)`: see [`portable::i2_gemm32`].
 pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
 
@@ -119,6 +123,7 @@ pub struct Kernels {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
+    pub dot_q6k_q8k: DotQ6kQ8k,
     /// Four rows against one `x`, each result bit-identical to `dot_f16` (`dot_bf16`) of
     /// that row on the same path; the rows are read side by side (decode's output head).
     pub dot_f16_rows4: fn([&[u8]; 4], &[f32]) -> [f32; 4],
@@ -152,6 +157,7 @@ pub static SCALAR: Kernels = Kernels {
     dot_f32: portable::dot_f32,
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,
+    dot_q6k_q8k: portable::dot_q6k_q8k,
     dot_f16_rows4: |w, x| w.map(|r| portable::dot_f16(r, x)),
     dot_bf16_rows4: |w, x| w.map(|r| portable::dot_bf16(r, x)),
     sum_sq: portable::sum_sq,

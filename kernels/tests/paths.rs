@@ -101,11 +101,18 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
             q8.extend(half::f16::from_f32(d).to_le_bytes());
             q8.extend(b.iter().map(|v| (v / d).round() as i8 as u8));
         }
+        // Q6_K: random blocks (any byte pattern is a valid block), small f16 scales.
+        let mut q6 = Vec::new();
+        for _ in 0..m * k / 256 {
+            q6.extend((0..208).map(|_| rng.below(256) as u8));
+            q6.extend(half::f16::from_f32(1e-3 * (1 + rng.below(64)) as f32).to_le_bytes());
+        }
         for (ty, bytes) in [
             (TensorType::F32, &f32b),
             (TensorType::F16, &f16b),
             (TensorType::BF16, &bf16b),
             (TensorType::Q8_0, &q8),
+            (TensorType::Q6_K, &q6),
         ] {
             let w = DenseMatrix::new(ty, bytes, m, k).unwrap();
             for nt in [1, n] {
@@ -125,12 +132,32 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                             .zip(&x[t * k..])
                             .map(|(a, b)| (*a as f64 * *b as f64).abs())
                             .sum();
+                        // Q6_K rows meet int8 activations (one scale per 256-block):
+                        // each x is off by at most half a step, absmax / 254.
+                        let quant: f64 = if ty == TensorType::Q6_K {
+                            row.chunks(256)
+                                .zip(x[t * k..(t + 1) * k].chunks(256))
+                                .map(|(wb, xb)| {
+                                    let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+                                    let w1: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+                                    w1 * amax as f64 / 254.0 * (1.0 + 1e-5)
+                                })
+                                .sum()
+                        } else {
+                            0.0
+                        };
                         let got = out[t * m + r] as f64;
                         assert!(
-                            (got - exact).abs() <= 2.0 * k as f64 * f32::EPSILON as f64 * mag,
-                            "{} {ty} n={nt}",
+                            (got - exact).abs()
+                                <= quant + 2.0 * k as f64 * f32::EPSILON as f64 * mag,
+                            "{} {ty} n={nt}: {got} vs {exact}",
                             path.name()
                         );
+                        if ty == TensorType::Q6_K {
+                            // The bound is not vacuous: the error is well below |exact|
+                            // scale on random data.
+                            assert!(quant < 0.05 * mag.max(1e-30) + 1e-3, "{quant} vs {mag}");
+                        }
                     }
                 }
                 dense.extend(out);

@@ -522,3 +522,78 @@ fn half_row_quads_equal_single_rows_bit_for_bit() {
         }
     }
 }
+
+/// Q6_K blocks: random bytes (every pattern is a valid block), plus the extremes of each
+/// field (6-bit values 0 and 63, scales −128 and 127).
+fn q6k_rows(rng: &mut Rng, blocks: usize) -> Vec<Vec<u8>> {
+    let block = |fill: Option<u8>, sc: Option<u8>, rng: &mut Rng| {
+        let mut b: Vec<u8> = (0..208)
+            .map(|_| fill.unwrap_or_else(|| rng.below(256) as u8))
+            .collect();
+        if let Some(s) = sc {
+            b[192..208].fill(s);
+        }
+        b.extend(half::f16::from_f32(1e-3 * (1 + rng.below(200)) as f32).to_le_bytes());
+        b
+    };
+    let mut rows = Vec::new();
+    for (fill, sc) in [
+        (None, None),
+        (None, None),
+        (Some(0xFF), Some(0x7F)),
+        (Some(0xFF), Some(0x80)),
+        (Some(0x00), Some(0x80)),
+    ] {
+        rows.push((0..blocks).flat_map(|_| block(fill, sc, rng)).collect());
+    }
+    rows
+}
+
+#[test]
+fn q6k_dot_identical() {
+    use bitnet_kernels::portable::{quantize_q8k, Q8K};
+    let mut rng = Rng(0x6b6b);
+    for blocks in [1usize, 2, 3, 10] {
+        let k = blocks * 256;
+        for x in float_inputs(&mut rng, k) {
+            let mut a = Q8K::default();
+            quantize_q8k(&x, &mut a);
+            assert!(a.q.iter().all(|&q| q >= -127));
+            for row in q6k_rows(&mut rng, blocks) {
+                let want = (SCALAR.dot_q6k_q8k)(&row, &a.q, &a.d, &a.bsums);
+                for t in simd_tables() {
+                    let got = (t.dot_q6k_q8k)(&row, &a.q, &a.d, &a.bsums);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{} blocks={blocks}: {got} vs {want}",
+                        t.path.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q6k_dot_matches_dequantised_values() {
+    // The portable routine itself against a direct Σ (v − 32) · scale · q.
+    use bitnet_kernels::portable::{q6k_value, quantize_q8k, Q8K};
+    let mut rng = Rng(0x6b6c);
+    let row = q6k_rows(&mut rng, 2).swap_remove(0);
+    let x = rng.f32s(512, 1.0);
+    let mut a = Q8K::default();
+    quantize_q8k(&x, &mut a);
+    let mut want = 0f32;
+    for (b, blk) in row.chunks_exact(210).enumerate() {
+        let mut isum = 0i32;
+        for i in 0..256 {
+            let sc = blk[192 + i / 16] as i8 as i32;
+            isum += sc * (q6k_value(blk, i) - 32) * a.q[b * 256 + i] as i32;
+        }
+        let d6 = half::f16::from_le_bytes([blk[208], blk[209]]).to_f32();
+        want += (d6 * a.d[b]) * isum as f32;
+    }
+    let got = (SCALAR.dot_q6k_q8k)(&row, &a.q, &a.d, &a.bsums);
+    assert_eq!(got.to_bits(), want.to_bits());
+}

@@ -21,6 +21,7 @@ macro_rules! neon_table {
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
+            dot_q6k_q8k: crate::portable::dot_q6k_q8k,
             dot_f16_rows4: |w, x| unsafe { simd::dot_f16_rows4(w, x) },
             dot_bf16_rows4: |w, x| unsafe { simd::dot_bf16_rows4(w, x) },
             sum_sq: |x| unsafe { simd::sum_sq(x) },

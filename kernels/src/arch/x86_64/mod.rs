@@ -8,6 +8,7 @@ mod amx;
 mod attention;
 mod avx512;
 mod avxvnni;
+mod kquant;
 mod simd;
 
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
@@ -29,6 +30,7 @@ macro_rules! x86_table {
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
+            dot_q6k_q8k: |w, q, d, s| unsafe { kquant::dot_q6k_q8k(w, q, d, s) },
             dot_f16_rows4: |w, x| unsafe { $f16_rows4(w, x) },
             dot_bf16_rows4: |w, x| unsafe { $bf16_rows4(w, x) },
             sum_sq: |x| unsafe { simd::sum_sq(x) },

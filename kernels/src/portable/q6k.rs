@@ -1,0 +1,88 @@
+//! Q6_K weights against int8 activations (ggml's `vec_dot_q6_K_q8_K` scheme): the
+//! activations of a token are quantised once per 256-block (`Q8K`), so that a Q6_K row is
+//! dotted in integers instead of being widened to f32 first. Every path computes each
+//! block's integer sum exactly and combines the blocks with the same f32 operations in the
+//! same order, so all paths give the same bits.
+
+/// Elements per Q6_K (and Q8K) block.
+pub const QK_K: usize = 256;
+/// Bytes per Q6_K block: 128 low nibbles, 64 bytes of high 2-bit pairs, 16 scales, f16 d.
+pub const Q6K_BLOCK_BYTES: usize = 210;
+
+/// One token's activations, quantised per 256-block: `x ≈ d · q`.
+#[derive(Clone, Debug, Default)]
+pub struct Q8K {
+    pub q: Vec<i8>,
+    /// One scale per block.
+    pub d: Vec<f32>,
+    /// Σ q over each 16-element group (16 per block): Q6_K stores `q6 + 32`, and the
+    /// offset's share of a block is `32 · Σ_g scale_g · bsum_g`.
+    pub bsums: Vec<i32>,
+}
+
+/// Quantises `x` (a whole number of blocks): `d = absmax / 127`, `q = round(x / d)` (ties
+/// away from zero), so |q| ≤ 127.
+pub fn quantize_q8k(x: &[f32], out: &mut Q8K) {
+    let nb = x.len() / QK_K;
+    out.q.resize(nb * QK_K, 0);
+    out.d.resize(nb, 0.0);
+    out.bsums.resize(nb * 16, 0);
+    for (b, xb) in x.chunks_exact(QK_K).enumerate() {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let qb = &mut out.q[b * QK_K..(b + 1) * QK_K];
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
+        }
+        out.d[b] = d;
+        for (g, s) in out.bsums[b * 16..(b + 1) * 16].iter_mut().enumerate() {
+            *s = qb[16 * g..16 * (g + 1)].iter().map(|&q| q as i32).sum();
+        }
+    }
+}
+
+/// The 6-bit value (0..=63, the weight plus 32) of element `i` of a Q6_K block.
+#[inline]
+pub fn q6k_value(blk: &[u8], i: usize) -> i32 {
+    let (half, r) = (i / 128, i % 128);
+    let (j, l) = (r / 32, r % 32);
+    let ql = blk[half * 64 + l + 32 * (j % 2)];
+    let qh = blk[128 + half * 32 + l];
+    let lo = if j < 2 { ql & 0xF } else { ql >> 4 };
+    (lo | (((qh >> (2 * j)) & 3) << 4)) as i32
+}
+
+/// The f32 step shared by every path: block sums `isum[b]` (exact) times `d6 · d8`, in
+/// block order.
+#[inline]
+pub fn q6k_combine(row: &[u8], d8: &[f32], isum: impl Iterator<Item = i32>) -> f32 {
+    let mut sum = 0f32;
+    for ((blk, &d8), s) in row.chunks_exact(Q6K_BLOCK_BYTES).zip(d8).zip(isum) {
+        let d6 = half::f16::from_le_bytes([blk[208], blk[209]]).to_f32();
+        sum += (d6 * d8) * s as f32;
+    }
+    sum
+}
+
+/// The exact integer sum of one block: `Σ_g scale_g · (Σ_{i∈g} v_i · q_i − 32 · bsum_g)`.
+pub fn q6k_block_isum(blk: &[u8], q: &[i8], bsums: &[i32]) -> i32 {
+    let mut isum = 0i32;
+    for g in 0..16 {
+        let sc = blk[192 + g] as i8 as i32;
+        let dot: i32 = (16 * g..16 * (g + 1))
+            .map(|i| q6k_value(blk, i) * q[i] as i32)
+            .sum();
+        isum += sc * (dot - 32 * bsums[g]);
+    }
+    isum
+}
+
+/// A Q6_K row (whole blocks) against one token's [`Q8K`] activations.
+pub fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i32]) -> f32 {
+    let isums = row
+        .chunks_exact(Q6K_BLOCK_BYTES)
+        .enumerate()
+        .map(|(b, blk)| q6k_block_isum(blk, &q[b * QK_K..], &bsums[b * 16..]));
+    q6k_combine(row, d8, isums)
+}
