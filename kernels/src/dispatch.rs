@@ -97,7 +97,7 @@ pub enum ActLayout {
 
 /// `(row, q, d, bsums)`: a Q6_K row against one token's Q8K activations (see
 /// [`portable::dot_q6k_q8k`]); every path gives the same bits.
-pub type DotQ6kQ8k = fn(&[u8], &[i8], &[f32], &[i32]) -> f32;
+pub type DotQ6kQ8k = fn(&[u8], &[i8], &[f32], &[i16]) -> f32;
 
 /// `(rows, row_bytes, k, packed, groups, out)`: see [`portable::i2_gemm32`].
 pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);

@@ -17,7 +17,7 @@ pub struct Q8K {
     pub d: Vec<f32>,
     /// Σ q over each 16-element group (16 per block): Q6_K stores `q6 + 32`, and the
     /// offset's share of a block is `32 · Σ_g scale_g · bsum_g`.
-    pub bsums: Vec<i32>,
+    pub bsums: Vec<i16>,
 }
 
 /// Quantises `x` (a whole number of blocks): `d = absmax / 127`, `q = round(x / d)` (ties
@@ -37,7 +37,8 @@ pub fn quantize_q8k(x: &[f32], out: &mut Q8K) {
         }
         out.d[b] = d;
         for (g, s) in out.bsums[b * 16..(b + 1) * 16].iter_mut().enumerate() {
-            *s = qb[16 * g..16 * (g + 1)].iter().map(|&q| q as i32).sum();
+            // |Σ| ≤ 16 · 127: fits i16, which the SIMD offset step multiplies in.
+            *s = qb[16 * g..16 * (g + 1)].iter().map(|&q| q as i16).sum();
         }
     }
 }
@@ -53,36 +54,49 @@ pub fn q6k_value(blk: &[u8], i: usize) -> i32 {
     (lo | (((qh >> (2 * j)) & 3) << 4)) as i32
 }
 
-/// The f32 step shared by every path: block sums `isum[b]` (exact) times `d6 · d8`, in
-/// block order.
+/// The f32 step shared by every path: a block's exact integer sum times `d6 · d8`. The
+/// paths add these terms in block order, so they give the same bits.
 #[inline]
-pub fn q6k_combine(row: &[u8], d8: &[f32], isum: impl Iterator<Item = i32>) -> f32 {
-    let mut sum = 0f32;
-    for ((blk, &d8), s) in row.chunks_exact(Q6K_BLOCK_BYTES).zip(d8).zip(isum) {
-        let d6 = half::f16::from_le_bytes([blk[208], blk[209]]).to_f32();
-        sum += (d6 * d8) * s as f32;
-    }
-    sum
+pub fn q6k_term(blk: &[u8], d8: f32, isum: i32) -> f32 {
+    let d6 = half::f16::from_le_bytes([blk[208], blk[209]]).to_f32();
+    (d6 * d8) * isum as f32
 }
 
 /// The exact integer sum of one block: `Σ_g scale_g · (Σ_{i∈g} v_i · q_i − 32 · bsum_g)`.
-pub fn q6k_block_isum(blk: &[u8], q: &[i8], bsums: &[i32]) -> i32 {
+/// Walked plane by plane (32 elements that share their bit positions) so that the inner
+/// loop has constant shifts and vectorises.
+pub fn q6k_block_isum(blk: &[u8], q: &[i8], bsums: &[i16]) -> i32 {
     let mut isum = 0i32;
-    for g in 0..16 {
-        let sc = blk[192 + g] as i8 as i32;
-        let dot: i32 = (16 * g..16 * (g + 1))
-            .map(|i| q6k_value(blk, i) * q[i] as i32)
-            .sum();
-        isum += sc * (dot - 32 * bsums[g]);
+    for half in 0..2 {
+        let ql = &blk[half * 64..half * 64 + 64];
+        let qh = &blk[128 + half * 32..128 + half * 32 + 32];
+        for j in 0..4 {
+            let (shift_lo, shift_hi) = (4 * (j as u32 / 2), 2 * j as u32);
+            let ql = &ql[32 * (j % 2)..32 * (j % 2) + 32];
+            let base = half * 128 + 32 * j;
+            for sub in 0..2 {
+                let g = base / 16 + sub;
+                let mut dot = 0i32;
+                for l in 16 * sub..16 * sub + 16 {
+                    let v = ((ql[l] >> shift_lo) & 0xF) | (((qh[l] >> shift_hi) & 3) << 4);
+                    dot += v as i32 * q[base + l] as i32;
+                }
+                isum += (blk[192 + g] as i8 as i32) * (dot - 32 * bsums[g] as i32);
+            }
+        }
     }
     isum
 }
 
 /// A Q6_K row (whole blocks) against one token's [`Q8K`] activations.
-pub fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i32]) -> f32 {
-    let isums = row
-        .chunks_exact(Q6K_BLOCK_BYTES)
-        .enumerate()
-        .map(|(b, blk)| q6k_block_isum(blk, &q[b * QK_K..], &bsums[b * 16..]));
-    q6k_combine(row, d8, isums)
+pub fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    let mut sum = 0f32;
+    for (b, (blk, &d)) in row.chunks_exact(Q6K_BLOCK_BYTES).zip(d8).enumerate() {
+        sum += q6k_term(
+            blk,
+            d,
+            q6k_block_isum(blk, &q[b * QK_K..], &bsums[b * 16..]),
+        );
+    }
+    sum
 }

@@ -2,6 +2,7 @@
 //! after probing the features it needs, which is what makes the `unsafe` calls sound.
 
 mod activation;
+mod kquant;
 mod simd;
 
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
@@ -21,7 +22,7 @@ macro_rules! neon_table {
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
-            dot_q6k_q8k: crate::portable::dot_q6k_q8k,
+            dot_q6k_q8k: |w, q, d, s| unsafe { kquant::dot_q6k_q8k(w, q, d, s) },
             dot_f16_rows4: |w, x| unsafe { simd::dot_f16_rows4(w, x) },
             dot_bf16_rows4: |w, x| unsafe { simd::dot_bf16_rows4(w, x) },
             sum_sq: |x| unsafe { simd::sum_sq(x) },

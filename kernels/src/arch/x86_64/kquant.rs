@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::simd::hsum_epi32;
-use crate::portable::{q6k_combine, Q6K_BLOCK_BYTES, QK_K};
+use crate::portable::{q6k_term, Q6K_BLOCK_BYTES, QK_K};
 
 /// Bytes ahead of the block being read at which the weights are prefetched (four rows
 /// stream at once in the output head, one per quarter of the thread's range).
@@ -15,24 +15,22 @@ const PREFETCH_AHEAD: usize = 1024;
 /// A Q6_K row (whole blocks) against one token's Q8K activations; same bits as the
 /// portable routine.
 #[target_feature(enable = "avx2")]
-pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i32]) -> f32 {
+pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
     let nb = (row.len() / Q6K_BLOCK_BYTES)
         .min(q.len() / QK_K)
         .min(d8.len())
         .min(bsums.len() / 16);
-    let row = &row[..nb * Q6K_BLOCK_BYTES];
-    let isums = (0..nb).map(|b| {
-        // SAFETY: block b and its activations are in bounds (nb above); AVX2 is present
-        // (this function's own feature).
-        unsafe {
-            block_isum(
-                row.as_ptr().add(b * Q6K_BLOCK_BYTES),
-                q.as_ptr().add(b * QK_K),
-                &bsums[b * 16..b * 16 + 16],
-            )
-        }
-    });
-    q6k_combine(row, d8, isums)
+    let mut sum = 0f32;
+    for b in 0..nb {
+        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
+        let isum = block_isum(
+            blk.as_ptr(),
+            q.as_ptr().add(b * QK_K),
+            bsums.as_ptr().add(b * 16),
+        );
+        sum += q6k_term(blk, d8[b], isum);
+    }
+    sum
 }
 
 /// `vpshufb` controls spreading scale pair (2p, 2p + 1) over 8 + 8 bytes.
@@ -53,7 +51,7 @@ static SCALE_CONTROLS: [[u8; 16]; 8] = scale_controls();
 
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: &[i32]) -> i32 {
+unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
     for line in 0..4 {
         _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * line) as *const i8);
     }
@@ -94,9 +92,92 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: &[i32]) -> i32 {
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
         }
     }
-    let mut offset = 0i32;
-    for (g, &s) in bsums.iter().enumerate() {
-        offset += (*blk.add(192 + g) as i8 as i32) * s;
+    // The +32 of the stored values: Σ_g scale_g · bsum_g, sixteen i16 products in one
+    // `vpmaddwd`.
+    let bs = _mm256_loadu_si256(bsums as *const __m256i);
+    let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), bs);
+    hsum_epi32(_mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 5)))
+}
+
+/// The AVX-512 twin: a 64-byte load of low nibbles holds two whole planes (64 consecutive
+/// elements, four 16-groups, one per 128-bit lane), so a block takes four multiply steps
+/// instead of eight, and `vpdpwssd` applies the scales and accumulates in one instruction.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn dot_q6k_q8k_avx512(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    let nb = (row.len() / Q6K_BLOCK_BYTES)
+        .min(q.len() / QK_K)
+        .min(d8.len())
+        .min(bsums.len() / 16);
+    let mut sum = 0f32;
+    for b in 0..nb {
+        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
+        let isum = block_isum_avx512(
+            blk.as_ptr(),
+            q.as_ptr().add(b * QK_K),
+            bsums.as_ptr().add(b * 16),
+        );
+        sum += q6k_term(blk, d8[b], isum);
     }
-    hsum_epi32(acc) - 32 * offset
+    sum
+}
+
+/// `vpermw` indices spreading scale `4c + lane` over the eight i16 of each 128-bit lane,
+/// for the four 64-element chunks `c` of a block.
+const fn chunk_scale_indices() -> [[i16; 32]; 4] {
+    let mut t = [[0i16; 32]; 4];
+    let mut c = 0;
+    while c < 4 {
+        let mut w = 0;
+        while w < 32 {
+            t[c][w] = (4 * c + w / 8) as i16;
+            w += 1;
+        }
+        c += 1;
+    }
+    t
+}
+static CHUNK_SCALE_INDICES: [[i16; 32]; 4] = chunk_scale_indices();
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn block_isum_avx512(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
+    for line in 0..4 {
+        _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * line) as *const i8);
+    }
+    let (m4, m30) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(192) as *const __m128i));
+    let sc16z = _mm512_castsi256_si512(sc16);
+    let mut acc = _mm512_setzero_si512();
+    for half in 0..2 {
+        let ql = _mm512_loadu_si512(blk.add(64 * half) as *const _);
+        let qh = _mm256_loadu_si256(blk.add(128 + 32 * half) as *const __m256i);
+        // [qh, qh >> 2]: bits 0..1 and 4..5 of each byte are the high bits of the planes
+        // in the low-nibble (0, 1) and high-nibble (2, 3) halves of `ql`.
+        let qh2 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2));
+        let chunks = [
+            _mm512_or_si512(
+                _mm512_and_si512(ql, m4),
+                _mm512_and_si512(_mm512_slli_epi16(qh2, 4), m30),
+            ),
+            _mm512_or_si512(
+                _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                _mm512_and_si512(qh2, m30),
+            ),
+        ];
+        for (nib, &v) in chunks.iter().enumerate() {
+            let c = 2 * half + nib;
+            let qv = _mm512_loadu_si512(q.add(64 * c) as *const _);
+            let pairs = _mm512_maddubs_epi16(v, qv);
+            let idx = _mm512_loadu_si512(CHUNK_SCALE_INDICES[c].as_ptr() as *const _);
+            let scales = _mm512_permutexvar_epi16(idx, sc16z);
+            acc = _mm512_dpwssd_epi32(acc, pairs, scales);
+        }
+    }
+    let bs = _mm256_loadu_si256(bsums as *const __m256i);
+    let offset = _mm256_madd_epi16(sc16, bs);
+    let acc = _mm256_add_epi32(
+        _mm512_castsi512_si256(acc),
+        _mm512_extracti64x4_epi64::<1>(acc),
+    );
+    hsum_epi32(_mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 5)))
 }

@@ -16,7 +16,7 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
     ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $matvec:path, $gemm:expr,
-     $f16_rows4:path, $bf16_rows4:path) => {
+     $f16_rows4:path, $bf16_rows4:path, $q6k:path) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -30,7 +30,7 @@ macro_rules! x86_table {
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
-            dot_q6k_q8k: |w, q, d, s| unsafe { kquant::dot_q6k_q8k(w, q, d, s) },
+            dot_q6k_q8k: |w, q, d, s| unsafe { $q6k(w, q, d, s) },
             dot_f16_rows4: |w, x| unsafe { $f16_rows4(w, x) },
             dot_bf16_rows4: |w, x| unsafe { $bf16_rows4(w, x) },
             sum_sq: |x| unsafe { simd::sum_sq(x) },
@@ -57,7 +57,8 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_matvec,
     None,
     simd::dot_f16_rows4,
-    simd::dot_bf16_rows4
+    simd::dot_bf16_rows4,
+    kquant::dot_q6k_q8k
 );
 
 /// AVX2 with the 256-bit VNNI I2 dots (CPUs with AVX-VNNI but no AVX-512).
@@ -70,7 +71,8 @@ pub static AVX_VNNI: Kernels = x86_table!(
     avxvnni::i2_matvec,
     None,
     simd::dot_f16_rows4,
-    simd::dot_bf16_rows4
+    simd::dot_bf16_rows4,
+    kquant::dot_q6k_q8k
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
@@ -82,7 +84,8 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     avx512::i2_matvec,
     None,
     simd::dot_f16_rows4_evex,
-    simd::dot_bf16_rows4_evex
+    simd::dot_bf16_rows4_evex,
+    kquant::dot_q6k_q8k_avx512
 );
 
 /// The AVX-512 VNNI table plus the AMX prefill GEMM.
@@ -97,7 +100,8 @@ pub static AMX: Kernels = x86_table!(
         amx::i2_gemm32(rows, rb, k, packed, groups, out)
     }),
     simd::dot_f16_rows4_evex,
-    simd::dot_bf16_rows4_evex
+    simd::dot_bf16_rows4_evex,
+    kquant::dot_q6k_q8k_avx512
 );
 
 pub use amx::available as amx_available;

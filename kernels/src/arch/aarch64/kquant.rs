@@ -1,0 +1,64 @@
+//! NEON twin of `portable::dot_q6k_q8k`: per 16-element group, the 6-bit values are
+//! rebuilt with a shift-left-insert (nibble | high pair << 4), multiplied with the int8
+//! activations into i16 pairs (`smull`/`smlal2`, at most 2 · 63 · 127), widened and scaled
+//! into i32. The block's integer sum is exact; the blocks are combined by the portable code.
+
+use std::arch::aarch64::*;
+
+use crate::portable::{q6k_term, Q6K_BLOCK_BYTES, QK_K};
+
+/// A Q6_K row (whole blocks) against one token's Q8K activations; same bits as the
+/// portable routine.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    let nb = (row.len() / Q6K_BLOCK_BYTES)
+        .min(q.len() / QK_K)
+        .min(d8.len())
+        .min(bsums.len() / 16);
+    let mut sum = 0f32;
+    for b in 0..nb {
+        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
+        let isum = block_isum(
+            blk.as_ptr(),
+            q.as_ptr().add(b * QK_K),
+            bsums.as_ptr().add(b * 16),
+        );
+        sum += q6k_term(blk, d8[b], isum);
+    }
+    sum
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
+    let m4 = vdupq_n_u8(0x0F);
+    let m3 = vdupq_n_u8(3);
+    let mut acc = vdupq_n_s32(0);
+    for half in 0..2 {
+        for sub in 0..2 {
+            // 16 elements l = 16·sub .. 16·sub + 16 of each of the half's four planes.
+            let ql0 = vld1q_u8(blk.add(64 * half + 16 * sub));
+            let ql1 = vld1q_u8(blk.add(64 * half + 32 + 16 * sub));
+            let qh = vld1q_u8(blk.add(128 + 32 * half + 16 * sub));
+            let planes = [
+                vsliq_n_u8::<4>(vandq_u8(ql0, m4), vandq_u8(qh, m3)),
+                vsliq_n_u8::<4>(vandq_u8(ql1, m4), vandq_u8(vshrq_n_u8::<2>(qh), m3)),
+                vsliq_n_u8::<4>(vshrq_n_u8::<4>(ql0), vandq_u8(vshrq_n_u8::<4>(qh), m3)),
+                vsliq_n_u8::<4>(vshrq_n_u8::<4>(ql1), vshrq_n_u8::<6>(qh)),
+            ];
+            for (j, &v) in planes.iter().enumerate() {
+                let e = 128 * half + 32 * j + 16 * sub;
+                let v = vreinterpretq_s8_u8(v);
+                let x = vld1q_s8(q.add(e));
+                let p = vmlal_high_s8(vmull_s8(vget_low_s8(v), vget_low_s8(x)), v, x);
+                let sc = *blk.add(192 + e / 16) as i8 as i32;
+                acc = vmlaq_n_s32(acc, vpaddlq_s16(p), sc);
+            }
+        }
+    }
+    let mut offset = 0i32;
+    for g in 0..16 {
+        offset += (*blk.add(192 + g) as i8 as i32) * (*bsums.add(g) as i32);
+    }
+    vaddvq_s32(acc) - 32 * offset
+}
