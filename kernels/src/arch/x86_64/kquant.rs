@@ -33,21 +33,23 @@ pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f3
     sum
 }
 
-/// `vpshufb` controls spreading scale pair (2p, 2p + 1) over 8 + 8 bytes.
-const fn scale_controls() -> [[u8; 16]; 8] {
-    let mut c = [[0u8; 16]; 8];
-    let mut p = 0;
-    while p < 8 {
+/// `vpshufb` controls that, on the half's eight i16 scales held in both 128-bit lanes, give
+/// plane `j` its two groups' scales: word `2j` in the low lane, word `2j + 1` in the high.
+const fn plane_scale_controls() -> [[u8; 32]; 4] {
+    let mut c = [[0u8; 32]; 4];
+    let mut j = 0;
+    while j < 4 {
         let mut i = 0;
-        while i < 16 {
-            c[p][i] = (2 * p + i / 8) as u8;
+        while i < 32 {
+            let word = 2 * j + i / 16;
+            c[j][i] = (2 * word + i % 2) as u8;
             i += 1;
         }
-        p += 1;
+        j += 1;
     }
     c
 }
-static SCALE_CONTROLS: [[u8; 16]; 8] = scale_controls();
+static PLANE_SCALE_CONTROLS: [[u8; 32]; 4] = plane_scale_controls();
 
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -58,6 +60,11 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
     let load = |p: *const u8| _mm256_loadu_si256(p as *const __m256i);
     let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     let sc = _mm_loadu_si128(blk.add(192) as *const __m128i);
+    let sc16 = _mm256_cvtepi8_epi16(sc);
+    let halves = [
+        _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sc16)),
+        _mm256_broadcastsi128_si256(_mm256_extracti128_si256::<1>(sc16)),
+    ];
     let mut acc = _mm256_setzero_si256();
     for half in 0..2 {
         let ql0 = load(blk.add(half * 64));
@@ -87,15 +94,15 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
         for (j, &v) in planes.iter().enumerate() {
             let qv = _mm256_loadu_si256(q.add(half * 128 + 32 * j) as *const __m256i);
             let pairs = _mm256_maddubs_epi16(v, qv);
-            let ctl = _mm_loadu_si128(SCALE_CONTROLS[half * 4 + j].as_ptr() as *const __m128i);
-            let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, ctl));
+            let ctl = load(PLANE_SCALE_CONTROLS[j].as_ptr());
+            let scales = _mm256_shuffle_epi8(halves[half], ctl);
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
         }
     }
     // The +32 of the stored values: Σ_g scale_g · bsum_g, sixteen i16 products in one
     // `vpmaddwd`.
     let bs = _mm256_loadu_si256(bsums as *const __m256i);
-    let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), bs);
+    let offset = _mm256_madd_epi16(sc16, bs);
     hsum_epi32(_mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 5)))
 }
 
