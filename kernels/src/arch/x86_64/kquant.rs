@@ -66,7 +66,7 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
         _mm256_broadcastsi128_si256(_mm256_extracti128_si256::<1>(sc16)),
     ];
     let mut acc = _mm256_setzero_si256();
-    for half in 0..2 {
+    for (half, &half_scales) in halves.iter().enumerate() {
         let ql0 = load(blk.add(half * 64));
         let ql1 = load(blk.add(half * 64 + 32));
         let qh = load(blk.add(128 + half * 32));
@@ -95,7 +95,7 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
             let qv = _mm256_loadu_si256(q.add(half * 128 + 32 * j) as *const __m256i);
             let pairs = _mm256_maddubs_epi16(v, qv);
             let ctl = load(PLANE_SCALE_CONTROLS[j].as_ptr());
-            let scales = _mm256_shuffle_epi8(halves[half], ctl);
+            let scales = _mm256_shuffle_epi8(half_scales, ctl);
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
         }
     }
