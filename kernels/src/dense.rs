@@ -1,10 +1,10 @@
 //! Dense (non-ternary) weights: embeddings, the output matrix and F32/F16 fallbacks.
 //!
 //! F32, F16 and BF16 rows are dotted in place against f32 activations (SIMD conversions);
-//! Q6_K rows (llama.cpp's usual output type) in integers against int8 activations
-//! ([`q6k_matmul`]); other block types (Q8_0, Q4_0, ...) are dequantised one row at a time
-//! into a scratch buffer, which is then dotted with every token, so each weight row is read
-//! once per call (the codecs' row dequantiser for the types without their own loop).
+//! Q6_K rows (llama.cpp's usual output type) and Q8_0 rows (K % 256 = 0) in integers
+//! against int8 activations ([`int8_matmul`]); other block types are dequantised one row at
+//! a time into a scratch buffer, which is then dotted with every token, so each weight row is
+//! read once per call (the codecs' row dequantiser for the types without their own loop).
 
 use half::f16;
 
@@ -13,7 +13,7 @@ use bitnet_formats::TensorType;
 use crate::dispatch::table;
 use crate::error::KernelError;
 use crate::pool::parallel_ranges;
-use crate::portable::{quantize_q8k, Q8K};
+use crate::portable::{quantize_q8k, Q8K, QK_K};
 
 /// A dense `rows × cols` matrix borrowed from a GGUF payload.
 #[derive(Clone, Debug)]
@@ -198,8 +198,8 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         TensorType::BF16 if in_place => Some(kt.dot_bf16_rows4),
         _ => None,
     };
-    if w.ty == TensorType::Q6_K {
-        return q6k_matmul(w, x, n, out);
+    if w.ty == TensorType::Q6_K || (w.ty == TensorType::Q8_0 && k.is_multiple_of(QK_K)) {
+        return int8_matmul(w, x, n, out);
     }
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
         // Captures the whole `OutPtr` (Sync), not its raw-pointer field (a closure captures
@@ -254,12 +254,12 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     });
 }
 
-/// Q6_K rows against int8 activations, as llama.cpp dots its K-quants: each token is
-/// quantised once per 256-block ([`Q8K`]) and every row is dotted in integers. Widening
-/// each row to f32 first made a 2B4T model with a Q6_K head decode at a quarter of its
-/// bandwidth limit. The int8 rounding of the activations is the only difference from the
-/// f32 product: each activation moves by at most half a step, `absmax(block) / 254`.
-fn q6k_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
+/// Q6_K and Q8_0 rows against int8 activations, as llama.cpp dots its quantised types: each
+/// token is quantised once per 256-block ([`Q8K`]) and every row is dotted in integers.
+/// Widening each row to f32 first made a 2B4T model with a Q6_K head decode at a quarter of
+/// its bandwidth limit. The int8 rounding of the activations is the only difference from
+/// the f32 product: each activation moves by at most half a step, `absmax(block) / 254`.
+fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     let (m_rows, k) = (w.rows, w.cols);
     let kt = table();
     let acts: Vec<Q8K> = (0..n)
@@ -269,6 +269,7 @@ fn q6k_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
             a
         })
         .collect();
+    let q6k = w.ty == TensorType::Q6_K;
     let out_ptr = OutPtr(out.as_mut_ptr());
     let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
@@ -283,7 +284,11 @@ fn q6k_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         for m in order {
             let raw = w.row_raw(m);
             for (t, a) in acts.iter().enumerate() {
-                let v = (kt.dot_q6k_q8k)(raw, &a.q, &a.d, &a.bsums);
+                let v = if q6k {
+                    (kt.dot_q6k_q8k)(raw, &a.q, &a.d, &a.bsums)
+                } else {
+                    (kt.dot_q8_0_q8k)(raw, &a.q, &a.d)
+                };
                 // SAFETY: (t, m) is in bounds and row m belongs to this range.
                 unsafe { *out_ptr.0.add(t * m_rows + m) = v }
             }

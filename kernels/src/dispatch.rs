@@ -124,6 +124,9 @@ pub struct Kernels {
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
     pub dot_q6k_q8k: DotQ6kQ8k,
+    /// `(row, q, d)`: a Q8_0 row against one token's Q8K activations (K % 256 = 0), see
+    /// `portable::dot_q8_0_q8k`; every path gives the same bits.
+    pub dot_q8_0_q8k: fn(&[u8], &[i8], &[f32]) -> f32,
     /// Four rows against one `x`, each result bit-identical to `dot_f16` (`dot_bf16`) of
     /// that row on the same path; the rows are read side by side (decode's output head).
     pub dot_f16_rows4: fn([&[u8]; 4], &[f32]) -> [f32; 4],
@@ -158,6 +161,7 @@ pub static SCALAR: Kernels = Kernels {
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,
     dot_q6k_q8k: portable::dot_q6k_q8k,
+    dot_q8_0_q8k: portable::dot_q8_0_q8k,
     dot_f16_rows4: |w, x| w.map(|r| portable::dot_f16(r, x)),
     dot_bf16_rows4: |w, x| w.map(|r| portable::dot_bf16(r, x)),
     sum_sq: portable::sum_sq,

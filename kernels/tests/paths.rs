@@ -132,9 +132,10 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                             .zip(&x[t * k..])
                             .map(|(a, b)| (*a as f64 * *b as f64).abs())
                             .sum();
-                        // Q6_K rows meet int8 activations (one scale per 256-block):
+                        // Q6_K and Q8_0 rows meet int8 activations (one scale per 256-block):
                         // each x is off by at most half a step, absmax / 254.
-                        let quant: f64 = if ty == TensorType::Q6_K {
+                        let int8 = matches!(ty, TensorType::Q6_K | TensorType::Q8_0);
+                        let quant: f64 = if int8 {
                             row.chunks(256)
                                 .zip(x[t * k..(t + 1) * k].chunks(256))
                                 .map(|(wb, xb)| {
@@ -153,7 +154,7 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                             "{} {ty} n={nt}: {got} vs {exact}",
                             path.name()
                         );
-                        if ty == TensorType::Q6_K {
+                        if int8 {
                             // The bound is not vacuous: the error is well below |exact|
                             // scale on random data.
                             assert!(quant < 0.05 * mag.max(1e-30) + 1e-3, "{quant} vs {mag}");

@@ -1,4 +1,4 @@
-//! Q6_K weights against int8 activations (ggml's `vec_dot_q6_K_q8_K` scheme): the
+//! Q6_K (and Q8_0) weights against int8 activations (ggml's `vec_dot_q6_K_q8_K` scheme): the
 //! activations of a token are quantised once per 256-block (`Q8K`), so that a Q6_K row is
 //! dotted in integers instead of being widened to f32 first. Every path computes each
 //! block's integer sum exactly and combines the blocks with the same f32 operations in the
@@ -99,4 +99,30 @@ pub fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
         );
     }
     sum
+}
+
+/// Bytes per Q8_0 block: f16 d, then 32 int8 values.
+pub const Q8_0_BLOCK_BYTES: usize = 34;
+
+/// A Q8_0 row against one token's [`Q8K`] activations (eight Q8_0 blocks per activation
+/// block): per block the exact integer sum times `d_w · d_x`, added in block order, as for
+/// Q6_K. Needs K to be a multiple of 256.
+pub fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, blk) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+        let isum: i32 = blk[2..]
+            .iter()
+            .zip(&q[32 * b..32 * b + 32])
+            .map(|(&w, &x)| w as i8 as i32 * x as i32)
+            .sum();
+        sum += q8_0_term(blk, d8[b / 8], isum);
+    }
+    sum
+}
+
+/// `(d_w · d_x) · isum` for one Q8_0 block, the f32 step every path shares.
+#[inline]
+pub fn q8_0_term(blk: &[u8], d8: f32, isum: i32) -> f32 {
+    let dw = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+    (dw * d8) * isum as f32
 }

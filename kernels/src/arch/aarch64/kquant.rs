@@ -5,7 +5,7 @@
 
 use std::arch::aarch64::*;
 
-use crate::portable::{q6k_term, Q6K_BLOCK_BYTES, QK_K};
+use crate::portable::{q6k_term, q8_0_term, Q6K_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK_K};
 
 /// A Q6_K row (whole blocks) against one token's Q8K activations; same bits as the
 /// portable routine.
@@ -61,4 +61,27 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
         offset += (*blk.add(192 + g) as i8 as i32) * (*bsums.add(g) as i32);
     }
     vaddvq_s32(acc) - 32 * offset
+}
+
+/// NEON twin of `portable::dot_q8_0_q8k`: per block `smull`/`smlal2` into i16 pairs (at
+/// most 2 · 128 · 127), widened and summed exactly; the blocks combined as in the portable
+/// code.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
+    let nb = (row.len() / Q8_0_BLOCK_BYTES)
+        .min(q.len() / 32)
+        .min(d8.len() * 8);
+    let mut sum = 0f32;
+    for b in 0..nb {
+        let blk = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
+        let mut acc = vdupq_n_s32(0);
+        for h in 0..2 {
+            let w = vld1q_s8(blk.as_ptr().add(2 + 16 * h) as *const i8);
+            let x = vld1q_s8(q.as_ptr().add(32 * b + 16 * h));
+            let p = vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(x)), w, x);
+            acc = vpadalq_s16(acc, p);
+        }
+        sum += q8_0_term(blk, d8[b / 8], vaddvq_s32(acc));
+    }
+    sum
 }

@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::simd::hsum_epi32;
-use crate::portable::{q6k_term, Q6K_BLOCK_BYTES, QK_K};
+use crate::portable::{q6k_term, q8_0_term, Q6K_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK_K};
 
 /// Bytes ahead of the block being read at which the weights are prefetched (four rows
 /// stream at once in the output head, one per quarter of the thread's range).
@@ -187,4 +187,62 @@ unsafe fn block_isum_avx512(blk: *const u8, q: *const i8, bsums: *const i16) -> 
         _mm512_extracti64x4_epi64::<1>(acc),
     );
     hsum_epi32(_mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 5)))
+}
+
+/// AVX2 twin of `portable::dot_q8_0_q8k`: eight Q8_0 blocks (one activation block) at a
+/// time, `vpmaddubsw` on |w| and sign-adjusted activations (|x| ≤ 127, so no overflow), the
+/// eight block sums gathered into one vector, their terms computed lane-wise with the same
+/// two multiplications and added in block order.
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
+    let nb = (row.len() / Q8_0_BLOCK_BYTES)
+        .min(q.len() / 32)
+        .min(d8.len() * 8);
+    let ones = _mm256_set1_epi16(1);
+    let mut sum = 0f32;
+    for (g, &dx) in d8.iter().enumerate().take(nb / 8) {
+        let base = row.as_ptr().add(8 * g * Q8_0_BLOCK_BYTES);
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH_AHEAD) as *const i8);
+        let v: [__m256i; 8] = std::array::from_fn(|i| {
+            let blk = base.add(i * Q8_0_BLOCK_BYTES);
+            let w = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+            let x = _mm256_loadu_si256(q.as_ptr().add((8 * g + i) * 32) as *const __m256i);
+            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+            _mm256_madd_epi16(p, ones)
+        });
+        for line in 1..5 {
+            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH_AHEAD + 64 * line) as *const i8);
+        }
+        // Within each 128-bit lane, two rounds of `vphaddd` leave [Σa, Σb, Σc, Σd] of that
+        // lane's halves; adding the lanes gives four whole block sums.
+        let four = |a, b, c, d| {
+            let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+            _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+        };
+        let isum = _mm256_set_m128i(four(v[4], v[5], v[6], v[7]), four(v[0], v[1], v[2], v[3]));
+        let dw: [u16; 8] = std::array::from_fn(|i| {
+            (base.add(i * Q8_0_BLOCK_BYTES) as *const u16).read_unaligned()
+        });
+        let dw = _mm256_cvtph_ps(_mm_loadu_si128(dw.as_ptr() as *const __m128i));
+        let t = _mm256_mul_ps(
+            _mm256_mul_ps(dw, _mm256_set1_ps(dx)),
+            _mm256_cvtepi32_ps(isum),
+        );
+        let mut terms = [0f32; 8];
+        _mm256_storeu_ps(terms.as_mut_ptr(), t);
+        for t in terms {
+            sum += t;
+        }
+    }
+    // Blocks past the last whole group (the caller passes K % 256 = 0: none).
+    for b in nb / 8 * 8..nb {
+        let blk = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
+        let isum: i32 = blk[2..]
+            .iter()
+            .zip(&q[32 * b..32 * b + 32])
+            .map(|(&w, &x)| w as i8 as i32 * x as i32)
+            .sum();
+        sum += q8_0_term(blk, d8[b / 8], isum);
+    }
+    sum
 }
