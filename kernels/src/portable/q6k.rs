@@ -90,13 +90,33 @@ pub fn q6k_block_isum(blk: &[u8], q: &[i8], bsums: &[i16]) -> i32 {
 
 /// A Q6_K row (whole blocks) against one token's [`Q8K`] activations.
 pub fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    q6k_row(row, q, d8, bsums, q6k_block_isum)
+}
+
+/// The row loop every path shares: whole blocks only, each block's exact integer sum from
+/// `isum(block, its activations, its 16 group sums)`, the terms added in block order.
+/// Inlined into the SIMD twins, so their block kernels inline into it.
+#[inline(always)]
+pub fn q6k_row(
+    row: &[u8],
+    q: &[i8],
+    d8: &[f32],
+    bsums: &[i16],
+    mut isum: impl FnMut(&[u8], &[i8], &[i16]) -> i32,
+) -> f32 {
+    let nb = (row.len() / Q6K_BLOCK_BYTES)
+        .min(q.len() / QK_K)
+        .min(d8.len())
+        .min(bsums.len() / 16);
     let mut sum = 0f32;
-    for (b, (blk, &d)) in row.chunks_exact(Q6K_BLOCK_BYTES).zip(d8).enumerate() {
-        sum += q6k_term(
+    for b in 0..nb {
+        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
+        let s = isum(
             blk,
-            d,
-            q6k_block_isum(blk, &q[b * QK_K..], &bsums[b * 16..]),
+            &q[b * QK_K..(b + 1) * QK_K],
+            &bsums[b * 16..(b + 1) * 16],
         );
+        sum += q6k_term(blk, d8[b], s);
     }
     sum
 }
@@ -110,14 +130,23 @@ pub const Q8_0_BLOCK_BYTES: usize = 34;
 pub fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
     let mut sum = 0f32;
     for (b, blk) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
-        let isum: i32 = blk[2..]
-            .iter()
-            .zip(&q[32 * b..32 * b + 32])
-            .map(|(&w, &x)| w as i8 as i32 * x as i32)
-            .sum();
-        sum += q8_0_term(blk, d8[b / 8], isum);
+        sum += q8_0_term(
+            blk,
+            d8[b / 8],
+            q8_0_block_isum(blk, &q[32 * b..32 * b + 32]),
+        );
     }
     sum
+}
+
+/// Σ w · x over one Q8_0 block (exact).
+#[inline]
+pub fn q8_0_block_isum(blk: &[u8], q: &[i8]) -> i32 {
+    blk[2..]
+        .iter()
+        .zip(q)
+        .map(|(&w, &x)| w as i8 as i32 * x as i32)
+        .sum()
 }
 
 /// `(d_w · d_x) · isum` for one Q8_0 block, the f32 step every path shares.

@@ -5,27 +5,16 @@
 
 use std::arch::aarch64::*;
 
-use crate::portable::{q6k_term, q8_0_term, Q6K_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK_K};
+use crate::portable::{q6k_row, q8_0_term, Q8_0_BLOCK_BYTES};
 
 /// A Q6_K row (whole blocks) against one token's Q8K activations; same bits as the
 /// portable routine.
 #[target_feature(enable = "neon")]
 pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    let nb = (row.len() / Q6K_BLOCK_BYTES)
-        .min(q.len() / QK_K)
-        .min(d8.len())
-        .min(bsums.len() / 16);
-    let mut sum = 0f32;
-    for b in 0..nb {
-        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
-        let isum = block_isum(
-            blk.as_ptr(),
-            q.as_ptr().add(b * QK_K),
-            bsums.as_ptr().add(b * 16),
-        );
-        sum += q6k_term(blk, d8[b], isum);
-    }
-    sum
+    q6k_row(row, q, d8, bsums, |blk, q, bsums| {
+        // SAFETY: the slices are one whole block (q6k_row); NEON is this function's feature.
+        unsafe { block_isum(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) }
+    })
 }
 
 #[inline]

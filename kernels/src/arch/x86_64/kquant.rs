@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::simd::hsum_epi32;
-use crate::portable::{q6k_term, q8_0_term, Q6K_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK_K};
+use crate::portable::{q6k_row, q8_0_block_isum, q8_0_term, Q8_0_BLOCK_BYTES};
 
 /// Bytes ahead of the block being read at which the weights are prefetched (four rows
 /// stream at once in the output head, one per quarter of the thread's range).
@@ -16,21 +16,10 @@ const PREFETCH_AHEAD: usize = 1024;
 /// portable routine.
 #[target_feature(enable = "avx2")]
 pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    let nb = (row.len() / Q6K_BLOCK_BYTES)
-        .min(q.len() / QK_K)
-        .min(d8.len())
-        .min(bsums.len() / 16);
-    let mut sum = 0f32;
-    for b in 0..nb {
-        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
-        let isum = block_isum(
-            blk.as_ptr(),
-            q.as_ptr().add(b * QK_K),
-            bsums.as_ptr().add(b * 16),
-        );
-        sum += q6k_term(blk, d8[b], isum);
-    }
-    sum
+    q6k_row(row, q, d8, bsums, |blk, q, bsums| {
+        // SAFETY: the slices are one whole block (q6k_row); AVX2 is this function's feature.
+        unsafe { block_isum(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) }
+    })
 }
 
 /// `vpshufb` controls that, on the half's eight i16 scales held in both 128-bit lanes, give
@@ -111,21 +100,10 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
 /// instead of eight, and `vpdpwssd` applies the scales and accumulates in one instruction.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn dot_q6k_q8k_avx512(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    let nb = (row.len() / Q6K_BLOCK_BYTES)
-        .min(q.len() / QK_K)
-        .min(d8.len())
-        .min(bsums.len() / 16);
-    let mut sum = 0f32;
-    for b in 0..nb {
-        let blk = &row[b * Q6K_BLOCK_BYTES..(b + 1) * Q6K_BLOCK_BYTES];
-        let isum = block_isum_avx512(
-            blk.as_ptr(),
-            q.as_ptr().add(b * QK_K),
-            bsums.as_ptr().add(b * 16),
-        );
-        sum += q6k_term(blk, d8[b], isum);
-    }
-    sum
+    q6k_row(row, q, d8, bsums, |blk, q, bsums| {
+        // SAFETY: as in `dot_q6k_q8k`, with this function's AVX-512 features.
+        unsafe { block_isum_avx512(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) }
+    })
 }
 
 /// `vpermw` indices spreading scale `4c + lane` over the eight i16 of each 128-bit lane,
@@ -237,12 +215,11 @@ pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
     // Blocks past the last whole group (the caller passes K % 256 = 0: none).
     for b in nb / 8 * 8..nb {
         let blk = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
-        let isum: i32 = blk[2..]
-            .iter()
-            .zip(&q[32 * b..32 * b + 32])
-            .map(|(&w, &x)| w as i8 as i32 * x as i32)
-            .sum();
-        sum += q8_0_term(blk, d8[b / 8], isum);
+        sum += q8_0_term(
+            blk,
+            d8[b / 8],
+            q8_0_block_isum(blk, &q[32 * b..32 * b + 32]),
+        );
     }
     sum
 }
