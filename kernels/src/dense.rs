@@ -1,7 +1,7 @@
 //! Dense (non-ternary) weights: embeddings, the output matrix and F32/F16 fallbacks.
 //!
 //! F32, F16 and BF16 rows are dotted in place against f32 activations (SIMD conversions);
-//! Q6_K rows (llama.cpp's usual output type) and Q8_0 rows (K % 256 = 0) in integers
+//! Q6_K rows (llama.cpp's usual output type) and Q8_0 / Q4_0 rows (K % 256 = 0) in integers
 //! against int8 activations ([`int8_matmul`]); other block types are dequantised one row at
 //! a time into a scratch buffer, which is then dotted with every token, so each weight row is
 //! read once per call (the codecs' row dequantiser for the types without their own loop).
@@ -198,7 +198,8 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         TensorType::BF16 if in_place => Some(kt.dot_bf16_rows4),
         _ => None,
     };
-    if w.ty == TensorType::Q6_K || (w.ty == TensorType::Q8_0 && k.is_multiple_of(QK_K)) {
+    let block32 = matches!(w.ty, TensorType::Q8_0 | TensorType::Q4_0);
+    if w.ty == TensorType::Q6_K || (block32 && k.is_multiple_of(QK_K)) {
         return int8_matmul(w, x, n, out);
     }
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
@@ -254,8 +255,9 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     });
 }
 
-/// Q6_K and Q8_0 rows against int8 activations, as llama.cpp dots its quantised types: each
-/// token is quantised once per 256-block ([`Q8K`]) and every row is dotted in integers.
+/// Q6_K, Q8_0 and Q4_0 rows against int8 activations, as llama.cpp dots its quantised
+/// types: each token is quantised once per 256-block ([`Q8K`]) and every row is dotted in
+/// integers.
 /// Widening each row to f32 first made a 2B4T model with a Q6_K head decode at a quarter of
 /// its bandwidth limit. The int8 rounding of the activations is the only difference from
 /// the f32 product: each activation moves by at most half a step, `absmax(block) / 254`.
@@ -269,7 +271,6 @@ fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
             a
         })
         .collect();
-    let q6k = w.ty == TensorType::Q6_K;
     let out_ptr = OutPtr(out.as_mut_ptr());
     let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
@@ -284,10 +285,10 @@ fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         for m in order {
             let raw = w.row_raw(m);
             for (t, a) in acts.iter().enumerate() {
-                let v = if q6k {
-                    (kt.dot_q6k_q8k)(raw, &a.q, &a.d, &a.bsums)
-                } else {
-                    (kt.dot_q8_0_q8k)(raw, &a.q, &a.d)
+                let v = match w.ty {
+                    TensorType::Q6_K => (kt.dot_q6k_q8k)(raw, &a.q, &a.d, &a.bsums),
+                    TensorType::Q4_0 => (kt.dot_q4_0_q8k)(raw, &a.q, &a.d, &a.bsums),
+                    _ => (kt.dot_q8_0_q8k)(raw, &a.q, &a.d),
                 };
                 // SAFETY: (t, m) is in bounds and row m belongs to this range.
                 unsafe { *out_ptr.0.add(t * m_rows + m) = v }

@@ -95,9 +95,9 @@ pub enum ActLayout {
     Pairs256,
 }
 
-/// `(row, q, d, bsums)`: a Q6_K row against one token's Q8K activations (see
+/// `(row, q, d, bsums)`: a quantised row against one token's Q8K activations (see
 /// [`portable::dot_q6k_q8k`]); every path gives the same bits.
-pub type DotQ6kQ8k = fn(&[u8], &[i8], &[f32], &[i16]) -> f32;
+pub type DotQ8k = fn(&[u8], &[i8], &[f32], &[i16]) -> f32;
 
 /// `(rows, row_bytes, k, packed, groups, out)`: see [`portable::i2_gemm32`].
 pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
@@ -123,7 +123,9 @@ pub struct Kernels {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
-    pub dot_q6k_q8k: DotQ6kQ8k,
+    pub dot_q6k_q8k: DotQ8k,
+    /// A Q4_0 row (K % 256 = 0), see `portable::dot_q4_0_q8k`.
+    pub dot_q4_0_q8k: DotQ8k,
     /// `(row, q, d)`: a Q8_0 row against one token's Q8K activations (K % 256 = 0), see
     /// `portable::dot_q8_0_q8k`; every path gives the same bits.
     pub dot_q8_0_q8k: fn(&[u8], &[i8], &[f32]) -> f32,
@@ -162,6 +164,7 @@ pub static SCALAR: Kernels = Kernels {
     dot_bf16: portable::dot_bf16,
     dot_q6k_q8k: portable::dot_q6k_q8k,
     dot_q8_0_q8k: portable::dot_q8_0_q8k,
+    dot_q4_0_q8k: portable::dot_q4_0_q8k,
     dot_f16_rows4: |w, x| w.map(|r| portable::dot_f16(r, x)),
     dot_bf16_rows4: |w, x| w.map(|r| portable::dot_bf16(r, x)),
     sum_sq: portable::sum_sq,

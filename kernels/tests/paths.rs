@@ -107,7 +107,13 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
             q6.extend((0..208).map(|_| rng.below(256) as u8));
             q6.extend(half::f16::from_f32(1e-3 * (1 + rng.below(64)) as f32).to_le_bytes());
         }
+        let mut q4 = Vec::new();
+        for _ in 0..m * k / 32 {
+            q4.extend(half::f16::from_f32(1e-2 * (1 + rng.below(64)) as f32).to_le_bytes());
+            q4.extend((0..16).map(|_| rng.below(256) as u8));
+        }
         for (ty, bytes) in [
+            (TensorType::Q4_0, &q4),
             (TensorType::F32, &f32b),
             (TensorType::F16, &f16b),
             (TensorType::BF16, &bf16b),
@@ -132,9 +138,10 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                             .zip(&x[t * k..])
                             .map(|(a, b)| (*a as f64 * *b as f64).abs())
                             .sum();
-                        // Q6_K and Q8_0 rows meet int8 activations (one scale per 256-block):
+                        // Quantised rows meet int8 activations (one scale per 256-block):
                         // each x is off by at most half a step, absmax / 254.
-                        let int8 = matches!(ty, TensorType::Q6_K | TensorType::Q8_0);
+                        let int8 =
+                            matches!(ty, TensorType::Q6_K | TensorType::Q8_0 | TensorType::Q4_0);
                         let quant: f64 = if int8 {
                             row.chunks(256)
                                 .zip(x[t * k..(t + 1) * k].chunks(256))

@@ -646,3 +646,56 @@ fn q8_0_dot_identical() {
         }
     }
 }
+
+#[test]
+fn q4_0_dot_identical() {
+    use bitnet_kernels::portable::{quantize_q8k, Q8K};
+    let mut rng = Rng(0x4040);
+    for groups in [1usize, 2, 5] {
+        let k = groups * 256;
+        let rows: Vec<Vec<u8>> = [None, Some(0x00u8), Some(0xFF), Some(0x88)]
+            .into_iter()
+            .map(|fill| {
+                (0..k / 32)
+                    .flat_map(|_| {
+                        let mut b = half::f16::from_f32(1e-2 * (1 + rng.below(100)) as f32)
+                            .to_le_bytes()
+                            .to_vec();
+                        b.extend((0..16).map(|_| fill.unwrap_or_else(|| rng.below(256) as u8)));
+                        b
+                    })
+                    .collect()
+            })
+            .collect();
+        for x in float_inputs(&mut rng, k) {
+            let mut a = Q8K::default();
+            quantize_q8k(&x, &mut a);
+            for row in &rows {
+                let want = (SCALAR.dot_q4_0_q8k)(row, &a.q, &a.d, &a.bsums);
+                // The portable routine against a direct Σ (v − 8) · x per block.
+                let mut direct = 0f32;
+                for (b, blk) in row.chunks_exact(18).enumerate() {
+                    let isum: i32 = (0..32)
+                        .map(|i| {
+                            let byte = blk[2 + i % 16];
+                            let v = if i < 16 { byte & 0xF } else { byte >> 4 };
+                            (v as i32 - 8) * a.q[32 * b + i] as i32
+                        })
+                        .sum();
+                    let dw = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                    direct += (dw * a.d[b / 8]) * isum as f32;
+                }
+                assert_eq!(want.to_bits(), direct.to_bits());
+                for t in simd_tables() {
+                    let got = (t.dot_q4_0_q8k)(row, &a.q, &a.d, &a.bsums);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{} groups={groups}: {got} vs {want}",
+                        t.path.name()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::arch::aarch64::*;
 
-use crate::portable::{q6k_row, q8_0_term, Q8_0_BLOCK_BYTES};
+use crate::portable::{block0_term, q6k_row, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 
 /// A Q6_K row (whole blocks) against one token's Q8K activations; same bits as the
 /// portable routine.
@@ -70,7 +70,36 @@ pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
             let p = vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(x)), w, x);
             acc = vpadalq_s16(acc, p);
         }
-        sum += q8_0_term(blk, d8[b / 8], vaddvq_s32(acc));
+        sum += block0_term(blk, d8[b / 8], vaddvq_s32(acc));
+    }
+    sum
+}
+
+/// NEON twin of `portable::dot_q4_0_q8k`: the nibbles unpacked to two vectors of 0..=15,
+/// multiplied as for Q8_0, the stored +8 removed with the group sums.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_q4_0_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    let nb = (row.len() / Q4_0_BLOCK_BYTES)
+        .min(q.len() / 32)
+        .min(d8.len() * 8)
+        .min(bsums.len() / 2);
+    let m4 = vdupq_n_u8(0x0F);
+    let mut sum = 0f32;
+    for b in 0..nb {
+        let blk = &row[b * Q4_0_BLOCK_BYTES..(b + 1) * Q4_0_BLOCK_BYTES];
+        let qs = vld1q_u8(blk.as_ptr().add(2));
+        let halves = [vandq_u8(qs, m4), vshrq_n_u8::<4>(qs)];
+        let mut acc = vdupq_n_s32(0);
+        for (h, &v) in halves.iter().enumerate() {
+            let v = vreinterpretq_s8_u8(v);
+            let x = vld1q_s8(q.as_ptr().add(32 * b + 16 * h));
+            acc = vpadalq_s16(
+                acc,
+                vmlal_high_s8(vmull_s8(vget_low_s8(v), vget_low_s8(x)), v, x),
+            );
+        }
+        let bsum32 = bsums[2 * b] as i32 + bsums[2 * b + 1] as i32;
+        sum += block0_term(blk, d8[b / 8], vaddvq_s32(acc) - 8 * bsum32);
     }
     sum
 }

@@ -6,7 +6,9 @@
 use std::arch::x86_64::*;
 
 use super::simd::hsum_epi32;
-use crate::portable::{q6k_row, q8_0_block_isum, q8_0_term, Q8_0_BLOCK_BYTES};
+use crate::portable::{
+    block0_term, q4_0_block_isum, q6k_row, q8_0_block_isum, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES,
+};
 
 /// Bytes ahead of the block being read at which the weights are prefetched (four rows
 /// stream at once in the output head, one per quarter of the thread's range).
@@ -191,34 +193,95 @@ pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
         for line in 1..5 {
             _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH_AHEAD + 64 * line) as *const i8);
         }
-        // Within each 128-bit lane, two rounds of `vphaddd` leave [Σa, Σb, Σc, Σd] of that
-        // lane's halves; adding the lanes gives four whole block sums.
-        let four = |a, b, c, d| {
-            let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-            _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
-        };
-        let isum = _mm256_set_m128i(four(v[4], v[5], v[6], v[7]), four(v[0], v[1], v[2], v[3]));
-        let dw: [u16; 8] = std::array::from_fn(|i| {
-            (base.add(i * Q8_0_BLOCK_BYTES) as *const u16).read_unaligned()
-        });
-        let dw = _mm256_cvtph_ps(_mm_loadu_si128(dw.as_ptr() as *const __m128i));
-        let t = _mm256_mul_ps(
-            _mm256_mul_ps(dw, _mm256_set1_ps(dx)),
-            _mm256_cvtepi32_ps(isum),
-        );
-        let mut terms = [0f32; 8];
-        _mm256_storeu_ps(terms.as_mut_ptr(), t);
-        for t in terms {
-            sum += t;
-        }
+        add_eight_terms(base, Q8_0_BLOCK_BYTES, dx, gather_block_sums(v), &mut sum);
     }
     // Blocks past the last whole group (the caller passes K % 256 = 0: none).
     for b in nb / 8 * 8..nb {
         let blk = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
-        sum += q8_0_term(
+        sum += block0_term(
             blk,
             d8[b / 8],
             q8_0_block_isum(blk, &q[32 * b..32 * b + 32]),
+        );
+    }
+    sum
+}
+
+/// The eight blocks' integer sums from their eight vectors of partial sums: within each
+/// 128-bit lane two rounds of `vphaddd` leave [Σa, Σb, Σc, Σd] of that lane's halves, and
+/// adding the lanes gives whole block sums (lane i = block i).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn gather_block_sums(v: [__m256i; 8]) -> __m256i {
+    let four = |a, b, c, d| {
+        let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+        _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+    };
+    _mm256_set_m128i(four(v[4], v[5], v[6], v[7]), four(v[0], v[1], v[2], v[3]))
+}
+
+/// Adds `(d_w · d_x) · isum` of eight consecutive blocks (each starting with its f16 d) to
+/// `sum` in block order: the same operations as `portable::block0_term`, lane by lane.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn add_eight_terms(
+    base: *const u8,
+    block_bytes: usize,
+    dx: f32,
+    isum: __m256i,
+    sum: &mut f32,
+) {
+    let dw: [u16; 8] =
+        std::array::from_fn(|i| (base.add(i * block_bytes) as *const u16).read_unaligned());
+    let dw = _mm256_cvtph_ps(_mm_loadu_si128(dw.as_ptr() as *const __m128i));
+    let t = _mm256_mul_ps(
+        _mm256_mul_ps(dw, _mm256_set1_ps(dx)),
+        _mm256_cvtepi32_ps(isum),
+    );
+    let mut terms = [0f32; 8];
+    _mm256_storeu_ps(terms.as_mut_ptr(), t);
+    for t in terms {
+        *sum += t;
+    }
+}
+
+/// AVX2 twin of `portable::dot_q4_0_q8k`: per block the two nibble halves side by side as
+/// one vector of 32 values 0..=15 against the activations (`vpmaddubsw`), eight blocks
+/// gathered as for Q8_0, the stored +8 removed with the group sums (`8 · Σ x`).
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn dot_q4_0_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    let nb = (row.len() / Q4_0_BLOCK_BYTES)
+        .min(q.len() / 32)
+        .min(d8.len() * 8)
+        .min(bsums.len() / 2);
+    let ones = _mm256_set1_epi16(1);
+    let m4 = _mm_set1_epi8(0x0F);
+    let mut sum = 0f32;
+    for (g, &dx) in d8.iter().enumerate().take(nb / 8) {
+        let base = row.as_ptr().add(8 * g * Q4_0_BLOCK_BYTES);
+        for line in 0..3 {
+            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH_AHEAD + 64 * line) as *const i8);
+        }
+        let v: [__m256i; 8] = std::array::from_fn(|i| {
+            let qs = _mm_loadu_si128(base.add(i * Q4_0_BLOCK_BYTES + 2) as *const __m128i);
+            let lo = _mm_and_si128(qs, m4);
+            let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
+            let x = _mm256_loadu_si256(q.as_ptr().add((8 * g + i) * 32) as *const __m256i);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), x), ones)
+        });
+        // Σ x per 32-block: the 16-group sums added in pairs.
+        let bs = _mm256_loadu_si256(bsums.as_ptr().add(16 * g) as *const __m256i);
+        let offset = _mm256_slli_epi32(_mm256_madd_epi16(bs, ones), 3);
+        let isum = _mm256_sub_epi32(gather_block_sums(v), offset);
+        add_eight_terms(base, Q4_0_BLOCK_BYTES, dx, isum, &mut sum);
+    }
+    for b in nb / 8 * 8..nb {
+        let blk = &row[b * Q4_0_BLOCK_BYTES..(b + 1) * Q4_0_BLOCK_BYTES];
+        let bsum32 = bsums[2 * b] as i32 + bsums[2 * b + 1] as i32;
+        sum += block0_term(
+            blk,
+            d8[b / 8],
+            q4_0_block_isum(blk, &q[32 * b..32 * b + 32], bsum32),
         );
     }
     sum

@@ -32,6 +32,7 @@ macro_rules! x86_table {
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
             dot_q6k_q8k: |w, q, d, s| unsafe { $q6k(w, q, d, s) },
             dot_q8_0_q8k: |w, q, d| unsafe { kquant::dot_q8_0_q8k(w, q, d) },
+            dot_q4_0_q8k: |w, q, d, s| unsafe { kquant::dot_q4_0_q8k(w, q, d, s) },
             dot_f16_rows4: |w, x| unsafe { $f16_rows4(w, x) },
             dot_bf16_rows4: |w, x| unsafe { $bf16_rows4(w, x) },
             sum_sq: |x| unsafe { simd::sum_sq(x) },

@@ -1,8 +1,8 @@
-//! Q6_K (and Q8_0) weights against int8 activations (ggml's `vec_dot_q6_K_q8_K` scheme): the
-//! activations of a token are quantised once per 256-block (`Q8K`), so that a Q6_K row is
-//! dotted in integers instead of being widened to f32 first. Every path computes each
-//! block's integer sum exactly and combines the blocks with the same f32 operations in the
-//! same order, so all paths give the same bits.
+//! Quantised rows (Q6_K, Q8_0, Q4_0) against int8 activations, ggml's `vec_dot_*_q8_K`
+//! scheme: the activations of a token are quantised once per 256-block (`Q8K`), so that a
+//! row is dotted in integers instead of being widened to f32 first. Every path computes
+//! each block's integer sum exactly and combines the blocks with the same f32 operations in
+//! the same order, so all paths give the same bits.
 
 /// Elements per Q6_K (and Q8K) block.
 pub const QK_K: usize = 256;
@@ -130,7 +130,7 @@ pub const Q8_0_BLOCK_BYTES: usize = 34;
 pub fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
     let mut sum = 0f32;
     for (b, blk) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
-        sum += q8_0_term(
+        sum += block0_term(
             blk,
             d8[b / 8],
             q8_0_block_isum(blk, &q[32 * b..32 * b + 32]),
@@ -149,9 +149,39 @@ pub fn q8_0_block_isum(blk: &[u8], q: &[i8]) -> i32 {
         .sum()
 }
 
-/// `(d_w · d_x) · isum` for one Q8_0 block, the f32 step every path shares.
+/// `(d_w · d_x) · isum` for one block that starts with its f16 scale (Q8_0, Q4_0), the f32
+/// step every path shares.
 #[inline]
-pub fn q8_0_term(blk: &[u8], d8: f32, isum: i32) -> f32 {
+pub fn block0_term(blk: &[u8], d8: f32, isum: i32) -> f32 {
     let dw = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
     (dw * d8) * isum as f32
+}
+
+/// Bytes per Q4_0 block: f16 d, then 16 bytes holding elements `j` (low nibble) and
+/// `j + 16` (high nibble), each stored plus 8.
+pub const Q4_0_BLOCK_BYTES: usize = 18;
+
+/// Σ (v − 8) · x over one Q4_0 block (exact); `bsum32` is Σ x over the block.
+#[inline]
+pub fn q4_0_block_isum(blk: &[u8], q: &[i8], bsum32: i32) -> i32 {
+    let mut dot = 0i32;
+    for j in 0..16 {
+        dot +=
+            (blk[2 + j] & 0xF) as i32 * q[j] as i32 + (blk[2 + j] >> 4) as i32 * q[j + 16] as i32;
+    }
+    dot - 8 * bsum32
+}
+
+/// A Q4_0 row against one token's [`Q8K`] activations (K % 256 = 0), as for Q8_0.
+pub fn dot_q4_0_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
+    let mut sum = 0f32;
+    for (b, blk) in row.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+        let bsum32 = bsums[2 * b] as i32 + bsums[2 * b + 1] as i32;
+        sum += block0_term(
+            blk,
+            d8[b / 8],
+            q4_0_block_isum(blk, &q[32 * b..32 * b + 32], bsum32),
+        );
+    }
+    sum
 }
