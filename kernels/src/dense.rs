@@ -257,10 +257,10 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
 
 /// Q6_K, Q8_0 and Q4_0 rows against int8 activations, as llama.cpp dots its quantised
 /// types: each token is quantised once per 256-block ([`Q8K`]) and every row is dotted in
-/// integers.
-/// Widening each row to f32 first made a 2B4T model with a Q6_K head decode at a quarter of
-/// its bandwidth limit. The int8 rounding of the activations is the only difference from
-/// the f32 product: each activation moves by at most half a step, `absmax(block) / 254`.
+/// integers. Widening each row to f32 first made a 2B4T model with a Q6_K head decode at a
+/// quarter of its bandwidth limit. The int8 rounding of the activations is the only
+/// difference from the f32 product: each activation moves by at most half a step,
+/// `absmax(block) / 254`.
 fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     let (m_rows, k) = (w.rows, w.cols);
     let kt = table();

@@ -1,7 +1,8 @@
-//! NEON twin of `portable::dot_q6k_q8k`: per 16-element group, the 6-bit values are
+//! NEON twins of the `portable::q8k` dots. Q6_K: per 16-element group the 6-bit values are
 //! rebuilt with a shift-left-insert (nibble | high pair << 4), multiplied with the int8
 //! activations into i16 pairs (`smull`/`smlal2`, at most 2 · 63 · 127), widened and scaled
-//! into i32. The block's integer sum is exact; the blocks are combined by the portable code.
+//! into i32. Q8_0 / Q4_0: the same multiply per block. Every block's integer sum is exact;
+//! the blocks are combined as in the portable code.
 
 use std::arch::aarch64::*;
 

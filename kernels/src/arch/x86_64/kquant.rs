@@ -1,7 +1,9 @@
-//! AVX2 twin of `portable::dot_q6k_q8k`. Each 32-element plane of a Q6_K block is rebuilt
-//! from its nibbles and 2-bit pairs (values 0..=63, so `vpmaddubsw` cannot saturate),
-//! multiplied with the int8 activations, and `vpmaddwd` applies the two 16-groups' scales:
-//! the block's integer sum is exact, and the blocks are combined by the portable code.
+//! AVX2 (and, for Q6_K, AVX-512) twins of the `portable::q8k` dots: quantised rows against
+//! int8 activations. Q6_K: each 32-element plane is rebuilt from its nibbles and 2-bit pairs
+//! (values 0..=63, so `vpmaddubsw` cannot saturate), multiplied with the activations, and
+//! `vpmaddwd` applies the two 16-groups' scales. Q8_0 / Q4_0: eight blocks per activation
+//! block, their sums gathered into one vector. Every block's integer sum is exact and the
+//! f32 terms are added in block order, as in the portable code.
 
 use std::arch::x86_64::*;
 
