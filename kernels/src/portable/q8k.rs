@@ -54,14 +54,6 @@ pub fn q6k_value(blk: &[u8], i: usize) -> i32 {
     (lo | (((qh >> (2 * j)) & 3) << 4)) as i32
 }
 
-/// The f32 step shared by every path: a block's exact integer sum times `d6 · d8`. The
-/// paths add these terms in block order, so they give the same bits.
-#[inline]
-pub fn q6k_term(blk: &[u8], d8: f32, isum: i32) -> f32 {
-    let d6 = half::f16::from_le_bytes([blk[208], blk[209]]).to_f32();
-    (d6 * d8) * isum as f32
-}
-
 /// The exact integer sum of one block: `Σ_g scale_g · (Σ_{i∈g} v_i · q_i − 32 · bsum_g)`.
 /// Walked plane by plane (32 elements that share their bit positions) so that the inner
 /// loop has constant shifts and vectorises.
@@ -90,12 +82,15 @@ pub fn q6k_block_isum(blk: &[u8], q: &[i8], bsums: &[i16]) -> i32 {
 
 /// A Q6_K row (whole blocks) against one token's [`Q8K`] activations.
 pub fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    q6k_row(row, q, d8, bsums, q6k_block_isum)
+    q6k_row(row, q, d8, bsums, q6k_block_isum, |b| {
+        half::f16::from_bits(b).to_f32()
+    })
 }
 
 /// The row loop every path shares: whole blocks only, each block's exact integer sum from
-/// `isum(block, its activations, its 16 group sums)`, the terms added in block order.
-/// Inlined into the SIMD twins, so their block kernels inline into it.
+/// `isum(block, its activations, its 16 group sums)`, its term `(d6 · d8) · isum` with `d6`
+/// widened by `f16` (exact on every path), the terms added in block order. Inlined into the
+/// SIMD twins, so their block kernels and conversions inline into it.
 #[inline(always)]
 pub fn q6k_row(
     row: &[u8],
@@ -103,6 +98,7 @@ pub fn q6k_row(
     d8: &[f32],
     bsums: &[i16],
     mut isum: impl FnMut(&[u8], &[i8], &[i16]) -> i32,
+    f16: impl Fn(u16) -> f32,
 ) -> f32 {
     let nb = (row.len() / Q6K_BLOCK_BYTES)
         .min(q.len() / QK_K)
@@ -116,7 +112,8 @@ pub fn q6k_row(
             &q[b * QK_K..(b + 1) * QK_K],
             &bsums[b * 16..(b + 1) * 16],
         );
-        sum += q6k_term(blk, d8[b], s);
+        let d6 = f16(u16::from_le_bytes([blk[208], blk[209]]));
+        sum += (d6 * d8[b]) * s as f32;
     }
     sum
 }

@@ -12,10 +12,15 @@ use crate::portable::{block0_term, q6k_row, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 /// portable routine.
 #[target_feature(enable = "neon")]
 pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    q6k_row(row, q, d8, bsums, |blk, q, bsums| {
+    q6k_row(
+        row,
+        q,
+        d8,
+        bsums,
         // SAFETY: the slices are one whole block (q6k_row); NEON is this function's feature.
-        unsafe { block_isum(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) }
-    })
+        |blk, q, bsums| unsafe { block_isum(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) },
+        |b| half::f16::from_bits(b).to_f32(),
+    )
 }
 
 #[inline]

@@ -18,12 +18,25 @@ const PREFETCH_AHEAD: usize = 1024;
 
 /// A Q6_K row (whole blocks) against one token's Q8K activations; same bits as the
 /// portable routine.
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,f16c")]
 pub unsafe fn dot_q6k_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    q6k_row(row, q, d8, bsums, |blk, q, bsums| {
+    q6k_row(
+        row,
+        q,
+        d8,
+        bsums,
         // SAFETY: the slices are one whole block (q6k_row); AVX2 is this function's feature.
-        unsafe { block_isum(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) }
-    })
+        |blk, q, bsums| unsafe { block_isum(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) },
+        |b| unsafe { f16_to_f32(b) },
+    )
+}
+
+/// One f16 widened with F16C, inline: calling out for it per block (as the `half` crate's
+/// runtime dispatch does) made the compiler spill the vector registers around every call.
+#[inline]
+#[target_feature(enable = "f16c")]
+unsafe fn f16_to_f32(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 /// `vpshufb` controls that, on the half's eight i16 scales held in both 128-bit lanes, give
@@ -102,12 +115,17 @@ unsafe fn block_isum(blk: *const u8, q: *const i8, bsums: *const i16) -> i32 {
 /// The AVX-512 twin: a 64-byte load of low nibbles holds two whole planes (64 consecutive
 /// elements, four 16-groups, one per 128-bit lane), so a block takes four multiply steps
 /// instead of eight, and `vpdpwssd` applies the scales and accumulates in one instruction.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
 pub unsafe fn dot_q6k_q8k_avx512(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    q6k_row(row, q, d8, bsums, |blk, q, bsums| {
+    q6k_row(
+        row,
+        q,
+        d8,
+        bsums,
         // SAFETY: as in `dot_q6k_q8k`, with this function's AVX-512 features.
-        unsafe { block_isum_avx512(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) }
-    })
+        |blk, q, bsums| unsafe { block_isum_avx512(blk.as_ptr(), q.as_ptr(), bsums.as_ptr()) },
+        |b| unsafe { f16_to_f32(b) },
+    )
 }
 
 /// `vpermw` indices spreading scale `4c + lane` over the eight i16 of each 128-bit lane,
