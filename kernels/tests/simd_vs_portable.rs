@@ -598,26 +598,31 @@ fn q6k_dot_matches_dequantised_values() {
     assert_eq!(got.to_bits(), want.to_bits());
 }
 
+/// Rows of 32-element blocks that start with an f16 scale (Q8_0: 32 payload bytes, Q4_0:
+/// 16): random payloads, and payloads filled with each extreme byte.
+fn block0_rows(rng: &mut Rng, k: usize, payload: usize, fills: [Option<u8>; 4]) -> Vec<Vec<u8>> {
+    fills
+        .into_iter()
+        .map(|fill| {
+            (0..k / 32)
+                .flat_map(|_| {
+                    let d = half::f16::from_f32(1e-2 * (1 + rng.below(100)) as f32);
+                    let mut b = d.to_le_bytes().to_vec();
+                    b.extend((0..payload).map(|_| fill.unwrap_or_else(|| rng.below(256) as u8)));
+                    b
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn q8_0_dot_identical() {
     use bitnet_kernels::portable::{quantize_q8k, Q8K};
     let mut rng = Rng(0x8080);
     for groups in [1usize, 2, 5] {
         let k = groups * 256;
-        let rows: Vec<Vec<u8>> = [None, Some(0x80u8), Some(0x7F), Some(0x00)]
-            .into_iter()
-            .map(|fill| {
-                (0..k / 32)
-                    .flat_map(|_| {
-                        let mut b = half::f16::from_f32(1e-2 * (1 + rng.below(100)) as f32)
-                            .to_le_bytes()
-                            .to_vec();
-                        b.extend((0..32).map(|_| fill.unwrap_or_else(|| rng.below(256) as u8)));
-                        b
-                    })
-                    .collect()
-            })
-            .collect();
+        let rows = block0_rows(&mut rng, k, 32, [None, Some(0x80), Some(0x7F), Some(0x00)]);
         for x in float_inputs(&mut rng, k) {
             let mut a = Q8K::default();
             quantize_q8k(&x, &mut a);
@@ -653,20 +658,7 @@ fn q4_0_dot_identical() {
     let mut rng = Rng(0x4040);
     for groups in [1usize, 2, 5] {
         let k = groups * 256;
-        let rows: Vec<Vec<u8>> = [None, Some(0x00u8), Some(0xFF), Some(0x88)]
-            .into_iter()
-            .map(|fill| {
-                (0..k / 32)
-                    .flat_map(|_| {
-                        let mut b = half::f16::from_f32(1e-2 * (1 + rng.below(100)) as f32)
-                            .to_le_bytes()
-                            .to_vec();
-                        b.extend((0..16).map(|_| fill.unwrap_or_else(|| rng.below(256) as u8)));
-                        b
-                    })
-                    .collect()
-            })
-            .collect();
+        let rows = block0_rows(&mut rng, k, 16, [None, Some(0x00), Some(0xFF), Some(0x88)]);
         for x in float_inputs(&mut rng, k) {
             let mut a = Q8K::default();
             quantize_q8k(&x, &mut a);

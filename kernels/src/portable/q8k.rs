@@ -125,8 +125,15 @@ pub const Q8_0_BLOCK_BYTES: usize = 34;
 /// block): per block the exact integer sum times `d_w · d_x`, added in block order, as for
 /// Q6_K. Needs K to be a multiple of 256.
 pub fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
-    let mut sum = 0f32;
-    for (b, blk) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+    q8_0_blocks_from(row, q, d8, 0, 0.0)
+}
+
+/// Adds the terms of Q8_0 blocks `first..` to `sum`, in order: the whole portable loop, and
+/// the SIMD twins' tail after their eight-block groups.
+pub fn q8_0_blocks_from(row: &[u8], q: &[i8], d8: &[f32], first: usize, mut sum: f32) -> f32 {
+    let nb = row.len() / Q8_0_BLOCK_BYTES;
+    for b in first..nb {
+        let blk = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
         sum += block0_term(
             blk,
             d8[b / 8],
@@ -171,14 +178,24 @@ pub fn q4_0_block_isum(blk: &[u8], q: &[i8], bsum32: i32) -> i32 {
 
 /// A Q4_0 row against one token's [`Q8K`] activations (K % 256 = 0), as for Q8_0.
 pub fn dot_q4_0_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
-    let mut sum = 0f32;
-    for (b, blk) in row.chunks_exact(Q4_0_BLOCK_BYTES).enumerate() {
+    q4_0_blocks_from(row, q, d8, bsums, 0, 0.0)
+}
+
+/// [`q8_0_blocks_from`] for Q4_0.
+pub fn q4_0_blocks_from(
+    row: &[u8],
+    q: &[i8],
+    d8: &[f32],
+    bsums: &[i16],
+    first: usize,
+    mut sum: f32,
+) -> f32 {
+    let nb = row.len() / Q4_0_BLOCK_BYTES;
+    for b in first..nb {
+        let blk = &row[b * Q4_0_BLOCK_BYTES..(b + 1) * Q4_0_BLOCK_BYTES];
         let bsum32 = bsums[2 * b] as i32 + bsums[2 * b + 1] as i32;
-        sum += block0_term(
-            blk,
-            d8[b / 8],
-            q4_0_block_isum(blk, &q[32 * b..32 * b + 32], bsum32),
-        );
+        let isum = q4_0_block_isum(blk, &q[32 * b..32 * b + 32], bsum32);
+        sum += block0_term(blk, d8[b / 8], isum);
     }
     sum
 }

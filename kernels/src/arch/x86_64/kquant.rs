@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use super::simd::hsum_epi32;
 use crate::portable::{
-    block0_term, q4_0_block_isum, q6k_row, q8_0_block_isum, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES,
+    q4_0_blocks_from, q6k_row, q8_0_blocks_from, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES,
 };
 
 /// Bytes ahead of the block being read at which the weights are prefetched (four rows
@@ -216,15 +216,7 @@ pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
         add_eight_terms(base, Q8_0_BLOCK_BYTES, dx, gather_block_sums(v), &mut sum);
     }
     // Blocks past the last whole group (the caller passes K % 256 = 0: none).
-    for b in nb / 8 * 8..nb {
-        let blk = &row[b * Q8_0_BLOCK_BYTES..(b + 1) * Q8_0_BLOCK_BYTES];
-        sum += block0_term(
-            blk,
-            d8[b / 8],
-            q8_0_block_isum(blk, &q[32 * b..32 * b + 32]),
-        );
-    }
-    sum
+    q8_0_blocks_from(&row[..nb * Q8_0_BLOCK_BYTES], q, d8, nb / 8 * 8, sum)
 }
 
 /// The eight blocks' integer sums from their eight vectors of partial sums: within each
@@ -295,14 +287,5 @@ pub unsafe fn dot_q4_0_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f
         let isum = _mm256_sub_epi32(gather_block_sums(v), offset);
         add_eight_terms(base, Q4_0_BLOCK_BYTES, dx, isum, &mut sum);
     }
-    for b in nb / 8 * 8..nb {
-        let blk = &row[b * Q4_0_BLOCK_BYTES..(b + 1) * Q4_0_BLOCK_BYTES];
-        let bsum32 = bsums[2 * b] as i32 + bsums[2 * b + 1] as i32;
-        sum += block0_term(
-            blk,
-            d8[b / 8],
-            q4_0_block_isum(blk, &q[32 * b..32 * b + 32], bsum32),
-        );
-    }
-    sum
+    q4_0_blocks_from(&row[..nb * Q4_0_BLOCK_BYTES], q, d8, bsums, nb / 8 * 8, sum)
 }
