@@ -20,26 +20,30 @@ pub struct Q8K {
     pub bsums: Vec<i16>,
 }
 
-/// Quantises `x` (a whole number of blocks): `d = absmax / 127`, `q = round(x / d)` (ties
-/// away from zero), so |q| ≤ 127.
+/// Bytes of one ggml Q8_K block: f32 d, 256 int8, 16 i16 group sums.
+const Q8K_BLOCK_BYTES: usize = 4 + QK_K + 32;
+
+/// Quantises `x` (a whole number of blocks) with the codecs' Q8_K rule, ggml's
+/// `quantize_row_q8_K_ref` (so the head sees llama.cpp's activations): per block
+/// `d = −max / 127` for the value `max` of largest magnitude, `q = round(x / d)` (ties to
+/// even), so |q| ≤ 127; the block bytes are then split into the three arrays the kernels
+/// read.
 pub fn quantize_q8k(x: &[f32], out: &mut Q8K) {
     let nb = x.len() / QK_K;
-    out.q.resize(nb * QK_K, 0);
-    out.d.resize(nb, 0.0);
-    out.bsums.resize(nb * 16, 0);
-    for (b, xb) in x.chunks_exact(QK_K).enumerate() {
-        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let qb = &mut out.q[b * QK_K..(b + 1) * QK_K];
-        for (q, &v) in qb.iter_mut().zip(xb) {
-            *q = (v * inv).round().clamp(-127.0, 127.0) as i8;
-        }
-        out.d[b] = d;
-        for (g, s) in out.bsums[b * 16..(b + 1) * 16].iter_mut().enumerate() {
-            // |Σ| ≤ 16 · 127: fits i16, which the SIMD offset step multiplies in.
-            *s = qb[16 * g..16 * (g + 1)].iter().map(|&q| q as i16).sum();
-        }
+    let mut bytes = vec![0u8; nb * Q8K_BLOCK_BYTES];
+    bitnet_formats::codec::kquants::quantize_q8_k(&x[..nb * QK_K], &mut bytes);
+    out.q.clear();
+    out.d.clear();
+    out.bsums.clear();
+    for blk in bytes.chunks_exact(Q8K_BLOCK_BYTES) {
+        out.d
+            .push(f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]));
+        out.q.extend(blk[4..4 + QK_K].iter().map(|&b| b as i8));
+        out.bsums.extend(
+            blk[4 + QK_K..]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]])),
+        );
     }
 }
 
