@@ -8,9 +8,8 @@ use half::{bf16, f16};
 
 mod q8k;
 pub use q8k::{
-    block0_term, dot_q4_0_q8k, dot_q6k_q8k, dot_q8_0_q8k, q4_0_block_isum, q4_0_blocks_from,
-    q6k_block_isum, q6k_row, q6k_value, q8_0_block_isum, q8_0_blocks_from, quantize_q8k,
-    Q4_0_BLOCK_BYTES, Q6K_BLOCK_BYTES, Q8K, Q8_0_BLOCK_BYTES, QK_K,
+    block0_term, dot_q4_0_q8k, dot_q6k_q8k, dot_q8_0_q8k, q4_0_blocks_from, q6k_row, q6k_value,
+    q8_0_blocks_from, quantize_q8k, Q4_0_BLOCK_BYTES, Q8K, Q8_0_BLOCK_BYTES, QK_K,
 };
 
 /// Elements per I2 block: 32 bytes hold 128 codes (formats.md §3.2 layout A).
