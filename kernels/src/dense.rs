@@ -1,8 +1,8 @@
 //! Dense (non-ternary) weights: embeddings, the output matrix and F32/F16 fallbacks.
 //!
 //! F32, F16 and BF16 rows are dotted in place against f32 activations (SIMD conversions);
-//! Q6_K rows (llama.cpp's usual output type) and Q8_0 / Q4_0 rows (K % 256 = 0) in integers
-//! against int8 activations ([`int8_matmul`]); other block types are dequantised one row at
+//! Q6_K rows (llama.cpp's usual output type) and Q8_0 / Q4_0 rows (its output type when K
+//! is no multiple of 256, as on the 3B shape) in integers against int8 activations ([`int8_matmul`]); other block types are dequantised one row at
 //! a time into a scratch buffer, which is then dotted with every token, so each weight row is
 //! read once per call (the codecs' row dequantiser for the types without their own loop).
 
@@ -13,7 +13,7 @@ use bitnet_formats::TensorType;
 use crate::dispatch::table;
 use crate::error::KernelError;
 use crate::pool::parallel_ranges;
-use crate::portable::{quantize_q8k, Q8K, QK_K};
+use crate::portable::{quantize_q8k, Q8K};
 
 /// A dense `rows × cols` matrix borrowed from a GGUF payload.
 #[derive(Clone, Debug)]
@@ -198,8 +198,7 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         TensorType::BF16 if in_place => Some(kt.dot_bf16_rows4),
         _ => None,
     };
-    let block32 = matches!(w.ty, TensorType::Q8_0 | TensorType::Q4_0);
-    if w.ty == TensorType::Q6_K || (block32 && k.is_multiple_of(QK_K)) {
+    if matches!(w.ty, TensorType::Q6_K | TensorType::Q8_0 | TensorType::Q4_0) {
         return int8_matmul(w, x, n, out);
     }
     parallel_ranges(m_rows, min_rows, 4, |r0, r1| {

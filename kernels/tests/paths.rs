@@ -80,9 +80,9 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
 
     // Dense types.
     let mut dense = Vec::new();
-    // Small, and a decode-sized F16 head over several chunks (four-row calls, row counts
-    // not multiples of four).
-    for (m, k, n) in [(33, 512, 5), (1003, 256, 3)] {
+    // Small, a decode-sized F16 head over several chunks (four-row calls, row counts not
+    // multiples of four), and K = 13 · 32 (32-blocks with a short last 256-block).
+    for (m, k, n) in [(33, 512, 5), (1003, 256, 3), (37, 416, 3)] {
         let wf = rng.f32s(m * k, 0.1);
         let x = rng.f32s(n * k, 1.0);
         let f32b: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -120,6 +120,9 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
             (TensorType::Q8_0, &q8),
             (TensorType::Q6_K, &q6),
         ] {
+            if !k.is_multiple_of(ty.block_len() as usize) {
+                continue;
+            }
             let w = DenseMatrix::new(ty, bytes, m, k).unwrap();
             for nt in [1, n] {
                 let mut out = vec![0f32; nt * m];

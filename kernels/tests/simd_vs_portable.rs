@@ -620,8 +620,8 @@ fn block0_rows(rng: &mut Rng, k: usize, payload: usize, fills: [Option<u8>; 4]) 
 fn q8_0_dot_identical() {
     use bitnet_kernels::portable::{quantize_q8k, Q8K};
     let mut rng = Rng(0x8080);
-    for groups in [1usize, 2, 5] {
-        let k = groups * 256;
+    // Whole 256-blocks, and K with a short last activation block (3200: the 3B shape).
+    for k in [256usize, 512, 1280, 32, 96, 288, 3200] {
         let rows = block0_rows(&mut rng, k, 32, [None, Some(0x80), Some(0x7F), Some(0x00)]);
         for x in float_inputs(&mut rng, k) {
             let mut a = Q8K::default();
@@ -643,7 +643,7 @@ fn q8_0_dot_identical() {
                     assert_eq!(
                         got.to_bits(),
                         want.to_bits(),
-                        "{} groups={groups}: {got} vs {want}",
+                        "{} k={k}: {got} vs {want}",
                         t.path.name()
                     );
                 }
@@ -656,8 +656,8 @@ fn q8_0_dot_identical() {
 fn q4_0_dot_identical() {
     use bitnet_kernels::portable::{quantize_q8k, Q8K};
     let mut rng = Rng(0x4040);
-    for groups in [1usize, 2, 5] {
-        let k = groups * 256;
+    // Whole 256-blocks, and K with a short last activation block (3200: the 3B shape).
+    for k in [256usize, 512, 1280, 32, 96, 288, 3200] {
         let rows = block0_rows(&mut rng, k, 16, [None, Some(0x00), Some(0xFF), Some(0x88)]);
         for x in float_inputs(&mut rng, k) {
             let mut a = Q8K::default();
@@ -683,7 +683,7 @@ fn q4_0_dot_identical() {
                     assert_eq!(
                         got.to_bits(),
                         want.to_bits(),
-                        "{} groups={groups}: {got} vs {want}",
+                        "{} k={k}: {got} vs {want}",
                         t.path.name()
                     );
                 }

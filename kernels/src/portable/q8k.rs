@@ -23,15 +23,24 @@ pub struct Q8K {
 /// Bytes of one ggml Q8_K block: f32 d, 256 int8, 16 i16 group sums.
 const Q8K_BLOCK_BYTES: usize = 4 + QK_K + 32;
 
-/// Quantises `x` (a whole number of blocks) with the codecs' Q8_K rule, ggml's
-/// `quantize_row_q8_K_ref` (so the head sees llama.cpp's activations): per block
-/// `d = −max / 127` for the value `max` of largest magnitude, `q = round(x / d)` (ties to
-/// even), so |q| ≤ 127; the block bytes are then split into the three arrays the kernels
-/// read.
+/// Quantises `x` with the codecs' Q8_K rule, ggml's `quantize_row_q8_K_ref` (so the head
+/// sees llama.cpp's activations): per block `d = −max / 127` for the value `max` of largest
+/// magnitude, `q = round(x / d)` (ties to even), so |q| ≤ 127; the block bytes are then
+/// split into the three arrays the kernels read. A last block shorter than 256 (a Q8_0 or
+/// Q4_0 row of K = 3200, which llama.cpp writes for heads whose K is no multiple of 256) is
+/// quantised padded with zeros: they change neither its maximum nor its sums, and the row
+/// kernels stop at the row's last 32-block.
 pub fn quantize_q8k(x: &[f32], out: &mut Q8K) {
-    let nb = x.len() / QK_K;
+    let nb = x.len().div_ceil(QK_K);
     let mut bytes = vec![0u8; nb * Q8K_BLOCK_BYTES];
-    bitnet_formats::codec::kquants::quantize_q8_k(&x[..nb * QK_K], &mut bytes);
+    let whole = x.len() / QK_K * QK_K;
+    let (body, last) = bytes.split_at_mut(whole / QK_K * Q8K_BLOCK_BYTES);
+    bitnet_formats::codec::kquants::quantize_q8_k(&x[..whole], body);
+    if whole < x.len() {
+        let mut padded = [0f32; QK_K];
+        padded[..x.len() - whole].copy_from_slice(&x[whole..]);
+        bitnet_formats::codec::kquants::quantize_q8_k(&padded, last);
+    }
     out.q.clear();
     out.d.clear();
     out.bsums.clear();
@@ -127,7 +136,7 @@ pub const Q8_0_BLOCK_BYTES: usize = 34;
 
 /// A Q8_0 row against one token's [`Q8K`] activations (eight Q8_0 blocks per activation
 /// block): per block the exact integer sum times `d_w · d_x`, added in block order, as for
-/// Q6_K. Needs K to be a multiple of 256.
+/// Q6_K. Any whole number of Q8_0 blocks (see [`quantize_q8k`] for a short last block).
 pub fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
     q8_0_blocks_from(row, q, d8, 0, 0.0)
 }
@@ -180,7 +189,7 @@ pub fn q4_0_block_isum(blk: &[u8], q: &[i8], bsum32: i32) -> i32 {
     dot - 8 * bsum32
 }
 
-/// A Q4_0 row against one token's [`Q8K`] activations (K % 256 = 0), as for Q8_0.
+/// A Q4_0 row against one token's [`Q8K`] activations, as for Q8_0.
 pub fn dot_q4_0_q8k(row: &[u8], q: &[i8], d8: &[f32], bsums: &[i16]) -> f32 {
     q4_0_blocks_from(row, q, d8, bsums, 0, 0.0)
 }
