@@ -34,6 +34,13 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         // Decode over several chunks whose row counts are not multiples of four (each
         // four-row call takes one row from each quarter of its chunk).
         (1003, 256, 1),
+        // K with a partial last 128-block (activations padded with zeros to whole blocks)
+        // on every kernel: the GEMM, the tiles and the mat-vec; an even and an odd padded
+        // block count.
+        (40, 200, 20),
+        (33, 330, 17),
+        (70, 1000, 33),
+        (501, 330, 1),
     ] {
         let x = rng.f32s(n * k, 1.0);
         let codes = rng.ternary(m * k);

@@ -83,9 +83,16 @@ impl<'a> TernaryMatrix<'a> {
                                 "element count not a multiple of the block",
                             ));
                         }
-                        Cow::Owned(repack::pack_rows(rows, cols, |m, k| {
-                            repack::i2s_flat_code(bytes, m * cols + k, block)
-                        }))
+                        let data = if block == 128 {
+                            repack::pack_rows(rows, cols, |m, k| {
+                                repack::i2s_flat_code::<128>(bytes, m * cols + k)
+                            })
+                        } else {
+                            repack::pack_rows(rows, cols, |m, k| {
+                                repack::i2s_flat_code::<64>(bytes, m * cols + k)
+                            })
+                        };
+                        Cow::Owned(data)
                     }
                     I2sLayout::RowInterleaved => {
                         if !rows.is_multiple_of(4) {
@@ -246,8 +253,9 @@ impl<'a> TernaryMatrix<'a> {
     /// Σ code·q over row `m` with raw codes (0..=2), as the I2_S kernels return it.
     pub fn raw_dot(&self, m: usize, q: &[i8]) -> i32 {
         let kt = table();
-        let q = rows_in_layout(kt.act_layout, q, q.len());
-        matmul::raw_dot(kt, self.row(m), &q, self.cols)
+        let kp = self.row_bytes * 4;
+        let padded = matmul::padded_rows(&q[..self.cols], self.cols, kp);
+        matmul::raw_dot(kt, self.row(m), &rows_in_layout(kt.act_layout, &padded, kp))
     }
 
     fn row(&self, m: usize) -> &[u8] {
