@@ -224,34 +224,58 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
             }
             r_single = r0 + 4 * quarter;
         }
-        let mut scratch = if in_place { Vec::new() } else { vec![0f32; k] };
+        if !in_place {
+            return widened_block_rows(w, x, n, r_single, r1, &write);
+        }
         for m in r_single..r1 {
             let raw = w.row_raw(m);
-            if in_place {
-                for t in 0..n {
-                    let xt = &x[t * k..(t + 1) * k];
-                    let v = match w.ty {
-                        TensorType::F16 => (kt.dot_f16)(raw, xt),
-                        TensorType::BF16 => (kt.dot_bf16)(raw, xt),
-                        _ => {
-                            // F32 bytes may be unaligned in a byte buffer: use the scratch-free
-                            // byte path.
-                            raw.chunks_exact(4)
-                                .zip(xt)
-                                .map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v)
-                                .sum()
-                        }
-                    };
-                    write(t, m, v);
-                }
-            } else {
-                w.row_to_f32(m, &mut scratch);
-                for t in 0..n {
-                    write(t, m, (kt.dot_f32)(&scratch, &x[t * k..(t + 1) * k]));
-                }
+            for t in 0..n {
+                let xt = &x[t * k..(t + 1) * k];
+                let v = match w.ty {
+                    TensorType::F16 => (kt.dot_f16)(raw, xt),
+                    TensorType::BF16 => (kt.dot_bf16)(raw, xt),
+                    _ => {
+                        // F32 bytes may be unaligned in a byte buffer: use the scratch-free
+                        // byte path.
+                        raw.chunks_exact(4)
+                            .zip(xt)
+                            .map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v)
+                            .sum()
+                    }
+                };
+                write(t, m, v);
             }
         }
     });
+}
+
+/// Rows `r0..r1` widened to f32 a block at a time (≤ 512 KiB, so the block stays in L2),
+/// each block then dotted with every token. Widening and dotting one row at a time read
+/// all `n` tokens' activations once per row: the F16 head of a 2B4T model took 6.7 s of the
+/// 8 s of a 256-token perplexity chunk. The same dot per (row, token), so the same bits.
+fn widened_block_rows(
+    w: &DenseMatrix,
+    x: &[f32],
+    n: usize,
+    r0: usize,
+    r1: usize,
+    write: &impl Fn(usize, usize, f32),
+) {
+    let (k, dot) = (w.cols, table().dot_f32);
+    let block = (512 * 1024 / (4 * k)).clamp(1, 64);
+    let mut scratch = vec![0f32; block * k];
+    for b0 in (r0..r1).step_by(block) {
+        let b1 = (b0 + block).min(r1);
+        for (m, row) in (b0..b1).zip(scratch.chunks_exact_mut(k)) {
+            w.row_to_f32(m, row);
+        }
+        for t in 0..n {
+            let xt = &x[t * k..(t + 1) * k];
+            for (m, row) in (b0..b1).zip(scratch.chunks_exact(k)) {
+                write(t, m, dot(row, xt));
+            }
+        }
+    }
 }
 
 /// Q6_K, Q8_0 and Q4_0 rows against int8 activations, as llama.cpp dots its quantised

@@ -88,8 +88,9 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
     // Dense types.
     let mut dense = Vec::new();
     // Small, a decode-sized F16 head over several chunks (four-row calls, row counts not
-    // multiples of four), and K = 13 · 32 (32-blocks with a short last 256-block).
-    for (m, k, n) in [(33, 512, 5), (1003, 256, 3), (37, 416, 3)] {
+    // multiples of four), K = 13 · 32 (32-blocks with a short last 256-block), and a prompt
+    // over several widened row blocks (64 rows each at this K) with a partial last one.
+    for (m, k, n) in [(33, 512, 5), (1003, 256, 3), (37, 416, 3), (150, 2048, 4)] {
         let wf = rng.f32s(m * k, 0.1);
         let x = rng.f32s(n * k, 1.0);
         let f32b: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -131,6 +132,7 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                 continue;
             }
             let w = DenseMatrix::new(ty, bytes, m, k).unwrap();
+            let mut first_token = Vec::new();
             for nt in [1, n] {
                 let mut out = vec![0f32; nt * m];
                 dense_matmul(&w, &x, nt, &mut out);
@@ -176,6 +178,16 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                             // scale on random data.
                             assert!(quant < 0.05 * mag.max(1e-30) + 1e-3, "{quant} vs {mag}");
                         }
+                    }
+                }
+                // F16 and BF16 rows give the same bits dotted in place (decode) as widened
+                // (a prompt): the conversion is exact and the dots add in the same order.
+                if matches!(ty, TensorType::F16 | TensorType::BF16) {
+                    if nt == 1 {
+                        first_token = out.clone();
+                    } else {
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&out[..m]), bits(&first_token), "{ty} n={nt}");
                     }
                 }
                 dense.extend(out);
