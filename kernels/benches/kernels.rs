@@ -186,6 +186,22 @@ fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
     b.bench_local(|| dense_matmul(&w, black_box(&x), 1, &mut out));
 }
 
+/// A prompt's widened head rows: 2 rows × 3 tokens, as one tile call ("tile") or as six
+/// `dot_f32` calls ("pairs"), the same bits either way. L1/L2-resident.
+#[divan::bench(args = ["tile", "pairs"])]
+fn dot_f32_tile_2x3_2560(b: Bencher, how: &str) {
+    let kt = table();
+    let rows = [rand_f32(K, 21), rand_f32(K, 22)];
+    let xs = [rand_f32(K, 23), rand_f32(K, 24), rand_f32(K, 25)];
+    let rows = [rows[0].as_slice(), rows[1].as_slice()];
+    let xs = [xs[0].as_slice(), xs[1].as_slice(), xs[2].as_slice()];
+    if how == "tile" {
+        b.bench_local(|| (kt.dot_f32_tile)(black_box(rows), black_box(xs)));
+    } else {
+        b.bench_local(|| black_box(rows).map(|r| black_box(xs).map(|x| (kt.dot_f32)(r, x))));
+    }
+}
+
 #[divan::bench]
 fn rms_norm_2560(b: Bencher) {
     let x = rand_f32(K, 8);

@@ -251,8 +251,8 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
 
 /// Rows `r0..r1` widened to f32 a block at a time (≤ 512 KiB, so the block stays in L2),
 /// each block then dotted with every token. Widening and dotting one row at a time read
-/// all `n` tokens' activations once per row: the F16 head of a 2B4T model took 6.7 s of the
-/// 8 s of a 256-token perplexity chunk. The same dot per (row, token), so the same bits.
+/// all `n` tokens' activations once per row. The same dot per (row, token) as decode's, so
+/// the same bits.
 fn widened_block_rows(
     w: &DenseMatrix,
     x: &[f32],
@@ -261,7 +261,7 @@ fn widened_block_rows(
     r1: usize,
     write: &impl Fn(usize, usize, f32),
 ) {
-    let (k, dot) = (w.cols, table().dot_f32);
+    let (k, kt) = (w.cols, table());
     let block = (512 * 1024 / (4 * k)).clamp(1, 64);
     let mut scratch = vec![0f32; block * k];
     for b0 in (r0..r1).step_by(block) {
@@ -269,10 +269,33 @@ fn widened_block_rows(
         for (m, row) in (b0..b1).zip(scratch.chunks_exact_mut(k)) {
             w.row_to_f32(m, row);
         }
-        for t in 0..n {
-            let xt = &x[t * k..(t + 1) * k];
-            for (m, row) in (b0..b1).zip(scratch.chunks_exact(k)) {
-                write(t, m, dot(row, xt));
+        let rows = &scratch[..(b1 - b0) * k];
+        let pairs = (b1 - b0) / 2;
+        let xt = |t: usize| &x[t * k..(t + 1) * k];
+        let row = |i: usize| &rows[i * k..(i + 1) * k];
+        let mut t = 0;
+        // Two rows × three tokens per call: each load feeds three or two FMAs, where one
+        // dot per pair loads both of its operands for every FMA.
+        while t + 3 <= n {
+            let xs = [xt(t), xt(t + 1), xt(t + 2)];
+            for p in 0..pairs {
+                let d = (kt.dot_f32_tile)([row(2 * p), row(2 * p + 1)], xs);
+                for (r, dr) in d.iter().enumerate() {
+                    for (i, &v) in dr.iter().enumerate() {
+                        write(t + i, b0 + 2 * p + r, v);
+                    }
+                }
+            }
+            for i in 2 * pairs..b1 - b0 {
+                for (j, &x) in xs.iter().enumerate() {
+                    write(t + j, b0 + i, (kt.dot_f32)(row(i), x));
+                }
+            }
+            t += 3;
+        }
+        for t in t..n {
+            for i in 0..b1 - b0 {
+                write(t, b0 + i, (kt.dot_f32)(row(i), xt(t)));
             }
         }
     }

@@ -121,6 +121,10 @@ pub struct Kernels {
     /// packed by `portable::pack_acts_tiles16`, where the path has one (AMX).
     pub i2_gemm32: Option<I2Gemm32>,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    /// Two f32 rows against three activation rows: `out[r][t]` bit-identical to `dot_f32`
+    /// of that pair on the same path (a prompt's widened head rows).
+    #[allow(clippy::type_complexity)] // the tile's shape is the type
+    pub dot_f32_tile: fn([&[f32]; 2], [&[f32]; 3]) -> [[f32; 3]; 2],
     pub dot_f16: fn(&[u8], &[f32]) -> f32,
     pub dot_bf16: fn(&[u8], &[f32]) -> f32,
     pub dot_q6k_q8k: DotQ8k,
@@ -160,6 +164,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_matvec: portable::i2_matvec,
     i2_gemm32: None,
     dot_f32: portable::dot_f32,
+    dot_f32_tile: |w, x| w.map(|r| x.map(|t| portable::dot_f32(r, t))),
     dot_f16: portable::dot_f16,
     dot_bf16: portable::dot_bf16,
     dot_q6k_q8k: portable::dot_q6k_q8k,

@@ -691,3 +691,33 @@ fn q4_0_dot_identical() {
         }
     }
 }
+
+#[test]
+fn f32_tile_is_each_pairs_dot() {
+    // The contract is the path's own dot_f32 per (row, token), bit for bit, on every table.
+    let mut rng = Rng(0x7113);
+    let mut tables = simd_tables();
+    tables.push(&SCALAR);
+    for n in SIZES.into_iter().chain([2560]) {
+        let inputs = float_inputs(&mut rng, n);
+        for (i, t) in inputs.iter().enumerate() {
+            let rows = [t.as_slice(), inputs[(i + 1) % inputs.len()].as_slice()];
+            let xs = [2, 3, 5].map(|j| inputs[(i + j) % inputs.len()].as_slice());
+            for k in &tables {
+                let got = (k.dot_f32_tile)(rows, xs);
+                for r in 0..2 {
+                    for (c, x) in xs.iter().enumerate() {
+                        let want = (k.dot_f32)(rows[r], x);
+                        assert_eq!(
+                            got[r][c].to_bits(),
+                            want.to_bits(),
+                            "{} n={n} r={r} t={c}: {} vs {want}",
+                            k.path.name(),
+                            got[r][c]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -16,7 +16,7 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
     ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $matvec:path, $gemm:expr,
-     $f16_rows4:path, $bf16_rows4:path, $q6k:path) => {
+     $f16_rows4:path, $bf16_rows4:path, $q6k:path, $f32_tile:path) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -28,6 +28,7 @@ macro_rules! x86_table {
             i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
             i2_gemm32: $gemm,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
+            dot_f32_tile: |w, x| unsafe { $f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
             dot_q6k_q8k: |w, q, d, s| unsafe { $q6k(w, q, d, s) },
@@ -60,7 +61,8 @@ pub static AVX2: Kernels = x86_table!(
     None,
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
-    kquant::dot_q6k_q8k
+    kquant::dot_q6k_q8k,
+    simd::dot_f32_tile
 );
 
 /// AVX2 with the 256-bit VNNI I2 dots (CPUs with AVX-VNNI but no AVX-512).
@@ -74,7 +76,8 @@ pub static AVX_VNNI: Kernels = x86_table!(
     None,
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
-    kquant::dot_q6k_q8k
+    kquant::dot_q6k_q8k,
+    simd::dot_f32_tile
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
@@ -87,7 +90,8 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     None,
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
-    kquant::dot_q6k_q8k_avx512
+    kquant::dot_q6k_q8k_avx512,
+    simd::dot_f32_tile_evex
 );
 
 /// The AVX-512 VNNI table plus the AMX prefill GEMM.
@@ -103,7 +107,8 @@ pub static AMX: Kernels = x86_table!(
     }),
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
-    kquant::dot_q6k_q8k_avx512
+    kquant::dot_q6k_q8k_avx512,
+    simd::dot_f32_tile_evex
 );
 
 pub use amx::available as amx_available;

@@ -420,6 +420,73 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     )
 }
 
+/// [`dot8`] of `R` f32 rows against `T` activation rows at once, every pair with its own
+/// four accumulators and [`dot8`]'s operations in its order, so `out[r][t]` is bit-identical
+/// to `dot_f32(rows[r], xs[t])`; each load now feeds several FMAs (a prompt's output head).
+macro_rules! dot8_tile {
+    ($rows:expr, $xs:expr, $r_n:literal, $t_n:literal) => {{
+        let (rows, xs): ([&[f32]; $r_n], [&[f32]; $t_n]) = ($rows, $xs);
+        let n = rows
+            .iter()
+            .chain(&xs)
+            .fold(usize::MAX, |n, v| n.min(v.len()));
+        let mut a = [[[_mm256_setzero_ps(); 4]; $t_n]; $r_n];
+        let mut i = 0;
+        while i + 32 <= n {
+            for j in 0..4 {
+                let xv: [__m256; $t_n] =
+                    std::array::from_fn(|t| _mm256_loadu_ps(xs[t].as_ptr().add(i + 8 * j)));
+                for r in 0..$r_n {
+                    let wv = _mm256_loadu_ps(rows[r].as_ptr().add(i + 8 * j));
+                    for t in 0..$t_n {
+                        a[r][t][j] = _mm256_fmadd_ps(wv, xv[t], a[r][t][j]);
+                    }
+                }
+            }
+            i += 32;
+        }
+        let body = i;
+        let mut out = [[0f32; $t_n]; $r_n];
+        for r in 0..$r_n {
+            for t in 0..$t_n {
+                let (w, x, a) = (rows[r], xs[t], &mut a[r][t]);
+                let mut i = body;
+                while i + 8 <= n {
+                    let wv = _mm256_loadu_ps(w.as_ptr().add(i));
+                    a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
+                    i += 8;
+                }
+                let mut s = hsum_ps(_mm256_add_ps(
+                    _mm256_add_ps(a[0], a[1]),
+                    _mm256_add_ps(a[2], a[3]),
+                ));
+                while i < n {
+                    s += w[i] * x[i];
+                    i += 1;
+                }
+                out[r][t] = s;
+            }
+        }
+        out
+    }};
+}
+
+/// Two rows × three tokens of [`dot_f32`]: one row at a time, whose twelve accumulators fit
+/// AVX2's sixteen registers.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
+    [
+        dot8_tile!([rows[0]], xs, 1, 3)[0],
+        dot8_tile!([rows[1]], xs, 1, 3)[0],
+    ]
+}
+
+/// [`dot_f32_tile`] with both rows at once in AVX-512VL's 32 registers (24 accumulators).
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+pub unsafe fn dot_f32_tile_evex(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
+    dot8_tile!(rows, xs, 2, 3)
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     let n = (w.len() / 2).min(x.len());
