@@ -281,3 +281,27 @@ fn rows_and_row_bytes() {
         assert!(row.can_dequantize(), "{}", row.ty);
     }
 }
+
+#[test]
+fn tl2_bad_code_is_reported_in_its_own_row_tile() {
+    // Three row tiles (decoded on separate threads where there are cores): a magnitude
+    // index of 15 in the third tile's first three-part byte must name an element of that
+    // tile, counted from the start of the tensor.
+    use bitnet_formats::codec::tl2;
+    let p = TlParams {
+        bm_tile: 32,
+        bk_tile: 96,
+        bm: 32,
+    };
+    let (rows, cols) = (96, 288);
+    let mut packed = tl2::pack_codes(&p, &pseudo_codes(rows * cols, 7), rows, cols).unwrap();
+    assert!(tl2::unpack_codes(&p, &packed, rows, cols).is_ok());
+    let (per_tile, _, _) = tl2::sections(&p, p.bm_tile, cols);
+    packed[2 * per_tile] |= 0xF0;
+    match tl2::unpack_codes(&p, &packed, rows, cols) {
+        Err(codec::CodecError::InvalidCode { index, code: 15 }) => {
+            assert!((64..96).contains(&(index / cols)), "row {}", index / cols)
+        }
+        other => panic!("expected a bad code in rows 64..96, got {other:?}"),
+    }
+}
