@@ -295,6 +295,16 @@ macro_rules! dot8 {
             }
             i += 32;
         }
+        dot8_finish!(&mut a, w, x, i, n, $step, $load, $scalar)
+    }};
+}
+
+/// The end every [`dot8`] variant shares, so that they give the same bits: the remaining
+/// 8-element steps into the first accumulator, the four accumulators summed, the scalar
+/// tail.
+macro_rules! dot8_finish {
+    ($a:expr, $w:expr, $x:expr, $i:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
+        let (a, w, x, n, mut i): (&mut [__m256; 4], _, &[f32], usize, usize) = ($a, $w, $x, $n, $i);
         while i + 8 <= n {
             let wv = $load(w.as_ptr().add(i * $step));
             a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
@@ -340,22 +350,7 @@ macro_rules! dot8_rows4 {
         let body = i;
         let mut out = [0f32; 4];
         for r in 0..4 {
-            let (wr, mut i) = (w[r], body);
-            let a = &mut a[r];
-            while i + 8 <= n {
-                let wv = $load(wr.as_ptr().add(i * $step));
-                a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
-                i += 8;
-            }
-            let mut s = hsum_ps(_mm256_add_ps(
-                _mm256_add_ps(a[0], a[1]),
-                _mm256_add_ps(a[2], a[3]),
-            ));
-            while i < n {
-                s += $scalar(wr, i) * x[i];
-                i += 1;
-            }
-            out[r] = s;
+            out[r] = dot8_finish!(&mut a[r], w[r], x, body, n, $step, $load, $scalar);
         }
         out
     }};
@@ -449,22 +444,16 @@ macro_rules! dot8_tile {
         let mut out = [[0f32; $t_n]; $r_n];
         for r in 0..$r_n {
             for t in 0..$t_n {
-                let (w, x, a) = (rows[r], xs[t], &mut a[r][t]);
-                let mut i = body;
-                while i + 8 <= n {
-                    let wv = _mm256_loadu_ps(w.as_ptr().add(i));
-                    a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
-                    i += 8;
-                }
-                let mut s = hsum_ps(_mm256_add_ps(
-                    _mm256_add_ps(a[0], a[1]),
-                    _mm256_add_ps(a[2], a[3]),
-                ));
-                while i < n {
-                    s += w[i] * x[i];
-                    i += 1;
-                }
-                out[r][t] = s;
+                out[r][t] = dot8_finish!(
+                    &mut a[r][t],
+                    rows[r],
+                    xs[t],
+                    body,
+                    n,
+                    1,
+                    |p: *const f32| _mm256_loadu_ps(p),
+                    |w: &[f32], i: usize| w[i]
+                );
             }
         }
         out
