@@ -1,10 +1,12 @@
 //! Dense (non-ternary) weights: embeddings, the output matrix and F32/F16 fallbacks.
 //!
-//! F32, F16 and BF16 rows are dotted in place against f32 activations (SIMD conversions);
-//! Q6_K rows (llama.cpp's usual output type) and Q8_0 / Q4_0 rows (its output type when K
-//! is no multiple of 256, as on the 3B shape) in integers against int8 activations ([`int8_matmul`]); other block types are dequantised one row at
-//! a time into a scratch buffer, which is then dotted with every token, so each weight row is
-//! read once per call (the codecs' row dequantiser for the types without their own loop).
+//! F32, F16 and BF16 rows are dotted in place against f32 activations in decode (SIMD
+//! conversions). Q6_K rows (llama.cpp's usual output type) and Q8_0 / Q4_0 rows (its output
+//! type when K is no multiple of 256, as on the 3B shape) are dotted in integers against
+//! int8 activations ([`int8_matmul`]). Everything else, and F32/F16/BF16 rows in a prompt, is
+//! widened to f32 a block of rows at a time and dotted with every token
+//! ([`widened_block_rows`]), so each weight row is read once per call (the codecs' row
+//! dequantiser for the types without their own loop).
 
 use half::f16;
 
