@@ -25,6 +25,14 @@ pub fn get(row: &[u8], k: usize) -> u8 {
     (row[blk * I2_BLOCK_BYTES + j % 32] >> (6 - 2 * (j / 32))) & 3
 }
 
+/// Byte `bi` of a layout-A row from the codes of its elements: byte j of block b holds
+/// elements b·128 + j + 32·p at bits 6 − 2p.
+#[inline]
+fn layout_byte(bi: usize, code: impl Fn(usize) -> u8) -> u8 {
+    let base = bi / 32 * I2_BLOCK + bi % 32;
+    (0..4).fold(0u8, |acc, p| acc | code(base + 32 * p) << (6 - 2 * p))
+}
+
 /// Packs codes produced by `code(m, k)` into padded layout-A rows, a byte (four codes) at a
 /// time and the rows split over the machine's threads: element by element on one thread,
 /// repacking the 3B shape's FFN down projections took three seconds of its load.
@@ -40,13 +48,7 @@ pub fn pack_rows(rows: usize, cols: usize, code: impl Fn(usize, usize) -> u8 + S
                 for (r, row) in part.chunks_exact_mut(rb).enumerate() {
                     let m = i * per + r;
                     for (bi, byte) in row.iter_mut().enumerate() {
-                        // Byte j of block b holds elements b·128 + j + 32·p at bits 6 − 2p.
-                        let base = bi / 32 * I2_BLOCK + bi % 32;
-                        *byte = (0..4).fold(0u8, |acc, p| {
-                            let k = base + 32 * p;
-                            let c = if k < cols { code(m, k) } else { 1 };
-                            acc | c << (6 - 2 * p)
-                        });
+                        *byte = layout_byte(bi, |k| if k < cols { code(m, k) } else { 1 });
                     }
                 }
             });
@@ -132,8 +134,7 @@ pub fn tq1_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
             }
         }
         for (bi, byte) in dst.iter_mut().enumerate() {
-            let base = bi / 32 * I2_BLOCK + bi % 32;
-            *byte = (0..4).fold(0u8, |acc, p| acc | codes[base + 32 * p] << (6 - 2 * p));
+            *byte = layout_byte(bi, |k| codes[k]);
         }
         scales.push(f16::from_le_bytes([src[52], src[53]]).to_f32());
     }

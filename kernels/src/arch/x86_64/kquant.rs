@@ -215,7 +215,7 @@ pub unsafe fn dot_q8_0_q8k(row: &[u8], q: &[i8], d8: &[f32]) -> f32 {
         }
         add_eight_terms(base, Q8_0_BLOCK_BYTES, dx, gather_block_sums(v), &mut sum);
     }
-    // Blocks past the last whole group (the caller passes K % 256 = 0: none).
+    // Blocks past the last whole group (K % 256 ≠ 0: the short last activation block).
     q8_0_blocks_from(&row[..nb * Q8_0_BLOCK_BYTES], q, d8, nb / 8 * 8, sum)
 }
 
