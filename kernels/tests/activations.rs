@@ -115,6 +115,40 @@ fn silu_mul_over_the_whole_exp_range_and_specials() {
     }
 }
 
+/// The wider x86 tables run the same `exp` operations on sixteen lanes as AVX2 does on eight,
+/// so their values must be AVX2's bits exactly (the sums may differ by their order only).
+#[test]
+fn wider_lanes_give_the_avx2_bits() {
+    if !KernelPath::Avx2.is_supported() {
+        return;
+    }
+    let mut rng = Rng(0x1616);
+    let avx2 = table_for(KernelPath::Avx2);
+    for path in paths().into_iter().filter(|&p| p != KernelPath::Avx2) {
+        let kt = table_for(path);
+        for n in [1, 15, 16, 17, 33, 1031, 4096] {
+            let g = rng.f32s(n, 20.0);
+            let u = rng.f32s(n, 2.0);
+            let (mut a, mut b) = (g.clone(), g.clone());
+            (avx2.silu_mul)(&mut a, &u);
+            (kt.silu_mul)(&mut b, &u);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "{} silu_mul n={n}", path.name());
+            let (mut a, mut b) = (g.clone(), g);
+            let (sa, sb) = (
+                (avx2.exp_shifted)(&mut a, 3.0),
+                (kt.exp_shifted)(&mut b, 3.0),
+            );
+            assert_eq!(bits(&a), bits(&b), "{} exp_shifted n={n}", path.name());
+            assert!(
+                (sa - sb).abs() <= 1e-12 * sa.abs(),
+                "{} sum n={n}",
+                path.name()
+            );
+        }
+    }
+}
+
 #[test]
 fn silu_mul_checks_its_lengths() {
     let mut g = vec![1.0f32; 8];

@@ -16,7 +16,8 @@ use crate::dispatch::{ActLayout, KernelPath, Kernels};
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
     ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $matvec:path, $gemm:expr,
-     $f16_rows4:path, $bf16_rows4:path, $q6k:path, $f32_tile:path) => {
+     $f16_rows4:path, $bf16_rows4:path, $q6k:path, $f32_tile:path, $silu:path,
+     $exp_shifted:path) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -39,8 +40,8 @@ macro_rules! x86_table {
             sum_sq: |x| unsafe { simd::sum_sq(x) },
             scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
             axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
-            silu_mul: |g, u| unsafe { activation::silu_mul(g, u) },
-            exp_shifted: |x, s| unsafe { activation::exp_shifted(x, s) },
+            silu_mul: |g, u| unsafe { $silu(g, u) },
+            exp_shifted: |x, s| unsafe { $exp_shifted(x, s) },
             dot_rows_f32: |q, r, s, o| unsafe { attention::dot_rows_f32(q, r, s, o) },
             mix_rows_f32: |w, r, s, o| unsafe { attention::mix_rows_f32(w, r, s, o) },
             dot_rows_f16: |q, r, s, o| unsafe { attention::dot_rows_f16(q, r, s, o) },
@@ -62,7 +63,9 @@ pub static AVX2: Kernels = x86_table!(
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
     kquant::dot_q6k_q8k,
-    simd::dot_f32_tile
+    simd::dot_f32_tile,
+    activation::silu_mul,
+    activation::exp_shifted
 );
 
 /// AVX2 with the 256-bit VNNI I2 dots (CPUs with AVX-VNNI but no AVX-512).
@@ -77,7 +80,9 @@ pub static AVX_VNNI: Kernels = x86_table!(
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
     kquant::dot_q6k_q8k,
-    simd::dot_f32_tile
+    simd::dot_f32_tile,
+    activation::silu_mul,
+    activation::exp_shifted
 );
 
 pub static AVX512_VNNI: Kernels = x86_table!(
@@ -91,7 +96,9 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
     kquant::dot_q6k_q8k_avx512,
-    simd::dot_f32_tile_evex
+    simd::dot_f32_tile_evex,
+    activation::silu_mul_avx512,
+    activation::exp_shifted_avx512
 );
 
 /// The AVX-512 VNNI table plus the AMX prefill GEMM.
@@ -108,7 +115,9 @@ pub static AMX: Kernels = x86_table!(
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
     kquant::dot_q6k_q8k_avx512,
-    simd::dot_f32_tile_evex
+    simd::dot_f32_tile_evex,
+    activation::silu_mul_avx512,
+    activation::exp_shifted_avx512
 );
 
 pub use amx::available as amx_available;
