@@ -30,6 +30,9 @@ struct Buffers {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// Where a sub-norm writes its input's normalised copy, which then swaps places with it.
+    att_normed: Vec<f32>,
+    gate_normed: Vec<f32>,
     acts: QuantizedActs,
     dequant: Vec<f32>,
 }
@@ -67,6 +70,14 @@ fn forward_in_pool(
         o: vec![0.0; n * d],
         gate: vec![0.0; n * ff],
         up: vec![0.0; n * ff],
+        att_normed: match w.layers.iter().any(|l| l.attn_sub_norm.is_some()) {
+            true => vec![0.0; n * qd],
+            false => Vec::new(),
+        },
+        gate_normed: match w.layers.iter().any(|l| l.ffn_sub_norm.is_some()) {
+            true => vec![0.0; n * ff],
+            false => Vec::new(),
+        },
         acts: QuantizedActs::new(),
         dequant: Vec::new(),
     };
@@ -118,7 +129,8 @@ fn forward_in_pool(
         }
 
         if let Some(sub) = &lw.attn_sub_norm {
-            norm_rows_in_place(&mut b.att, sub, cfg.eps);
+            norm_rows(&b.att, sub, cfg.eps, &mut b.att_normed);
+            std::mem::swap(&mut b.att, &mut b.att_normed);
         }
         let att = std::mem::take(&mut b.att);
         project_add(&lw.wo, &att, qd, &mut b);
@@ -143,7 +155,8 @@ fn forward_in_pool(
             Activation::Silu => ops::silu_mul(&mut b.gate, &b.up),
         }
         if let Some(sub) = &lw.ffn_sub_norm {
-            norm_rows_in_place(&mut b.gate, sub, cfg.eps);
+            norm_rows(&b.gate, sub, cfg.eps, &mut b.gate_normed);
+            std::mem::swap(&mut b.gate, &mut b.gate_normed);
         }
         let gate = std::mem::take(&mut b.gate);
         project_add(&lw.w_down, &gate, ff, &mut b);
@@ -170,14 +183,5 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
     for (src, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         rms_norm(src, weight, eps, dst);
-    }
-}
-
-fn norm_rows_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
-    let d = weight.len();
-    let mut tmp = vec![0.0; d];
-    for row in x.chunks_exact_mut(d) {
-        rms_norm(row, weight, eps, &mut tmp);
-        row.copy_from_slice(&tmp);
     }
 }
