@@ -20,8 +20,7 @@ macro_rules! neon_table {
             i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
             i2_gemm32: None,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
-            // No NEON tile yet: the path's own dot per pair, which is the contract.
-            dot_f32_tile: |w, x| w.map(|r| x.map(|t| unsafe { simd::dot_f32(r, t) })),
+            dot_f32_tile: |w, x| unsafe { simd::dot_f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
             dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
             dot_q6k_q8k: |w, q, d, s| unsafe { kquant::dot_q6k_q8k(w, q, d, s) },

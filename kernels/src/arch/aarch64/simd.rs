@@ -224,6 +224,27 @@ unsafe fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     acc.map(|a| vaddvq_s32(a))
 }
 
+/// The end of every dot4 variant from element `i` on: the four-wide steps into `a[0]`, the
+/// one reduction order, then the scalar tail. Each variant's result is bit-identical to
+/// [`dot4`]'s because this is the only copy of it.
+macro_rules! dot4_finish {
+    ($a:expr, $w:expr, $x:expr, $i:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
+        let (a, w, x, n, mut i): (&mut [float32x4_t; 4], _, &[f32], usize, usize) =
+            ($a, $w, $x, $n, $i);
+        while i + 4 <= n {
+            let wv = $load(w.as_ptr().add(i * $step));
+            a[0] = vfmaq_f32(a[0], wv, vld1q_f32(x.as_ptr().add(i)));
+            i += 4;
+        }
+        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
+        while i < n {
+            s += $scalar(w, i) * x[i];
+            i += 1;
+        }
+        s
+    }};
+}
+
 /// [`dot4`] over four rows side by side against one `x`: per row the same accumulators and
 /// operations in the same order, so `result[r]` is bit-identical to the one-row dot.
 macro_rules! dot4_rows4 {
@@ -245,19 +266,7 @@ macro_rules! dot4_rows4 {
         let body = i;
         let mut out = [0f32; 4];
         for r in 0..4 {
-            let (wr, mut i) = (w[r], body);
-            let a = &mut a[r];
-            while i + 4 <= n {
-                let wv = $load(wr.as_ptr().add(i * $step));
-                a[0] = vfmaq_f32(a[0], wv, vld1q_f32(x.as_ptr().add(i)));
-                i += 4;
-            }
-            let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
-            while i < n {
-                s += $scalar(wr, i) * x[i];
-                i += 1;
-            }
-            out[r] = s;
+            out[r] = dot4_finish!(&mut a[r], w[r], x, body, n, $step, $load, $scalar);
         }
         out
     }};
@@ -276,17 +285,7 @@ macro_rules! dot4 {
             }
             i += 16;
         }
-        while i + 4 <= n {
-            let wv = $load(w.as_ptr().add(i * $step));
-            a[0] = vfmaq_f32(a[0], wv, vld1q_f32(x.as_ptr().add(i)));
-            i += 4;
-        }
-        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
-        while i < n {
-            s += $scalar(w, i) * x[i];
-            i += 1;
-        }
-        s
+        dot4_finish!(&mut a, w, x, i, n, $step, $load, $scalar)
     }};
 }
 
@@ -301,6 +300,50 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         |p: *const f32| vld1q_f32(p),
         |w: &[f32], i: usize| w[i]
     )
+}
+
+/// Two rows × three tokens of [`dot_f32`] (a prompt's output head): every pair keeps its own
+/// four accumulators and [`dot4`]'s operations in its order, so `out[r][t]` is bit-identical
+/// to `dot_f32(rows[r], xs[t])`, while each load feeds two or three FMAs. The 24 accumulators
+/// and five operands fit NEON's 32 registers.
+#[allow(clippy::needless_range_loop)] // j indexes the accumulators and the columns together
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
+    let n = rows
+        .iter()
+        .chain(&xs)
+        .fold(usize::MAX, |n, v| n.min(v.len()));
+    let mut a = [[[vdupq_n_f32(0.0); 4]; 3]; 2];
+    let mut i = 0;
+    while i + 16 <= n {
+        for j in 0..4 {
+            let xv: [float32x4_t; 3] =
+                std::array::from_fn(|t| vld1q_f32(xs[t].as_ptr().add(i + 4 * j)));
+            for r in 0..2 {
+                let wv = vld1q_f32(rows[r].as_ptr().add(i + 4 * j));
+                for t in 0..3 {
+                    a[r][t][j] = vfmaq_f32(a[r][t][j], wv, xv[t]);
+                }
+            }
+        }
+        i += 16;
+    }
+    let mut out = [[0f32; 3]; 2];
+    for r in 0..2 {
+        for t in 0..3 {
+            out[r][t] = dot4_finish!(
+                &mut a[r][t],
+                rows[r],
+                xs[t],
+                i,
+                n,
+                1,
+                |p: *const f32| vld1q_f32(p),
+                |w: &[f32], i: usize| w[i]
+            );
+        }
+    }
+    out
 }
 
 /// Four f16 (little-endian bytes) to f32 with FCVTL, part of base AArch64 FP.
