@@ -136,11 +136,8 @@ impl<'a> TernaryMatrix<'a> {
                         v.first().copied().unwrap_or(0.0)
                     }
                 };
-                let codes = &t.codes;
                 (
-                    Cow::Owned(repack::pack_rows(rows, cols, |m, k| {
-                        (codes[m * cols + k] + 1) as u8
-                    })),
+                    Cow::Owned(repack::pack_ternary_rows(&t.codes, rows, cols)),
                     WeightScale::PerTensor(scale),
                 )
             }
@@ -183,7 +180,7 @@ impl<'a> TernaryMatrix<'a> {
                 reason: "value outside -1..=1".into(),
             });
         }
-        let data = repack::pack_rows(rows, cols, |m, k| (codes[m * cols + k] + 1) as u8);
+        let data = repack::pack_ternary_rows(codes, rows, cols);
         Ok(TernaryMatrix {
             rows,
             cols,
