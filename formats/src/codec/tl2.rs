@@ -161,13 +161,24 @@ pub fn pack_codes(
 }
 
 /// Balanced-ternary digits of a triple value `u` in −13..=13.
-fn triple(u: i32) -> [i8; 3] {
+const fn triple(u: i32) -> [i8; 3] {
     let t0 = (u + 13) / 9 - 1; // first digit: floor((u + 13) / 9) − 1
     let r = u - 9 * t0;
     let t1 = (r + 4) / 3 - 1;
     let t2 = r - 3 * t1;
     [t0 as i8, t1 as i8, t2 as i8]
 }
+
+/// [`triple`] of `u − 13` for every `u` in 0..27.
+const TRIPLES: [[i8; 3]; 27] = {
+    let mut t = [[0i8; 3]; 27];
+    let mut u = 0;
+    while u < 27 {
+        t[u] = triple(u as i32 - 13);
+        u += 1;
+    }
+    t
+};
 
 /// Unpacks TL2 weight bytes (at least three + sign + two sections) into codes.
 ///
@@ -243,41 +254,46 @@ fn unpack_tiles(
     cols: usize,
     codes: &mut [i8],
 ) -> Result<(), CodecError> {
-    let k3 = cols - cols % p.bk_tile;
-    let k2 = cols % p.bk_tile;
-    // Magnitudes first, signs applied afterwards.
-    let mut mag = vec![0i32; rows * (k3 / 3)];
+    let (bk, bm) = (p.bk_tile, p.bm_tile);
+    let (k3, k2) = (cols - cols % bk, cols % bk);
+    let (k_tiles, groups, tpt) = (k3 / bk, bm / 32, bk / 3);
+    let (three_g, sign_g) = ((bk / 6) * 32, (bk / 24) * 32);
     let mut bad: Option<(usize, i32)> = None;
-    let tpr = k3 / 3; // triples per row
-    for_each_three_chunk(p, rows, k3, |chunk, row0, c| {
-        for rr in 0..32 {
-            let b = three[chunk * 32 + permuted(rr)];
-            for (k, m) in [(0, b >> 4), (1, b & 0x0f)] {
-                if m > 13 {
-                    bad.get_or_insert(((row0 + rr) * cols + 3 * (c + k), m as i32));
+    // One 32-row group of one K tile at a time, each row's codes written in order with its
+    // magnitude and sign looked up together: through a magnitude array written across rows
+    // and a second pass for the signs, this was 6 ns per weight.
+    for i0 in 0..rows / bm {
+        for i1 in 0..k_tiles {
+            for i2 in 0..groups {
+                let g = (i0 * k_tiles + i1) * groups + i2;
+                let mags = &three[g * three_g..(g + 1) * three_g];
+                let signs = &sign[g * sign_g..(g + 1) * sign_g];
+                let row0 = i0 * bm + i2 * 32;
+                for rr in 0..32 {
+                    let pr = permuted(rr);
+                    let at = (row0 + rr) * cols + i1 * bk;
+                    let out = &mut codes[at..at + bk];
+                    for (t, digits) in out.chunks_exact_mut(3).enumerate().take(tpt) {
+                        let b = mags[(t / 2) * 32 + pr];
+                        let m = if t % 2 == 0 { b >> 4 } else { b & 0x0f };
+                        if m > 13 {
+                            bad.get_or_insert((at + 3 * t, m as i32));
+                            continue;
+                        }
+                        let (byte, mask) = sign_position(rr, t % 8);
+                        let u = if signs[(t / 8) * 32 + byte] & mask != 0 {
+                            13 - m as usize
+                        } else {
+                            13 + m as usize
+                        };
+                        digits.copy_from_slice(&TRIPLES[u]);
+                    }
                 }
-                mag[(row0 + rr) * tpr + c + k] = m as i32;
             }
         }
-    });
-    for_each_sign_chunk(p, rows, k3, |chunk, row0, c| {
-        for rr in 0..32 {
-            for w in 0..8 {
-                let (byte, mask) = sign_position(rr, w);
-                if sign[chunk * 32 + byte] & mask != 0 {
-                    mag[(row0 + rr) * tpr + c + w] *= -1;
-                }
-            }
-        }
-    });
+    }
     if let Some((index, code)) = bad {
         return Err(CodecError::InvalidCode { index, code });
-    }
-    for row in 0..rows {
-        for c in 0..tpr {
-            let at = row * cols + 3 * c;
-            codes[at..at + 3].copy_from_slice(&triple(mag[row * tpr + c]));
-        }
     }
     for_each_two_chunk(p, rows, k2, |chunk, row0, pr| {
         for rr in 0..32 {
