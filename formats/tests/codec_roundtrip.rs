@@ -305,3 +305,27 @@ fn tl2_bad_code_is_reported_in_its_own_row_tile() {
         other => panic!("expected a bad code in rows 64..96, got {other:?}"),
     }
 }
+
+#[test]
+fn tl1_bad_code_is_reported_in_its_own_row_tile() {
+    // As for TL2: three row tiles, a pair index of 15 in the third tile's first byte.
+    use bitnet_formats::codec::tl1;
+    let p = TlParams {
+        bm_tile: 32,
+        bk_tile: 64,
+        bm: 32,
+    };
+    let (rows, cols) = (96, 128);
+    let mut packed = tl1::pack_codes(&p, &pseudo_codes(rows * cols, 9), rows, cols).unwrap();
+    assert_eq!(
+        tl1::unpack_codes(&p, &packed, rows, cols).unwrap(),
+        pseudo_codes(rows * cols, 9)
+    );
+    packed[2 * p.bm_tile * cols / 4] |= 0xF0;
+    match tl1::unpack_codes(&p, &packed, rows, cols) {
+        Err(codec::CodecError::InvalidCode { index, code: 15 }) => {
+            assert!((64..96).contains(&(index / cols)), "row {}", index / cols)
+        }
+        other => panic!("expected a bad code in rows 64..96, got {other:?}"),
+    }
+}

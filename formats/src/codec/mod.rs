@@ -15,6 +15,7 @@ pub mod i2s;
 pub mod kquants;
 pub mod meta;
 pub mod q4_q5_q8;
+mod row_tiles;
 pub mod table;
 pub mod tl1;
 pub mod tl2;

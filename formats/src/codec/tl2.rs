@@ -2,6 +2,7 @@
 //! "two" part for the columns left over by the tile width (formats.md §4.4), then the hidden
 //! scale slot (§4.5).
 
+use super::row_tiles::decode_row_tiles;
 use super::tl_params::{check_tl2, read_scale_slot, tl2_packed_len, write_scale_slot};
 use super::{CodecError, TernaryScales, TernaryTensor, TlParams};
 
@@ -205,43 +206,17 @@ pub fn unpack_codes(
     let two = &rest[..two_len];
     let tiles = rows / p.bm_tile;
     let (t3, ts, t2) = sections(p, p.bm_tile, cols);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = tiles.div_ceil(threads.clamp(1, tiles.max(1))).max(1);
     let tile_codes = p.bm_tile * cols;
     let mut codes = vec![0i8; rows * cols];
-    let results: Vec<Result<(), CodecError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = codes
-            .chunks_mut(per * tile_codes)
-            .enumerate()
-            .map(|(i, out)| {
-                let (a, n) = (i * per, out.len() / tile_codes);
-                let (b, r0) = (a + n, a * p.bm_tile);
-                let part = (
-                    &three[a * t3..b * t3],
-                    &sign[a * ts..b * ts],
-                    &two[a * t2..b * t2],
-                );
-                s.spawn(move || {
-                    unpack_tiles(p, part, n * p.bm_tile, cols, out).map_err(|e| match e {
-                        CodecError::InvalidCode { index, code } => CodecError::InvalidCode {
-                            index: index + r0 * cols,
-                            code,
-                        },
-                        e => e,
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(CodecError::shape("TL2 decoding thread panicked")))
-            })
-            .collect()
-    });
-    // The first bad code in row order, whichever thread found it.
-    results.into_iter().collect::<Result<(), _>>()?;
+    decode_row_tiles("TL2", &mut codes, tiles, tile_codes, |a, out| {
+        let b = a + out.len() / tile_codes;
+        let part = (
+            &three[a * t3..b * t3],
+            &sign[a * ts..b * ts],
+            &two[a * t2..b * t2],
+        );
+        unpack_tiles(p, part, (b - a) * p.bm_tile, cols, out)
+    })?;
     Ok(codes)
 }
 
