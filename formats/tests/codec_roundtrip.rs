@@ -329,3 +329,37 @@ fn tl1_bad_code_is_reported_in_its_own_row_tile() {
         other => panic!("expected a bad code in rows 64..96, got {other:?}"),
     }
 }
+
+#[test]
+fn a_value_outside_ternary_is_refused_by_every_encoder() {
+    // One bad value late in the tensor (past the first vectorised chunks), in every format.
+    let (rows, cols) = (64, 768);
+    let tl1 = TlParams {
+        bm_tile: 32,
+        bk_tile: 64,
+        bm: 32,
+    };
+    let formats = [
+        TernaryFormat::I2s(I2sLayout::X86),
+        TernaryFormat::Tq1_0,
+        TernaryFormat::Tq2_0,
+        TernaryFormat::Tl1(tl1),
+        TernaryFormat::Tl2(tl_params::tl2_params_for(rows, cols).unwrap()),
+    ];
+    for bad in [2i8, -2, i8::MIN] {
+        let mut codes = pseudo_codes(rows * cols, 3);
+        codes[40_001] = bad;
+        let t = tensor(rows, cols, codes, 0.5);
+        for fmt in &formats {
+            match encode_ternary(fmt, &t) {
+                Err(codec::CodecError::InvalidCode {
+                    index: 40_001,
+                    code,
+                }) => {
+                    assert_eq!(code, bad as i32, "{fmt:?}")
+                }
+                other => panic!("{fmt:?} with {bad} at 40001: {other:?}"),
+            }
+        }
+    }
+}

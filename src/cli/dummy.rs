@@ -254,8 +254,20 @@ fn ternary_payload(
             Ok(v)
         }
         _ => {
-            let mut rng = Rng::new(seed);
-            let codes = (0..n).map(|_| (rng.next() % 3) as i8 - 1).collect();
+            let mut codes = vec![0i8; n];
+            codes
+                .par_chunks_mut(1 << 16)
+                .enumerate()
+                .for_each(|(i, c)| {
+                    let mut rng = Rng::new(seed ^ ((i as u64 + 1) << 20));
+                    // Eight values from each draw, byte b giving ⌊3b/256⌋ − 1.
+                    for c8 in c.chunks_mut(8) {
+                        let r = rng.next().to_le_bytes();
+                        for (t, b) in c8.iter_mut().zip(r) {
+                            *t = ((3 * b as u32) >> 8) as i8 - 1;
+                        }
+                    }
+                });
             let t = TernaryTensor {
                 rows,
                 cols,

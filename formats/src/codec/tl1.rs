@@ -45,20 +45,34 @@ pub fn pack_codes(
             codes.len()
         )));
     }
-    if let Some(i) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+    if let Some(i) = super::first_non_ternary(codes) {
         return Err(CodecError::InvalidCode {
             index: i,
             code: codes[i] as i32,
         });
     }
-    // v = 3·t(2p) + t(2p+1) + 4 ∈ 0..=8.
-    let v = |row: usize, pair: usize| {
-        let at = row * cols + 2 * pair;
-        (3 * codes[at] + codes[at + 1] + 4) as u8
-    };
+    // Row tile by row tile over the machine's threads (each tile's bytes are contiguous).
+    let tiles = rows / p.bm_tile;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = tiles.div_ceil(threads.clamp(1, tiles.max(1))).max(1);
+    let tile_codes = p.bm_tile * cols;
     let mut out = vec![0u8; rows * cols / 4];
-    for_each_byte(p, rows, cols, |idx, row, pair| {
-        out[idx] = (v(row, pair) << 4) | v(row, pair + 1);
+    std::thread::scope(|s| {
+        for (out, codes) in out
+            .chunks_mut(per * tile_codes / 4)
+            .zip(codes.chunks(per * tile_codes))
+        {
+            s.spawn(move || {
+                // v = 3·t(2p) + t(2p+1) + 4 ∈ 0..=8.
+                let v = |row: usize, pair: usize| {
+                    let at = row * cols + 2 * pair;
+                    (3 * codes[at] + codes[at + 1] + 4) as u8
+                };
+                for_each_byte(p, codes.len() / cols, cols, |idx, row, pair| {
+                    out[idx] = (v(row, pair) << 4) | v(row, pair + 1);
+                });
+            });
+        }
     });
     Ok(out)
 }

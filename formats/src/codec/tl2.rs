@@ -107,14 +107,12 @@ pub fn pack_codes(
             codes.len()
         )));
     }
-    if let Some(i) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+    if let Some(i) = super::first_non_ternary(codes) {
         return Err(CodecError::InvalidCode {
             index: i,
             code: codes[i] as i32,
         });
     }
-    let k3 = cols - cols % p.bk_tile;
-    let k2 = cols % p.bk_tile;
     let (three_len, sign_len, two_len) = sections(p, rows, cols);
     let total = tl2_packed_len(rows, cols)?;
     if three_len + sign_len + two_len > total {
@@ -124,13 +122,53 @@ pub fn pack_codes(
         )));
     }
     let mut out = vec![0u8; total];
+    let (three, rest) = out.split_at_mut(three_len);
+    let (sign, rest) = rest.split_at_mut(sign_len);
+    let two = &mut rest[..two_len];
+    // Row tile by row tile over the machine's threads, as the decoder: every section is
+    // laid out tile by tile.
+    let tiles = rows / p.bm_tile;
+    let (t3, ts, t2) = sections(p, p.bm_tile, cols);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = tiles.div_ceil(threads.clamp(1, tiles.max(1))).max(1);
+    let tile_codes = p.bm_tile * cols;
+    let mut parts: Vec<(usize, SectionsMut)> = Vec::new();
+    let (mut three, mut sign, mut two) = (three, sign, two);
+    for i in 0..tiles.div_ceil(per) {
+        let n = per.min(tiles - i * per);
+        let (a, r3) = std::mem::take(&mut three).split_at_mut(n * t3);
+        let (b, rs) = std::mem::take(&mut sign).split_at_mut(n * ts);
+        let (c, r2) = std::mem::take(&mut two).split_at_mut(n * t2);
+        (three, sign, two) = (r3, rs, r2);
+        parts.push((n, (a, b, c)));
+    }
+    std::thread::scope(|s| {
+        for (i, (n, part)) in parts.into_iter().enumerate() {
+            let n_rows = n * p.bm_tile;
+            let codes = &codes[i * per * tile_codes..][..n_rows * cols];
+            s.spawn(move || pack_tiles(p, codes, n_rows, cols, part));
+        }
+    });
+    Ok(out)
+}
+
+/// The three, sign and two sections of some row tiles, being written.
+type SectionsMut<'a> = (&'a mut [u8], &'a mut [u8], &'a mut [u8]);
+
+/// [`pack_codes`] of whole row tiles into their cuts of the three sections.
+fn pack_tiles(
+    p: &TlParams,
+    codes: &[i8],
+    rows: usize,
+    cols: usize,
+    (three, sign, two): SectionsMut,
+) {
+    let k3 = cols - cols % p.bk_tile;
+    let k2 = cols % p.bk_tile;
     let u = |row: usize, c: usize| {
         let at = row * cols + 3 * c;
         9 * codes[at] as i32 + 3 * codes[at + 1] as i32 + codes[at + 2] as i32
     };
-    let (three, rest) = out.split_at_mut(three_len);
-    let (sign, rest) = rest.split_at_mut(sign_len);
-    let two = &mut rest[..two_len];
     for_each_three_chunk(p, rows, k3, |chunk, row0, c| {
         for rr in 0..32 {
             let row = row0 + rr;
@@ -158,7 +196,6 @@ pub fn pack_codes(
             two[chunk * 32 + permuted(rr)] = (v(row, pr) << 4) | v(row, pr + 1);
         }
     });
-    Ok(out)
 }
 
 /// Balanced-ternary digits of a triple value `u` in −13..=13.
