@@ -144,7 +144,7 @@ unsafe fn mix_block<const B: usize>(
     stride: usize,
     op: *mut f32,
     ld8: impl Fn(usize) -> __m256,
-    prefetch: Option<&dyn Fn(usize)>,
+    prefetch: Option<&impl Fn(usize)>,
 ) {
     let mut acc = [_mm256_setzero_ps(); B];
     for (j, a) in acc.iter_mut().enumerate() {
@@ -182,7 +182,7 @@ unsafe fn mix_rows_with(
     while i + 8 <= d {
         let blocks = (d - i) / 8;
         let ld = |x: usize| ld8(x + i);
-        let pf: Option<&dyn Fn(usize)> = if i == 0 { Some(&prefetch) } else { None };
+        let pf = (i == 0).then_some(&prefetch);
         match blocks {
             1 => mix_block::<1>(w, stride, op.add(i), ld, pf),
             2 => mix_block::<2>(w, stride, op.add(i), ld, pf),
