@@ -1,5 +1,5 @@
-//! Decoding a LUT payload's row tiles on all threads. Both TL1 and TL2 lay every section out
-//! row tile by row tile, so the tiles decode independently.
+//! Coding a LUT payload's row tiles on all threads. Both TL1 and TL2 lay every section out
+//! row tile by row tile, so the tiles encode and decode independently.
 
 use super::CodecError;
 
@@ -17,8 +17,7 @@ pub(super) fn decode_row_tiles(
     if tiles == 0 || tile_codes == 0 {
         return Ok(());
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = tiles.div_ceil(threads.clamp(1, tiles));
+    let per = tiles_per_thread(tiles);
     let decode = &decode;
     let results: Vec<Result<(), CodecError>> = std::thread::scope(|s| {
         let handles: Vec<_> = codes
@@ -48,4 +47,10 @@ pub(super) fn decode_row_tiles(
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// Row tiles per thread when `tiles` are spread over the machine's threads (at least 1).
+pub(super) fn tiles_per_thread(tiles: usize) -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tiles.div_ceil(threads.clamp(1, tiles.max(1))).max(1)
 }

@@ -1,7 +1,7 @@
 //! TL1: pairs of ternary weights as 4-bit lookup indices in bitnet.cpp's tiled order
 //! (formats.md §4.3), followed by the hidden scale slot (§4.5).
 
-use super::row_tiles::decode_row_tiles;
+use super::row_tiles::{decode_row_tiles, tiles_per_thread};
 use super::tl_params::{check_tl1, read_scale_slot, write_scale_slot};
 use super::{CodecError, TernaryScales, TernaryTensor, TlParams};
 
@@ -53,8 +53,7 @@ pub fn pack_codes(
     }
     // Row tile by row tile over the machine's threads (each tile's bytes are contiguous).
     let tiles = rows / p.bm_tile;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = tiles.div_ceil(threads.clamp(1, tiles.max(1))).max(1);
+    let per = tiles_per_thread(tiles);
     let tile_codes = p.bm_tile * cols;
     let mut out = vec![0u8; rows * cols / 4];
     std::thread::scope(|s| {

@@ -2,7 +2,7 @@
 //! "two" part for the columns left over by the tile width (formats.md §4.4), then the hidden
 //! scale slot (§4.5).
 
-use super::row_tiles::decode_row_tiles;
+use super::row_tiles::{decode_row_tiles, tiles_per_thread};
 use super::tl_params::{check_tl2, read_scale_slot, tl2_packed_len, write_scale_slot};
 use super::{CodecError, TernaryScales, TernaryTensor, TlParams};
 
@@ -129,8 +129,7 @@ pub fn pack_codes(
     // laid out tile by tile.
     let tiles = rows / p.bm_tile;
     let (t3, ts, t2) = sections(p, p.bm_tile, cols);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = tiles.div_ceil(threads.clamp(1, tiles.max(1))).max(1);
+    let per = tiles_per_thread(tiles);
     let tile_codes = p.bm_tile * cols;
     let mut parts: Vec<(usize, SectionsMut)> = Vec::new();
     let (mut three, mut sign, mut two) = (three, sign, two);
