@@ -70,13 +70,15 @@ fn forward_in_pool(
         o: vec![0.0; n * d],
         gate: vec![0.0; n * ff],
         up: vec![0.0; n * ff],
-        att_normed: match w.layers.iter().any(|l| l.attn_sub_norm.is_some()) {
-            true => vec![0.0; n * qd],
-            false => Vec::new(),
+        att_normed: if w.layers.iter().any(|l| l.attn_sub_norm.is_some()) {
+            vec![0.0; n * qd]
+        } else {
+            Vec::new()
         },
-        gate_normed: match w.layers.iter().any(|l| l.ffn_sub_norm.is_some()) {
-            true => vec![0.0; n * ff],
-            false => Vec::new(),
+        gate_normed: if w.layers.iter().any(|l| l.ffn_sub_norm.is_some()) {
+            vec![0.0; n * ff]
+        } else {
+            Vec::new()
         },
         acts: QuantizedActs::new(),
         dequant: Vec::new(),
