@@ -93,29 +93,33 @@ fn i2_tile_32x8_6912(b: Bencher, which: &str) {
     });
 }
 
-/// The prefill GEMM column (AMX where the CPU has it) on 32 rows × 64 tokens, K = 2560,
-/// against its portable twin; skipped when the selected path has no GEMM.
-#[divan::bench(args = ["simd", "portable"], sample_count = 10)]
-fn i2_gemm32_2560x64(b: Bencher, which: &str) {
-    let Some(gemm) = table().i2_gemm32 else {
+/// The prefill GEMM (AMX or AVX2, where the path has one) on 32 rows × 128 tokens at the
+/// widths of the 2B4T projections (K = 2560, and 6912 for FFN-down), against its portable
+/// twin; skipped when the selected path has no GEMM.
+#[divan::bench(args = ["simd-2560", "simd-6912", "portable-2560"], sample_count = 20)]
+fn i2_gemm32_x128(b: Bencher, which: &str) {
+    let Some(gemm) = table().i2_gemm else {
         return;
     };
-    let rows: Vec<u8> = rand_f32(32 * K / 4, 9)
+    let k: usize = which[which.len() - 4..].parse().unwrap();
+    let n = 128;
+    let rows: Vec<u8> = rand_f32(32 * k / 4, 9)
         .iter()
         .map(|v| ((v.abs() * 80.0) as u8).min(80) % 81)
         .map(|i| ((i / 27) << 6) | ((i / 9 % 3) << 4) | ((i / 3 % 3) << 2) | (i % 3))
         .collect();
     let mut q = QuantizedActs::new();
-    quantize_acts(&rand_f32(64 * K, 10), K, &mut q);
+    quantize_acts(&rand_f32(n * k, 10), k, &mut q);
     let mut packed = Vec::new();
-    portable::pack_acts_tiles16(&q.q, K, 4, &mut packed);
-    let mut out = vec![0i32; 32 * 64];
-    let f = if which == "simd" {
-        gemm
+    (gemm.pack)(&q.q, k, n, &mut packed);
+    let mut out = vec![0i32; 32 * n];
+    if which.starts_with("simd") {
+        b.bench_local(|| (gemm.run)(black_box(&rows), k / 4, k, black_box(&packed), n, &mut out));
     } else {
-        portable::i2_gemm32
-    };
-    b.bench_local(|| f(black_box(&rows), K / 4, K, black_box(&packed), 4, &mut out));
+        b.bench_local(|| {
+            portable::i2_gemm32(black_box(&rows), k / 4, k, black_box(&q.q), n, &mut out)
+        });
+    }
 }
 
 /// One attention head (d = 128) against 512 cached keys/values of a 5-head cache: scores and

@@ -99,8 +99,23 @@ pub enum ActLayout {
 /// [`portable::dot_q6k_q8k`]); every path gives the same bits.
 pub type DotQ8k = fn(&[u8], &[i8], &[f32], &[i16]) -> f32;
 
-/// `(rows, row_bytes, k, packed, groups, out)`: see [`portable::i2_gemm32`].
-pub type I2Gemm32 = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
+/// `(rows, row_bytes, k, packed, n, out)`: see [`I2Gemm::run`].
+pub type I2GemmRun = fn(&[u8], usize, usize, &[i8], usize, &mut [i32]);
+
+/// A path's prefill GEMM: [`portable::GEMM_ROWS`] weight rows × `n` tokens per call, on
+/// activations the path packs its own way once per matmul.
+#[derive(Clone, Copy)]
+pub struct I2Gemm {
+    /// `n` must be a multiple of this; the tokens left over go through `i2_tile` and the dots.
+    pub group: usize,
+    /// Fewest tokens for which the GEMM beats the tiles (it unpacks its 32 rows per call).
+    pub min_tokens: usize,
+    /// `(q, k, n, out)`: packs `n` plain activation rows of `k` (a multiple of 128).
+    pub pack: fn(&[i8], usize, usize, &mut Vec<i8>),
+    /// `(rows, row_bytes, k, packed, n, out)`: `out[r·n + t]` as [`portable::i2_gemm32`]
+    /// gives it on the plain rows.
+    pub run: I2GemmRun,
+}
 
 /// The inner loops of one path. All slices follow the contracts documented in [`portable`];
 /// the activation rows given to `i2_dot`, `i2_dot4`, `i2_tile` and `i2_matvec` are in
@@ -117,9 +132,8 @@ pub struct Kernels {
     /// `(rows, row_bytes, q, dots)`: decode's mat-vec over whole blocks, see
     /// `portable::i2_matvec`; the result does not depend on how a path orders the rows.
     pub i2_matvec: fn(&[u8], usize, &[i8], &mut [i32]),
-    /// A GEMM over 32 rows × 16·groups tokens (see `portable::i2_gemm32`) on activations
-    /// packed by `portable::pack_acts_tiles16`, where the path has one (AMX).
-    pub i2_gemm32: Option<I2Gemm32>,
+    /// The prefill GEMM, where the path has one (AMX, AVX2).
+    pub i2_gemm: Option<I2Gemm>,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     /// Two f32 rows against three activation rows: `out[r][t]` bit-identical to `dot_f32`
     /// of that pair on the same path (a prompt's widened head rows).
@@ -162,7 +176,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_dot4: portable::i2_dot4,
     i2_tile: portable::i2_tile,
     i2_matvec: portable::i2_matvec,
-    i2_gemm32: None,
+    i2_gemm: None,
     dot_f32: portable::dot_f32,
     dot_f32_tile: |w, x| w.map(|r| x.map(|t| portable::dot_f32(r, t))),
     dot_f16: portable::dot_f16,

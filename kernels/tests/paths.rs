@@ -31,6 +31,8 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         (77, 640, 16),
         (96, 384, 49),
         (45, 1280, 37),
+        // The AVX2 GEMM's column chunks: three uneven ones, an odd token count.
+        (64, 4352, 19),
         // Decode over several chunks whose row counts are not multiples of four (each
         // four-row call takes one row from each quarter of its chunk).
         (1003, 256, 1),

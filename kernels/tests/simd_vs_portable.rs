@@ -417,22 +417,25 @@ fn f32_to_f16_identical() {
     }
 }
 
-/// The GEMM entry (AMX where this CPU has it) against its portable twin, and both against
-/// plain i2 dots: random codes and activations, all -1 / +1 rows, activation extremes.
+/// The GEMM entries (AMX, AVX2) against their portable twin, and the twin against plain i2
+/// dots: random codes and activations, all -1 / +1 rows, activation extremes, widths of
+/// one and of several (uneven) column chunks.
 #[test]
 fn gemm32_matches_portable() {
     let mut rng = Rng(0x6E44);
     let tables: Vec<_> = simd_tables()
         .into_iter()
-        .filter(|k| k.i2_gemm32.is_some())
+        .filter(|k| k.i2_gemm.is_some())
         .collect();
     for k in tables {
-        let gemm = k.i2_gemm32.unwrap();
+        let gemm = k.i2_gemm.unwrap();
         for (kk, groups, pad) in [
             (128usize, 1usize, 0usize),
             (384, 2, 32),
             (640, 3, 0),
+            (2176, 2, 0),
             (2560, 1, 96),
+            (4352, 1, 0),
         ] {
             let row_bytes = kk / 4 + pad;
             let mut rows: Vec<u8> = (0..32 * row_bytes)
@@ -440,16 +443,16 @@ fn gemm32_matches_portable() {
                 .collect();
             rows[..row_bytes].fill(0x00); // a row of -1
             rows[row_bytes..2 * row_bytes].fill(0xAA); // a row of +1
-            let n = 16 * groups;
+            let n = gemm.group * groups;
             let mut q: Vec<i8> = (0..n * kk).map(|_| rng.next_u64() as i8).collect();
             q[..kk].fill(-128);
             q[kk..2 * kk].fill(127);
             let mut packed = Vec::new();
-            bitnet_kernels::portable::pack_acts_tiles16(&q, kk, groups, &mut packed);
+            (gemm.pack)(&q, kk, n, &mut packed);
             let (mut a, mut b) = (vec![0i32; 32 * n], vec![0i32; 32 * n]);
-            gemm(&rows, row_bytes, kk, &packed, groups, &mut a);
-            bitnet_kernels::portable::i2_gemm32(&rows, row_bytes, kk, &packed, groups, &mut b);
-            assert_eq!(a, b, "{} gemm32 k={kk} groups={groups}", k.path.name());
+            (gemm.run)(&rows, row_bytes, kk, &packed, n, &mut a);
+            bitnet_kernels::portable::i2_gemm32(&rows, row_bytes, kk, &q, n, &mut b);
+            assert_eq!(a, b, "{} gemm32 k={kk} n={n}", k.path.name());
             for r in 0..32 {
                 for t in 0..n {
                     let want =

@@ -6,7 +6,9 @@
 
 use half::{bf16, f16};
 
+mod gemm;
 mod q8k;
+pub use gemm::{gemm_chunk_len, i2_gemm32, pack_acts_chunks, pack_acts_tiles16, GEMM_ROWS};
 pub use q8k::{
     block0_term, dot_q4_0_q8k, dot_q6k_q8k, dot_q8_0_q8k, q4_0_blocks_from, q6k_row, q6k_value,
     q8_0_blocks_from, quantize_q8k, Q4_0_BLOCK_BYTES, Q8K, Q8_0_BLOCK_BYTES, QK_K,
@@ -98,64 +100,6 @@ pub fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
 /// micro-kernel shape (each unpacked weight meets eight tokens).
 pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
     w.map(|row| q.map(|t| i2_dot(row, t)))
-}
-
-/// Packs the activations of `groups` groups of 16 tokens (rows of `k` in `q`, `k` a multiple
-/// of 64) into the tile layout of the AMX GEMM: per group `g` and 64-column chunk `c`, a
-/// 16 × 64-byte tile whose row `i` holds, token by token, the four activations of columns
-/// `64c + 4i .. 64c + 4i + 4`: `out[((g·C + c)·16 + i)·64 + 4n + r] = q[(16g + n)·k + 64c + 4i + r]`.
-pub fn pack_acts_tiles16(q: &[i8], k: usize, groups: usize, out: &mut Vec<i8>) {
-    assert!(
-        k.is_multiple_of(64),
-        "pack_acts_tiles16: K = {k} is not a multiple of 64"
-    );
-    assert!(
-        q.len() >= 16 * groups * k,
-        "pack_acts_tiles16: activations too short"
-    );
-    let chunks = k / 64;
-    out.clear();
-    out.resize(16 * groups * k, 0);
-    for g in 0..groups {
-        for n in 0..16 {
-            let row = &q[(16 * g + n) * k..][..k];
-            for c in 0..chunks {
-                let tile = &mut out[(g * chunks + c) * 1024..][..1024];
-                for i in 0..16 {
-                    tile[i * 64 + 4 * n..][..4].copy_from_slice(&row[64 * c + 4 * i..][..4]);
-                }
-            }
-        }
-    }
-}
-
-/// The portable twin of the AMX GEMM entry (tests): `out[r·T + t] = i2_dot(row r, token t)`
-/// for 32 rows `row_bytes` apart and the `T = 16·groups` tokens of `packed`.
-pub fn i2_gemm32(
-    rows: &[u8],
-    row_bytes: usize,
-    k: usize,
-    packed: &[i8],
-    groups: usize,
-    out: &mut [i32],
-) {
-    let t_all = 16 * groups;
-    let chunks = k / 64;
-    for r in 0..32 {
-        let row = &rows[r * row_bytes..][..k / 4];
-        for t in 0..t_all {
-            let (g, n) = (t / 16, t % 16);
-            let mut acc = 0i32;
-            for col in 0..k {
-                let (c, i, j) = (col / 64, (col % 64) / 4, col % 4);
-                let q = packed[((g * chunks + c) * 16 + i) * 64 + 4 * n + j];
-                let b = row[(col / 128) * 32 + col % 32];
-                let code = (b >> (6 - 2 * ((col % 128) / 32))) & 3;
-                acc += code as i32 * q as i32;
-            }
-            out[r * t_all + t] = acc;
-        }
-    }
 }
 
 /// Rewrites one activation row into the *pairs* layout the AVX-512 kernels read: in every

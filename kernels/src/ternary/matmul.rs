@@ -6,9 +6,9 @@
 
 use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
-use crate::dispatch::{table, I2Gemm32, Kernels};
+use crate::dispatch::{table, I2Gemm, Kernels};
 use crate::pool::parallel_ranges;
-use crate::portable::{I2_BLOCK, I2_BLOCK_BYTES};
+use crate::portable::{GEMM_ROWS, I2_BLOCK, I2_BLOCK_BYTES};
 
 /// Σ code·q over a row's whole 128-blocks; `q` (in the path's layout) is as long as the
 /// blocks the row is read for, padded with zeros past K (see [`padded_rows`]).
@@ -114,13 +114,13 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
     let row_bytes = parts.iter().map(|p| p.w.row_bytes).max().unwrap_or(1);
     // Rows per task: enough work to amortise scheduling (≥ 32 KiB of weights per task).
     let min_rows = (32 * 1024 / row_bytes.max(1)).max(4);
-    // A GEMM needs whole 16-token groups; rows go to it in 32s.
-    let gemm = kt
-        .i2_gemm32
-        .filter(|_| n >= 16 && parts.iter().any(|p| !p.w.has_block_scales()));
+    // A GEMM takes whole groups of tokens; rows go to it in 32s.
+    let gemm = kt.i2_gemm.filter(|g| {
+        n >= g.min_tokens.max(g.group) && parts.iter().any(|p| !p.w.has_block_scales())
+    });
     let mut packed = Vec::new();
-    if gemm.is_some() {
-        crate::portable::pack_acts_tiles16(plain, kp, n / 16, &mut packed);
+    if let Some(g) = gemm {
+        (g.pack)(plain, kp, n / g.group * g.group, &mut packed);
     }
     let ctx = Ctx {
         kt,
@@ -131,7 +131,7 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
         gemm,
         packed: &packed,
     };
-    let align = if gemm.is_some() { 32 } else { 4 };
+    let align = if gemm.is_some() { GEMM_ROWS } else { 4 };
     parallel_ranges(total, min_rows.max(align), align, |g0, g1| {
         let mut base = 0;
         for p in &parts {
@@ -164,7 +164,7 @@ struct Ctx<'a> {
     /// Per-256-block activation sums (only when a matrix has per-block scales).
     block_sums: &'a [i32],
     /// The path's GEMM, when it applies to this call, and the activations packed for it.
-    gemm: Option<I2Gemm32>,
+    gemm: Option<I2Gemm>,
     packed: &'a [i8],
 }
 
@@ -197,41 +197,42 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
     let Some(gemm) = c.gemm else {
         return per_tensor_block(c, p, s, r0, r1, 0, n);
     };
-    // The GEMM takes 32-row groups × whole 16-token groups; the kernels below the rest.
+    // The GEMM takes 32-row groups × whole token groups; the kernels below the rest.
     let (w, acts) = (p.w, c.acts);
     let (m_rows, kp) = (w.rows, c.kp);
-    let (groups, n16) = (n / 16, n / 16 * 16);
-    let mut dots = vec![0i32; 32 * n16];
-    let mut vals = vec![0f32; 32 * n16];
-    let (sums, scales) = (&acts.sum[..n16], &acts.scale[..n16]);
+    let ng = n / gemm.group * gemm.group;
+    let mut dots = vec![0i32; GEMM_ROWS * ng];
+    let mut vals = vec![0f32; GEMM_ROWS * ng];
+    let (sums, scales) = (&acts.sum[..ng], &acts.scale[..ng]);
     let mut m = r0;
-    while m + 32 <= r1 {
-        gemm(
+    while m + GEMM_ROWS <= r1 {
+        (gemm.run)(
             &w.data[m * w.row_bytes..],
             w.row_bytes,
             kp,
             c.packed,
-            groups,
+            ng,
             &mut dots,
         );
         // `i2s_epilogue` along each row (vectorised: the divisions dominate) ...
-        for (vrow, drow) in vals.chunks_exact_mut(n16).zip(dots.chunks_exact(n16)) {
+        for (vrow, drow) in vals.chunks_exact_mut(ng).zip(dots.chunks_exact(ng)) {
             for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(sums).zip(scales) {
                 *v = i2s_epilogue(d, sum, scale, s);
             }
         }
         // ... then stored token by token, 32 contiguous outputs each: row-by-row stores
         // would touch one line per token at a stride that aliases in L1.
-        for t in 0..n16 {
+        for t in 0..ng {
             // SAFETY: as in `per_tensor_block`.
-            let dst = unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), 32) };
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS) };
             for (r, d) in dst.iter_mut().enumerate() {
-                *d = vals[r * n16 + t];
+                *d = vals[r * ng + t];
             }
         }
-        m += 32;
+        m += GEMM_ROWS;
     }
-    per_tensor_block(c, p, s, r0, m, n16, n);
+    per_tensor_block(c, p, s, r0, m, ng, n);
     per_tensor_block(c, p, s, m, r1, 0, n);
 }
 

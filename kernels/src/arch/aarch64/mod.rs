@@ -18,7 +18,7 @@ macro_rules! neon_table {
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { $dot4(w, q) }),
             i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
-            i2_gemm32: None,
+            i2_gemm: None,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f32_tile: |w, x| unsafe { simd::dot_f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },

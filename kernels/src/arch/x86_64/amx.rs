@@ -15,11 +15,10 @@
 
 use std::arch::asm;
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
-/// Weight rows per call.
-pub const ROWS: usize = 32;
+use super::gemm::{unpack_rows, CODES};
+use crate::portable::GEMM_ROWS as ROWS;
 
 /// The 64-byte `ldtilecfg` operand (palette 1): every tile used is 16 rows × 64 bytes.
 #[repr(C, align(64))]
@@ -80,37 +79,9 @@ fn request_tile_state() -> bool {
     false
 }
 
-thread_local! {
-    /// The unpacked codes of the current 32 rows (grows to 32 × K bytes per thread).
-    static CODES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Unpacks 32 rows of I2 codes (layout A, `k / 4` bytes each, `row_bytes` apart) into
-/// `out[r·k + col]`, one byte per code.
-#[target_feature(enable = "avx2")]
-unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
-    let m3 = _mm256_set1_epi8(3);
-    for r in 0..ROWS {
-        let src = rows.as_ptr().add(r * row_bytes);
-        let dst = out.as_mut_ptr().add(r * k);
-        for blk in 0..k / 128 {
-            let b = _mm256_loadu_si256(src.add(blk * 32) as *const __m256i);
-            let planes = [
-                _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
-                _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
-                _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
-                _mm256_and_si256(b, m3),
-            ];
-            for (j, p) in planes.iter().enumerate() {
-                _mm256_storeu_si256(dst.add(blk * 128 + 32 * j) as *mut __m256i, *p);
-            }
-        }
-    }
-}
-
 /// `out[r · T + t] = Σ_col code(r, col) · q(t, col)` for the 32 rows starting at `rows`
-/// and the `T = 16 · groups` tokens whose activations `packed` holds in the tile layout.
-/// Exact (i32; |sum| ≤ 2 · 128 · K).
+/// and the `T = n` tokens (a multiple of 16) whose activations `packed` holds in the tile
+/// layout of `pack_acts_tiles16`. Exact (i32; |sum| ≤ 2 · 128 · K).
 ///
 /// # Safety
 /// The CPU must have AMX-INT8 with the tile state granted ([`available`]).
@@ -123,10 +94,14 @@ pub unsafe fn i2_gemm32(
     row_bytes: usize,
     k: usize,
     packed: &[i8],
-    groups: usize,
+    n: usize,
     out: &mut [i32],
 ) {
-    let t_all = 16 * groups;
+    assert!(
+        n.is_multiple_of(16),
+        "i2_gemm32: {n} tokens are not whole 16-groups"
+    );
+    let (t_all, groups) = (n, n / 16);
     assert!(
         k.is_multiple_of(128) && k > 0,
         "i2_gemm32: K = {k} is not a multiple of 128"

@@ -8,10 +8,12 @@ mod amx;
 mod attention;
 mod avx512;
 mod avxvnni;
+mod gemm;
 mod kquant;
 mod simd;
 
-use crate::dispatch::{ActLayout, KernelPath, Kernels};
+use crate::dispatch::{ActLayout, I2Gemm, KernelPath, Kernels};
+use crate::portable::{pack_acts_chunks, pack_acts_tiles16};
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
@@ -27,7 +29,7 @@ macro_rules! x86_table {
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: $tile,
             i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
-            i2_gemm32: $gemm,
+            i2_gemm: $gemm,
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f32_tile: |w, x| unsafe { $f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
@@ -59,7 +61,12 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_dot4,
     |w, q| unsafe { simd::i2_tile(w, q) },
     simd::i2_matvec,
-    None,
+    Some(I2Gemm {
+        group: 2,
+        min_tokens: 16,
+        pack: pack_acts_chunks,
+        run: |rows, rb, k, packed, n, out| unsafe { gemm::i2_gemm32(rows, rb, k, packed, n, out) },
+    }),
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
     kquant::dot_q6k_q8k,
@@ -109,8 +116,11 @@ pub static AMX: Kernels = x86_table!(
     avx512::i2_dot4,
     |w, q| unsafe { avx512::i2_tile(w, q) },
     avx512::i2_matvec,
-    Some(|rows, rb, k, packed, groups, out| unsafe {
-        amx::i2_gemm32(rows, rb, k, packed, groups, out)
+    Some(I2Gemm {
+        group: 16,
+        min_tokens: 16,
+        pack: |q, k, n, out| pack_acts_tiles16(q, k, n / 16, out),
+        run: |rows, rb, k, packed, n, out| unsafe { amx::i2_gemm32(rows, rb, k, packed, n, out) },
     }),
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,

@@ -1,0 +1,159 @@
+//! AVX2 prefill GEMM: 32 weight rows × every token of a prompt, for CPUs without VNNI.
+//!
+//! On AVX2 a ternary dot costs one `vpmaddubsw` and one `vpaddw` per 32 products, and on
+//! Zen 3 the two compete for three vector-integer pipes (measured: ~1.5 pairs per cycle at
+//! best, against 2 `vpmaddubsw` alone), so every other vector op in the inner loop costs
+//! throughput directly. The tiles of `simd` unpack the 2-bit codes inside the loop (two
+//! ops per code vector, shared by only four tokens) and read each token's activations
+//! from L2 for every pair of rows. Here the 32 rows are unpacked once per call to one byte
+//! per code (as for AMX), and a 4-row × 2-token micro-kernel holds four code vectors and
+//! two activation vectors in registers, so its loop is loads, `vpmaddubsw` and `vpaddw`
+//! only. Columns go in chunks ([`gemm_chunk_len`], ≤ 2048) so that a chunk of every
+//! token's activations stays in L2 while all eight row quads pass over it, and i16 sums
+//! never overflow; each chunk's sums are widened into i32 accumulators in memory.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+use crate::portable::{gemm_chunk_len, GEMM_ROWS as ROWS};
+
+thread_local! {
+    /// The unpacked codes of the current 32 rows (AMX: all K columns; AVX2: one chunk).
+    pub(super) static CODES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The AVX2 GEMM's i32 totals, one per (row, token), in micro-tile order.
+    static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Unpacks 32 rows of I2 codes (layout A, `k / 4` bytes each, `row_bytes` apart) into
+/// `out[r·k + col]`, one byte per code.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
+    let m3 = _mm256_set1_epi8(3);
+    for r in 0..ROWS {
+        let src = rows.as_ptr().add(r * row_bytes);
+        let dst = out.as_mut_ptr().add(r * k);
+        for blk in 0..k / 128 {
+            let b = _mm256_loadu_si256(src.add(blk * 32) as *const __m256i);
+            let planes = [
+                _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
+                _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
+                _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
+                _mm256_and_si256(b, m3),
+            ];
+            for (j, p) in planes.iter().enumerate() {
+                _mm256_storeu_si256(dst.add(blk * 128 + 32 * j) as *mut __m256i, *p);
+            }
+        }
+    }
+}
+
+/// `out[r · n + t] = Σ_col code(r, col) · q(t, col)` for the 32 rows starting at `rows` and
+/// the `n` tokens (even) whose activations `packed` holds chunk-major
+/// (`portable::pack_acts_chunks`). Exact (i32).
+///
+/// # Safety
+/// The CPU must have AVX2.
+///
+/// # Panics
+/// If `k` is not a multiple of 128, `n` is odd, or a buffer is shorter than the shapes say.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i2_gemm32(
+    rows: &[u8],
+    row_bytes: usize,
+    k: usize,
+    packed: &[i8],
+    n: usize,
+    out: &mut [i32],
+) {
+    assert!(
+        k.is_multiple_of(128) && k > 0,
+        "i2_gemm32: K = {k} is not a multiple of 128"
+    );
+    assert!(
+        n.is_multiple_of(2),
+        "i2_gemm32: {n} tokens are not whole pairs"
+    );
+    assert!(
+        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
+        "i2_gemm32: rows too short"
+    );
+    assert!(
+        packed.len() >= n * k,
+        "i2_gemm32: packed activations too short"
+    );
+    assert!(out.len() >= ROWS * n, "i2_gemm32: output too short");
+    if n == 0 {
+        return;
+    }
+    CODES.with(|codes| {
+        SUMS.with(|sums| {
+            let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
+            let chunk = gemm_chunk_len(k);
+            if codes.len() < ROWS * chunk {
+                codes.resize(ROWS * chunk, 0);
+            }
+            sums.clear();
+            sums.resize(ROWS * n, 0);
+            let pairs = n / 2;
+            for c0 in (0..k).step_by(chunk) {
+                let len = chunk.min(k - c0);
+                // This chunk's codes only (32 × len bytes, L1/L2-sized), rows `len` apart.
+                unpack_rows(&rows[c0 / 4..], row_bytes, len, &mut codes);
+                let acts = packed.as_ptr().add(c0 * n);
+                for quad in 0..ROWS / 4 {
+                    let c = codes.as_ptr().add(quad * 4 * len);
+                    for p in 0..pairs {
+                        let q0 = acts.add(2 * p * len);
+                        let s = sums.as_mut_ptr().add((quad * pairs + p) * 8);
+                        rows4x2(c, len, [q0, q0.add(len)], len / 32, s);
+                    }
+                }
+            }
+            // sums[(quad, pair)][2·r + t] is row 4·quad + r, token 2·pair + t.
+            for quad in 0..ROWS / 4 {
+                for p in 0..pairs {
+                    let s = &sums[(quad * pairs + p) * 8..][..8];
+                    for r in 0..4 {
+                        for t in 0..2 {
+                            out[(4 * quad + r) * n + 2 * p + t] = s[2 * r + t];
+                        }
+                    }
+                }
+            }
+        })
+    });
+}
+
+/// Four rows of unpacked codes (`k` apart) against two tokens over `steps` 32-column steps,
+/// added into the eight i32 totals at `sums` (row-major, 2·r + t).
+/// `steps ≤ 64` keeps every i16 sum exact.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn rows4x2(codes: *const u8, k: usize, q: [*const i8; 2], steps: usize, sums: *mut i32) {
+    let mut acc = [_mm256_setzero_si256(); 8];
+    for s in 0..steps {
+        let o = 32 * s;
+        let x = q.map(|p| _mm256_loadu_si256(p.add(o) as *const __m256i));
+        for r in 0..4 {
+            let c = _mm256_loadu_si256(codes.add(r * k + o) as *const __m256i);
+            for t in 0..2 {
+                acc[2 * r + t] = _mm256_add_epi16(acc[2 * r + t], _mm256_maddubs_epi16(c, x[t]));
+            }
+        }
+    }
+    // Widen to i32 and reduce the eight vectors to their eight totals in one vector:
+    // hadd works within 128-bit lanes, so two rounds leave each lane's partial totals of
+    // four vectors, and the lane halves are then added across.
+    let ones = _mm256_set1_epi16(1);
+    let w = acc.map(|a| _mm256_madd_epi16(a, ones));
+    let h = [
+        _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3])),
+        _mm256_hadd_epi32(_mm256_hadd_epi32(w[4], w[5]), _mm256_hadd_epi32(w[6], w[7])),
+    ];
+    let total = _mm256_add_epi32(
+        _mm256_permute2x128_si256(h[0], h[1], 0x20),
+        _mm256_permute2x128_si256(h[0], h[1], 0x31),
+    );
+    let p = sums as *mut __m256i;
+    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), total));
+}
