@@ -162,8 +162,40 @@ where
     // in one process), and decode was faster with one, idle and with both cores loaded
     // (docs/performance.md). The spin pool's caller yields while it waits, so a
     // descheduled worker still gets its core back.
-    let mut chunk = n.div_ceil(threads).max(min_chunk.max(1));
-    chunk = chunk.div_ceil(align) * align;
+    let chunk = n.div_ceil(threads).max(min_chunk.max(1));
+    run_ranges(&pool, n, chunk.div_ceil(align) * align, f);
+}
+
+/// [`parallel_ranges`] for compute-bound work: `per_thread` chunks per thread (each at least
+/// `min_chunk` items, a multiple of `align`), claimed dynamically, so a core that the VM's
+/// other tenants slow down takes fewer of them instead of making the others wait.
+pub fn parallel_ranges_balanced<F>(
+    n: usize,
+    per_thread: usize,
+    min_chunk: usize,
+    align: usize,
+    f: F,
+) where
+    F: Fn(usize, usize) + Sync + Send,
+{
+    if n == 0 {
+        return;
+    }
+    let pool = pool();
+    let threads = pool.threads().max(1);
+    let align = align.max(1);
+    let chunk = n
+        .div_ceil(threads * per_thread.max(1))
+        .max(min_chunk.max(1));
+    run_ranges(&pool, n, chunk.div_ceil(align) * align, f);
+}
+
+/// Runs `f` over `0..n` in chunks of `chunk` items (the last one shorter).
+fn run_ranges<F>(pool: &Backend, n: usize, mut chunk: usize, f: F)
+where
+    F: Fn(usize, usize) + Sync + Send,
+{
+    let threads = pool.threads().max(1);
     if threads == 1 || chunk >= n {
         f(0, n);
         return;
@@ -176,7 +208,7 @@ where
         let s = c * chunk;
         f(s, (s + chunk).min(n));
     };
-    match &*pool {
+    match pool {
         Backend::Rayon(p) => p.install(|| {
             use rayon::prelude::*;
             (0..n_chunks).into_par_iter().for_each(body);

@@ -7,7 +7,7 @@
 use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
 use crate::dispatch::{table, I2Gemm, Kernels};
-use crate::pool::parallel_ranges;
+use crate::pool::{parallel_ranges, parallel_ranges_balanced};
 use crate::portable::{GEMM_ROWS, I2_BLOCK, I2_BLOCK_BYTES};
 
 /// Σ code·q over a row's whole 128-blocks; `q` (in the path's layout) is as long as the
@@ -132,7 +132,7 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
         packed: &packed,
     };
     let align = if gemm.is_some() { GEMM_ROWS } else { 4 };
-    parallel_ranges(total, min_rows.max(align), align, |g0, g1| {
+    let task = |g0: usize, g1: usize| {
         let mut base = 0;
         for p in &parts {
             let (lo, hi) = (g0.max(base), g1.min(base + p.w.rows));
@@ -144,8 +144,23 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
             }
             base += p.w.rows;
         }
-    });
+    };
+    if gemm.is_some() {
+        // Compute-bound: finer chunks, claimed dynamically, balance cores of unequal speed.
+        parallel_ranges_balanced(
+            total,
+            GEMM_CHUNKS_PER_THREAD,
+            min_rows.max(align),
+            align,
+            task,
+        );
+    } else {
+        parallel_ranges(total, min_rows.max(align), align, task);
+    }
 }
+
+/// Row chunks per thread in a prefill GEMM region (see [`parallel_ranges_balanced`]).
+const GEMM_CHUNKS_PER_THREAD: usize = 6;
 
 /// One matrix of a [`ternary_matmul_many`] call and where its output goes.
 struct Part<'a, 'w> {
