@@ -112,9 +112,12 @@ pub struct I2Gemm {
     pub min_tokens: usize,
     /// `(q, k, n, out)`: packs `n` plain activation rows of `k` (a multiple of 128).
     pub pack: fn(&[i8], usize, usize, &mut Vec<i8>),
-    /// `(rows, row_bytes, k, packed, n, out)`: `out[r·n + t]` as [`portable::i2_gemm32`]
-    /// gives it on the plain rows.
+    /// `(rows, row_bytes, k, packed, n, out)`: the dots [`portable::i2_gemm32`] gives on the
+    /// plain rows, at `out[r·n + t]`, or at `out[t·32 + r]` when `token_major`.
     pub run: I2GemmRun,
+    /// Whether `run` writes each token's 32 dots together, the order the outputs take (the
+    /// AVX2 GEMM can write either at no cost; AMX's tiles store rows).
+    pub token_major: bool,
 }
 
 /// The inner loops of one path. All slices follow the contracts documented in [`portable`];

@@ -451,6 +451,9 @@ fn gemm32_matches_portable() {
             (gemm.pack)(&q, kk, n, &mut packed);
             let (mut a, mut b) = (vec![0i32; 32 * n], vec![0i32; 32 * n]);
             (gemm.run)(&rows, row_bytes, kk, &packed, n, &mut a);
+            if gemm.token_major {
+                a = (0..32 * n).map(|i| a[(i % n) * 32 + i / n]).collect();
+            }
             bitnet_kernels::portable::i2_gemm32(&rows, row_bytes, kk, &q, n, &mut b);
             assert_eq!(a, b, "{} gemm32 k={kk} n={n}", k.path.name());
             for r in 0..32 {

@@ -217,7 +217,7 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
     let (m_rows, kp) = (w.rows, c.kp);
     let ng = n / gemm.group * gemm.group;
     let mut dots = vec![0i32; GEMM_ROWS * ng];
-    let mut vals = vec![0f32; GEMM_ROWS * ng];
+    let mut vals = vec![0f32; if gemm.token_major { 0 } else { GEMM_ROWS * ng }];
     let (sums, scales) = (&acts.sum[..ng], &acts.scale[..ng]);
     let mut m = r0;
     while m + GEMM_ROWS <= r1 {
@@ -229,20 +229,36 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
             ng,
             &mut dots,
         );
-        // `i2s_epilogue` along each row (vectorised: the divisions dominate) ...
-        for (vrow, drow) in vals.chunks_exact_mut(ng).zip(dots.chunks_exact(ng)) {
-            for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(sums).zip(scales) {
-                *v = i2s_epilogue(d, sum, scale, s);
+        if gemm.token_major {
+            // Each token's 32 dots and outputs are contiguous: the epilogue runs straight
+            // into the output (scalar transposing stores had cost 5 % of prefill).
+            for (t, d) in dots.chunks_exact(GEMM_ROWS).enumerate() {
+                // SAFETY: as in `per_tensor_block`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS)
+                };
+                let (sum, scale) = (sums[t], scales[t]);
+                for (o, &d) in dst.iter_mut().zip(d) {
+                    *o = i2s_epilogue(d, sum, scale, s);
+                }
             }
-        }
-        // ... then stored token by token, 32 contiguous outputs each: row-by-row stores
-        // would touch one line per token at a stride that aliases in L1.
-        for t in 0..ng {
-            // SAFETY: as in `per_tensor_block`.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS) };
-            for (r, d) in dst.iter_mut().enumerate() {
-                *d = vals[r * ng + t];
+        } else {
+            // `i2s_epilogue` along each row (vectorised: the divisions dominate) ...
+            for (vrow, drow) in vals.chunks_exact_mut(ng).zip(dots.chunks_exact(ng)) {
+                for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(sums).zip(scales) {
+                    *v = i2s_epilogue(d, sum, scale, s);
+                }
+            }
+            // ... then stored token by token, 32 contiguous outputs each: row-by-row stores
+            // would touch one line per token at a stride that aliases in L1.
+            for t in 0..ng {
+                // SAFETY: as in `per_tensor_block`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS)
+                };
+                for (r, d) in dst.iter_mut().enumerate() {
+                    *d = vals[r * ng + t];
+                }
             }
         }
         m += GEMM_ROWS;

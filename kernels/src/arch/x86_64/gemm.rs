@@ -52,7 +52,7 @@ pub(super) unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &
     }
 }
 
-/// `out[r · n + t] = Σ_col code(r, col) · q(t, col)` for the 32 rows starting at `rows` and
+/// `out[t · 32 + r] = Σ_col code(r, col) · q(t, col)` (token-major) for the 32 rows at `rows` and
 /// the `n` tokens (even) whose activations `packed` holds chunk-major
 /// (`portable::pack_acts_chunks`). Exact (i32).
 ///
@@ -124,7 +124,7 @@ pub unsafe fn i2_gemm32(
                     let s = &sums[(quad * pairs + p) * 8..][..8];
                     for r in 0..4 {
                         for t in 0..2 {
-                            out[(4 * quad + r) * n + 2 * p + t] = s[2 * r + t];
+                            out[(2 * p + t) * ROWS + 4 * quad + r] = s[2 * r + t];
                         }
                     }
                 }
