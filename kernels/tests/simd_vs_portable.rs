@@ -417,7 +417,7 @@ fn f32_to_f16_identical() {
     }
 }
 
-/// The GEMM entries (AMX, AVX2) against their portable twin, and the twin against plain i2
+/// The GEMM entries (AMX, AVX-512 VNNI, AVX2) against their portable twin, and the twin against plain i2
 /// dots: random codes and activations, all -1 / +1 rows, activation extremes, widths of
 /// one and of several (uneven) column chunks.
 #[test]
@@ -436,6 +436,7 @@ fn gemm32_matches_portable() {
             (2176, 2, 0),
             (2560, 1, 96),
             (4352, 1, 0),
+            (256, 70, 0), // more tokens than one block of the AVX2 / AVX-512 GEMMs
         ] {
             let row_bytes = kk / 4 + pad;
             let mut rows: Vec<u8> = (0..32 * row_bytes)

@@ -9,6 +9,7 @@ mod attention;
 mod avx512;
 mod avxvnni;
 mod gemm;
+mod gemm512;
 mod kquant;
 mod simd;
 
@@ -100,7 +101,15 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     avx512::i2_dot4,
     |w, q| unsafe { avx512::i2_tile(w, q) },
     avx512::i2_matvec,
-    None,
+    Some(I2Gemm {
+        group: gemm512::TOKENS,
+        min_tokens: 16,
+        pack: pack_acts_chunks,
+        run: |rows, rb, k, packed, n, out| unsafe {
+            gemm512::i2_gemm32(rows, rb, k, packed, n, out)
+        },
+        token_major: true,
+    }),
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
     kquant::dot_q6k_q8k_avx512,
