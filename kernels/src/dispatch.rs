@@ -268,6 +268,17 @@ pub fn table() -> &'static Kernels {
     crate::arch::table(path).unwrap_or(&SCALAR)
 }
 
+/// Every SIMD table this CPU can run: one per supported path, plus variants whose kernels
+/// only another CPU's path selects (the AMX table's 512-bit decode kernels on a CPU
+/// without AMX). For tests that prove each SIMD kernel equal to its portable twin.
+pub fn tables_under_test() -> Vec<&'static Kernels> {
+    KernelPath::simd()
+        .filter(|p| p.is_supported())
+        .map(table_for)
+        .chain(crate::arch::variant_tables())
+        .collect()
+}
+
 /// Forces a path for every later call; fails when this CPU cannot run it.
 pub fn force_path(path: KernelPath) -> Result<(), String> {
     if !path.is_supported() {

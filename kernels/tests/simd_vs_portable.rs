@@ -9,17 +9,16 @@
 
 mod common;
 
-use bitnet_kernels::dispatch::{table_for, ActLayout, KernelPath, Kernels, SCALAR};
+use bitnet_kernels::dispatch::{tables_under_test, ActLayout, Kernels, SCALAR};
 use common::Rng;
 
 fn simd_tables() -> Vec<&'static Kernels> {
-    let t: Vec<_> = KernelPath::simd()
-        .filter(|p| p.is_supported())
-        .map(table_for)
-        .collect();
+    let t = tables_under_test();
     eprintln!(
-        "SIMD paths under test: {:?}",
-        t.iter().map(|k| k.path.name()).collect::<Vec<_>>()
+        "SIMD tables under test: {:?}",
+        t.iter()
+            .map(|k| (k.path.name(), k.act_layout))
+            .collect::<Vec<_>>()
     );
     t
 }

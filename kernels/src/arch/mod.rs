@@ -169,6 +169,16 @@ pub(crate) fn join_token_halves(lo: [[i32; 4]; 2], hi: [[i32; 4]; 2]) -> [[i32; 
 }
 
 /// The SIMD table of a path, when this build has one.
+/// Tables no path selects on this CPU whose kernels another CPU's path runs (see
+/// [`crate::dispatch::tables_under_test`]).
+pub fn variant_tables() -> Vec<&'static Kernels> {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_vnni_available() && !amx_available() {
+        return vec![&x86_64::AVX512_PAIRS];
+    }
+    Vec::new()
+}
+
 pub fn table(path: KernelPath) -> Option<&'static Kernels> {
     match path {
         #[cfg(target_arch = "x86_64")]

@@ -1,5 +1,8 @@
-//! AVX-VNNI twins of the I2 dots: `vpdpbusd` on ymm registers (VEX-encoded; Alder Lake and
-//! later client cores, Sapphire Rapids, Zen 5), for CPUs that have it but not AVX-512.
+//! 256-bit VNNI twins of the I2 dots: `vpdpbusd` on ymm registers, in two encodings of the
+//! same code: [`vex`] (AVX-VNNI: Alder Lake and later client cores, Sapphire Rapids, Zen 5)
+//! for CPUs without AVX-512, and [`evex`] (AVX-512 VL + VNNI) for the AVX-512 VNNI table's
+//! decode and short prompts: on Zen 4 the 512-bit pairs-layout mat-vec decoded the large
+//! shape ~8 % slower than these 256-bit loops (2 threads, three alternating rounds).
 //!
 //! Activations in the plain layout, codes unpacked with shift + mask as on AVX2. Each plane
 //! then costs one `vpdpbusd` (u8 codes × i8 activations, four products summed into an i32
@@ -10,131 +13,149 @@
 // Index loops walk several arrays (rows, tokens, planes) in lockstep.
 #![allow(clippy::needless_range_loop)]
 
-use std::arch::x86_64::*;
+/// The kernels, for one `target_feature` set and its `vpdpbusd` intrinsic.
+macro_rules! vnni256_kernels {
+    ($features:literal, $dpbusd:ident) => {
+        use std::arch::x86_64::*;
 
-use super::simd::{hsum_epi32, PREFETCH_AHEAD, PREFETCH_AHEAD_ROWS4};
+        use super::super::simd::{hsum_epi32, PREFETCH_AHEAD, PREFETCH_AHEAD_ROWS4};
 
-/// One block's four code planes (bits 7-6 are plane 0: elements 0..32, and so on).
-#[inline(always)]
-unsafe fn codes(w: *const u8) -> [__m256i; 4] {
-    let m3 = _mm256_set1_epi8(3);
-    let b = _mm256_loadu_si256(w as *const __m256i);
-    [
-        _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
-        _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
-        _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
-        _mm256_and_si256(b, m3),
-    ]
-}
-
-/// `acc` plus Σ code·q over one block (`q` at the block's 128 activations).
-#[inline(always)]
-unsafe fn block_dot(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i {
-    let l = |o: usize| _mm256_loadu_si256(q.add(o) as *const __m256i);
-    let acc = _mm256_dpbusd_avx_epi32(acc, c[0], l(0));
-    let acc = _mm256_dpbusd_avx_epi32(acc, c[1], l(32));
-    let acc = _mm256_dpbusd_avx_epi32(acc, c[2], l(64));
-    _mm256_dpbusd_avx_epi32(acc, c[3], l(96))
-}
-
-#[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
-    let nb = (w.len() / 32).min(q.len() / 128);
-    let mut acc = _mm256_setzero_si256();
-    for b in 0..nb {
-        _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD) as *const i8);
-        acc = block_dot(acc, &codes(w.as_ptr().add(b * 32)), q.as_ptr().add(b * 128));
-    }
-    hsum_epi32(acc)
-}
-
-/// One weight row against four tokens: each block's codes are unpacked once.
-#[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
-    let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
-    let mut acc = [_mm256_setzero_si256(); 4];
-    for b in 0..nb {
-        let c = codes(w.as_ptr().add(b * 32));
-        for t in 0..4 {
-            acc[t] = block_dot(acc[t], &c, q[t].as_ptr().add(b * 128));
+        /// One block's four code planes (bits 7-6 are plane 0: elements 0..32, and so on).
+        #[inline(always)]
+        unsafe fn codes(w: *const u8) -> [__m256i; 4] {
+            let m3 = _mm256_set1_epi8(3);
+            let b = _mm256_loadu_si256(w as *const __m256i);
+            [
+                _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
+                _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
+                _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
+                _mm256_and_si256(b, m3),
+            ]
         }
-    }
-    acc.map(|a| hsum_epi32(a))
-}
 
-/// Prefill's 2-row × 8-token tile as two passes of 2 rows × 4 tokens, one code plane of both
-/// rows at a time, so that each activation load meets both rows (as `simd::i2_rows2x4`).
-#[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
-    crate::arch::join_token_halves(
-        rows2x4(w, [q[0], q[1], q[2], q[3]]),
-        rows2x4(w, [q[4], q[5], q[6], q[7]]),
-    )
-}
+        /// `acc` plus Σ code·q over one block (`q` at the block's 128 activations).
+        #[inline(always)]
+        unsafe fn block_dot(acc: __m256i, c: &[__m256i; 4], q: *const i8) -> __m256i {
+            let l = |o: usize| _mm256_loadu_si256(q.add(o) as *const __m256i);
+            let acc = $dpbusd(acc, c[0], l(0));
+            let acc = $dpbusd(acc, c[1], l(32));
+            let acc = $dpbusd(acc, c[2], l(64));
+            $dpbusd(acc, c[3], l(96))
+        }
 
-#[inline(always)]
-unsafe fn rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
-    let nb = q
-        .iter()
-        .fold(w[0].len().min(w[1].len()) / 32, |n, r| n.min(r.len() / 128));
-    let m3 = _mm256_set1_epi8(3);
-    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
-    for b in 0..nb {
-        let raw = [
-            _mm256_loadu_si256(w[0].as_ptr().add(b * 32) as *const __m256i),
-            _mm256_loadu_si256(w[1].as_ptr().add(b * 32) as *const __m256i),
-        ];
-        macro_rules! plane {
-            ($j:literal, $shift:literal) => {{
-                let c = [
-                    _mm256_and_si256(_mm256_srli_epi16(raw[0], $shift), m3),
-                    _mm256_and_si256(_mm256_srli_epi16(raw[1], $shift), m3),
-                ];
+        #[target_feature(enable = $features)]
+        pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
+            let nb = (w.len() / 32).min(q.len() / 128);
+            let mut acc = _mm256_setzero_si256();
+            for b in 0..nb {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w.as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD) as *const i8
+                );
+                acc = block_dot(acc, &codes(w.as_ptr().add(b * 32)), q.as_ptr().add(b * 128));
+            }
+            hsum_epi32(acc)
+        }
+
+        /// One weight row against four tokens: each block's codes are unpacked once.
+        #[target_feature(enable = $features)]
+        pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+            let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for b in 0..nb {
+                let c = codes(w.as_ptr().add(b * 32));
                 for t in 0..4 {
-                    let qv =
-                        _mm256_loadu_si256(q[t].as_ptr().add(b * 128 + 32 * $j) as *const __m256i);
-                    for r in 0..2 {
-                        acc[r][t] = _mm256_dpbusd_avx_epi32(acc[r][t], c[r], qv);
-                    }
+                    acc[t] = block_dot(acc[t], &c, q[t].as_ptr().add(b * 128));
                 }
-            }};
+            }
+            acc.map(|a| hsum_epi32(a))
         }
-        plane!(0, 6);
-        plane!(1, 4);
-        plane!(2, 2);
-        plane!(3, 0);
-    }
-    acc.map(|row| row.map(|a| hsum_epi32(a)))
-}
 
-/// Decode's mat-vec (`portable::i2_matvec`), four rows at a time from the range's quarters.
-#[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
-    i2_matvec_by_quarters!(w, row_bytes, q, dots, rows4, dot_one)
-}
-
-#[inline(always)]
-unsafe fn dot_one(w: &[u8], q: &[i8]) -> i32 {
-    i2_dot(w, q)
-}
-
-/// Four weight rows against one token, read side by side: each activation load meets four
-/// rows.
-#[inline(always)]
-unsafe fn rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
-    let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
-    let mut acc = [_mm256_setzero_si256(); 4];
-    for b in 0..nb {
-        for r in 0..4 {
-            _mm_prefetch::<_MM_HINT_T0>(
-                w[r].as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD_ROWS4) as *const i8
-            );
-            acc[r] = block_dot(
-                acc[r],
-                &codes(w[r].as_ptr().add(b * 32)),
-                q.as_ptr().add(b * 128),
-            );
+        /// Prefill's 2-row × 8-token tile as two passes of 2 rows × 4 tokens, one code plane of both
+        /// rows at a time, so that each activation load meets both rows (as `simd::i2_rows2x4`).
+        #[target_feature(enable = $features)]
+        pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
+            crate::arch::join_token_halves(
+                rows2x4(w, [q[0], q[1], q[2], q[3]]),
+                rows2x4(w, [q[4], q[5], q[6], q[7]]),
+            )
         }
-    }
-    acc.map(|a| hsum_epi32(a))
+
+        #[inline(always)]
+        unsafe fn rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
+            let nb = q
+                .iter()
+                .fold(w[0].len().min(w[1].len()) / 32, |n, r| n.min(r.len() / 128));
+            let m3 = _mm256_set1_epi8(3);
+            let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+            for b in 0..nb {
+                let raw = [
+                    _mm256_loadu_si256(w[0].as_ptr().add(b * 32) as *const __m256i),
+                    _mm256_loadu_si256(w[1].as_ptr().add(b * 32) as *const __m256i),
+                ];
+                macro_rules! plane {
+                    ($j:literal, $shift:literal) => {{
+                        let c = [
+                            _mm256_and_si256(_mm256_srli_epi16(raw[0], $shift), m3),
+                            _mm256_and_si256(_mm256_srli_epi16(raw[1], $shift), m3),
+                        ];
+                        for t in 0..4 {
+                            let qv = _mm256_loadu_si256(
+                                q[t].as_ptr().add(b * 128 + 32 * $j) as *const __m256i
+                            );
+                            for r in 0..2 {
+                                acc[r][t] = $dpbusd(acc[r][t], c[r], qv);
+                            }
+                        }
+                    }};
+                }
+                plane!(0, 6);
+                plane!(1, 4);
+                plane!(2, 2);
+                plane!(3, 0);
+            }
+            acc.map(|row| row.map(|a| hsum_epi32(a)))
+        }
+
+        /// Decode's mat-vec (`portable::i2_matvec`), four rows at a time from the range's quarters.
+        #[target_feature(enable = $features)]
+        pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+            i2_matvec_by_quarters!(w, row_bytes, q, dots, rows4, dot_one)
+        }
+
+        #[inline(always)]
+        unsafe fn dot_one(w: &[u8], q: &[i8]) -> i32 {
+            i2_dot(w, q)
+        }
+
+        /// Four weight rows against one token, read side by side: each activation load meets four
+        /// rows.
+        #[inline(always)]
+        unsafe fn rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+            let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
+            let mut acc = [_mm256_setzero_si256(); 4];
+            for b in 0..nb {
+                for r in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        w[r].as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD_ROWS4) as *const i8,
+                    );
+                    acc[r] = block_dot(
+                        acc[r],
+                        &codes(w[r].as_ptr().add(b * 32)),
+                        q.as_ptr().add(b * 128),
+                    );
+                }
+            }
+            acc.map(|a| hsum_epi32(a))
+        }
+    };
+}
+
+/// VEX-encoded (AVX-VNNI).
+pub mod vex {
+    vnni256_kernels!("avx2,avxvnni", _mm256_dpbusd_avx_epi32);
+}
+
+/// EVEX-encoded (AVX-512 VL + VNNI).
+pub mod evex {
+    vnni256_kernels!("avx2,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32);
 }

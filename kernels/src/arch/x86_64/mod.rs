@@ -81,10 +81,10 @@ pub static AVX2: Kernels = x86_table!(
 pub static AVX_VNNI: Kernels = x86_table!(
     KernelPath::AvxVnni,
     ActLayout::Plain,
-    avxvnni::i2_dot,
-    avxvnni::i2_dot4,
-    |w, q| unsafe { avxvnni::i2_tile(w, q) },
-    avxvnni::i2_matvec,
+    avxvnni::vex::i2_dot,
+    avxvnni::vex::i2_dot4,
+    |w, q| unsafe { avxvnni::vex::i2_tile(w, q) },
+    avxvnni::vex::i2_matvec,
     None,
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
@@ -94,13 +94,15 @@ pub static AVX_VNNI: Kernels = x86_table!(
     activation::exp_shifted
 );
 
+/// AVX-512 VNNI: 256-bit VNNI dots on plain activations (see `avxvnni`), the 512-bit GEMM
+/// for prompts, the EVEX-compiled F16/BF16/Q6_K/f32 loops.
 pub static AVX512_VNNI: Kernels = x86_table!(
     KernelPath::Avx512Vnni,
-    ActLayout::Pairs256,
-    avx512::i2_dot,
-    avx512::i2_dot4,
-    |w, q| unsafe { avx512::i2_tile(w, q) },
-    avx512::i2_matvec,
+    ActLayout::Plain,
+    avxvnni::evex::i2_dot,
+    avxvnni::evex::i2_dot4,
+    |w, q| unsafe { avxvnni::evex::i2_tile(w, q) },
+    avxvnni::evex::i2_matvec,
     Some(I2Gemm {
         group: gemm512::TOKENS,
         min_tokens: 16,
@@ -110,6 +112,25 @@ pub static AVX512_VNNI: Kernels = x86_table!(
         },
         token_major: true,
     }),
+    simd::dot_f16_rows4_evex,
+    simd::dot_bf16_rows4_evex,
+    kquant::dot_q6k_q8k_avx512,
+    simd::dot_f32_tile_evex,
+    activation::silu_mul_avx512,
+    activation::exp_shifted_avx512
+);
+
+/// The AMX table's I2 kernels (512-bit, pairs layout) without AMX: what the AMX table
+/// decodes with, so that a CPU with AVX-512 VNNI but no AMX still proves them equal to
+/// their portable twins (tests only; see `dispatch::tables_under_test`).
+pub static AVX512_PAIRS: Kernels = x86_table!(
+    KernelPath::Avx512Vnni,
+    ActLayout::Pairs256,
+    avx512::i2_dot,
+    avx512::i2_dot4,
+    |w, q| unsafe { avx512::i2_tile(w, q) },
+    avx512::i2_matvec,
+    None,
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
     kquant::dot_q6k_q8k_avx512,
