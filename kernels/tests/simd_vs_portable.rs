@@ -727,3 +727,44 @@ fn f32_tile_is_each_pairs_dot() {
         }
     }
 }
+
+/// A GEMM entry refuses shapes outside its contract by name, before touching a buffer.
+#[test]
+fn gemm32_rejects_broken_shapes() {
+    for k in tables_under_test() {
+        let Some(gemm) = k.i2_gemm else { continue };
+        let (kk, n) = (256, 2 * gemm.group);
+        let rows = vec![0u8; 32 * kk / 4];
+        let mut packed = Vec::new();
+        (gemm.pack)(&vec![1i8; n * kk], kk, n, &mut packed);
+        let mut out = vec![0i32; 32 * n];
+        let fails = |rows: &[u8], k: usize, n: usize, out: &mut [i32]| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (gemm.run)(rows, kk / 4, k, &packed, n, out)
+            }))
+            .err()
+            .map(|e| match e.downcast::<String>() {
+                Ok(s) => *s,
+                Err(e) => e
+                    .downcast::<&str>()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default(),
+            })
+        };
+        let msg = fails(&rows, 200, n, &mut out).unwrap_or_default();
+        assert!(
+            msg.contains("not a multiple of 128"),
+            "{}: {msg}",
+            k.path.name()
+        );
+        let msg = fails(&rows[..rows.len() - 1], kk, n, &mut out).unwrap_or_default();
+        assert!(msg.contains("rows too short"), "{}: {msg}", k.path.name());
+        let msg = fails(&rows, kk, n, &mut out[..32 * n - 1]).unwrap_or_default();
+        assert!(msg.contains("output too short"), "{}: {msg}", k.path.name());
+        if gemm.group > 1 {
+            let msg = fails(&rows, kk, n - 1, &mut out).unwrap_or_default();
+            assert!(msg.contains("not whole groups"), "{}: {msg}", k.path.name());
+        }
+        assert!(fails(&rows, kk, n, &mut out).is_none(), "{}", k.path.name());
+    }
+}

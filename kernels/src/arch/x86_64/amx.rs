@@ -17,7 +17,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::gemm::{unpack_rows, CODES};
+use super::gemm::{check_shapes, unpack_rows, CODES};
 use crate::portable::GEMM_ROWS as ROWS;
 
 /// The 64-byte `ldtilecfg` operand (palette 1): every tile used is 16 rows × 64 bytes.
@@ -97,24 +97,8 @@ pub unsafe fn i2_gemm32(
     n: usize,
     out: &mut [i32],
 ) {
-    assert!(
-        n.is_multiple_of(16),
-        "i2_gemm32: {n} tokens are not whole 16-groups"
-    );
+    check_shapes(rows, row_bytes, k, packed, n, 16, out);
     let (t_all, groups) = (n, n / 16);
-    assert!(
-        k.is_multiple_of(128) && k > 0,
-        "i2_gemm32: K = {k} is not a multiple of 128"
-    );
-    assert!(
-        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
-        "i2_gemm32: rows too short"
-    );
-    assert!(
-        packed.len() >= t_all * k,
-        "i2_gemm32: packed activations too short"
-    );
-    assert!(out.len() >= ROWS * t_all, "i2_gemm32: output too short");
     if groups == 0 {
         return;
     }

@@ -29,6 +29,39 @@ thread_local! {
 /// fit: 104 against 122 GMAC/s per core at 128 tokens, one thread, same run).
 const PAIRS_PER_BLOCK: usize = 64;
 
+/// The shapes every x86 GEMM entry requires (see `dispatch::I2Gemm::run`): `k` a positive
+/// multiple of 128, `n` of `group`, and buffers as long as the shapes say.
+///
+/// # Panics
+/// Naming the first requirement broken.
+pub(super) fn check_shapes(
+    rows: &[u8],
+    row_bytes: usize,
+    k: usize,
+    packed: &[i8],
+    n: usize,
+    group: usize,
+    out: &[i32],
+) {
+    assert!(
+        k.is_multiple_of(128) && k > 0,
+        "i2_gemm32: K = {k} is not a multiple of 128"
+    );
+    assert!(
+        n.is_multiple_of(group),
+        "i2_gemm32: {n} tokens are not whole groups of {group}"
+    );
+    assert!(
+        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
+        "i2_gemm32: rows too short"
+    );
+    assert!(
+        packed.len() >= n * k,
+        "i2_gemm32: packed activations too short"
+    );
+    assert!(out.len() >= ROWS * n, "i2_gemm32: output too short");
+}
+
 /// Unpacks 32 rows of I2 codes (layout A, `k / 4` bytes each, `row_bytes` apart) into
 /// `out[r·k + col]`, one byte per code.
 #[target_feature(enable = "avx2")]
@@ -70,23 +103,7 @@ pub unsafe fn i2_gemm32(
     n: usize,
     out: &mut [i32],
 ) {
-    assert!(
-        k.is_multiple_of(128) && k > 0,
-        "i2_gemm32: K = {k} is not a multiple of 128"
-    );
-    assert!(
-        n.is_multiple_of(2),
-        "i2_gemm32: {n} tokens are not whole pairs"
-    );
-    assert!(
-        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
-        "i2_gemm32: rows too short"
-    );
-    assert!(
-        packed.len() >= n * k,
-        "i2_gemm32: packed activations too short"
-    );
-    assert!(out.len() >= ROWS * n, "i2_gemm32: output too short");
+    check_shapes(rows, row_bytes, k, packed, n, 2, out);
     if n == 0 {
         return;
     }

@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use super::gemm::{unpack_rows, CODES};
+use super::gemm::{check_shapes, unpack_rows, CODES};
 use crate::portable::{gemm_chunk_len, GEMM_ROWS as ROWS};
 
 thread_local! {
@@ -47,23 +47,7 @@ pub unsafe fn i2_gemm32(
     n: usize,
     out: &mut [i32],
 ) {
-    assert!(
-        k.is_multiple_of(128) && k > 0,
-        "i2_gemm32: K = {k} is not a multiple of 128"
-    );
-    assert!(
-        n.is_multiple_of(TOKENS),
-        "i2_gemm32: {n} tokens are not whole quads"
-    );
-    assert!(
-        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
-        "i2_gemm32: rows too short"
-    );
-    assert!(
-        packed.len() >= n * k,
-        "i2_gemm32: packed activations too short"
-    );
-    assert!(out.len() >= ROWS * n, "i2_gemm32: output too short");
+    check_shapes(rows, row_bytes, k, packed, n, TOKENS, out);
     if n == 0 {
         return;
     }
