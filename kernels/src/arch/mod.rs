@@ -173,9 +173,17 @@ pub(crate) fn join_token_halves(lo: [[i32; 4]; 2], hi: [[i32; 4]; 2]) -> [[i32; 
 /// [`crate::dispatch::tables_under_test`]).
 pub fn variant_tables() -> Vec<&'static Kernels> {
     #[cfg(target_arch = "x86_64")]
-    if avx512_vnni_available() && !amx_available() {
-        return vec![&x86_64::AVX512_PAIRS];
+    {
+        let mut t: Vec<&'static Kernels> = Vec::new();
+        if avx512_vnni_available() && !amx_available() {
+            t.push(&x86_64::AVX512_PAIRS);
+        }
+        if avx512_vnni_available() && !avx_vnni_available() {
+            t.push(&x86_64::AVX_VNNI_EVEX);
+        }
+        t
     }
+    #[cfg(not(target_arch = "x86_64"))]
     Vec::new()
 }
 

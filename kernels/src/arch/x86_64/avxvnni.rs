@@ -147,6 +147,47 @@ macro_rules! vnni256_kernels {
             }
             acc.map(|a| hsum_epi32(a))
         }
+
+        /// The prefill GEMM on `gemm.rs`'s plan (unpacked codes per column chunk,
+        /// chunk-major activations) with a 4-row × 2-token micro-kernel of one `vpdpbusd`
+        /// per code and activation vector: no i16 stage and no separate add (AVX2's pair).
+        /// Same contract as `gemm::i2_gemm32`: token-major i32 dots, exact.
+        ///
+        /// # Safety
+        /// The CPU must have the features this module is compiled for.
+        ///
+        /// # Panics
+        /// As `gemm::check_shapes`.
+        #[target_feature(enable = $features)]
+        pub unsafe fn i2_gemm32(
+            rows: &[u8],
+            row_bytes: usize,
+            k: usize,
+            packed: &[i8],
+            n: usize,
+            out: &mut [i32],
+        ) {
+            gemm32_driver!(rows, row_bytes, k, packed, n, out,
+                tokens: 2, groups_per_block: 64, micro: gemm_rows4x2);
+        }
+
+        /// Four rows of unpacked codes and two tokens' activations (both `len` apart) over
+        /// `len` columns, added into the eight totals at `sums` (2·r + t).
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn gemm_rows4x2(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
+            let mut acc = [_mm256_setzero_si256(); 8];
+            for o in (0..len).step_by(32) {
+                let x = [0, 1].map(|t| _mm256_loadu_si256(q.add(t * len + o) as *const __m256i));
+                for r in 0..4 {
+                    let c = _mm256_loadu_si256(codes.add(r * len + o) as *const __m256i);
+                    for t in 0..2 {
+                        acc[2 * r + t] = $dpbusd(acc[2 * r + t], c, x[t]);
+                    }
+                }
+            }
+            crate::arch::x86_64::gemm::add_totals8(sums, acc);
+        }
     };
 }
 

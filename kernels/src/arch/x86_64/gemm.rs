@@ -15,13 +15,13 @@
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-use crate::portable::{gemm_chunk_len, GEMM_ROWS as ROWS};
+use crate::portable::GEMM_ROWS as ROWS;
 
 thread_local! {
     /// The unpacked codes of the current 32 rows (AMX: all K columns; AVX2: one chunk).
     pub(super) static CODES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The AVX2 GEMM's i32 totals, one per (row, token), in micro-tile order.
-    static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    /// A GEMM's i32 totals, one per (row, token), in micro-tile order.
+    pub(super) static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Token pairs per pass of the eight row quads over a chunk: 128 tokens × ≤ 2048 columns is
@@ -103,75 +103,36 @@ pub unsafe fn i2_gemm32(
     n: usize,
     out: &mut [i32],
 ) {
-    check_shapes(rows, row_bytes, k, packed, n, 2, out);
-    if n == 0 {
-        return;
-    }
-    CODES.with(|codes| {
-        SUMS.with(|sums| {
-            let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
-            let chunk = gemm_chunk_len(k);
-            if codes.len() < ROWS * chunk {
-                codes.resize(ROWS * chunk, 0);
-            }
-            sums.clear();
-            sums.resize(ROWS * n, 0);
-            let pairs = n / 2;
-            for c0 in (0..k).step_by(chunk) {
-                let len = chunk.min(k - c0);
-                // This chunk's codes only (32 × len bytes, L1/L2-sized), rows `len` apart.
-                unpack_rows(&rows[c0 / 4..], row_bytes, len, &mut codes);
-                let acts = packed.as_ptr().add(c0 * n);
-                // Tokens in blocks whose chunk of activations fits L2 beside the codes.
-                for b0 in (0..pairs).step_by(PAIRS_PER_BLOCK) {
-                    let b1 = (b0 + PAIRS_PER_BLOCK).min(pairs);
-                    for quad in 0..ROWS / 4 {
-                        let c = codes.as_ptr().add(quad * 4 * len);
-                        for p in b0..b1 {
-                            let q0 = acts.add(2 * p * len);
-                            let s = sums.as_mut_ptr().add((quad * pairs + p) * 8);
-                            rows4x2(c, len, [q0, q0.add(len)], len / 32, s);
-                        }
-                    }
-                }
-            }
-            // sums[(quad, pair)][2·r + t] is row 4·quad + r, token 2·pair + t.
-            for quad in 0..ROWS / 4 {
-                for p in 0..pairs {
-                    let s = &sums[(quad * pairs + p) * 8..][..8];
-                    for r in 0..4 {
-                        for t in 0..2 {
-                            out[(2 * p + t) * ROWS + 4 * quad + r] = s[2 * r + t];
-                        }
-                    }
-                }
-            }
-        })
-    });
+    gemm32_driver!(rows, row_bytes, k, packed, n, out,
+        tokens: 2, groups_per_block: PAIRS_PER_BLOCK, micro: rows4x2);
 }
 
-/// Four rows of unpacked codes (`k` apart) against two tokens over `steps` 32-column steps,
-/// added into the eight i32 totals at `sums` (row-major, 2·r + t).
-/// `steps ≤ 64` keeps every i16 sum exact.
+/// Four rows of unpacked codes and two tokens' activations (both `len` apart) over `len`
+/// columns (a multiple of 32, at most 2048 so that every i16 sum stays exact), added into
+/// the eight i32 totals at `sums` (row-major, 2·r + t).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn rows4x2(codes: *const u8, k: usize, q: [*const i8; 2], steps: usize, sums: *mut i32) {
+unsafe fn rows4x2(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
     let mut acc = [_mm256_setzero_si256(); 8];
-    for s in 0..steps {
-        let o = 32 * s;
-        let x = q.map(|p| _mm256_loadu_si256(p.add(o) as *const __m256i));
+    for o in (0..len).step_by(32) {
+        let x = [0, 1].map(|t| _mm256_loadu_si256(q.add(t * len + o) as *const __m256i));
         for r in 0..4 {
-            let c = _mm256_loadu_si256(codes.add(r * k + o) as *const __m256i);
+            let c = _mm256_loadu_si256(codes.add(r * len + o) as *const __m256i);
             for t in 0..2 {
                 acc[2 * r + t] = _mm256_add_epi16(acc[2 * r + t], _mm256_maddubs_epi16(c, x[t]));
             }
         }
     }
-    // Widen to i32 and reduce the eight vectors to their eight totals in one vector:
-    // hadd works within 128-bit lanes, so two rounds leave each lane's partial totals of
-    // four vectors, and the lane halves are then added across.
     let ones = _mm256_set1_epi16(1);
-    let w = acc.map(|a| _mm256_madd_epi16(a, ones));
+    add_totals8(sums, acc.map(|a| _mm256_madd_epi16(a, ones)));
+}
+
+/// Adds the eight lane totals of `w` to `sums[0..8]` (`sums[i] += Σ w[i]`): hadd works within
+/// 128-bit lanes, so two rounds leave each lane's partial totals of four vectors, and the
+/// lane halves are then added across.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn add_totals8(sums: *mut i32, w: [__m256i; 8]) {
     let h = [
         _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3])),
         _mm256_hadd_epi32(_mm256_hadd_epi32(w[4], w[5]), _mm256_hadd_epi32(w[6], w[7])),

@@ -11,15 +11,6 @@
 //! totals once per chunk (45 shuffles and adds against the chunk's ≥ 32 steps × 16).
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
-
-use super::gemm::{check_shapes, unpack_rows, CODES};
-use crate::portable::{gemm_chunk_len, GEMM_ROWS as ROWS};
-
-thread_local! {
-    /// The i32 totals, sixteen per (row quad, token quad), row-major within the sixteen.
-    static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
-}
 
 /// Tokens per micro-tile; the GEMM takes whole quads.
 pub const TOKENS: usize = 4;
@@ -47,49 +38,8 @@ pub unsafe fn i2_gemm32(
     n: usize,
     out: &mut [i32],
 ) {
-    check_shapes(rows, row_bytes, k, packed, n, TOKENS, out);
-    if n == 0 {
-        return;
-    }
-    CODES.with(|codes| {
-        SUMS.with(|sums| {
-            let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
-            let chunk = gemm_chunk_len(k);
-            if codes.len() < ROWS * chunk {
-                codes.resize(ROWS * chunk, 0);
-            }
-            sums.clear();
-            sums.resize(ROWS * n, 0);
-            let quads = n / TOKENS;
-            for c0 in (0..k).step_by(chunk) {
-                let len = chunk.min(k - c0);
-                unpack_rows(&rows[c0 / 4..], row_bytes, len, &mut codes);
-                let acts = packed.as_ptr().add(c0 * n);
-                for b0 in (0..quads).step_by(QUADS_PER_BLOCK) {
-                    let b1 = (b0 + QUADS_PER_BLOCK).min(quads);
-                    for rq in 0..ROWS / 4 {
-                        let c = codes.as_ptr().add(rq * 4 * len);
-                        for tq in b0..b1 {
-                            let q0 = acts.add(TOKENS * tq * len);
-                            let s = sums.as_mut_ptr().add((rq * quads + tq) * 16);
-                            rows4x4(c, q0, len, s);
-                        }
-                    }
-                }
-            }
-            // sums[(rq, tq)][4·r + t] is row 4·rq + r, token 4·tq + t.
-            for rq in 0..ROWS / 4 {
-                for tq in 0..quads {
-                    let s = &sums[(rq * quads + tq) * 16..][..16];
-                    for r in 0..4 {
-                        for t in 0..TOKENS {
-                            out[(TOKENS * tq + t) * ROWS + 4 * rq + r] = s[4 * r + t];
-                        }
-                    }
-                }
-            }
-        })
-    });
+    gemm32_driver!(rows, row_bytes, k, packed, n, out,
+        tokens: TOKENS, groups_per_block: QUADS_PER_BLOCK, micro: rows4x4);
 }
 
 /// Four rows of unpacked codes and four tokens' activations (both `len` apart) over `len`

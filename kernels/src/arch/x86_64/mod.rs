@@ -3,6 +3,66 @@
 //! `avx512_vnni_available()`) returned true, which is what makes the `unsafe` calls into
 //! `#[target_feature]` functions sound.
 
+/// The loop nest every 32-row x86 GEMM entry shares (`gemm.rs` explains the plan): per
+/// column chunk, the 32 rows' codes unpacked to bytes, then tokens in blocks of
+/// `groups_per_block` micro-tiles, every row quad over every group of `tokens` tokens,
+/// `micro(codes, acts, len, sums)` adding a 4-row × `tokens` tile's totals (row-major) into
+/// `sums`; at the end the totals are written token-major (`out[t · 32 + r]`). Expanded
+/// inside each entry's `#[target_feature]` function, so that the micro-kernel inlines.
+macro_rules! gemm32_driver {
+    ($rows:expr, $row_bytes:expr, $k:expr, $packed:expr, $n:expr, $out:expr,
+     tokens: $tokens:expr, groups_per_block: $gpb:expr, micro: $micro:path) => {{
+        use $crate::arch::x86_64::gemm::{check_shapes, unpack_rows, CODES, SUMS};
+        use $crate::portable::{gemm_chunk_len, GEMM_ROWS};
+        let (rows, row_bytes, k, packed, n, out): (&[u8], usize, usize, &[i8], usize, &mut [i32]) =
+            ($rows, $row_bytes, $k, $packed, $n, $out);
+        const T: usize = $tokens;
+        check_shapes(rows, row_bytes, k, packed, n, T, out);
+        if n > 0 {
+            CODES.with(|codes| {
+                SUMS.with(|sums| {
+                    let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
+                    let chunk = gemm_chunk_len(k);
+                    if codes.len() < GEMM_ROWS * chunk {
+                        codes.resize(GEMM_ROWS * chunk, 0);
+                    }
+                    sums.clear();
+                    sums.resize(GEMM_ROWS * n, 0);
+                    let groups = n / T;
+                    for c0 in (0..k).step_by(chunk) {
+                        let len = chunk.min(k - c0);
+                        // This chunk's codes only (32 × len bytes), rows `len` apart.
+                        unpack_rows(&rows[c0 / 4..], row_bytes, len, &mut codes);
+                        let acts = packed.as_ptr().add(c0 * n);
+                        // Tokens in blocks whose chunk of activations stays in L2.
+                        for b0 in (0..groups).step_by($gpb) {
+                            let b1 = (b0 + $gpb).min(groups);
+                            for rq in 0..GEMM_ROWS / 4 {
+                                let c = codes.as_ptr().add(rq * 4 * len);
+                                for g in b0..b1 {
+                                    let s = sums.as_mut_ptr().add((rq * groups + g) * 4 * T);
+                                    $micro(c, acts.add(T * g * len), len, s);
+                                }
+                            }
+                        }
+                    }
+                    // sums[(rq, g)][T·r + t] is row 4·rq + r, token T·g + t.
+                    for rq in 0..GEMM_ROWS / 4 {
+                        for g in 0..groups {
+                            let s = &sums[(rq * groups + g) * 4 * T..][..4 * T];
+                            for r in 0..4 {
+                                for t in 0..T {
+                                    out[(T * g + t) * GEMM_ROWS + 4 * rq + r] = s[T * r + t];
+                                }
+                            }
+                        }
+                    }
+                })
+            });
+        }
+    }};
+}
+
 mod activation;
 mod amx;
 mod attention;
@@ -77,22 +137,37 @@ pub static AVX2: Kernels = x86_table!(
     activation::exp_shifted
 );
 
-/// AVX2 with the 256-bit VNNI I2 dots (CPUs with AVX-VNNI but no AVX-512).
-pub static AVX_VNNI: Kernels = x86_table!(
-    KernelPath::AvxVnni,
-    ActLayout::Plain,
-    avxvnni::vex::i2_dot,
-    avxvnni::vex::i2_dot4,
-    |w, q| unsafe { avxvnni::vex::i2_tile(w, q) },
-    avxvnni::vex::i2_matvec,
-    None,
-    simd::dot_f16_rows4,
-    simd::dot_bf16_rows4,
-    kquant::dot_q6k_q8k,
-    simd::dot_f32_tile,
-    activation::silu_mul,
-    activation::exp_shifted
-);
+/// The 256-bit VNNI table on one encoding of `avxvnni`'s kernels.
+macro_rules! vnni256_table {
+    ($enc:ident) => {
+        x86_table!(
+            KernelPath::AvxVnni,
+            ActLayout::Plain,
+            avxvnni::$enc::i2_dot,
+            avxvnni::$enc::i2_dot4,
+            |w, q| unsafe { avxvnni::$enc::i2_tile(w, q) },
+            avxvnni::$enc::i2_matvec,
+            Some(I2Gemm {
+                group: 2,
+                min_tokens: 16,
+                pack: pack_acts_chunks,
+                run: |rows, rb, k, packed, n, out| unsafe {
+                    avxvnni::$enc::i2_gemm32(rows, rb, k, packed, n, out)
+                },
+                token_major: true,
+            }),
+            simd::dot_f16_rows4,
+            simd::dot_bf16_rows4,
+            kquant::dot_q6k_q8k,
+            simd::dot_f32_tile,
+            activation::silu_mul,
+            activation::exp_shifted
+        )
+    };
+}
+
+/// AVX2 with the 256-bit VNNI I2 dots and GEMM (CPUs with AVX-VNNI but no AVX-512).
+pub static AVX_VNNI: Kernels = vnni256_table!(vex);
 
 /// AVX-512 VNNI: 256-bit VNNI dots on plain activations (see `avxvnni`), the 512-bit GEMM
 /// for prompts, the EVEX-compiled F16/BF16/Q6_K/f32 loops.
@@ -119,6 +194,11 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     activation::silu_mul_avx512,
     activation::exp_shifted_avx512
 );
+
+/// The AVX-VNNI table's source compiled for EVEX (AVX-512 VL + VNNI), so that a CPU with
+/// AVX-512 but no AVX-VNNI proves that source equal to the portable twins, GEMM included
+/// (tests only; see `dispatch::tables_under_test`).
+pub static AVX_VNNI_EVEX: Kernels = vnni256_table!(evex);
 
 /// The AMX table's I2 kernels (512-bit, pairs layout) without AMX: what the AMX table
 /// decodes with, so that a CPU with AVX-512 VNNI but no AMX still proves them equal to
