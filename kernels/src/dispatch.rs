@@ -270,7 +270,8 @@ pub fn table() -> &'static Kernels {
 
 /// Every SIMD table this CPU can run: one per supported path, plus variants whose kernels
 /// only another CPU's path selects (the AMX table's 512-bit decode kernels on a CPU
-/// without AMX). For tests that prove each SIMD kernel equal to its portable twin.
+/// without AMX, the AVX-VNNI source compiled for EVEX on a CPU without AVX-VNNI). For
+/// tests that prove each SIMD kernel equal to its portable twin.
 pub fn tables_under_test() -> Vec<&'static Kernels> {
     KernelPath::simd()
         .filter(|p| p.is_supported())

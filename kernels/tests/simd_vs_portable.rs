@@ -416,9 +416,10 @@ fn f32_to_f16_identical() {
     }
 }
 
-/// The GEMM entries (AMX, AVX-512 VNNI, AVX2) against their portable twin, and the twin against plain i2
-/// dots: random codes and activations, all -1 / +1 rows, activation extremes, widths of
-/// one and of several (uneven) column chunks.
+/// The GEMM entries (AMX, AVX-512 VNNI, AVX-VNNI, AVX2) against their portable twin, and
+/// the twin against plain i2 dots: random codes and activations, all -1 / +1 rows,
+/// activation extremes, widths of one and of several (uneven) column chunks, more tokens
+/// than one token block.
 #[test]
 fn gemm32_matches_portable() {
     let mut rng = Rng(0x6E44);

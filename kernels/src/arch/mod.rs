@@ -168,7 +168,6 @@ pub(crate) fn join_token_halves(lo: [[i32; 4]; 2], hi: [[i32; 4]; 2]) -> [[i32; 
     std::array::from_fn(|r| std::array::from_fn(|t| if t < 4 { lo[r][t] } else { hi[r][t - 4] }))
 }
 
-/// The SIMD table of a path, when this build has one.
 /// Tables no path selects on this CPU whose kernels another CPU's path runs (see
 /// [`crate::dispatch::tables_under_test`]).
 pub fn variant_tables() -> Vec<&'static Kernels> {
@@ -187,6 +186,7 @@ pub fn variant_tables() -> Vec<&'static Kernels> {
     Vec::new()
 }
 
+/// The SIMD table of a path, when this build has one.
 pub fn table(path: KernelPath) -> Option<&'static Kernels> {
     match path {
         #[cfg(target_arch = "x86_64")]

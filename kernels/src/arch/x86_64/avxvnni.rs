@@ -18,20 +18,9 @@ macro_rules! vnni256_kernels {
     ($features:literal, $dpbusd:ident) => {
         use std::arch::x86_64::*;
 
-        use super::super::simd::{hsum_epi32, PREFETCH_AHEAD, PREFETCH_AHEAD_ROWS4};
-
-        /// One block's four code planes (bits 7-6 are plane 0: elements 0..32, and so on).
-        #[inline(always)]
-        unsafe fn codes(w: *const u8) -> [__m256i; 4] {
-            let m3 = _mm256_set1_epi8(3);
-            let b = _mm256_loadu_si256(w as *const __m256i);
-            [
-                _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
-                _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
-                _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
-                _mm256_and_si256(b, m3),
-            ]
-        }
+        use super::super::simd::{
+            hsum_epi32, unpack as codes, PREFETCH_AHEAD, PREFETCH_AHEAD_ROWS4,
+        };
 
         /// `acc` plus Σ code·q over one block (`q` at the block's 128 activations).
         #[inline(always)]

@@ -8,13 +8,14 @@
 //! from L2 for every pair of rows. Here the 32 rows are unpacked once per call to one byte
 //! per code (as for AMX), and a 4-row × 2-token micro-kernel holds four code vectors and
 //! two activation vectors in registers, so its loop is loads, `vpmaddubsw` and `vpaddw`
-//! only. Columns go in chunks ([`gemm_chunk_len`], ≤ 2048) so that a chunk of every
+//! only. Columns go in chunks (`portable::gemm_chunk_len`, ≤ 2048) so that a chunk of every
 //! token's activations stays in L2 while all eight row quads pass over it, and i16 sums
 //! never overflow; each chunk's sums are widened into i32 accumulators in memory.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
+use super::simd::unpack;
 use crate::portable::GEMM_ROWS as ROWS;
 
 thread_local! {
@@ -66,18 +67,11 @@ pub(super) fn check_shapes(
 /// `out[r·k + col]`, one byte per code.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
-    let m3 = _mm256_set1_epi8(3);
     for r in 0..ROWS {
         let src = rows.as_ptr().add(r * row_bytes);
         let dst = out.as_mut_ptr().add(r * k);
         for blk in 0..k / 128 {
-            let b = _mm256_loadu_si256(src.add(blk * 32) as *const __m256i);
-            let planes = [
-                _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
-                _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
-                _mm256_and_si256(_mm256_srli_epi16(b, 2), m3),
-                _mm256_and_si256(b, m3),
-            ];
+            let planes = unpack(src.add(blk * 32));
             for (j, p) in planes.iter().enumerate() {
                 _mm256_storeu_si256(dst.add(blk * 128 + 32 * j) as *mut __m256i, *p);
             }

@@ -73,7 +73,7 @@ mod gemm512;
 mod kquant;
 mod simd;
 
-use crate::dispatch::{ActLayout, I2Gemm, KernelPath, Kernels};
+use crate::dispatch::{ActLayout, I2Gemm, I2GemmRun, KernelPath, Kernels};
 use crate::portable::{pack_acts_chunks, pack_acts_tiles16};
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
@@ -115,6 +115,18 @@ macro_rules! x86_table {
     };
 }
 
+/// A GEMM on chunk-major activations (`portable::pack_acts_chunks`) writing token-major
+/// dots: the AVX2, AVX-VNNI and AVX-512 VNNI GEMMs, which differ only in their token group.
+const fn chunked_gemm(group: usize, run: I2GemmRun) -> Option<I2Gemm> {
+    Some(I2Gemm {
+        group,
+        min_tokens: 16,
+        pack: pack_acts_chunks,
+        run,
+        token_major: true,
+    })
+}
+
 pub static AVX2: Kernels = x86_table!(
     KernelPath::Avx2,
     ActLayout::Plain,
@@ -122,12 +134,8 @@ pub static AVX2: Kernels = x86_table!(
     simd::i2_dot4,
     |w, q| unsafe { simd::i2_tile(w, q) },
     simd::i2_matvec,
-    Some(I2Gemm {
-        group: 2,
-        min_tokens: 16,
-        pack: pack_acts_chunks,
-        run: |rows, rb, k, packed, n, out| unsafe { gemm::i2_gemm32(rows, rb, k, packed, n, out) },
-        token_major: true,
+    chunked_gemm(2, |rows, rb, k, packed, n, out| unsafe {
+        gemm::i2_gemm32(rows, rb, k, packed, n, out)
     }),
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
@@ -147,14 +155,8 @@ macro_rules! vnni256_table {
             avxvnni::$enc::i2_dot4,
             |w, q| unsafe { avxvnni::$enc::i2_tile(w, q) },
             avxvnni::$enc::i2_matvec,
-            Some(I2Gemm {
-                group: 2,
-                min_tokens: 16,
-                pack: pack_acts_chunks,
-                run: |rows, rb, k, packed, n, out| unsafe {
-                    avxvnni::$enc::i2_gemm32(rows, rb, k, packed, n, out)
-                },
-                token_major: true,
+            chunked_gemm(2, |rows, rb, k, packed, n, out| unsafe {
+                avxvnni::$enc::i2_gemm32(rows, rb, k, packed, n, out)
             }),
             simd::dot_f16_rows4,
             simd::dot_bf16_rows4,
@@ -178,14 +180,8 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     avxvnni::evex::i2_dot4,
     |w, q| unsafe { avxvnni::evex::i2_tile(w, q) },
     avxvnni::evex::i2_matvec,
-    Some(I2Gemm {
-        group: gemm512::TOKENS,
-        min_tokens: 16,
-        pack: pack_acts_chunks,
-        run: |rows, rb, k, packed, n, out| unsafe {
-            gemm512::i2_gemm32(rows, rb, k, packed, n, out)
-        },
-        token_major: true,
+    chunked_gemm(gemm512::TOKENS, |rows, rb, k, packed, n, out| unsafe {
+        gemm512::i2_gemm32(rows, rb, k, packed, n, out)
     }),
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
@@ -200,46 +196,42 @@ pub static AVX512_VNNI: Kernels = x86_table!(
 /// (tests only; see `dispatch::tables_under_test`).
 pub static AVX_VNNI_EVEX: Kernels = vnni256_table!(evex);
 
-/// The AMX table's I2 kernels (512-bit, pairs layout) without AMX: what the AMX table
-/// decodes with, so that a CPU with AVX-512 VNNI but no AMX still proves them equal to
-/// their portable twins (tests only; see `dispatch::tables_under_test`).
-pub static AVX512_PAIRS: Kernels = x86_table!(
-    KernelPath::Avx512Vnni,
-    ActLayout::Pairs256,
-    avx512::i2_dot,
-    avx512::i2_dot4,
-    |w, q| unsafe { avx512::i2_tile(w, q) },
-    avx512::i2_matvec,
-    None,
-    simd::dot_f16_rows4_evex,
-    simd::dot_bf16_rows4_evex,
-    kquant::dot_q6k_q8k_avx512,
-    simd::dot_f32_tile_evex,
-    activation::silu_mul_avx512,
-    activation::exp_shifted_avx512
-);
+/// A table on the 512-bit pairs-layout I2 kernels of `avx512` (the AMX table's decode).
+macro_rules! avx512_pairs_table {
+    ($path:expr, $gemm:expr) => {
+        x86_table!(
+            $path,
+            ActLayout::Pairs256,
+            avx512::i2_dot,
+            avx512::i2_dot4,
+            |w, q| unsafe { avx512::i2_tile(w, q) },
+            avx512::i2_matvec,
+            $gemm,
+            simd::dot_f16_rows4_evex,
+            simd::dot_bf16_rows4_evex,
+            kquant::dot_q6k_q8k_avx512,
+            simd::dot_f32_tile_evex,
+            activation::silu_mul_avx512,
+            activation::exp_shifted_avx512
+        )
+    };
+}
 
-/// The AVX-512 VNNI table plus the AMX prefill GEMM.
-pub static AMX: Kernels = x86_table!(
+/// The AMX table's I2 kernels without AMX, so that a CPU with AVX-512 VNNI but no AMX
+/// still proves them equal to their portable twins (tests only; see
+/// `dispatch::tables_under_test`).
+pub static AVX512_PAIRS: Kernels = avx512_pairs_table!(KernelPath::Avx512Vnni, None);
+
+/// The 512-bit pairs-layout kernels plus the AMX prefill GEMM.
+pub static AMX: Kernels = avx512_pairs_table!(
     KernelPath::Amx,
-    ActLayout::Pairs256,
-    avx512::i2_dot,
-    avx512::i2_dot4,
-    |w, q| unsafe { avx512::i2_tile(w, q) },
-    avx512::i2_matvec,
     Some(I2Gemm {
         group: 16,
         min_tokens: 16,
         pack: |q, k, n, out| pack_acts_tiles16(q, k, n / 16, out),
         run: |rows, rb, k, packed, n, out| unsafe { amx::i2_gemm32(rows, rb, k, packed, n, out) },
         token_major: false,
-    }),
-    simd::dot_f16_rows4_evex,
-    simd::dot_bf16_rows4_evex,
-    kquant::dot_q6k_q8k_avx512,
-    simd::dot_f32_tile_evex,
-    activation::silu_mul_avx512,
-    activation::exp_shifted_avx512
+    })
 );
 
 pub use amx::available as amx_available;

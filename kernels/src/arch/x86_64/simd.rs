@@ -90,7 +90,7 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
 /// Unpacks one 32-byte I2 block into its four code planes (elements j, j+32, j+64, j+96).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn unpack(w: *const u8) -> [__m256i; 4] {
+pub(super) unsafe fn unpack(w: *const u8) -> [__m256i; 4] {
     let m3 = _mm256_set1_epi8(3);
     let b = _mm256_loadu_si256(w as *const __m256i);
     [
