@@ -93,7 +93,7 @@ fn i2_tile_32x8_6912(b: Bencher, which: &str) {
     });
 }
 
-/// The prefill GEMM (AMX or AVX2, where the path has one) on 32 rows × 128 tokens at the
+/// The prefill GEMM (every SIMD path has one) on 32 rows × 128 tokens at the
 /// widths of the 2B4T projections (K = 2560, and 6912 for FFN-down), against its portable
 /// twin; skipped when the selected path has no GEMM.
 #[divan::bench(args = ["simd-2560", "simd-6912", "portable-2560"], sample_count = 20)]

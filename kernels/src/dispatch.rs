@@ -135,7 +135,7 @@ pub struct Kernels {
     /// `(rows, row_bytes, q, dots)`: decode's mat-vec over whole blocks, see
     /// `portable::i2_matvec`; the result does not depend on how a path orders the rows.
     pub i2_matvec: fn(&[u8], usize, &[i8], &mut [i32]),
-    /// The prefill GEMM, where the path has one (AMX, AVX-512 VNNI, AVX2).
+    /// The prefill GEMM (every SIMD path has one; the portable path tiles and dots).
     pub i2_gemm: Option<I2Gemm>,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     /// Two f32 rows against three activation rows: `out[r][t]` bit-identical to `dot_f32`

@@ -63,6 +63,9 @@ mod exp_consts {
     pub const X_OVERFLOW: f32 = 88.722_84;
 }
 
+#[macro_use]
+mod gemm32;
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(target_arch = "x86_64")]

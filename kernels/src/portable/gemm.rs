@@ -3,7 +3,7 @@
 
 use super::i2_dot;
 
-/// Weight rows per GEMM call (both the AMX and the AVX2 GEMM).
+/// Weight rows per GEMM call (every path's GEMM).
 pub const GEMM_ROWS: usize = 32;
 
 /// Packs the activations of `groups` groups of 16 tokens (rows of `k` in `q`, `k` a multiple

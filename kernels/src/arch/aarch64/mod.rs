@@ -2,13 +2,15 @@
 //! after probing the features it needs, which is what makes the `unsafe` calls sound.
 
 mod activation;
+mod gemm;
 mod kquant;
 mod simd;
 
+use crate::arch::gemm32::chunked_gemm;
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
 macro_rules! neon_table {
-    ($path:expr, $dot:path, $dot4:path, $matvec:path) => {
+    ($path:expr, $dot:path, $dot4:path, $matvec:path, $gemm:path) => {
         Kernels {
             path: $path,
             act_layout: ActLayout::Plain,
@@ -18,7 +20,9 @@ macro_rules! neon_table {
             i2_dot4: |w, q| unsafe { $dot4(w, q) },
             i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { $dot4(w, q) }),
             i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
-            i2_gemm: None,
+            i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| unsafe {
+                $gemm(rows, rb, k, packed, n, out)
+            }),
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f32_tile: |w, x| unsafe { simd::dot_f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
@@ -47,11 +51,13 @@ pub static NEON: Kernels = neon_table!(
     KernelPath::Neon,
     simd::i2_dot,
     simd::i2_dot4,
-    simd::i2_matvec
+    simd::i2_matvec,
+    gemm::i2_gemm32
 );
 pub static NEON_DOTPROD: Kernels = neon_table!(
     KernelPath::NeonDotprod,
     simd::i2_dot_sdot,
     simd::i2_dot4_sdot,
-    simd::i2_matvec_sdot
+    simd::i2_matvec_sdot,
+    gemm::i2_gemm32_sdot
 );

@@ -65,7 +65,7 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
 /// plane p, half h holds elements `32p + 16h .. 32p + 16h + 16`.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn unpack(w: *const u8) -> [[int8x16_t; 2]; 4] {
+pub(super) unsafe fn unpack(w: *const u8) -> [[int8x16_t; 2]; 4] {
     let m3 = vdupq_n_u8(3);
     let b = [vld1q_u8(w), vld1q_u8(w.add(16))];
     let plane = |h: usize, s: i32| -> int8x16_t {
@@ -156,7 +156,7 @@ unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
 /// `acc += sdot(a, b)`: four lanes, each the sum of four i8 products.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(super) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     let mut r = acc;
     asm!("sdot {0:v}.4s, {1:v}.16b, {2:v}.16b", inout(vreg) r, in(vreg) a, in(vreg) b, options(pure, nomem, nostack));
     r

@@ -17,7 +17,8 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::gemm::{check_shapes, unpack_rows, CODES};
+use super::gemm::unpack_rows;
+use crate::arch::gemm32::{check_shapes, CODES};
 use crate::portable::GEMM_ROWS as ROWS;
 
 /// The 64-byte `ldtilecfg` operand (palette 1): every tile used is 16 rows × 64 bytes.

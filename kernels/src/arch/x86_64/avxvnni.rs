@@ -146,7 +146,7 @@ macro_rules! vnni256_kernels {
         /// The CPU must have the features this module is compiled for.
         ///
         /// # Panics
-        /// As `gemm::check_shapes`.
+        /// As `arch::gemm32::check_shapes`.
         #[target_feature(enable = $features)]
         pub unsafe fn i2_gemm32(
             rows: &[u8],
@@ -157,7 +157,8 @@ macro_rules! vnni256_kernels {
             out: &mut [i32],
         ) {
             gemm32_driver!(rows, row_bytes, k, packed, n, out,
-                tokens: 2, groups_per_block: 64, micro: gemm_rows4x2);
+                tokens: 2, groups_per_block: 64,
+                unpack: crate::arch::x86_64::gemm::unpack_rows, micro: gemm_rows4x2);
         }
 
         /// Four rows of unpacked codes and two tokens' activations (both `len` apart) over

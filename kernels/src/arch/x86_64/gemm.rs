@@ -13,55 +13,14 @@
 //! never overflow; each chunk's sums are widened into i32 accumulators in memory.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 
 use super::simd::unpack;
 use crate::portable::GEMM_ROWS as ROWS;
-
-thread_local! {
-    /// The unpacked codes of the current 32 rows (AMX: all K columns; AVX2: one chunk).
-    pub(super) static CODES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// A GEMM's i32 totals, one per (row, token), in micro-tile order.
-    pub(super) static SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
-}
 
 /// Token pairs per pass of the eight row quads over a chunk: 128 tokens × ≤ 2048 columns is
 /// ≤ 256 KiB of activations, half of Zen 3's L2 (a 512-token prompt's whole chunk did not
 /// fit: 104 against 122 GMAC/s per core at 128 tokens, one thread, same run).
 const PAIRS_PER_BLOCK: usize = 64;
-
-/// The shapes every x86 GEMM entry requires (see `dispatch::I2Gemm::run`): `k` a positive
-/// multiple of 128, `n` of `group`, and buffers as long as the shapes say.
-///
-/// # Panics
-/// Naming the first requirement broken.
-pub(super) fn check_shapes(
-    rows: &[u8],
-    row_bytes: usize,
-    k: usize,
-    packed: &[i8],
-    n: usize,
-    group: usize,
-    out: &[i32],
-) {
-    assert!(
-        k.is_multiple_of(128) && k > 0,
-        "i2_gemm32: K = {k} is not a multiple of 128"
-    );
-    assert!(
-        n.is_multiple_of(group),
-        "i2_gemm32: {n} tokens are not whole groups of {group}"
-    );
-    assert!(
-        row_bytes >= k / 4 && rows.len() >= (ROWS - 1) * row_bytes + k / 4,
-        "i2_gemm32: rows too short"
-    );
-    assert!(
-        packed.len() >= n * k,
-        "i2_gemm32: packed activations too short"
-    );
-    assert!(out.len() >= ROWS * n, "i2_gemm32: output too short");
-}
 
 /// Unpacks 32 rows of I2 codes (layout A, `k / 4` bytes each, `row_bytes` apart) into
 /// `out[r·k + col]`, one byte per code.
@@ -98,7 +57,7 @@ pub unsafe fn i2_gemm32(
     out: &mut [i32],
 ) {
     gemm32_driver!(rows, row_bytes, k, packed, n, out,
-        tokens: 2, groups_per_block: PAIRS_PER_BLOCK, micro: rows4x2);
+        tokens: 2, groups_per_block: PAIRS_PER_BLOCK, unpack: unpack_rows, micro: rows4x2);
 }
 
 /// Four rows of unpacked codes and two tokens' activations (both `len` apart) over `len`

@@ -3,66 +3,6 @@
 //! `avx512_vnni_available()`) returned true, which is what makes the `unsafe` calls into
 //! `#[target_feature]` functions sound.
 
-/// The loop nest every 32-row x86 GEMM entry shares (`gemm.rs` explains the plan): per
-/// column chunk, the 32 rows' codes unpacked to bytes, then tokens in blocks of
-/// `groups_per_block` micro-tiles, every row quad over every group of `tokens` tokens,
-/// `micro(codes, acts, len, sums)` adding a 4-row × `tokens` tile's totals (row-major) into
-/// `sums`; at the end the totals are written token-major (`out[t · 32 + r]`). Expanded
-/// inside each entry's `#[target_feature]` function, so that the micro-kernel inlines.
-macro_rules! gemm32_driver {
-    ($rows:expr, $row_bytes:expr, $k:expr, $packed:expr, $n:expr, $out:expr,
-     tokens: $tokens:expr, groups_per_block: $gpb:expr, micro: $micro:path) => {{
-        use $crate::arch::x86_64::gemm::{check_shapes, unpack_rows, CODES, SUMS};
-        use $crate::portable::{gemm_chunk_len, GEMM_ROWS};
-        let (rows, row_bytes, k, packed, n, out): (&[u8], usize, usize, &[i8], usize, &mut [i32]) =
-            ($rows, $row_bytes, $k, $packed, $n, $out);
-        const T: usize = $tokens;
-        check_shapes(rows, row_bytes, k, packed, n, T, out);
-        if n > 0 {
-            CODES.with(|codes| {
-                SUMS.with(|sums| {
-                    let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
-                    let chunk = gemm_chunk_len(k);
-                    if codes.len() < GEMM_ROWS * chunk {
-                        codes.resize(GEMM_ROWS * chunk, 0);
-                    }
-                    sums.clear();
-                    sums.resize(GEMM_ROWS * n, 0);
-                    let groups = n / T;
-                    for c0 in (0..k).step_by(chunk) {
-                        let len = chunk.min(k - c0);
-                        // This chunk's codes only (32 × len bytes), rows `len` apart.
-                        unpack_rows(&rows[c0 / 4..], row_bytes, len, &mut codes);
-                        let acts = packed.as_ptr().add(c0 * n);
-                        // Tokens in blocks whose chunk of activations stays in L2.
-                        for b0 in (0..groups).step_by($gpb) {
-                            let b1 = (b0 + $gpb).min(groups);
-                            for rq in 0..GEMM_ROWS / 4 {
-                                let c = codes.as_ptr().add(rq * 4 * len);
-                                for g in b0..b1 {
-                                    let s = sums.as_mut_ptr().add((rq * groups + g) * 4 * T);
-                                    $micro(c, acts.add(T * g * len), len, s);
-                                }
-                            }
-                        }
-                    }
-                    // sums[(rq, g)][T·r + t] is row 4·rq + r, token T·g + t.
-                    for rq in 0..GEMM_ROWS / 4 {
-                        for g in 0..groups {
-                            let s = &sums[(rq * groups + g) * 4 * T..][..4 * T];
-                            for r in 0..4 {
-                                for t in 0..T {
-                                    out[(T * g + t) * GEMM_ROWS + 4 * rq + r] = s[T * r + t];
-                                }
-                            }
-                        }
-                    }
-                })
-            });
-        }
-    }};
-}
-
 mod activation;
 mod amx;
 mod attention;
@@ -73,8 +13,9 @@ mod gemm512;
 mod kquant;
 mod simd;
 
-use crate::dispatch::{ActLayout, I2Gemm, I2GemmRun, KernelPath, Kernels};
-use crate::portable::{pack_acts_chunks, pack_acts_tiles16};
+use crate::arch::gemm32::chunked_gemm;
+use crate::dispatch::{ActLayout, I2Gemm, KernelPath, Kernels};
+use crate::portable::pack_acts_tiles16;
 
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
@@ -113,18 +54,6 @@ macro_rules! x86_table {
             f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
         }
     };
-}
-
-/// A GEMM on chunk-major activations (`portable::pack_acts_chunks`) writing token-major
-/// dots: the AVX2, AVX-VNNI and AVX-512 VNNI GEMMs, which differ only in their token group.
-const fn chunked_gemm(group: usize, run: I2GemmRun) -> Option<I2Gemm> {
-    Some(I2Gemm {
-        group,
-        min_tokens: 16,
-        pack: pack_acts_chunks,
-        run,
-        token_major: true,
-    })
 }
 
 pub static AVX2: Kernels = x86_table!(
