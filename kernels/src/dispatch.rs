@@ -113,11 +113,9 @@ pub struct I2Gemm {
     /// `(q, k, n, out)`: packs `n` plain activation rows of `k` (a multiple of 128).
     pub pack: fn(&[i8], usize, usize, &mut Vec<i8>),
     /// `(rows, row_bytes, k, packed, n, out)`: the dots [`portable::i2_gemm32`] gives on the
-    /// plain rows, at `out[r·n + t]`, or at `out[t·32 + r]` when `token_major`.
+    /// plain rows (`out[r·n + t]` there), token-major: `out[t·32 + r]`, each token's 32 dots
+    /// together, the order the outputs take.
     pub run: I2GemmRun,
-    /// Whether `run` writes each token's 32 dots together, the order the outputs take (the
-    /// AVX2 GEMM can write either at no cost; AMX's tiles store rows).
-    pub token_major: bool,
 }
 
 /// The inner loops of one path. All slices follow the contracts documented in [`portable`];
@@ -137,6 +135,8 @@ pub struct Kernels {
     pub i2_matvec: fn(&[u8], usize, &[i8], &mut [i32]),
     /// The prefill GEMM (every SIMD path has one; the portable path tiles and dots).
     pub i2_gemm: Option<I2Gemm>,
+    /// `(dots, act_sum, act_scale, scale, out)`: [`portable::i2s_epilogue_row`], the same bits.
+    pub i2s_epilogue_row: fn(&[i32], i32, f32, f32, &mut [f32]),
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     /// Two f32 rows against three activation rows: `out[r][t]` bit-identical to `dot_f32`
     /// of that pair on the same path (a prompt's widened head rows).
@@ -180,6 +180,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_tile: portable::i2_tile,
     i2_matvec: portable::i2_matvec,
     i2_gemm: None,
+    i2s_epilogue_row: portable::i2s_epilogue_row,
     dot_f32: portable::dot_f32,
     dot_f32_tile: |w, x| w.map(|r| x.map(|t| portable::dot_f32(r, t))),
     dot_f16: portable::dot_f16,

@@ -452,9 +452,8 @@ fn gemm32_matches_portable() {
             (gemm.pack)(&q, kk, n, &mut packed);
             let (mut a, mut b) = (vec![0i32; 32 * n], vec![0i32; 32 * n]);
             (gemm.run)(&rows, row_bytes, kk, &packed, n, &mut a);
-            if gemm.token_major {
-                a = (0..32 * n).map(|i| a[(i % n) * 32 + i / n]).collect();
-            }
+            // Token-major to the twin's row-major order.
+            a = (0..32 * n).map(|i| a[(i % n) * 32 + i / n]).collect();
             bitnet_kernels::portable::i2_gemm32(&rows, row_bytes, kk, &q, n, &mut b);
             assert_eq!(a, b, "{} gemm32 k={kk} n={n}", k.path.name());
             for r in 0..32 {
@@ -767,5 +766,54 @@ fn gemm32_rejects_broken_shapes() {
             assert!(msg.contains("not whole groups"), "{}: {msg}", k.path.name());
         }
         assert!(fails(&rows, kk, n, &mut out).is_none(), "{}", k.path.name());
+    }
+}
+
+/// The I2_S epilogue row, bit for bit: random and extreme dots (beyond f32's exact integers,
+/// i32's ends), zero and huge sums, tiny and huge scales, every length around the 4-, 8- and
+/// 16-lane steps, and an output longer than the dots (left untouched past them).
+#[test]
+fn i2s_epilogue_row_identical() {
+    let mut rng = Rng(0xE91);
+    for k in simd_tables() {
+        for n in SIZES.into_iter().chain([16, 17, 47, 64]) {
+            let mut dots: Vec<i32> = (0..n)
+                .map(|_| rng.next_u64() as i32 >> (rng.below(24) as u32))
+                .collect();
+            for (i, d) in [i32::MAX, i32::MIN, 0, (1 << 24) + 1, -(1 << 25) - 3]
+                .into_iter()
+                .enumerate()
+            {
+                if i < n {
+                    dots[n - 1 - i] = d;
+                }
+            }
+            for (sum, act_scale, scale) in [
+                (0, 1.0, 1.0),
+                (rng.next_u64() as i32 >> 8, 127.0 / 3.7, 0.8125),
+                (i32::MIN, 1e-30, 3e30),
+                (-12345, 7.0e20, 1e-20),
+            ] {
+                let (mut a, mut b) = (vec![-1f32; n + 3], vec![-1f32; n + 3]);
+                (k.i2s_epilogue_row)(&dots, sum, act_scale, scale, &mut a);
+                (SCALAR.i2s_epilogue_row)(&dots, sum, act_scale, scale, &mut b);
+                assert_eq!(
+                    bits(&a),
+                    bits(&b),
+                    "{} epilogue n={n} sum={sum}",
+                    k.path.name()
+                );
+                assert!(
+                    a[n..].iter().all(|&v| v == -1.0),
+                    "{} wrote past the dots",
+                    k.path.name()
+                );
+                let want: Vec<f32> = dots
+                    .iter()
+                    .map(|&d| bitnet_kernels::portable::i2s_epilogue(d, sum, act_scale, scale))
+                    .collect();
+                assert_eq!(bits(&b[..n]), bits(&want), "portable epilogue n={n}");
+            }
+        }
     }
 }

@@ -51,15 +51,14 @@ pub(crate) fn check_shapes(
     assert!(out.len() >= GEMM_ROWS * n, "i2_gemm32: output too short");
 }
 
-/// A GEMM on chunk-major activations (`portable::pack_acts_chunks`) writing token-major
-/// dots: every GEMM but AMX's, which differ only in their token group.
+/// A GEMM on chunk-major activations (`portable::pack_acts_chunks`): every GEMM but AMX's,
+/// which differ only in their token group.
 pub(crate) const fn chunked_gemm(group: usize, run: I2GemmRun) -> Option<I2Gemm> {
     Some(I2Gemm {
         group,
         min_tokens: 16,
         pack: pack_acts_chunks,
         run,
-        token_major: true,
     })
 }
 

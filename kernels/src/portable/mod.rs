@@ -102,6 +102,22 @@ pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
     w.map(|row| q.map(|t| i2_dot(row, t)))
 }
 
+/// The fork's I2_S epilogue, in f32 and in this order (formats.md §3.6): a raw dot (codes
+/// 0..=2) against quantised activations with sum `act_sum` and scale `act_scale`, for a
+/// matrix of scale `scale`.
+#[inline]
+pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, scale: f32) -> f32 {
+    (dot as f32 - act_sum as f32) / act_scale * scale
+}
+
+/// [`i2s_epilogue`] of one token's dots: `out[i] = i2s_epilogue(dots[i], …)` over the
+/// shorter of the two slices.
+pub fn i2s_epilogue_row(dots: &[i32], act_sum: i32, act_scale: f32, scale: f32, out: &mut [f32]) {
+    for (o, &d) in out.iter_mut().zip(dots) {
+        *o = i2s_epilogue(d, act_sum, act_scale, scale);
+    }
+}
+
 /// Rewrites one activation row into the *pairs* layout the AVX-512 kernels read: in every
 /// whole 256-element chunk, `out[j·64 + h·32 + i] = q[h·128 + j·32 + i]` (code plane `j` of
 /// I2 block `h` of the pair), so the 64 activations meeting one plane of a 64-byte weight load

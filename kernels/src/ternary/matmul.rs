@@ -8,7 +8,7 @@ use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
 use crate::dispatch::{table, I2Gemm, Kernels};
 use crate::pool::{parallel_ranges, parallel_ranges_balanced};
-use crate::portable::{GEMM_ROWS, I2_BLOCK, I2_BLOCK_BYTES};
+use crate::portable::{i2s_epilogue, GEMM_ROWS, I2_BLOCK, I2_BLOCK_BYTES};
 
 /// Σ code·q over a row's whole 128-blocks; `q` (in the path's layout) is as long as the
 /// blocks the row is read for, padded with zeros past K (see [`padded_rows`]).
@@ -217,7 +217,6 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
     let (m_rows, kp) = (w.rows, c.kp);
     let ng = n / gemm.group * gemm.group;
     let mut dots = vec![0i32; GEMM_ROWS * ng];
-    let mut vals = vec![0f32; if gemm.token_major { 0 } else { GEMM_ROWS * ng }];
     let (sums, scales) = (&acts.sum[..ng], &acts.scale[..ng]);
     let mut m = r0;
     while m + GEMM_ROWS <= r1 {
@@ -229,37 +228,13 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
             ng,
             &mut dots,
         );
-        if gemm.token_major {
-            // Each token's 32 dots and outputs are contiguous: the epilogue runs straight
-            // into the output (scalar transposing stores had cost 5 % of prefill).
-            for (t, d) in dots.chunks_exact(GEMM_ROWS).enumerate() {
-                // SAFETY: as in `per_tensor_block`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS)
-                };
-                let (sum, scale) = (sums[t], scales[t]);
-                for (o, &d) in dst.iter_mut().zip(d) {
-                    *o = i2s_epilogue(d, sum, scale, s);
-                }
-            }
-        } else {
-            // `i2s_epilogue` along each row (vectorised: the divisions dominate) ...
-            for (vrow, drow) in vals.chunks_exact_mut(ng).zip(dots.chunks_exact(ng)) {
-                for (((v, &d), &sum), &scale) in vrow.iter_mut().zip(drow).zip(sums).zip(scales) {
-                    *v = i2s_epilogue(d, sum, scale, s);
-                }
-            }
-            // ... then stored token by token, 32 contiguous outputs each: row-by-row stores
-            // would touch one line per token at a stride that aliases in L1.
-            for t in 0..ng {
-                // SAFETY: as in `per_tensor_block`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS)
-                };
-                for (r, d) in dst.iter_mut().enumerate() {
-                    *d = vals[r * ng + t];
-                }
-            }
+        // Each token's 32 dots and outputs are contiguous: the epilogue runs straight into
+        // the output (scalar transposing stores had cost 5 % of prefill).
+        for (t, d) in dots.chunks_exact(GEMM_ROWS).enumerate() {
+            // SAFETY: as in `per_tensor_block`.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS) };
+            (c.kt.i2s_epilogue_row)(d, sums[t], scales[t], s, dst);
         }
         m += GEMM_ROWS;
     }
@@ -333,13 +308,10 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
             let mut dots = vec![0i32; r1 - m];
             for t in singles..t1 {
                 raw_matvec(kt, w, m, c.qrow(t), &mut dots);
-                let (sum, scale) = (acts.sum[t], acts.scale[t]);
                 // SAFETY: as in `write`; these outputs are contiguous.
                 let out =
                     unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), r1 - m) };
-                for (o, &d) in out.iter_mut().zip(&dots) {
-                    *o = i2s_epilogue(d, sum, scale, s);
-                }
+                (kt.i2s_epilogue_row)(&dots, acts.sum[t], acts.scale[t], s, out);
             }
         }
     }
@@ -386,10 +358,4 @@ fn per_block_rows(c: &Ctx, p: &Part, scales: &[f32], r0: usize, r1: usize) {
             }
         }
     }
-}
-
-/// The fork's I2_S epilogue, in f32 and in this order (formats.md §3.6).
-#[inline]
-pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, scale: f32) -> f32 {
-    (dot as f32 - act_sum as f32) / act_scale * scale
 }

@@ -2,6 +2,7 @@
 //! after probing the features it needs, which is what makes the `unsafe` calls sound.
 
 mod activation;
+mod epilogue;
 mod gemm;
 mod kquant;
 mod simd;
@@ -23,6 +24,7 @@ macro_rules! neon_table {
             i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| unsafe {
                 $gemm(rows, rb, k, packed, n, out)
             }),
+            i2s_epilogue_row: |d, a, b, c, o| unsafe { epilogue::i2s_epilogue_row(d, a, b, c, o) },
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f32_tile: |w, x| unsafe { simd::dot_f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
