@@ -21,8 +21,8 @@ use crate::portable::pack_acts_tiles16;
 /// The AVX2 table with the given I2 kernels (everything else is shared).
 macro_rules! x86_table {
     ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $matvec:path, $gemm:expr,
-     $epilogue:path, $f16_rows4:path, $bf16_rows4:path, $q6k:path, $f32_tile:path,
-     $silu:path, $exp_shifted:path) => {
+     $f16_rows4:path, $bf16_rows4:path, $q6k:path, $f32_tile:path, $silu:path,
+     $exp_shifted:path) => {
         Kernels {
             path: $path,
             act_layout: $layout,
@@ -33,7 +33,7 @@ macro_rules! x86_table {
             i2_tile: $tile,
             i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
             i2_gemm: $gemm,
-            i2s_epilogue_row: |d, a, b, c, o| unsafe { $epilogue(d, a, b, c, o) },
+            i2s_epilogue_row: |d, a, b, c, o| unsafe { epilogue::i2s_epilogue_row(d, a, b, c, o) },
             dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
             dot_f32_tile: |w, x| unsafe { $f32_tile(w, x) },
             dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
@@ -68,7 +68,6 @@ pub static AVX2: Kernels = x86_table!(
     chunked_gemm(2, |rows, rb, k, packed, n, out| unsafe {
         gemm::i2_gemm32(rows, rb, k, packed, n, out)
     }),
-    epilogue::i2s_epilogue_row,
     simd::dot_f16_rows4,
     simd::dot_bf16_rows4,
     kquant::dot_q6k_q8k,
@@ -90,7 +89,6 @@ macro_rules! vnni256_table {
             chunked_gemm(2, |rows, rb, k, packed, n, out| unsafe {
                 avxvnni::$enc::i2_gemm32(rows, rb, k, packed, n, out)
             }),
-            epilogue::i2s_epilogue_row,
             simd::dot_f16_rows4,
             simd::dot_bf16_rows4,
             kquant::dot_q6k_q8k,
@@ -116,7 +114,6 @@ pub static AVX512_VNNI: Kernels = x86_table!(
     chunked_gemm(gemm512::TOKENS, |rows, rb, k, packed, n, out| unsafe {
         gemm512::i2_gemm32(rows, rb, k, packed, n, out)
     }),
-    epilogue::i2s_epilogue_row_avx512,
     simd::dot_f16_rows4_evex,
     simd::dot_bf16_rows4_evex,
     kquant::dot_q6k_q8k_avx512,
@@ -141,7 +138,6 @@ macro_rules! avx512_pairs_table {
             |w, q| unsafe { avx512::i2_tile(w, q) },
             avx512::i2_matvec,
             $gemm,
-            epilogue::i2s_epilogue_row_avx512,
             simd::dot_f16_rows4_evex,
             simd::dot_bf16_rows4_evex,
             kquant::dot_q6k_q8k_avx512,
