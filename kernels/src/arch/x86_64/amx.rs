@@ -186,8 +186,8 @@ pub unsafe fn i2_gemm32(
 }
 
 /// `out[t · 32 + r] = rm[r · n + t]` for the 32 rows and `n` tokens (a multiple of 16), by
-/// 16 × 16 register transposes: the scalar transposing loop it replaces had cost the matmul
-/// epilogue two moves per output, a third of the time of the tile products.
+/// 16 × 16 register transposes (64 shuffles per 256 dots), where the matmul used to
+/// transpose with two scalar moves per output.
 #[target_feature(enable = "avx2,avx512f")]
 unsafe fn to_token_major(rm: &[i32], n: usize, out: &mut [i32]) {
     assert!(rm.len() >= ROWS * n && out.len() >= ROWS * n);
