@@ -1,7 +1,10 @@
-//! Test helpers: fixture loading (a minimal .npy reader) and a deterministic RNG.
+//! Test helpers: fixture loading (a minimal .npy reader), a deterministic RNG, and the SIMD
+//! tables under test with the lengths and bit comparisons their tests share.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+
+use bitnet_kernels::dispatch::{tables_under_test, Kernels};
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -76,4 +79,24 @@ impl Rng {
     pub fn ternary(&mut self, n: usize) -> Vec<i8> {
         (0..n).map(|_| self.below(3) as i8 - 1).collect()
     }
+}
+
+/// Every SIMD table this CPU can run (`dispatch::tables_under_test`), named on stderr.
+pub fn simd_tables() -> Vec<&'static Kernels> {
+    let t = tables_under_test();
+    eprintln!(
+        "SIMD tables under test: {:?}",
+        t.iter()
+            .map(|k| (k.path.name(), k.act_layout))
+            .collect::<Vec<_>>()
+    );
+    t
+}
+
+/// Lengths around every vector width, and odd ones.
+pub const SIZES: [usize; 14] = [0, 1, 3, 7, 8, 15, 31, 32, 33, 63, 100, 255, 257, 1031];
+
+/// The bit patterns of `v`, for bit-for-bit comparisons.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
