@@ -19,7 +19,7 @@ use spin::SpinPool;
 pub enum PoolKind {
     /// rayon's work-stealing pool: idle workers sleep soon and are woken per region.
     Rayon,
-    /// [`spin`]'s dedicated pool: the caller publishes a region with one store and takes
+    /// The dedicated pool of `pool::spin`: the caller publishes a region with one store and takes
     /// part; idle workers spin for a while before they park.
     Spin,
 }
