@@ -18,7 +18,8 @@ BITNET_DISABLE_DOTPROD=1 cargo test -p bitnet-kernels --target aarch64-unknown-l
 # qemu 7 has no `dotprod=off` property: a Cortex-A57 (ARMv8.0) is a CPU without it.
 echo "-- aarch64: qemu CPU without dotprod (cortex-a57)"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a57" \
-  cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked --test simd_vs_portable --test prefill_vs_portable --test paths
+  cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked \
+    --test simd_vs_portable --test prefill_vs_portable --test paths
 
 echo "-- aarch64: portable path forced"
 BITNET_FORCE_SCALAR=1 cargo test -p bitnet-kernels --target aarch64-unknown-linux-gnu --locked --test golden

@@ -117,7 +117,8 @@ pub unsafe fn i2_gemm32(
     out: &mut [i32],
 ) {
     gemm32_driver!(rows, row_bytes, k, packed, n, out,
-        tokens: TOKENS, groups_per_block: QUADS_PER_BLOCK, unpack: unpack_rows, micro: rows4x4_neon);
+        tokens: TOKENS, groups_per_block: QUADS_PER_BLOCK, unpack: unpack_rows,
+        micro: rows4x4_neon);
 }
 
 /// [`i2_gemm32`] on `sdot`.

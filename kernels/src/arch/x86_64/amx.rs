@@ -88,7 +88,7 @@ fn request_tile_state() -> bool {
 /// The CPU must have AMX-INT8 with the tile state granted ([`available`]).
 ///
 /// # Panics
-/// If `k` is not a multiple of 128 or a buffer is shorter than the shapes say.
+/// As `arch::gemm32::check_shapes` (groups of 16 tokens).
 #[target_feature(enable = "avx2,avx512f")]
 pub unsafe fn i2_gemm32(
     rows: &[u8],

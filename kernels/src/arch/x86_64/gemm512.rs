@@ -39,7 +39,8 @@ pub unsafe fn i2_gemm32(
     out: &mut [i32],
 ) {
     gemm32_driver!(rows, row_bytes, k, packed, n, out,
-        tokens: TOKENS, groups_per_block: QUADS_PER_BLOCK, unpack: super::gemm::unpack_rows, micro: rows4x4);
+        tokens: TOKENS, groups_per_block: QUADS_PER_BLOCK, unpack: super::gemm::unpack_rows,
+        micro: rows4x4);
 }
 
 /// Four rows of unpacked codes and four tokens' activations (both `len` apart) over `len`
