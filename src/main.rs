@@ -35,7 +35,7 @@ enum Command {
     Eval(cli::run::EvalArgs),
     /// Measure perplexity on a text file (llama-perplexity's method).
     Perplexity(cli::run::PerplexityArgs),
-    /// Measure prefill and decode speed against the machine's memory bandwidth.
+    /// Measure prefill and decode speed against the machine's compute rate and memory bandwidth.
     Bench(cli::bench::BenchArgs),
     /// Write a random ternary model of a known shape, for benchmarks.
     Dummy(cli::dummy::DummyArgs),

@@ -81,6 +81,49 @@ fn bench_json_fields_are_consistent() {
         "{v}"
     );
     assert!(close(num(&v, "tg_effective_gb_s"), tg * bpt / 1e9), "{v}");
+    // Prefill against the compute probe: 3 passes before, one after each timed run.
+    assert_eq!(v["compute_passes"], 5);
+    let macs = num(&v, "ternary_macs_per_token");
+    assert_eq!(
+        macs,
+        6.0 * (256.0 * 768.0 + 3.0 * 256.0 * 768.0),
+        "tiny's projections"
+    );
+    let (gmac, gmac_best) = (num(&v, "ternary_gmac_s"), num(&v, "ternary_gmac_s_best"));
+    assert!(gmac > 0.0 && gmac_best >= gmac, "{v}");
+    let pp_limit = gmac * 1e9 / macs;
+    assert!(close(num(&v, "pp_limit_tok_s"), pp_limit), "{v}");
+    assert!(
+        close(num(&v, "pp_pct_of_bound"), 100.0 * pp / pp_limit),
+        "{v}"
+    );
+}
+
+#[test]
+fn bench_without_a_prompt_has_no_prefill_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    let m = model.to_str().unwrap();
+    let out = bitnet_gguf(&["dummy", "--shape", "tiny", "--type", "tl2", "-o", m]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bitnet_gguf(&["bench", "-m", m, "-p", "0", "-n", "2", "-r", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["compute_passes"], 0);
+    assert!(
+        v["pp_limit_tok_s"].is_null() && v["pp_pct_of_bound"].is_null(),
+        "{v}"
+    );
+    assert!(v["ternary_gmac_s"].is_null(), "{v}");
+    assert!(num(&v, "ternary_macs_per_token") > 0.0, "{v}");
 }
 
 #[test]

@@ -27,4 +27,6 @@ pub use pool::{
     in_pool, parallel_chunks_mut, parallel_ranges, physical_cores, pool_kind, set_pool_kind,
     set_threads, threads, PoolKind,
 };
-pub use ternary::{ternary_matmul, ternary_matmul_many, TernaryMatrix};
+pub use ternary::{
+    ternary_matmul, ternary_matmul_many, ternary_matmul_rate, TernaryMatrix, RATE_MAX_TOKENS,
+};

@@ -82,6 +82,16 @@ pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) 
 ///
 /// Panics as [`ternary_matmul`] does, for any of the pairs.
 pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs) {
+    matmul_many(jobs, acts, true);
+}
+
+/// [`ternary_matmul`] on the calling thread alone, with the same kernels and tiles: what the
+/// compute probe (`rate.rs`) runs on every core at once.
+pub(super) fn ternary_matmul_serial(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
+    matmul_many(&mut [(w, out)], acts, false);
+}
+
+fn matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs, parallel: bool) {
     let n = acts.n_tokens;
     for (w, out) in jobs.iter() {
         assert_eq!(
@@ -145,7 +155,9 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
             base += p.w.rows;
         }
     };
-    if gemm.is_some() {
+    if !parallel {
+        task(0, total);
+    } else if gemm.is_some() {
         // Compute-bound: finer chunks, claimed dynamically, balance cores of unequal speed.
         parallel_ranges_balanced(
             total,

@@ -1,6 +1,7 @@
 //! Ternary weight matrices and the ternary × int8 matmul.
 
 mod matmul;
+mod rate;
 mod repack;
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use crate::format::{format_name, I2sLayout, TernaryFormat};
 use crate::portable::I2_BLOCK;
 
 pub use matmul::{ternary_matmul, ternary_matmul_many};
+pub use rate::{ternary_matmul_rate, RATE_MAX_TOKENS};
 pub use repack::row_bytes;
 
 /// Elements per scale block of the TQ formats.

@@ -1,5 +1,6 @@
-//! `bitnet-gguf bench`: prefill/decode throughput against the machine's measured memory
-//! bandwidth, in llama-bench's spirit.
+//! `bitnet-gguf bench`: prefill/decode throughput in llama-bench's spirit, each against a
+//! limit measured in the same run: decode against the memory bandwidth, prefill against the
+//! ternary kernels' compute rate.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,6 +8,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bitnet_formats::GgufFile;
 use bitnet_kernels::KernelPath;
+
+mod probes;
+
+use probes::median;
+pub use probes::{measure_read_bandwidth, BandwidthProbe, ComputeProbe};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -43,132 +49,6 @@ pub struct BenchArgs {
     pub depth: usize,
 }
 
-/// Read bandwidth in GB/s: `threads` threads summing disjoint parts of a buffer far larger
-/// than the caches, over several passes. The buffer is kept so that the probe can be
-/// repeated between the decode runs: the machine's bandwidth drifts with other tenants'
-/// load, and the limit should be what it delivered while we measured. The limit is the
-/// median pass, compared with the median decode run; the best pass is reported beside it
-/// (the maximum of many noisy passes sits above what a several-second decode run can see).
-pub struct BandwidthProbe {
-    buf: memmap2::MmapMut,
-    threads: usize,
-    best: f64,
-    /// GB/s of every pass so far, for the spread the VM's drift gives.
-    seen: Vec<f64>,
-}
-
-impl BandwidthProbe {
-    pub fn new(threads: usize) -> Result<BandwidthProbe> {
-        // 1 GiB: larger than any last-level cache (this project's test machine reports
-        // 300 MB of L3), so the passes read DRAM as a decoded token of a 2B model does.
-        let bytes = 1usize << 30;
-        let mut buf = memmap2::MmapMut::map_anon(bytes)
-            .context("cannot map 1 GiB for the bandwidth probe")?;
-        // The kernel may back the model's page cache with huge pages (it did on the Zen 3
-        // test machine), so its mmap reads see fewer TLB misses than 4 KiB anonymous pages
-        // would; ask for huge pages here too, or decode "beats" the probe (111 % of it on
-        // the 2B4T shape). A refusal only leaves the small pages.
-        #[cfg(target_os = "linux")]
-        let _ = buf.advise(memmap2::Advice::HugePage);
-        for (i, w) in buf.chunks_exact_mut(8).enumerate() {
-            w.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9).to_le_bytes());
-        }
-        Ok(BandwidthProbe {
-            buf,
-            threads: threads.max(1),
-            best: 0.0,
-            seen: Vec::new(),
-        })
-    }
-
-    fn words(&self) -> &[u64] {
-        // SAFETY: the map is page-aligned, `len` is a multiple of 8, and every bit pattern
-        // is a valid u64; the slice borrows `self`, so the map outlives it.
-        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u64, self.buf.len() / 8) }
-    }
-
-    /// Runs `passes` passes; returns the best GB/s seen so far.
-    pub fn measure(&mut self, passes: usize) -> f64 {
-        let chunk = self.words().len().div_ceil(self.threads);
-        for _ in 0..passes {
-            // Each thread reads its part as four streams side by side (on the test machine a
-            // single stream per thread reads ~30 % slower; the decode kernels read four rows
-            // from four places at once), prefetching 2 or 4 KiB ahead, alternating per pass:
-            // the limit is the faster of the two.
-            // Odd passes (first, third, ...) prefetch 4 KiB ahead, even ones 2 KiB.
-            let ahead = if self.seen.len().is_multiple_of(2) {
-                512
-            } else {
-                256
-            };
-            let t0 = Instant::now();
-            let total: u64 = std::thread::scope(|s| {
-                let hs: Vec<_> = self
-                    .words()
-                    .chunks(chunk)
-                    .map(|c| s.spawn(move || sum_four_streams(c, ahead)))
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().unwrap_or(0))
-                    .fold(0u64, |a, b| a.wrapping_add(b))
-            });
-            std::hint::black_box(total);
-            let gbs = self.buf.len() as f64 / t0.elapsed().as_secs_f64() / 1e9;
-            self.best = self.best.max(gbs);
-            self.seen.push(gbs);
-        }
-        self.best
-    }
-
-    /// The median pass so far (0 before any): what the memory typically delivered while the
-    /// best pass is what it could.
-    pub fn median(&self) -> f64 {
-        median(&mut self.seen.clone())
-    }
-
-    pub fn passes(&self) -> usize {
-        self.seen.len()
-    }
-}
-
-/// One-off read bandwidth in GB/s (six passes).
-pub fn measure_read_bandwidth(threads: usize) -> Result<f64> {
-    Ok(BandwidthProbe::new(threads)?.measure(6))
-}
-
-/// Wrapping sum of `c` read as four equal streams in lockstep, 64 bytes from each in turn.
-fn sum_four_streams(c: &[u64], ahead: usize) -> u64 {
-    let len = c.len() / 32 * 8;
-    let parts: [&[u64]; 4] = std::array::from_fn(|i| &c[i * len..(i + 1) * len]);
-    // Eight independent lanes let the compiler vectorise the loads.
-    let mut acc = [0u64; 8];
-    for j in (0..len).step_by(8) {
-        for p in parts {
-            prefetch_ahead(p, j, ahead);
-            let w = &p[j..j + 8];
-            for i in 0..8 {
-                acc[i] = acc[i].wrapping_add(w[i]);
-            }
-        }
-    }
-    let tail = c[4 * len..].iter().fold(0u64, |a, b| a.wrapping_add(*b));
-    acc.iter().fold(tail, |a, b| a.wrapping_add(*b))
-}
-
-/// Software prefetch `ahead` words ahead, as the streaming kernels do: without it this
-/// probe reads slower than the kernels and the "% of the limit" would overstate them.
-#[inline(always)]
-fn prefetch_ahead(buf: &[u64], at: usize, ahead: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint and never faults, whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(buf.as_ptr().wrapping_add(at + ahead) as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buf, at, ahead);
-}
-
 /// Bytes of weights one decoded token reads: every tensor, except that with a separate
 /// output matrix the embedding table is only looked up (one row).
 pub fn bytes_per_token(file: &GgufFile) -> u64 {
@@ -185,13 +65,15 @@ pub fn bytes_per_token(file: &GgufFile) -> u64 {
         .sum()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        0.0
-    } else {
-        v[v.len() / 2]
-    }
+/// Multiply-adds of the ternary matrices per token of a prompt (rows × columns of every
+/// ternary tensor). The attention scores, the norms and the head (one row of logits per
+/// prompt) are left out: they are a few per cent of a prompt's work at 128 tokens.
+pub fn ternary_macs_per_token(file: &GgufFile) -> u64 {
+    file.tensors()
+        .iter()
+        .filter(|t| t.ty.is_ternary())
+        .map(|t| t.rows().saturating_mul(t.cols()))
+        .fold(0u64, u64::saturating_add)
 }
 
 fn spread(v: &[f64]) -> f64 {
@@ -249,7 +131,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
 
     let mut pp = Vec::new();
+    let mut compute = ComputeProbe::new(threads, args.n_prompt);
     if args.n_prompt > 0 {
+        compute.measure(3);
         let prompt: Vec<u32> = (0..args.n_prompt).map(token).collect();
         for r in 0..=reps {
             s.truncate(args.depth);
@@ -258,6 +142,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             if r > 0 {
                 // The first run warms caches and page-faults the mapping in.
                 pp.push(args.n_prompt as f64 / t0.elapsed().as_secs_f64());
+                compute.measure(1);
             }
         }
     }
@@ -276,7 +161,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     let best = probe.measure(4);
-    let bandwidth = probe.median();
+    let bandwidth = probe.passes().median();
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
     let (pp_m, tg_m) = (median(&mut pp), median(&mut tg));
     let limit_at = |gb_s: f64| gb_s * 1e9 / bpt.max(1) as f64;
@@ -288,6 +173,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         * (args.depth as f64 + args.n_gen as f64 / 2.0);
     let pct = 100.0 * tg_m / limit.max(f64::MIN_POSITIVE);
     let pct_best = 100.0 * tg_m / limit_at(best).max(f64::MIN_POSITIVE);
+    // Prefill against the ternary kernels' rate (None without a prompt or ternary weights).
+    let macs = ternary_macs_per_token(model.gguf());
+    let cp = compute.passes();
+    let measured = cp.count() > 0;
+    let gmac = cp.median();
+    let pp_limit = (measured && macs > 0).then(|| gmac * 1e9 / macs as f64);
+    let pp_pct = pp_limit.map(|l| 100.0 * pp_m / l);
     let kernels = bitnet_kernels::kernel_path();
     let pool = bitnet_kernels::pool_kind().name();
     if args.json {
@@ -297,12 +189,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             "tg_tok_s": tg_m, "tg_tok_s_stddev": tg_s, "n_gen": args.n_gen,
             "threads": threads, "repetitions": reps,
             "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
-            "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes(),
+            "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes().count(),
             "tg_pct_of_best_bound": pct_best,
             "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
             "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
             "kv_type": args.kv_type.name(), "depth": args.depth,
             "kv_bytes_read_per_token": kv_read.round() as u64,
+            "ternary_macs_per_token": macs,
+            "ternary_gmac_s": measured.then_some(gmac),
+            "ternary_gmac_s_best": measured.then(|| cp.best()),
+            "compute_passes": cp.count(),
+            "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
         });
         println!("{j}");
     } else {
@@ -314,7 +211,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         println!(
             "read bandwidth: {bandwidth:.1} GB/s (median of {} passes; best {best:.1})   \
              bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s",
-            probe.passes(),
+            probe.passes().count(),
             bpt as f64 / 1e9
         );
         println!("| test | tok/s | ± |");
@@ -324,7 +221,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             d => format!(" @ d{d}"),
         };
         if args.n_prompt > 0 {
-            println!("| pp{}{at} | {pp_m:.2} | {pp_s:.2} |", args.n_prompt);
+            let of_limit = match (pp_limit, pp_pct) {
+                (Some(l), Some(p)) => format!(
+                    "  ({p:.1} % of the ternary kernels' limit: {l:.1} tok/s at {gmac:.1} \
+                     GMAC/s, {:.2} GMAC/token)",
+                    macs as f64 / 1e9
+                ),
+                _ => String::new(),
+            };
+            println!(
+                "| pp{}{at} | {pp_m:.2} | {pp_s:.2} |{of_limit}",
+                args.n_prompt
+            );
         }
         if args.n_gen > 0 {
             println!(
@@ -422,15 +330,13 @@ mod tests {
     }
 
     #[test]
-    fn bandwidth_and_stats() {
-        assert!(measure_read_bandwidth(1).unwrap() > 0.0);
-        let mut probe = BandwidthProbe::new(2).unwrap();
-        assert_eq!((probe.passes(), probe.median()), (0, 0.0));
-        let best = probe.measure(3);
-        assert_eq!(probe.passes(), 3);
-        assert!(probe.median() > 0.0 && probe.median() <= best);
-        assert_eq!(probe.measure(2), best.max(probe.seen[3]).max(probe.seen[4]));
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+    fn spread_and_macs_per_token() {
         assert_eq!(spread(&[1.0]), 0.0);
+        assert!((spread(&[1.0, 3.0]) - 2f64.sqrt()).abs() < 1e-12);
+        let dir = tempfile::tempdir().unwrap();
+        let file = GgufFile::open(write_dummy(dir.path(), "tq2_0")).unwrap();
+        // tiny: 6 layers, hidden 256, K/V 128 wide (4 of 8 heads), FFN 768.
+        let per_layer = 256 * (256 + 128 + 128 + 256) + 3 * 256 * 768;
+        assert_eq!(ternary_macs_per_token(&file), 6 * per_layer);
     }
 }
