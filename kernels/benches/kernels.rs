@@ -150,6 +150,31 @@ fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
     b.bench_local(|| ternary_matmul(&w, &q, &mut out));
 }
 
+/// The same shape as TQ2_0 with a different scale in every 256-block (a TQ file quantised
+/// from a model that is not ternary per tensor): prefill through the per-block path.
+#[divan::bench(args = [16, 128], sample_count = 10)]
+fn ternary_matmul_tq2_blocks_6912x2560(b: Bencher, n: usize) {
+    let m = 6912;
+    let codes = rand_codes(m * K, 4);
+    let mut blob = Vec::with_capacity(m * K / 256 * 66);
+    for (i, blk) in codes.chunks(256).enumerate() {
+        // TQ2_0: 64 bytes of codes + 1, four per byte (element j of each 32-run in bits
+        // 2·(j / 32 % 4)), then an f16 scale.
+        let mut qs = [0u8; 64];
+        for (j, &c) in blk.iter().enumerate() {
+            qs[j % 32 + 32 * (j / 128)] |= ((c + 1) as u8) << (2 * (j / 32 % 4));
+        }
+        blob.extend(qs);
+        blob.extend(((0x3800 + (i % 512)) as u16).to_le_bytes());
+    }
+    let w = TernaryMatrix::new(&TernaryFormat::Tq2_0, &blob, m, K).unwrap();
+    assert!(w.has_block_scales());
+    let mut q = QuantizedActs::new();
+    quantize_acts(&rand_f32(n * K, 5), K, &mut q);
+    let mut out = vec![0f32; n * m];
+    b.bench_local(|| ternary_matmul(&w, &q, &mut out));
+}
+
 #[divan::bench(
     args = [TensorType::F16, TensorType::BF16, TensorType::Q8_0, TensorType::Q6_K],
     sample_count = 20

@@ -69,23 +69,41 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         tern.extend(out);
         acts_last = acts;
     }
-    // TQ2_0 through a payload (per-block scales).
-    let (m, k, n) = (16, 512, 6);
-    let mut blob = Vec::new();
-    for _ in 0..m * k / 256 {
-        let qs: Vec<u8> = (0..64)
-            .map(|_| (0..4).fold(0u8, |b, _| (b << 2) | rng.below(3) as u8))
-            .collect();
-        blob.extend(qs);
-        blob.extend(half::f16::from_f32(0.5 + rng.below(100) as f32 / 64.0).to_le_bytes());
+    // TQ2_0 through a payload (per-block scales): a short prompt (the block tiles), and
+    // prompts long enough for the GEMMs, one 256-block at a time, with rows left over after
+    // the 32-row groups, tokens left over after the token groups, and a mixed call (a
+    // per-tensor matrix beside the per-block one).
+    for (m, k, n) in [
+        (16, 512, 6),
+        (77, 512, 37),
+        (32, 768, 16),
+        (40, 256, 50),
+        (33, 2048, 17),
+    ] {
+        let mut blob = Vec::new();
+        for _ in 0..m * k / 256 {
+            let qs: Vec<u8> = (0..64)
+                .map(|_| (0..4).fold(0u8, |b, _| (b << 2) | rng.below(3) as u8))
+                .collect();
+            blob.extend(qs);
+            // Full-precision f16 scales: the block terms round, so their order shows.
+            let d = 0.3 + rng.below(10_000) as f32 / 3700.0;
+            blob.extend(half::f16::from_f32(d).to_le_bytes());
+        }
+        let w = TernaryMatrix::new(&TernaryFormat::Tq2_0, &blob, m, k).unwrap();
+        assert!(w.has_block_scales());
+        let plain = TernaryMatrix::from_ternary(&rng.ternary(48 * k), 48, k, 0.75).unwrap();
+        let x = rng.f32s(n * k, 2.0);
+        let mut acts = QuantizedActs::new();
+        quantize_acts(&x, k, &mut acts);
+        let (mut out, mut both, mut other) =
+            (vec![0f32; n * m], vec![0f32; n * m], vec![0f32; n * 48]);
+        ternary_matmul(&w, &acts, &mut out);
+        ternary_matmul_many(&mut [(&w, &mut both), (&plain, &mut other)], &acts);
+        assert_eq!(bits(&out), bits(&both), "{} tq2_0 m={m} n={n}", path.name());
+        tern.extend(out);
+        tern.extend(other);
     }
-    let w = TernaryMatrix::new(&TernaryFormat::Tq2_0, &blob, m, k).unwrap();
-    let x = rng.f32s(n * k, 2.0);
-    let mut acts = QuantizedActs::new();
-    quantize_acts(&x, k, &mut acts);
-    let mut out = vec![0f32; n * m];
-    ternary_matmul(&w, &acts, &mut out);
-    tern.extend(out);
 
     // Dense types.
     let mut dense = Vec::new();
@@ -188,7 +206,6 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
                     if nt == 1 {
                         first_token = out.clone();
                     } else {
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&out[..m]), bits(&first_token), "{ty} n={nt}");
                     }
                 }
@@ -197,6 +214,10 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         }
     }
     (tern, dense, vec![], acts_last)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 // Index loops walk several arrays (rows, planes, lanes) in lockstep.
 #![allow(clippy::needless_range_loop)]
 
+use super::per_block::{pack_blocks, per_block_rows};
 use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
 use crate::dispatch::{table, I2Gemm, Kernels};
@@ -58,13 +59,13 @@ pub(super) fn padded_rows(q: &[i8], k: usize, kp: usize) -> Vec<i8> {
 
 /// A raw pointer shared by the threads writing disjoint parts of one output buffer.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// Tokens per tile in prefill: a tile's int8 rows (32 × K bytes, ≤ 221 KB for K = 6912)
 /// stay in L2 while the chunk's weight rows are read once per tile.
-const TOKEN_TILE: usize = 32;
+pub(super) const TOKEN_TILE: usize = 32;
 
 /// `out[t * M + m] = Σ_k w[m, k] · x[t, k]` for every token, from int8 activations:
 /// per-tensor scale (I2_S): `((dot − act_sum) as f32 / act_scale) * scale`, bit for bit the
@@ -82,16 +83,28 @@ pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) 
 ///
 /// Panics as [`ternary_matmul`] does, for any of the pairs.
 pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs) {
-    matmul_many(jobs, acts, true);
+    matmul_many(jobs, acts, &mut None);
 }
 
-/// [`ternary_matmul`] on the calling thread alone, with the same kernels and tiles: what the
-/// compute probe (`rate.rs`) runs on every core at once.
-pub(super) fn ternary_matmul_serial(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
-    matmul_many(&mut [(w, out)], acts, false);
+/// [`ternary_matmul`] on the calling thread alone, with the same kernels and tiles, once and
+/// then again for as long as `again()` says: what the compute probe (`rate.rs`) runs on
+/// every core at once. The activations are packed for the path's GEMM once, before the
+/// first multiplication, as a prompt packs them once per matmul of all its rows.
+pub(super) fn ternary_matmul_repeat(
+    w: &TernaryMatrix,
+    acts: &QuantizedActs,
+    out: &mut [f32],
+    mut again: impl FnMut() -> bool,
+) {
+    matmul_many(&mut [(w, out)], acts, &mut Some(&mut again));
 }
 
-fn matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs, parallel: bool) {
+/// The driver; with `serial`, it runs on the calling thread, repeating while `serial()`.
+fn matmul_many(
+    jobs: &mut [(&TernaryMatrix, &mut [f32])],
+    acts: &QuantizedActs,
+    serial: &mut Option<&mut dyn FnMut() -> bool>,
+) {
     let n = acts.n_tokens;
     for (w, out) in jobs.iter() {
         assert_eq!(
@@ -124,13 +137,18 @@ fn matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs, 
     let row_bytes = parts.iter().map(|p| p.w.row_bytes).max().unwrap_or(1);
     // Rows per task: enough work to amortise scheduling (≥ 32 KiB of weights per task).
     let min_rows = (32 * 1024 / row_bytes.max(1)).max(4);
-    // A GEMM takes whole groups of tokens; rows go to it in 32s.
-    let gemm = kt.i2_gemm.filter(|g| {
-        n >= g.min_tokens.max(g.group) && parts.iter().any(|p| !p.w.has_block_scales())
-    });
-    let mut packed = Vec::new();
+    // A GEMM takes whole groups of tokens; rows go to it in 32s. Per-tensor matrices read
+    // the activations packed over the whole width, per-block ones packed block by block.
+    let gemm = kt.i2_gemm.filter(|g| n >= g.min_tokens.max(g.group));
+    let (mut packed, mut packed_blocks) = (Vec::new(), Vec::new());
     if let Some(g) = gemm {
-        (g.pack)(plain, kp, n / g.group * g.group, &mut packed);
+        let ng = n / g.group * g.group;
+        if parts.iter().any(|p| !p.w.has_block_scales()) {
+            (g.pack)(plain, kp, ng, &mut packed);
+        }
+        if parts.iter().any(|p| p.w.has_block_scales()) {
+            packed_blocks = pack_blocks(&g, plain, kp, ng);
+        }
     }
     let ctx = Ctx {
         kt,
@@ -140,6 +158,7 @@ fn matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs, 
         block_sums: &block_sums,
         gemm,
         packed: &packed,
+        packed_blocks: &packed_blocks,
     };
     let align = if gemm.is_some() { GEMM_ROWS } else { 4 };
     let task = |g0: usize, g1: usize| {
@@ -155,8 +174,11 @@ fn matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs, 
             base += p.w.rows;
         }
     };
-    if !parallel {
+    if let Some(again) = serial {
         task(0, total);
+        while again() {
+            task(0, total);
+        }
     } else if gemm.is_some() {
         // Compute-bound: finer chunks, claimed dynamically, balance cores of unequal speed.
         parallel_ranges_balanced(
@@ -175,28 +197,31 @@ fn matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs, 
 const GEMM_CHUNKS_PER_THREAD: usize = 6;
 
 /// One matrix of a [`ternary_matmul_many`] call and where its output goes.
-struct Part<'a, 'w> {
-    w: &'a TernaryMatrix<'w>,
-    out: OutPtr,
+pub(super) struct Part<'a, 'w> {
+    pub(super) w: &'a TernaryMatrix<'w>,
+    pub(super) out: OutPtr,
 }
 
 /// What every task of one call reads.
-struct Ctx<'a> {
-    kt: &'static Kernels,
-    acts: &'a QuantizedActs,
+pub(super) struct Ctx<'a> {
+    pub(super) kt: &'static Kernels,
+    pub(super) acts: &'a QuantizedActs,
     /// K padded to whole 128-blocks: the width of the rows of `kq` and `packed`.
     kp: usize,
     /// The activation rows in the path's layout.
     kq: &'a [i8],
     /// Per-256-block activation sums (only when a matrix has per-block scales).
-    block_sums: &'a [i32],
-    /// The path's GEMM, when it applies to this call, and the activations packed for it.
-    gemm: Option<I2Gemm>,
+    pub(super) block_sums: &'a [i32],
+    /// The path's GEMM, when it applies to this call, and the activations packed for it:
+    /// over the whole width (when a matrix has one scale) and one 256-column block at a
+    /// time (`pack_blocks`, when one has per-block scales).
+    pub(super) gemm: Option<I2Gemm>,
     packed: &'a [i8],
+    pub(super) packed_blocks: &'a [i8],
 }
 
 impl Ctx<'_> {
-    fn qrow(&self, t: usize) -> &[i8] {
+    pub(super) fn qrow(&self, t: usize) -> &[i8] {
         &self.kq[t * self.kp..(t + 1) * self.kp]
     }
 }
@@ -324,49 +349,6 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
                 let out =
                     unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), r1 - m) };
                 (kt.i2s_epilogue_row)(&dots, acts.sum[t], acts.scale[t], s, out);
-            }
-        }
-    }
-}
-
-/// Rows `r0..r1` of a per-block-scale (TQ) matrix for every token.
-fn per_block_rows(c: &Ctx, p: &Part, scales: &[f32], r0: usize, r1: usize) {
-    let (w, acts, kt) = (p.w, c.acts, c.kt);
-    let (m_rows, k, n) = (w.rows, w.cols, acts.n_tokens);
-    let nb = k / SCALE_BLOCK;
-    let write = |t: usize, m: usize, v: f32| {
-        // SAFETY: as in `per_tensor_rows`.
-        unsafe { *p.out.0.add(t * m_rows + m) = v }
-    };
-    let block = |t: usize, b: usize| &c.qrow(t)[b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK];
-    let sums = c.block_sums;
-    for t0 in (0..n).step_by(TOKEN_TILE) {
-        let t1 = (t0 + TOKEN_TILE).min(n);
-        for m in r0..r1 {
-            let row = w.row(m);
-            let rs = &scales[m * nb..(m + 1) * nb];
-            let mut t = t0;
-            while t + 4 <= t1 {
-                let mut acc = [0f32; 4];
-                for (b, &d) in rs.iter().enumerate() {
-                    let wb = &row[b * 64..(b + 1) * 64];
-                    let dots = (kt.i2_dot4)(wb, std::array::from_fn(|i| block(t + i, b)));
-                    for i in 0..4 {
-                        acc[i] += d * (dots[i] - sums[(t + i) * nb + b]) as f32;
-                    }
-                }
-                for (i, &a) in acc.iter().enumerate() {
-                    write(t + i, m, a / acts.scale[t + i]);
-                }
-                t += 4;
-            }
-            for t in t..t1 {
-                let mut acc = 0f32;
-                for (b, &d) in rs.iter().enumerate() {
-                    let wb = &row[b * 64..(b + 1) * 64];
-                    acc += d * ((kt.i2_dot)(wb, block(t, b)) - sums[t * nb + b]) as f32;
-                }
-                write(t, m, acc / acts.scale[t]);
             }
         }
     }

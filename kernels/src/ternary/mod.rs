@@ -1,6 +1,7 @@
 //! Ternary weight matrices and the ternary × int8 matmul.
 
 mod matmul;
+mod per_block;
 mod rate;
 mod repack;
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::matmul::ternary_matmul_serial;
+use super::matmul::ternary_matmul_repeat;
 use super::TernaryMatrix;
 use crate::acts::{quantize_acts, QuantizedActs};
 
@@ -46,11 +46,12 @@ pub fn ternary_matmul_rate(threads: usize, tokens: usize, min_time: Duration) ->
             .map(|_| {
                 s.spawn(move || {
                     let mut out = vec![0f32; ROWS * tokens];
-                    let mut calls = 0;
-                    while calls == 0 || start.elapsed() < min_time {
-                        ternary_matmul_serial(w, acts, &mut out);
-                        calls += 1;
-                    }
+                    let mut calls = 1;
+                    ternary_matmul_repeat(w, acts, &mut out, || {
+                        let more = start.elapsed() < min_time;
+                        calls += more as usize;
+                        more
+                    });
                     std::hint::black_box(&out);
                     calls
                 })
@@ -75,8 +76,9 @@ mod tests {
     use super::*;
     use crate::ternary::ternary_matmul;
 
-    /// The serial entry the probe times computes what the pooled one does, bit for bit, on
-    /// a prompt long enough for the GEMM and on one short enough for the tiles.
+    /// The serial entry the probe times computes what the pooled one does, bit for bit (and
+    /// again when repeated), on a prompt long enough for the GEMM and one short enough for
+    /// the tiles.
     #[test]
     fn serial_matmul_equals_the_pooled_one() {
         let codes: Vec<i8> = (0..96 * 640).map(|i| (mix(i) % 3) as i8 - 1).collect();
@@ -89,7 +91,12 @@ mod tests {
             quantize_acts(&x, 640, &mut acts);
             let (mut a, mut b) = (vec![0f32; 96 * tokens], vec![1f32; 96 * tokens]);
             ternary_matmul(&w, &acts, &mut a);
-            ternary_matmul_serial(&w, &acts, &mut b);
+            let mut calls = 0;
+            ternary_matmul_repeat(&w, &acts, &mut b, || {
+                calls += 1;
+                calls < 3
+            });
+            assert_eq!(calls, 3);
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
             assert!(
                 a.iter().any(|&v| v != 0.0),
