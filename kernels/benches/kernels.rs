@@ -113,12 +113,69 @@ fn i2_gemm32_x128(b: Bencher, which: &str) {
     let mut packed = Vec::new();
     (gemm.pack)(&q.q, k, n, &mut packed);
     let mut out = vec![0i32; 32 * n];
+    let b = b.counter(divan::counter::ItemsCount::new(32 * n * k));
     if which.starts_with("simd") {
         b.bench_local(|| (gemm.run)(black_box(&rows), k / 4, k, black_box(&packed), n, &mut out));
     } else {
         b.bench_local(|| {
             portable::i2_gemm32(black_box(&rows), k / 4, k, black_box(&q.q), n, &mut out)
         });
+    }
+}
+
+/// The AVX2 instruction-mix ceiling of every ternary kernel above: a ternary dot costs one
+/// `vpmaddubsw` and one `vpaddw` per 32 multiply-adds, so this loop of nothing else (eight
+/// independent pairs per step, registers only) is what `i2_gemm32_x128` could reach at
+/// best. Reported in multiply-adds (32 per pair): compare its rate with the GEMM's in the
+/// same run.
+#[cfg(target_arch = "x86_64")]
+#[divan::bench(sample_count = 20)]
+fn avx2_maddubs_add_peak(b: Bencher) {
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    const STEPS: u64 = 100_000;
+    b.counter(divan::counter::ItemsCount::new(STEPS * 8 * 32))
+        // SAFETY: AVX2 was detected.
+        .bench_local(|| unsafe { maddubs_add_pairs(STEPS) });
+}
+
+/// `steps` × eight independent `vpmaddubsw` + `vpaddw` pairs on registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn maddubs_add_pairs(steps: u64) {
+    use std::arch::x86_64::_mm256_set1_epi8;
+    // SAFETY: the asm touches only the registers it declares.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "vpmaddubsw {t0}, {c}, {x}",
+            "vpaddw ymm0, ymm0, {t0}",
+            "vpmaddubsw {t1}, {c}, {x}",
+            "vpaddw ymm1, ymm1, {t1}",
+            "vpmaddubsw {t2}, {c}, {x}",
+            "vpaddw ymm2, ymm2, {t2}",
+            "vpmaddubsw {t3}, {c}, {x}",
+            "vpaddw ymm3, ymm3, {t3}",
+            "vpmaddubsw {t0}, {c}, {x}",
+            "vpaddw ymm4, ymm4, {t0}",
+            "vpmaddubsw {t1}, {c}, {x}",
+            "vpaddw ymm5, ymm5, {t1}",
+            "vpmaddubsw {t2}, {c}, {x}",
+            "vpaddw ymm6, ymm6, {t2}",
+            "vpmaddubsw {t3}, {c}, {x}",
+            "vpaddw ymm7, ymm7, {t3}",
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) steps => _,
+            c = in(ymm_reg) _mm256_set1_epi8(1),
+            x = in(ymm_reg) _mm256_set1_epi8(3),
+            t0 = out(ymm_reg) _, t1 = out(ymm_reg) _,
+            t2 = out(ymm_reg) _, t3 = out(ymm_reg) _,
+            out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+            out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+            options(nomem, nostack),
+        );
     }
 }
 
