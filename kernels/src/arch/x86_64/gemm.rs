@@ -56,8 +56,23 @@ pub unsafe fn i2_gemm32(
     n: usize,
     out: &mut [i32],
 ) {
-    gemm32_driver!(rows, row_bytes, k, packed, n, out,
-        tokens: 2, groups_per_block: PAIRS_PER_BLOCK, unpack: unpack_rows, micro: rows4x2);
+    if k == 256 {
+        // Per-block-scale matrices call one 256-column block at a time: with its length
+        // constant the micro-kernel's eight steps unroll, no loop exit to mispredict.
+        gemm32_driver!(rows, row_bytes, k, packed, n, out,
+            tokens: 2, groups_per_block: PAIRS_PER_BLOCK, unpack: unpack_rows, micro: rows4x2_256);
+    } else {
+        gemm32_driver!(rows, row_bytes, k, packed, n, out,
+            tokens: 2, groups_per_block: PAIRS_PER_BLOCK, unpack: unpack_rows, micro: rows4x2);
+    }
+}
+
+/// [`rows4x2`] over exactly 256 columns.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn rows4x2_256(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
+    debug_assert_eq!(len, 256);
+    rows4x2(codes, q, 256, sums)
 }
 
 /// Four rows of unpacked codes and two tokens' activations (both `len` apart) over `len`
