@@ -131,9 +131,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
 
     let mut pp = Vec::new();
+    // Prefill is judged against the ternary kernels' rate, which a model without ternary
+    // weights has no use for.
+    let macs = ternary_macs_per_token(model.gguf());
+    let probe_compute = usize::from(macs > 0);
     let mut compute = ComputeProbe::new(threads, args.n_prompt);
     if args.n_prompt > 0 {
-        compute.measure(3);
+        compute.measure(3 * probe_compute);
         let prompt: Vec<u32> = (0..args.n_prompt).map(token).collect();
         for r in 0..=reps {
             s.truncate(args.depth);
@@ -142,7 +146,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             if r > 0 {
                 // The first run warms caches and page-faults the mapping in.
                 pp.push(args.n_prompt as f64 / t0.elapsed().as_secs_f64());
-                compute.measure(1);
+                compute.measure(probe_compute);
             }
         }
     }
@@ -174,11 +178,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let pct = 100.0 * tg_m / limit.max(f64::MIN_POSITIVE);
     let pct_best = 100.0 * tg_m / limit_at(best).max(f64::MIN_POSITIVE);
     // Prefill against the ternary kernels' rate (None without a prompt or ternary weights).
-    let macs = ternary_macs_per_token(model.gguf());
     let cp = compute.passes();
     let measured = cp.count() > 0;
     let gmac = cp.median();
-    let pp_limit = (measured && macs > 0).then(|| gmac * 1e9 / macs as f64);
+    let pp_limit = measured.then(|| gmac * 1e9 / macs as f64);
     let pp_pct = pp_limit.map(|l| 100.0 * pp_m / l);
     let kernels = bitnet_kernels::kernel_path();
     let pool = bitnet_kernels::pool_kind().name();
