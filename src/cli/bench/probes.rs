@@ -158,10 +158,10 @@ pub fn median(v: &mut [f64]) -> f64 {
 /// The compute rate of the selected kernel path in 10⁹ ternary multiply-adds per second:
 /// every thread at once multiplying a cache-resident matrix by `tokens` tokens
 /// ([`bitnet_kernels::ternary_matmul_rate`]), repeated during the run like the bandwidth
-/// probe. Divided by a model's multiply-adds per token ([`ternary_macs_per_token`]) it is
-/// the prompt rate the ternary matmuls alone would allow if nothing else took time and no
-/// weight had to come from memory: what prefill is judged against, as decode is against
-/// the bandwidth.
+/// probe. Divided by a model's multiply-adds per token
+/// ([`super::ternary_macs_per_token`]) it is the prompt rate the ternary matmuls alone
+/// would allow if nothing else took time and no weight had to come from memory: what
+/// prefill is judged against, as decode is against the bandwidth.
 pub struct ComputeProbe {
     threads: usize,
     tokens: usize,
