@@ -179,6 +179,82 @@ unsafe fn maddubs_add_pairs(steps: u64) {
     }
 }
 
+/// The exact lookup-table alternative to the pairs above (T-MAC's tables turned to run over
+/// tokens): for each group of `g` columns, a table of the partial sums of its 3^g ternary
+/// patterns for 16 tokens (i16, exact), so that one `vpaddw` of a looked-up entry does
+/// 16·g multiply-adds. Only the inner loop, at its best: eight groups' tables built once
+/// (L1-resident up to g = 4, 20.7 KB; 62 KB for g = 5, from L2), each row's eight pattern
+/// indices read as one u64, four rows in flight. Reported in multiply-adds: if this rate does not clearly beat
+/// `avx2_maddubs_add_peak` in the same run, no exact LUT GEMM (which must also build its
+/// tables, widen its i16 sums and stream indices from L2) beats the `vpmaddubsw` GEMM.
+#[cfg(target_arch = "x86_64")]
+#[divan::bench(args = [3, 4, 5], sample_count = 20)]
+fn avx2_lut_lookup_peak(b: Bencher, g: u32) {
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    let patterns = 3usize.pow(g);
+    // 64-byte aligned entries: an entry split over two lines costs two loads.
+    let mut storage = vec![0i16; LUT_GROUPS * patterns * 16 + 32];
+    let skip = storage.as_ptr().align_offset(64);
+    let table = &mut storage[skip..skip + LUT_GROUPS * patterns * 16];
+    let values = rand_f32(table.len(), 13);
+    for (i, (e, v)) in table.iter_mut().zip(values).enumerate() {
+        *e = (v * 300.0) as i16 + (i % 7) as i16;
+    }
+    let idx: Vec<u8> = rand_f32(LUT_ROWS * LUT_GROUPS, 14)
+        .iter()
+        .map(|v| ((v.abs() * patterns as f32) as usize).min(patterns - 1) as u8)
+        .collect();
+    let mut acc = vec![0i16; LUT_ROWS * 16];
+    let table = &*table;
+    const PASSES: usize = 256;
+    b.counter(divan::counter::ItemsCount::new(
+        PASSES * LUT_ROWS * LUT_GROUPS * g as usize * 16,
+    ))
+    .bench_local(|| {
+        for _ in 0..PASSES {
+            // SAFETY: AVX2 was detected; the indices are below `patterns`.
+            unsafe { lut_lookups(black_box(table), patterns, black_box(&idx), &mut acc) }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+const LUT_GROUPS: usize = 8;
+#[cfg(target_arch = "x86_64")]
+const LUT_ROWS: usize = 384;
+
+/// `acc[r] += Σ_j table[j][idx[r][j]]` over 16 i16 lanes, for [`LUT_ROWS`] rows of
+/// [`LUT_GROUPS`] indices each.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lut_lookups(table: &[i16], patterns: usize, idx: &[u8], acc: &mut [i16]) {
+    use std::arch::x86_64::*;
+    let (t, a) = (table.as_ptr(), acc.as_mut_ptr());
+    for r in (0..LUT_ROWS).step_by(4) {
+        // SAFETY: every row and entry read or written lies inside the slices.
+        unsafe {
+            let mut sum: [__m256i; 4] =
+                std::array::from_fn(|i| _mm256_loadu_si256(a.add((r + i) * 16) as *const __m256i));
+            let mut words: [u64; 4] = std::array::from_fn(|i| {
+                u64::from_le_bytes(idx[(r + i) * 8..(r + i) * 8 + 8].try_into().unwrap())
+            });
+            for j in 0..LUT_GROUPS {
+                for i in 0..4 {
+                    let p = (words[i] & 0xff) as usize;
+                    words[i] >>= 8;
+                    let e = _mm256_loadu_si256(t.add((j * patterns + p) * 16) as *const __m256i);
+                    sum[i] = _mm256_add_epi16(sum[i], e);
+                }
+            }
+            for (i, s) in sum.iter().enumerate() {
+                _mm256_storeu_si256(a.add((r + i) * 16) as *mut __m256i, *s);
+            }
+        }
+    }
+}
+
 /// One attention head (d = 128) against 512 cached keys/values of a 5-head cache: scores and
 /// the weighted sum of values, on the selected path and the portable one.
 #[divan::bench(args = ["simd", "portable"])]
