@@ -24,8 +24,8 @@ pub use error::KernelError;
 pub use format::{I2sLayout, TernaryFormat, TlParams};
 pub use ops::rms_norm;
 pub use pool::{
-    in_pool, parallel_chunks_mut, parallel_ranges, physical_cores, pool_kind, set_pool_kind,
-    set_threads, threads, PoolKind,
+    in_pool, parallel_chunks_mut, parallel_chunks_mut_balanced, parallel_ranges, physical_cores,
+    pool_kind, set_pool_kind, set_threads, threads, PoolKind,
 };
 pub use ternary::{
     ternary_matmul, ternary_matmul_many, ternary_matmul_rate, TernaryMatrix, RATE_MAX_TOKENS,

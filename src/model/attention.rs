@@ -1,6 +1,6 @@
 //! Rotary position embeddings and causal grouped-query attention over the KV cache.
 
-use bitnet_kernels::{ops, parallel_chunks_mut};
+use bitnet_kernels::{ops, parallel_chunks_mut, parallel_chunks_mut_balanced};
 
 use super::config::RopeStyle;
 use super::kv_cache::{KvRun, LayerKv};
@@ -96,9 +96,10 @@ pub fn attend(
     // once per query head from L2 or memory (attention at depth 1024 on the 2B shape, four
     // query heads per KV head: ~10 % faster). A task gets at least ~16k multiply-adds, so a
     // short context is not cut finer than a wake-up is worth.
-    let n_keys_max = n_past + q.len() / q_dim;
+    let n_new = q.len() / q_dim;
+    let n_keys_max = n_past + n_new;
     let min_items = (16384 / (2 * n_keys_max * hd * group).max(1)).max(1);
-    parallel_chunks_mut(out, group * hd, min_items, |item, o| {
+    let item = |item: usize, o: &mut [f32]| {
         let (t, g) = (item / n_head_kv, item % n_head_kv);
         let qg = &q[t * q_dim + g * group * hd..][..group * hd];
         let n_keys = n_past + t + 1;
@@ -135,8 +136,19 @@ pub fn attend(
                 }
             }
         }
-    });
+    };
+    if n_new > 1 {
+        // A prompt's items cost in proportion to their keys: in two equal halves of a
+        // 128-token prompt, the second thread had three times the first one's work.
+        parallel_chunks_mut_balanced(out, group * hd, ATTEND_TASKS_PER_THREAD, min_items, item);
+    } else {
+        // Decode: items of equal cost, one stream of the cache per thread.
+        parallel_chunks_mut(out, group * hd, min_items, item);
+    }
 }
+
+/// Tasks per thread in a prompt's attention region, claimed dynamically.
+const ATTEND_TASKS_PER_THREAD: usize = 8;
 
 #[cfg(test)]
 mod tests {
