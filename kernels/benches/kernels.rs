@@ -256,18 +256,24 @@ unsafe fn lut_lookups(table: &[i16], patterns: usize, idx: &[u8], acc: &mut [i16
 }
 
 /// One attention head (d = 128) against 512 cached keys/values of a 5-head cache: scores and
-/// the weighted sum of values, on the selected path and the portable one.
-#[divan::bench(args = ["simd", "portable"])]
+/// the weighted sum of values, on the selected path (prefetching as for a block's first
+/// read, and not: `simd-hot`, the rows just read) and the portable one.
+#[divan::bench(args = ["simd", "simd-hot", "portable"])]
 fn attention_head_128x512(b: Bencher, which: &str) {
-    let kt = if which == "simd" { table() } else { &SCALAR };
+    let kt = if which.starts_with("simd") {
+        table()
+    } else {
+        &SCALAR
+    };
+    let cold = which != "simd-hot";
     let (d, n, stride) = (128, 512, 640);
     let q = rand_f32(d, 11);
     let kv = rand_f32(n * stride, 12);
     let mut scores = vec![0f32; n];
     let mut out = vec![0f32; d];
     b.bench_local(|| {
-        (kt.dot_rows_f32)(black_box(&q), black_box(&kv), stride, &mut scores);
-        (kt.mix_rows_f32)(black_box(&scores), black_box(&kv), stride, &mut out);
+        (kt.dot_rows_f32)(black_box(&q), black_box(&kv), stride, &mut scores, cold);
+        (kt.mix_rows_f32)(black_box(&scores), black_box(&kv), stride, &mut out, cold);
     });
 }
 

@@ -161,11 +161,13 @@ pub struct Kernels {
     pub silu_mul: fn(&mut [f32], &[f32]),
     /// `(x, shift)`: `x = e^(x − shift)`, returning the sum in f64; SIMD: ≤ 2 ulp per value.
     pub exp_shifted: fn(&mut [f32], f32) -> f64,
-    pub dot_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
-    pub mix_rows_f32: fn(&[f32], &[f32], usize, &mut [f32]),
+    /// `(q, rows, stride, out, cold)`: see [`crate::ops::dot_rows`]; `cold` says the rows
+    /// may be out of cache, and the path may prefetch ahead (never changing the result).
+    pub dot_rows_f32: fn(&[f32], &[f32], usize, &mut [f32], bool),
+    pub mix_rows_f32: fn(&[f32], &[f32], usize, &mut [f32], bool),
     /// The same on rows of little-endian f16 (`stride` in elements): an f16 KV cache.
-    pub dot_rows_f16: fn(&[f32], &[u8], usize, &mut [f32]),
-    pub mix_rows_f16: fn(&[f32], &[u8], usize, &mut [f32]),
+    pub dot_rows_f16: fn(&[f32], &[u8], usize, &mut [f32], bool),
+    pub mix_rows_f16: fn(&[f32], &[u8], usize, &mut [f32], bool),
     pub f32_to_f16: fn(&[f32], &mut [u8]),
     pub f16_to_f32: fn(&[u8], &mut [f32]),
 }
@@ -195,10 +197,10 @@ pub static SCALAR: Kernels = Kernels {
     axpy: portable::axpy,
     silu_mul: portable::silu_mul,
     exp_shifted: portable::exp_shifted,
-    dot_rows_f32: portable::dot_rows_f32,
-    mix_rows_f32: portable::mix_rows_f32,
-    dot_rows_f16: portable::dot_rows_f16,
-    mix_rows_f16: portable::mix_rows_f16,
+    dot_rows_f32: |q, r, s, o, _| portable::dot_rows_f32(q, r, s, o),
+    mix_rows_f32: |w, r, s, o, _| portable::mix_rows_f32(w, r, s, o),
+    dot_rows_f16: |q, r, s, o, _| portable::dot_rows_f16(q, r, s, o),
+    mix_rows_f16: |w, r, s, o, _| portable::mix_rows_f16(w, r, s, o),
     f32_to_f16: portable::f32_to_f16,
     f16_to_f32: portable::f16_to_f32,
 };

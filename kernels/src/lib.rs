@@ -24,7 +24,7 @@ pub use error::KernelError;
 pub use format::{I2sLayout, TernaryFormat, TlParams};
 pub use ops::rms_norm;
 pub use pool::{
-    in_pool, parallel_chunks_mut, parallel_chunks_mut_balanced, parallel_ranges, physical_cores,
+    in_pool, parallel_chunks_mut, parallel_ranges, parallel_ranges_balanced, physical_cores,
     pool_kind, set_pool_kind, set_threads, threads, PoolKind,
 };
 pub use ternary::{

@@ -1,19 +1,18 @@
-//! The chunked parallel loops hand every whole chunk to exactly one task, with its own
-//! index, and leave a short tail alone, whether chunks are split evenly or claimed.
+//! The parallel loops hand every item to exactly one task, whether the work is split
+//! evenly or claimed in chunks, and a chunked slice's short tail is left alone.
 
-use bitnet_kernels::{parallel_chunks_mut, parallel_chunks_mut_balanced, set_threads};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-fn check(run: impl Fn(&mut [u32], usize, usize)) {
-    for (len, chunk, min_items) in [
-        (0, 3, 1),
-        (2, 3, 1),
-        (3, 3, 1),
-        (1000, 3, 1),
-        (1001, 7, 4),
-        (64, 1, 64),
-    ] {
+use bitnet_kernels::{parallel_chunks_mut, parallel_ranges, parallel_ranges_balanced, set_threads};
+
+#[test]
+fn chunks_get_their_own_index_once() {
+    set_threads(2);
+    for (len, chunk, min_items) in [(0, 3, 1), (2, 3, 1), (3, 3, 1), (1000, 3, 1), (1001, 7, 4)] {
         let mut data = vec![0u32; len];
-        run(&mut data, chunk, min_items);
+        parallel_chunks_mut(&mut data, chunk, min_items, |i, c| {
+            c.iter_mut().for_each(|v| *v += i as u32 + 1)
+        });
         let whole = len / chunk * chunk;
         for (j, &v) in data.iter().enumerate() {
             let want = if j < whole { (j / chunk) as u32 + 1 } else { 0 };
@@ -23,15 +22,26 @@ fn check(run: impl Fn(&mut [u32], usize, usize)) {
 }
 
 #[test]
-fn every_chunk_once_with_its_index() {
+fn ranges_cover_every_item_once() {
     set_threads(2);
-    let body = |i: usize, c: &mut [u32]| {
-        for v in c.iter_mut() {
-            *v += i as u32 + 1;
+    for n in [0usize, 1, 2, 5, 64, 1000, 4097] {
+        for (per_thread, min_chunk, align) in [(1, 1, 1), (8, 1, 1), (8, 3, 4), (100, 1, 32)] {
+            let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+            let mark = |a: usize, b: usize| {
+                assert!(a < b && b <= n, "range {a}..{b} of {n}");
+                (a..b).for_each(|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                })
+            };
+            parallel_ranges_balanced(n, per_thread, min_chunk, align, mark);
+            parallel_ranges(n, min_chunk, align, mark);
+            for (i, h) in hits.iter().enumerate() {
+                assert_eq!(
+                    h.load(Ordering::Relaxed),
+                    2,
+                    "n {n}, item {i}, {per_thread} per thread"
+                );
+            }
         }
-    };
-    check(|d, chunk, min| parallel_chunks_mut(d, chunk, min, body));
-    for per_thread in [1, 8, 100] {
-        check(|d, chunk, min| parallel_chunks_mut_balanced(d, chunk, per_thread, min, body));
     }
 }

@@ -298,8 +298,16 @@ fn attention_rows_match_portable() {
                 {
                     let q: Vec<f32> = q.iter().map(|v| v.clamp(-6e4, 6e4)).collect();
                     let (mut sa, mut sb) = (vec![0f32; n], vec![0f32; n]);
-                    (k.dot_rows_f32)(&q, &rows, stride, &mut sa);
-                    (SCALAR.dot_rows_f32)(&q, &rows, stride, &mut sb);
+                    (k.dot_rows_f32)(&q, &rows, stride, &mut sa, true);
+                    (SCALAR.dot_rows_f32)(&q, &rows, stride, &mut sb, false);
+                    let mut hot = vec![0f32; n];
+                    (k.dot_rows_f32)(&q, &rows, stride, &mut hot, false);
+                    assert_eq!(
+                        bits(&hot),
+                        bits(&sa),
+                        "{} dot_rows: hot != cold",
+                        k.path.name()
+                    );
                     for p in 0..n {
                         let mag: f64 = (0..d)
                             .map(|i| (q[i] as f64 * rows[p * stride + i] as f64).abs())
@@ -312,9 +320,16 @@ fn attention_rows_match_portable() {
                         .map(|p| rows.get(p * stride).copied().unwrap_or(0.0))
                         .collect();
                     let start = rng.f32s(d, 1.0);
-                    let (mut oa, mut ob) = (start.clone(), start);
-                    (k.mix_rows_f32)(&w, &rows, stride, &mut oa);
-                    (SCALAR.mix_rows_f32)(&w, &rows, stride, &mut ob);
+                    let (mut oa, mut ob, mut hot) = (start.clone(), start.clone(), start);
+                    (k.mix_rows_f32)(&w, &rows, stride, &mut oa, true);
+                    (SCALAR.mix_rows_f32)(&w, &rows, stride, &mut ob, false);
+                    (k.mix_rows_f32)(&w, &rows, stride, &mut hot, false);
+                    assert_eq!(
+                        bits(&hot),
+                        bits(&oa),
+                        "{} mix_rows: hot != cold",
+                        k.path.name()
+                    );
                     assert_eq!(
                         bits(&oa),
                         bits(&ob),
@@ -329,8 +344,16 @@ fn attention_rows_match_portable() {
                         .chunks_exact(2)
                         .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                         .collect();
-                    (k.dot_rows_f16)(&q, &h, stride, &mut sa);
-                    (SCALAR.dot_rows_f16)(&q, &h, stride, &mut sb);
+                    (k.dot_rows_f16)(&q, &h, stride, &mut sa, true);
+                    (SCALAR.dot_rows_f16)(&q, &h, stride, &mut sb, false);
+                    let mut hot = vec![0f32; n];
+                    (k.dot_rows_f16)(&q, &h, stride, &mut hot, false);
+                    assert_eq!(
+                        bits(&hot),
+                        bits(&sa),
+                        "{} dot_rows_f16: hot != cold",
+                        k.path.name()
+                    );
                     for p in 0..n {
                         let mag: f64 = (0..d)
                             .map(|i| (q[i] as f64 * wide[p * stride + i] as f64).abs())
@@ -339,9 +362,16 @@ fn attention_rows_match_portable() {
                         close(sa[p], sb[p], d, mag, &what);
                     }
                     let start = rng.f32s(d, 1.0);
-                    let (mut oa, mut ob) = (start.clone(), start);
-                    (k.mix_rows_f16)(&w, &h, stride, &mut oa);
-                    (SCALAR.mix_rows_f16)(&w, &h, stride, &mut ob);
+                    let (mut oa, mut ob, mut hot) = (start.clone(), start.clone(), start);
+                    (k.mix_rows_f16)(&w, &h, stride, &mut oa, true);
+                    (SCALAR.mix_rows_f16)(&w, &h, stride, &mut ob, false);
+                    (k.mix_rows_f16)(&w, &h, stride, &mut hot, false);
+                    assert_eq!(
+                        bits(&hot),
+                        bits(&oa),
+                        "{} mix_rows_f16: hot != cold",
+                        k.path.name()
+                    );
                     assert_eq!(
                         bits(&oa),
                         bits(&ob),

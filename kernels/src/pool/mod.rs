@@ -224,48 +224,14 @@ where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync + Send,
 {
-    chunks_mut_in(data, chunk_len, f, |items, body| {
-        parallel_ranges(items, min_items, 1, body)
-    });
-}
-
-/// [`parallel_chunks_mut`] for chunks of unequal cost (a prompt's causal attention: its
-/// last token reads every key, its first one only its own): `per_thread` tasks per thread,
-/// claimed dynamically, as [`parallel_ranges_balanced`] does.
-pub fn parallel_chunks_mut_balanced<T, F>(
-    data: &mut [T],
-    chunk_len: usize,
-    per_thread: usize,
-    min_items: usize,
-    f: F,
-) where
-    T: Send,
-    F: Fn(usize, &mut [T]) + Sync + Send,
-{
-    chunks_mut_in(data, chunk_len, f, |items, body| {
-        parallel_ranges_balanced(items, per_thread, min_items, 1, body)
-    });
-}
-
-/// The chunks of `data` handed to `split(items, body)` as ranges of chunk numbers.
-fn chunks_mut_in<T, F>(
-    data: &mut [T],
-    chunk_len: usize,
-    f: F,
-    split: impl FnOnce(usize, &(dyn Fn(usize, usize) + Sync + Send)),
-) where
-    T: Send,
-    F: Fn(usize, &mut [T]) + Sync + Send,
-{
     struct Base<T>(*mut T);
     // SAFETY: tasks get disjoint chunks of a slice we hold mutably for the whole call.
     unsafe impl<T: Send> Sync for Base<T> {}
-    unsafe impl<T: Send> Send for Base<T> {}
     let chunk_len = chunk_len.max(1);
     let items = data.len() / chunk_len;
     let base = Base(data.as_mut_ptr());
     let base = &base;
-    split(items, &move |a: usize, b: usize| {
+    parallel_ranges(items, min_items, 1, move |a, b| {
         for i in a..b {
             let chunk =
                 unsafe { std::slice::from_raw_parts_mut(base.0.add(i * chunk_len), chunk_len) };

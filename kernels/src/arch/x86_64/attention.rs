@@ -36,7 +36,7 @@ unsafe fn row_prefetcher(base: *const u8, stride: usize, d: usize, elem: usize) 
 /// Attention scores: four keys at a time share each load of `q`, and their four sums are
 /// reduced together. Within dot_f32's bound of the portable loop.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32], cold: bool) {
     if let Some(last) = out.len().checked_sub(1) {
         assert!(
             rows.len() >= last * stride + q.len(),
@@ -44,19 +44,18 @@ pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f3
         );
     }
     let rp = rows.as_ptr();
-    dot_rows_with(
-        q,
-        stride,
-        out,
-        |at| _mm256_loadu_ps(rp.add(at)),
-        |at| *rp.add(at),
-        row_prefetcher(rp as *const u8, stride, q.len(), 4),
-    );
+    let (ld8, at) = (|at| _mm256_loadu_ps(rp.add(at)), |at| *rp.add(at));
+    if cold {
+        let prefetch = row_prefetcher(rp as *const u8, stride, q.len(), 4);
+        dot_rows_with(q, stride, out, ld8, at, prefetch);
+    } else {
+        dot_rows_with(q, stride, out, ld8, at, |_| {});
+    }
 }
 
 /// [`dot_rows_f32`] on little-endian f16 rows, widened by `vcvtph2ps` as they are loaded.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32], cold: bool) {
     if let Some(last) = out.len().checked_sub(1) {
         assert!(
             rows.len() >= 2 * (last * stride + q.len()),
@@ -64,14 +63,19 @@ pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32
         );
     }
     let rp = rows.as_ptr();
-    dot_rows_with(
-        q,
-        stride,
-        out,
-        |at| load_f16x8(rp.add(2 * at)),
-        |at| f16_at(rows, at),
-        row_prefetcher(rp, stride, q.len(), 2),
-    );
+    let (ld8, at) = (|at| load_f16x8(rp.add(2 * at)), |at| f16_at(rows, at));
+    if cold {
+        dot_rows_with(
+            q,
+            stride,
+            out,
+            ld8,
+            at,
+            row_prefetcher(rp, stride, q.len(), 2),
+        );
+    } else {
+        dot_rows_with(q, stride, out, ld8, at, |_| {});
+    }
 }
 
 /// The body of the `dot_rows_*` kernels: row `p`'s element `i` is `ld8(p·stride + i)` (eight
@@ -165,8 +169,8 @@ unsafe fn mix_block<const B: usize>(
 }
 
 /// The body of the `mix_rows_*` kernels, with loaders and prefetcher as in
-/// [`dot_rows_with`]. Only the first pass over the rows prefetches: the later column blocks
-/// find the rows in cache.
+/// [`dot_rows_with`] (`None`: the rows are in cache). Only the first pass over the rows
+/// prefetches: the later column blocks find the rows in cache.
 #[inline(always)]
 unsafe fn mix_rows_with(
     w: &[f32],
@@ -174,7 +178,7 @@ unsafe fn mix_rows_with(
     out: &mut [f32],
     ld8: impl Fn(usize) -> __m256 + Copy,
     at: impl Fn(usize) -> f32,
-    prefetch: impl Fn(usize),
+    prefetch: Option<impl Fn(usize)>,
 ) {
     let d = out.len();
     let op = out.as_mut_ptr();
@@ -182,7 +186,7 @@ unsafe fn mix_rows_with(
     while i + 8 <= d {
         let blocks = (d - i) / 8;
         let ld = |x: usize| ld8(x + i);
-        let pf = (i == 0).then_some(&prefetch);
+        let pf = prefetch.as_ref().filter(|_| i == 0);
         match blocks {
             1 => mix_block::<1>(w, stride, op.add(i), ld, pf),
             2 => mix_block::<2>(w, stride, op.add(i), ld, pf),
@@ -203,7 +207,7 @@ unsafe fn mix_rows_with(
 }
 
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32], cold: bool) {
     if let Some(last) = w.len().checked_sub(1) {
         assert!(
             rows.len() >= last * stride + out.len(),
@@ -211,19 +215,18 @@ pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f3
         );
     }
     let rp = rows.as_ptr();
-    mix_rows_with(
-        w,
-        stride,
-        out,
-        |at| _mm256_loadu_ps(rp.add(at)),
-        |at| *rp.add(at),
-        row_prefetcher(rp as *const u8, stride, out.len(), 4),
-    );
+    let (ld8, at) = (|at| _mm256_loadu_ps(rp.add(at)), |at| *rp.add(at));
+    if cold {
+        let prefetch = row_prefetcher(rp as *const u8, stride, out.len(), 4);
+        mix_rows_with(w, stride, out, ld8, at, Some(prefetch));
+    } else {
+        mix_rows_with(w, stride, out, ld8, at, None::<fn(usize)>);
+    }
 }
 
 /// [`mix_rows_f32`] on little-endian f16 rows (exact widening, then the same steps).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32], cold: bool) {
     if let Some(last) = w.len().checked_sub(1) {
         assert!(
             rows.len() >= 2 * (last * stride + out.len()),
@@ -231,12 +234,11 @@ pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32
         );
     }
     let rp = rows.as_ptr();
-    mix_rows_with(
-        w,
-        stride,
-        out,
-        |at| load_f16x8(rp.add(2 * at)),
-        |at| f16_at(rows, at),
-        row_prefetcher(rp, stride, out.len(), 2),
-    );
+    let (ld8, at) = (|at| load_f16x8(rp.add(2 * at)), |at| f16_at(rows, at));
+    if cold {
+        let prefetch = row_prefetcher(rp, stride, out.len(), 2);
+        mix_rows_with(w, stride, out, ld8, at, Some(prefetch));
+    } else {
+        mix_rows_with(w, stride, out, ld8, at, None::<fn(usize)>);
+    }
 }
