@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use crate::dispatch::{table, ActLayout};
+use crate::pool::parallel_chunks_mut;
 use crate::portable::to_pairs_layout;
 
 /// Per-token int8 activations: `scale = 127 / max(|x|, 1e-5)` computed in f64 and stored
@@ -72,6 +73,25 @@ impl PartialEq for QuantizedActs {
     }
 }
 
+/// Fewest tokens whose rows [`quantize_acts`] spreads over the pool: decode's one token (or
+/// a server step's few) costs less than waking a worker.
+pub const PARALLEL_MIN_TOKENS: usize = 4;
+
+/// Rows of one buffer written by parallel tasks, each its own.
+#[derive(Clone, Copy)]
+struct RowsPtr(*mut i8);
+// SAFETY: the tasks write disjoint rows.
+unsafe impl Send for RowsPtr {}
+unsafe impl Sync for RowsPtr {}
+
+impl RowsPtr {
+    /// # Safety
+    /// Row `t` (of `k` values) lies inside the buffer and is touched by no one else.
+    unsafe fn row<'a>(self, t: usize, k: usize) -> &'a mut [i8] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(t * k), k) }
+    }
+}
+
 fn rearrange(q: &[i8], k: usize, out: &mut [i8]) {
     if k == 0 {
         return;
@@ -99,10 +119,27 @@ pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
     out.scale.resize(n, 0.0);
     out.sum.resize(n, 0);
     let kt = table();
-    for t in 0..n {
-        let (s, sum) = (kt.quantize_row)(&x[t * k..(t + 1) * k], &mut out.q[t * k..(t + 1) * k]);
-        out.scale[t] = s;
-        out.sum[t] = sum;
+    if n < PARALLEL_MIN_TOKENS {
+        for t in 0..n {
+            let (s, sum) =
+                (kt.quantize_row)(&x[t * k..(t + 1) * k], &mut out.q[t * k..(t + 1) * k]);
+            out.scale[t] = s;
+            out.sum[t] = sum;
+        }
+    } else {
+        // A prompt's rows on the pool: on one thread, with the other waiting, the
+        // quantisations between the matmuls were ~1 % of a prompt's time, counted twice.
+        let mut stats = vec![(0f32, 0i32); n];
+        let rows = RowsPtr(out.q.as_mut_ptr());
+        parallel_chunks_mut(&mut stats, 1, (16384 / k).max(1), |t, st| {
+            // SAFETY: row t of `out.q` (n · k values) is this item's alone.
+            let row = unsafe { rows.row(t, k) };
+            st[0] = (kt.quantize_row)(&x[t * k..(t + 1) * k], row);
+        });
+        for (t, (s, sum)) in stats.into_iter().enumerate() {
+            out.scale[t] = s;
+            out.sum[t] = sum;
+        }
     }
     out.kernel_layout = Some(kt.act_layout);
     if kt.act_layout == ActLayout::Plain {

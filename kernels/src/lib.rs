@@ -17,7 +17,7 @@ mod pool;
 pub mod portable;
 mod ternary;
 
-pub use acts::{quantize_acts, QuantizedActs};
+pub use acts::{quantize_acts, QuantizedActs, PARALLEL_MIN_TOKENS};
 pub use dense::{dense_matmul, DenseMatrix};
 pub use dispatch::{force_path, kernel_path, KernelPath};
 pub use error::KernelError;

@@ -5,7 +5,9 @@
 //! step is many sequences with one token each. Only attention looks at the sequences
 //! separately; everything else works on the stacked rows.
 
-use bitnet_kernels::{in_pool, ops, quantize_acts, rms_norm, QuantizedActs};
+use bitnet_kernels::{
+    in_pool, ops, parallel_chunks_mut, quantize_acts, rms_norm, QuantizedActs, PARALLEL_MIN_TOKENS,
+};
 
 use super::attention::{attend, Rope};
 use super::config::{Activation, ModelConfig};
@@ -146,16 +148,21 @@ fn forward_in_pool(
             &b.acts,
             &mut b.dequant,
         );
-        match cfg.activation {
-            Activation::Relu2 => {
-                for (g, &u) in b.gate.iter_mut().zip(&b.up) {
-                    let r = g.max(0.0);
-                    *g = r * r * u;
+        let up = &b.up;
+        per_token(&mut b.gate, ff, |t, gate| {
+            let up = &up[t * ff..(t + 1) * ff];
+            match cfg.activation {
+                Activation::Relu2 => {
+                    for (g, &u) in gate.iter_mut().zip(up) {
+                        let r = g.max(0.0);
+                        *g = r * r * u;
+                    }
                 }
+                // Vectorised exp: in scalar, SiLU took as long as all other serial work of a
+                // layer.
+                Activation::Silu => ops::silu_mul(gate, up),
             }
-            // Vectorised exp: in scalar, SiLU took as long as all other serial work of a layer.
-            Activation::Silu => ops::silu_mul(&mut b.gate, &b.up),
-        }
+        });
         if let Some(sub) = &lw.ffn_sub_norm {
             norm_rows(&b.gate, sub, cfg.eps, &mut b.gate_normed);
             std::mem::swap(&mut b.gate, &mut b.gate_normed);
@@ -176,14 +183,32 @@ fn forward_in_pool(
 fn project_add(w: &Linear, input: &[f32], k: usize, b: &mut Buffers) {
     quantize_acts(input, k, &mut b.acts);
     w.forward(&b.acts, &mut b.dequant, &mut b.o);
-    for (x, o) in b.x.iter_mut().zip(&b.o) {
-        *x += o;
-    }
+    let d = b.x.len() / (input.len() / k).max(1);
+    let o = &b.o;
+    per_token(&mut b.x, d, |t, x| {
+        for (x, o) in x.iter_mut().zip(&o[t * d..(t + 1) * d]) {
+            *x += o;
+        }
+    });
 }
 
 fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
-    for (src, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        rms_norm(src, weight, eps, dst);
+    per_token(out, d, |t, dst| {
+        rms_norm(&x[t * d..(t + 1) * d], weight, eps, dst)
+    });
+}
+
+/// `f(t, row)` for every token's row of `width` values: on the pool for a prompt (the other
+/// threads would only wait for this serial work), in place for decode's few tokens, for
+/// which a region costs more than the work. Rows are independent, so the bits are the same.
+fn per_token(rows: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let n = rows.len() / width.max(1);
+    if n < PARALLEL_MIN_TOKENS {
+        for (t, row) in rows.chunks_exact_mut(width.max(1)).enumerate() {
+            f(t, row);
+        }
+    } else {
+        parallel_chunks_mut(rows, width, (16384 / width.max(1)).max(1), f);
     }
 }
