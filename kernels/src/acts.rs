@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::dispatch::{table, ActLayout};
-use crate::pool::parallel_chunks_mut;
+use crate::pool::{parallel_chunks_mut, DisjointMut};
 use crate::portable::to_pairs_layout;
 
 /// Per-token int8 activations: `scale = 127 / max(|x|, 1e-5)` computed in f64 and stored
@@ -77,21 +77,6 @@ impl PartialEq for QuantizedActs {
 /// a server step's few) costs less than waking a worker.
 pub const PARALLEL_MIN_TOKENS: usize = 4;
 
-/// Rows of one buffer written by parallel tasks, each its own.
-#[derive(Clone, Copy)]
-struct RowsPtr(*mut i8);
-// SAFETY: the tasks write disjoint rows.
-unsafe impl Send for RowsPtr {}
-unsafe impl Sync for RowsPtr {}
-
-impl RowsPtr {
-    /// # Safety
-    /// Row `t` (of `k` values) lies inside the buffer and is touched by no one else.
-    unsafe fn row<'a>(self, t: usize, k: usize) -> &'a mut [i8] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(t * k), k) }
-    }
-}
-
 fn rearrange(q: &[i8], k: usize, out: &mut [i8]) {
     if k == 0 {
         return;
@@ -130,10 +115,10 @@ pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
         // A prompt's rows on the pool: on one thread, with the other waiting, the
         // quantisations between the matmuls were ~1 % of a prompt's time, counted twice.
         let mut stats = vec![(0f32, 0i32); n];
-        let rows = RowsPtr(out.q.as_mut_ptr());
+        let rows = DisjointMut::new(&mut out.q);
         parallel_chunks_mut(&mut stats, 1, (16384 / k).max(1), |t, st| {
             // SAFETY: row t of `out.q` (n · k values) is this item's alone.
-            let row = unsafe { rows.row(t, k) };
+            let row = unsafe { rows.slice(t * k, k) };
             st[0] = (kt.quantize_row)(&x[t * k..(t + 1) * k], row);
         });
         for (t, (s, sum)) in stats.into_iter().enumerate() {

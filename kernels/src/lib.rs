@@ -25,7 +25,7 @@ pub use format::{I2sLayout, TernaryFormat, TlParams};
 pub use ops::rms_norm;
 pub use pool::{
     in_pool, parallel_chunks_mut, parallel_ranges, parallel_ranges_balanced, physical_cores,
-    pool_kind, set_pool_kind, set_threads, threads, PoolKind,
+    pool_kind, set_pool_kind, set_threads, threads, DisjointMut, PoolKind,
 };
 pub use ternary::{
     ternary_matmul, ternary_matmul_many, ternary_matmul_rate, TernaryMatrix, RATE_MAX_TOKENS,

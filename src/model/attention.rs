@@ -1,6 +1,6 @@
 //! Rotary position embeddings and causal grouped-query attention over the KV cache.
 
-use bitnet_kernels::{ops, parallel_ranges, parallel_ranges_balanced};
+use bitnet_kernels::{ops, parallel_ranges, parallel_ranges_balanced, DisjointMut};
 
 use super::config::RopeStyle;
 use super::kv_cache::{KvRun, LayerKv};
@@ -86,24 +86,6 @@ const TOKEN_TILE: usize = 8;
 /// three times the first one's work.
 const ATTEND_TASKS_PER_THREAD: usize = 8;
 
-/// Where the items of one call write: disjoint rows of `out`.
-#[derive(Clone, Copy)]
-struct OutRows(*mut f32);
-// SAFETY: every item writes only its own tokens' outputs for its own KV head group.
-unsafe impl Send for OutRows {}
-unsafe impl Sync for OutRows {}
-
-impl OutRows {
-    /// `len` values from element `at` on. Through a method, so closures capture the whole
-    /// (Sync) wrapper rather than its raw pointer.
-    ///
-    /// # Safety
-    /// The range lies inside the buffer, and no one else touches it meanwhile.
-    unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
-    }
-}
-
 /// Causal attention for `n` new tokens of one sequence whose keys/values are already in
 /// `kv` (all positions `0..n_past + n`). `q` holds the new tokens' queries
 /// (`n · n_head · head_dim`); `out` gets the same shape. Query head `h` reads KV head
@@ -133,7 +115,8 @@ pub fn attend(
     let items = n_tiles * n_head_kv;
     let n_keys_max = n_past + n_new;
     let min_items = (16384 / (2 * n_keys_max * hd * group * TOKEN_TILE.min(n_new)).max(1)).max(1);
-    let dst = OutRows(out.as_mut_ptr());
+    // Each item writes its own tokens' outputs for its own KV head group.
+    let dst = DisjointMut::new(out);
     let item = |item: usize| {
         let (tile, g) = (item / n_head_kv, item % n_head_kv);
         let (t0, t1) = (tile * TOKEN_TILE, ((tile + 1) * TOKEN_TILE).min(n_new));

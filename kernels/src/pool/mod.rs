@@ -239,3 +239,28 @@ where
         }
     });
 }
+
+/// A buffer whose disjoint parts parallel tasks write: a raw pointer that may cross threads,
+/// for outputs that are not one chunk per task (a token tile's rows spread over a larger
+/// matrix, several arrays written per item).
+#[derive(Clone, Copy)]
+pub struct DisjointMut<T>(*mut T);
+// SAFETY: the tasks write disjoint parts (the contract of `slice`).
+unsafe impl<T: Send> Send for DisjointMut<T> {}
+unsafe impl<T: Send> Sync for DisjointMut<T> {}
+
+impl<T> DisjointMut<T> {
+    pub fn new(buf: &mut [T]) -> Self {
+        DisjointMut(buf.as_mut_ptr())
+    }
+
+    /// `len` elements from element `at` on. A method, so that closures capture the whole
+    /// (Sync) wrapper rather than its raw pointer.
+    ///
+    /// # Safety
+    /// The range lies inside the buffer given to `new`, which outlives the slice, and no
+    /// one else reads or writes that range meanwhile.
+    pub unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [T] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
+    }
+}
