@@ -76,9 +76,9 @@ impl Rope {
 const KV_BLOCK: usize = 64;
 
 /// A prompt's tokens per work item. Each block of keys and values is read from L2 once per
-/// tile and then from L1 by the tile's other tokens: one token per item read every block
-/// from L2 for every token, which held a query head against 512 keys at ~28 % of the FMA
-/// rate, and attention at 15 % of a 512-token prompt on the large shape.
+/// tile and then from L1 by the tile's other tokens; with one token per item every token
+/// read every block from L2 (with the kernels' `cold` flag, this halved attention's share
+/// of a 512-token prompt on the large shape, against the GEMM's).
 const TOKEN_TILE: usize = 8;
 
 /// Tasks per thread in a prompt's attention region, claimed dynamically: items cost in
