@@ -263,4 +263,13 @@ impl<T> DisjointMut<T> {
     pub unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [T] {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
     }
+
+    /// Stores `v` at element `at`.
+    ///
+    /// # Safety
+    /// As for [`DisjointMut::slice`], for that one element.
+    #[inline]
+    pub unsafe fn write(self, at: usize, v: T) {
+        unsafe { self.0.add(at).write(v) }
+    }
 }

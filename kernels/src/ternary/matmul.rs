@@ -8,7 +8,7 @@ use super::per_block::{pack_blocks, per_block_rows};
 use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
 use crate::dispatch::{table, I2Gemm, Kernels};
-use crate::pool::{parallel_ranges, parallel_ranges_balanced};
+use crate::pool::{parallel_ranges, parallel_ranges_balanced, DisjointMut};
 use crate::portable::{i2s_epilogue, GEMM_ROWS, I2_BLOCK, I2_BLOCK_BYTES};
 
 /// Σ code·q over a row's whole 128-blocks; `q` (in the path's layout) is as long as the
@@ -56,12 +56,6 @@ pub(super) fn padded_rows(q: &[i8], k: usize, kp: usize) -> Vec<i8> {
     }
     out
 }
-
-/// A raw pointer shared by the threads writing disjoint parts of one output buffer.
-#[derive(Clone, Copy)]
-pub(super) struct OutPtr(pub(super) *mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// Tokens per tile in prefill: a tile's int8 rows (32 × K bytes, ≤ 221 KB for K = 6912)
 /// stay in L2 while the chunk's weight rows are read once per tile.
@@ -129,7 +123,7 @@ fn matmul_many(
         .iter_mut()
         .map(|(w, out)| Part {
             w,
-            out: OutPtr(out.as_mut_ptr()),
+            out: DisjointMut::new(out),
         })
         .collect();
     // Rows are numbered across the matrices in order; a task's range may span two of them.
@@ -199,7 +193,7 @@ const GEMM_CHUNKS_PER_THREAD: usize = 6;
 /// One matrix of a [`ternary_matmul_many`] call and where its output goes.
 pub(super) struct Part<'a, 'w> {
     pub(super) w: &'a TernaryMatrix<'w>,
-    pub(super) out: OutPtr,
+    pub(super) out: DisjointMut<f32>,
 }
 
 /// What every task of one call reads.
@@ -269,8 +263,7 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
         // the output (scalar transposing stores had cost 5 % of prefill).
         for (t, d) in dots.chunks_exact(GEMM_ROWS).enumerate() {
             // SAFETY: as in `per_tensor_block`.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), GEMM_ROWS) };
+            let dst = unsafe { p.out.slice(t * m_rows + m, GEMM_ROWS) };
             (c.kt.i2s_epilogue_row)(d, sums[t], scales[t], s, dst);
         }
         m += GEMM_ROWS;
@@ -287,7 +280,7 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
     let write = |t: usize, m: usize, dot: i32| {
         let v = i2s_epilogue(dot, acts.sum[t], acts.scale[t], s);
         // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to this task.
-        unsafe { *p.out.0.add(t * m_rows + m) = v }
+        unsafe { p.out.write(t * m_rows + m, v) }
     };
     let small = |m: usize, t0: usize, t1: usize| {
         let row = w.row(m);
@@ -322,7 +315,7 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
                     }
                     for (i, &v) in v.iter().enumerate() {
                         // SAFETY: as in `write`.
-                        unsafe { *p.out.0.add((t + i) * m_rows + m + r) = v }
+                        unsafe { p.out.write((t + i) * m_rows + m + r, v) }
                     }
                 }
                 t += 8;
@@ -346,8 +339,7 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
             for t in singles..t1 {
                 raw_matvec(kt, w, m, c.qrow(t), &mut dots);
                 // SAFETY: as in `write`; these outputs are contiguous.
-                let out =
-                    unsafe { std::slice::from_raw_parts_mut(p.out.0.add(t * m_rows + m), r1 - m) };
+                let out = unsafe { p.out.slice(t * m_rows + m, r1 - m) };
                 (kt.i2s_epilogue_row)(&dots, acts.sum[t], acts.scale[t], s, out);
             }
         }

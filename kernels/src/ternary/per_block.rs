@@ -71,7 +71,7 @@ pub(super) fn per_block_rows(c: &Ctx, p: &Part, scales: &[f32], r0: usize, r1: u
             for r in 0..GEMM_ROWS {
                 let v = acc[t * GEMM_ROWS + r] / c.acts.scale[t];
                 // SAFETY: (t, m + r) is in bounds and row m + r belongs to this task.
-                unsafe { *p.out.0.add(t * w.rows + m + r) = v }
+                unsafe { p.out.write(t * w.rows + m + r, v) }
             }
         }
         m += GEMM_ROWS;
@@ -88,7 +88,7 @@ fn per_block_tiles(c: &Ctx, p: &Part, scales: &[f32], r0: usize, r1: usize, ta: 
     let nb = k / SCALE_BLOCK;
     let write = |t: usize, m: usize, v: f32| {
         // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to this task.
-        unsafe { *p.out.0.add(t * m_rows + m) = v }
+        unsafe { p.out.write(t * m_rows + m, v) }
     };
     let block = |t: usize, b: usize| &c.qrow(t)[b * SCALE_BLOCK..(b + 1) * SCALE_BLOCK];
     let sums = c.block_sums;
