@@ -123,27 +123,27 @@ pub fn attend(
         // Keys seen by token t0 + i, and the blocks of every token of the tile.
         let n_keys = |i: usize| n_past + t0 + i + 1;
         let width = n_keys(t1 - t0 - 1);
-        let blocks = (0..width)
-            .step_by(KV_BLOCK)
-            .map(|p| p..(p + KV_BLOCK).min(width));
+        // Every (block, token) pair with keys in it, block by block: `(start, end, i)`.
+        let runs = || {
+            (0..width).step_by(KV_BLOCK).flat_map(move |start| {
+                (0..t1 - t0).filter_map(move |i| {
+                    let end = (start + KV_BLOCK).min(n_keys(i));
+                    (start < end).then_some((start, end, i))
+                })
+            })
+        };
         // scores[(i · group + h) · width + p]: token t0 + i, query head h of the group.
         let mut scores = vec![0f32; (t1 - t0) * group * width];
         let keys = kv.keys(g);
-        for b in blocks.clone() {
-            for i in 0..t1 - t0 {
-                let end = b.end.min(n_keys(i));
-                if b.start >= end {
-                    continue;
-                }
-                let qg = &q[(t0 + i) * q_dim + g * group * hd..][..group * hd];
-                for (h, qh) in qg.chunks_exact(hd).enumerate() {
-                    let s = &mut scores[(i * group + h) * width..][b.start..end];
-                    // Only the block's first read may miss the cache.
-                    let cold = i == 0 && h == 0;
-                    match keys {
-                        KvRun::F32(k) => ops::dot_rows(qh, &k[b.start * hd..], hd, s, cold),
-                        KvRun::F16(k) => ops::dot_rows_f16(qh, &k[2 * b.start * hd..], hd, s, cold),
-                    }
+        for (start, end, i) in runs() {
+            let qg = &q[(t0 + i) * q_dim + g * group * hd..][..group * hd];
+            for (h, qh) in qg.chunks_exact(hd).enumerate() {
+                let s = &mut scores[(i * group + h) * width..][start..end];
+                // Only the block's first read may miss the cache.
+                let cold = i == 0 && h == 0;
+                match keys {
+                    KvRun::F32(k) => ops::dot_rows(qh, &k[start * hd..], hd, s, cold),
+                    KvRun::F16(k) => ops::dot_rows_f16(qh, &k[2 * start * hd..], hd, s, cold),
                 }
             }
         }
@@ -161,19 +161,13 @@ pub fn attend(
             o(i).fill(0.0);
         }
         let values = kv.values(g);
-        for b in blocks {
-            for i in 0..t1 - t0 {
-                let end = b.end.min(n_keys(i));
-                if b.start >= end {
-                    continue;
-                }
-                for (h, oh) in o(i).chunks_exact_mut(hd).enumerate() {
-                    let w = &scores[(i * group + h) * width..][b.start..end];
-                    let cold = i == 0 && h == 0;
-                    match values {
-                        KvRun::F32(v) => ops::mix_rows(w, &v[b.start * hd..], hd, oh, cold),
-                        KvRun::F16(v) => ops::mix_rows_f16(w, &v[2 * b.start * hd..], hd, oh, cold),
-                    }
+        for (start, end, i) in runs() {
+            for (h, oh) in o(i).chunks_exact_mut(hd).enumerate() {
+                let w = &scores[(i * group + h) * width..][start..end];
+                let cold = i == 0 && h == 0;
+                match values {
+                    KvRun::F32(v) => ops::mix_rows(w, &v[start * hd..], hd, oh, cold),
+                    KvRun::F16(v) => ops::mix_rows_f16(w, &v[2 * start * hd..], hd, oh, cold),
                 }
             }
         }
