@@ -1,12 +1,7 @@
-//! The bitnet-gguf engine: model loading, forward pass, tokenizer, chat template, sampler,
-//! server and the CLI verbs.
+//! The bitnet-gguf engine (`engine`: model loading, forward pass, tokenizer, chat template,
+//! sampler, generation) and, with the default `serve` feature, the HTTP server and model store
+//! (`serve`). The command-line front end lives in the binary, not here.
 
-pub mod chat;
-pub mod cli;
-pub mod generate;
-pub mod json_constraint;
-pub mod model;
-pub mod sampler;
-pub mod server;
-pub mod store;
-pub mod tokenizer;
+pub mod engine;
+#[cfg(feature = "serve")]
+pub mod serve;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use bitnet_gguf::cli;
+mod cli;
 
 #[derive(Parser)]
 #[command(

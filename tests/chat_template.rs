@@ -7,7 +7,7 @@ mod tokenizer_support;
 use std::path::PathBuf;
 
 use bitnet_formats::Metadata;
-use bitnet_gguf::chat::{ChatMessage, ChatTemplate, TemplateSource, BITNET_2B4T_TEMPLATE};
+use bitnet_gguf::engine::chat::{ChatMessage, ChatTemplate, TemplateSource, BITNET_2B4T_TEMPLATE};
 use serde_json::Value as Json;
 
 fn chat_fixture(name: &str) -> Json {

@@ -5,7 +5,7 @@
 mod engine_support;
 
 use bitnet_formats::{GgufFile, GgufWriter, TensorSource, Value};
-use bitnet_gguf::model::{forward_batch, LoadOptions, Model};
+use bitnet_gguf::engine::model::{forward_batch, LoadOptions, Model};
 use engine_support::{load_model, repo_path};
 
 const TINY: &str = "models/tiny-bitnet-b1.58.gguf";

@@ -5,7 +5,7 @@
 
 mod engine_support;
 
-use bitnet_gguf::model::{KvType, LoadOptions, Model};
+use bitnet_gguf::engine::model::{KvType, LoadOptions, Model};
 use bitnet_tools::convert::{convert, ConvertOptions, WeightType};
 use engine_support::{
     check_prompt_with, load_model, load_prompts, repo_path, Comparison, RefPrompt, TOL,
@@ -136,10 +136,10 @@ fn bitnet_1bitllm_layout_matches_transformers() {
         WeightType::I2s(Default::default()),
         &tmp,
     );
-    assert_eq!(model.config().arch, bitnet_gguf::model::Arch::Bitnet);
+    assert_eq!(model.config().arch, bitnet_gguf::engine::model::Arch::Bitnet);
     assert_eq!(
         model.config().activation,
-        bitnet_gguf::model::Activation::Silu
+        bitnet_gguf::engine::model::Activation::Silu
     );
     check_all(
         "1bitllm-bitnet-style",
@@ -160,7 +160,7 @@ fn llama_packed_layout_matches_transformers() {
     let dir = "tests/fixtures/hf/hf1bitllm-llama-packed";
     let ty = WeightType::I2s(Default::default());
     let model = convert_fixture(dir, ty, &tmp);
-    assert_eq!(model.config().arch, bitnet_gguf::model::Arch::Llama);
+    assert_eq!(model.config().arch, bitnet_gguf::engine::model::Arch::Llama);
     assert!(!model.config().tied_output);
     let prompts_rel = "tests/fixtures/tiny-reference/hf1bitllm-llama-packed.prompts.json";
 

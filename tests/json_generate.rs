@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use bitnet_gguf::generate::{generate, FinishReason, GenerateParams};
-use bitnet_gguf::json_constraint::{JsonStatus, JsonValidator};
-use bitnet_gguf::model::{LoadOptions, Model};
-use bitnet_gguf::sampler::SamplerConfig;
+use bitnet_gguf::engine::generate::{generate, FinishReason, GenerateParams};
+use bitnet_gguf::engine::json_constraint::{JsonStatus, JsonValidator};
+use bitnet_gguf::engine::model::{LoadOptions, Model};
+use bitnet_gguf::engine::sampler::SamplerConfig;
 
 fn tiny_model() -> Model {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-bitnet-b1.58.gguf");

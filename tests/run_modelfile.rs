@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use bitnet_gguf::chat::ChatMessage;
-use bitnet_gguf::generate::{generate, GenerateParams};
-use bitnet_gguf::model::{LoadOptions, Model};
-use bitnet_gguf::sampler::SamplerConfig;
+use bitnet_gguf::engine::chat::ChatMessage;
+use bitnet_gguf::engine::generate::{generate, GenerateParams};
+use bitnet_gguf::engine::model::{LoadOptions, Model};
+use bitnet_gguf::engine::sampler::SamplerConfig;
 
 const QUESTION: &str = "Who is Mr. Knightley?";
 

@@ -1,6 +1,6 @@
 //! Sampler properties: greedy is argmax, seeds reproduce, each filter does what it says.
 
-use bitnet_gguf::sampler::{argmax, Sampler, SamplerConfig};
+use bitnet_gguf::engine::sampler::{argmax, Sampler, SamplerConfig};
 
 fn logits() -> Vec<f32> {
     // A fixed, bumpy distribution over 1000 tokens.

@@ -5,7 +5,7 @@ mod server_common;
 
 use std::time::Duration;
 
-use bitnet_gguf::server::client::{post_json, request};
+use bitnet_gguf::serve::http::client::{post_json, request};
 use serde_json::{json, Value};
 use server_common::{open_stream, start};
 

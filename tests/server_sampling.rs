@@ -6,8 +6,8 @@ mod server_common;
 
 use std::path::PathBuf;
 
-use bitnet_gguf::server::client::post_json;
-use bitnet_gguf::server::engine;
+use bitnet_gguf::serve::http::client::post_json;
+use bitnet_gguf::serve::http::engine;
 use serde_json::{json, Value};
 use server_common::start_with;
 

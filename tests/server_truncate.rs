@@ -7,7 +7,7 @@ mod server_common;
 
 use std::time::Duration;
 
-use bitnet_gguf::server::client::post_json;
+use bitnet_gguf::serve::http::client::post_json;
 use serde_json::{json, Value};
 use server_common::start;
 

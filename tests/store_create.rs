@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bitnet_gguf::store::{create, modelfile, CreateSpec, Store};
+use bitnet_gguf::serve::store::{create, modelfile, CreateSpec, Store};
 
 fn tiny() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-bitnet-b1.58.gguf")

@@ -5,7 +5,7 @@
 
 mod tokenizer_support;
 
-use bitnet_gguf::tokenizer::{PreTokenizerKind, Tokenizer};
+use bitnet_gguf::engine::tokenizer::{PreTokenizerKind, Tokenizer};
 use serde_json::Value as Json;
 use tokenizer_support::{read_json, tiny, tiny_metadata};
 
@@ -155,6 +155,6 @@ fn long_and_pathological_inputs_round_trip() {
 fn tokenizer_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Tokenizer>();
-    check::<bitnet_gguf::chat::ChatTemplate>();
-    check::<bitnet_gguf::sampler::Sampler>();
+    check::<bitnet_gguf::engine::chat::ChatTemplate>();
+    check::<bitnet_gguf::engine::sampler::Sampler>();
 }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use bitnet_formats::GgufFile;
-use bitnet_gguf::chat::{ChatMessage, ChatTemplate};
-use bitnet_gguf::tokenizer::Tokenizer;
+use bitnet_gguf::engine::chat::{ChatMessage, ChatTemplate};
+use bitnet_gguf::engine::tokenizer::Tokenizer;
 use serde_json::Value as Json;
 
 fn root() -> PathBuf {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use bitnet_formats::GgufFile;
-use bitnet_gguf::tokenizer::{ModelKind, PreTokenizerKind, Tokenizer};
+use bitnet_gguf::engine::tokenizer::{ModelKind, PreTokenizerKind, Tokenizer};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

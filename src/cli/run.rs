@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::chat::ChatMessage;
-use crate::generate::{generate, GenerateParams};
-use crate::model::{KvType, LoadOptions, Model};
-use crate::sampler::SamplerConfig;
+use bitnet_gguf::engine::chat::ChatMessage;
+use bitnet_gguf::engine::generate::{generate, GenerateParams};
+use bitnet_gguf::engine::model::{KvType, LoadOptions, Model};
+use bitnet_gguf::engine::sampler::SamplerConfig;
 
 use super::run_modelfile;
-use crate::store::Entry;
+use bitnet_gguf::serve::store::Entry;
 
 /// The model `run` uses when no `-m` is given (committed to the repository).
 pub const DEFAULT_MODEL: &str = "models/tiny-bitnet-b1.58.gguf";
@@ -201,7 +201,7 @@ pub fn default_model_path() -> Option<PathBuf> {
 
 fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Result<Model> {
     let path = match &args.model {
-        Some(m) => crate::store::resolve_model(m)?,
+        Some(m) => bitnet_gguf::serve::store::resolve_model(m)?,
         None if allow_default => default_model_path().with_context(|| {
             format!("no -m given and the default model {DEFAULT_MODEL} was not found")
         })?,

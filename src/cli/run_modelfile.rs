@@ -4,20 +4,20 @@
 
 use anyhow::{Context, Result};
 
-use crate::chat::{ChatMessage, ChatTemplate};
-use crate::generate::GenerateParams;
-use crate::model::Model;
+use bitnet_gguf::engine::chat::{ChatMessage, ChatTemplate};
+use bitnet_gguf::engine::generate::GenerateParams;
+use bitnet_gguf::engine::model::Model;
 
 use super::run::{ModelArgs, SamplingArgs};
-use crate::sampler::SamplerConfig;
-use crate::server::backend::ChatTurn;
-use crate::server::gotemplate;
-use crate::server::options::RunOptions;
-use crate::store::{Entry, ModelName, Store};
+use bitnet_gguf::engine::sampler::SamplerConfig;
+use bitnet_gguf::serve::http::backend::ChatTurn;
+use bitnet_gguf::serve::gotemplate;
+use bitnet_gguf::serve::options::RunOptions;
+use bitnet_gguf::serve::store::{Entry, ModelName, Store};
 
 /// The store entry for `name` when it is a model name rather than a file.
 pub fn store_entry(name: &str) -> Result<Option<Entry>> {
-    if crate::store::expand_tilde(name).is_file() || ModelName::parse(name).is_err() {
+    if bitnet_gguf::serve::store::expand_tilde(name).is_file() || ModelName::parse(name).is_err() {
         return Ok(None); // a file, or not a name: resolving it as a file reports the error
     }
     Store::from_env(None).open(name)

@@ -5,15 +5,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::{self, options::KeepAlive, LoadSettings, ServeConfig};
-use crate::store::{self, Store};
+use bitnet_gguf::serve::options::KeepAlive;
+use bitnet_gguf::serve::http::{self, LoadSettings, ServeConfig};
+use bitnet_gguf::serve::store::{self, Store};
 
 mod server_verbs;
 mod store_verbs;
 
 pub use server_verbs::{ps, pull, stop, PsArgs, PullArgs, StopArgs};
 pub use store_verbs::{
-    cp, create, human_bytes, human_time, list, rm, show, table, CpArgs, CreateArgs, ListArgs,
+    cp, create, list, rm, show, CpArgs, CreateArgs, ListArgs,
     RmArgs, ShowArgs,
 };
 
@@ -23,7 +24,7 @@ fn env_or<T: std::str::FromStr>(name: &str) -> Option<T> {
 
 /// OLLAMA_KV_CACHE_TYPE, when it names a type we store (f32, f16). Ollama also accepts
 /// q8_0 and q4_0 and falls back to its default for what it cannot use; so do we, saying so.
-fn kv_type_from_env() -> crate::model::KvType {
+fn kv_type_from_env() -> bitnet_gguf::engine::model::KvType {
     let Ok(v) = std::env::var("OLLAMA_KV_CACHE_TYPE") else {
         return Default::default();
     };
@@ -72,7 +73,7 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
     /// KV cache type: f32 or f16 (default from OLLAMA_KV_CACHE_TYPE, else f32).
     #[arg(long = "kv-type")]
-    pub kv_type: Option<crate::model::KvType>,
+    pub kv_type: Option<bitnet_gguf::engine::model::KvType>,
     /// Requests that may wait for a slot; more get 503.
     #[arg(long)]
     pub max_queue: Option<usize>,
@@ -95,7 +96,7 @@ pub struct ServeArgs {
 
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let (env_host, env_port) =
-        server::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
+        http::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
     let host = args.host.clone().unwrap_or(env_host);
     let port = args.port.unwrap_or(env_port);
     let ip: std::net::IpAddr = match host.as_str() {
@@ -109,7 +110,7 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         .clone()
         .or_else(|| std::env::var("OLLAMA_KEEP_ALIVE").ok())
     {
-        Some(s) => server::options::parse_go_duration(&s)
+        Some(s) => bitnet_gguf::serve::options::parse_go_duration(&s)
             .ok_or_else(|| anyhow::anyhow!("bad keep-alive {s:?}"))?,
         None => KeepAlive::For(Duration::from_secs(300)),
     };
@@ -183,5 +184,5 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.load.n_slots,
         config.store.root.display()
     );
-    rt.block_on(server::run(config, server::engine::loader()))
+    rt.block_on(http::run(config, http::engine::loader()))
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bitnet_gguf::model::{LoadOptions, Model};
+use bitnet_gguf::engine::model::{LoadOptions, Model};
 use serde_json::Value;
 
 /// Logit tolerance from the fixtures' README: int8 activation rounding ties flip in any

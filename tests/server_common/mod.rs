@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitnet_gguf::server::backend::{
+use bitnet_gguf::serve::http::backend::{
     Backend, ChatTurn, ModelMeta, Sampling, TextModel, TokenSampler,
 };
-use bitnet_gguf::server::options::KeepAlive;
-use bitnet_gguf::server::scheduler::{self, SchedConfig};
-use bitnet_gguf::server::{self, LoadSettings, Loader, ServeConfig};
-use bitnet_gguf::store::Store;
+use bitnet_gguf::serve::options::KeepAlive;
+use bitnet_gguf::serve::http::scheduler::{self, SchedConfig};
+use bitnet_gguf::serve::http::{self, LoadSettings, Loader, ServeConfig};
+use bitnet_gguf::serve::store::Store;
 
 pub const BOS: u32 = 1;
 pub const EOS: u32 = 2;
@@ -28,7 +28,7 @@ pub struct Fake {
 pub struct Greedy;
 impl TokenSampler for Greedy {
     fn sample(&mut self, logits: &[f32], _h: &[u32]) -> u32 {
-        bitnet_gguf::server::backend::argmax(logits)
+        bitnet_gguf::serve::http::backend::argmax(logits)
     }
 }
 
@@ -225,7 +225,7 @@ pub fn start_with(
             addr_tx
                 .send(listener.local_addr().unwrap().to_string())
                 .unwrap();
-            server::run_on(listener, config, loader, async {
+            http::run_on(listener, config, loader, async {
                 let _ = rx.await;
             })
             .await

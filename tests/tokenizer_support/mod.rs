@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use bitnet_formats::{Metadata, Value, ValueType};
-use bitnet_gguf::tokenizer::Tokenizer;
+use bitnet_gguf::engine::tokenizer::Tokenizer;
 use serde_json::Value as Json;
 
 pub fn fixture(name: &str) -> PathBuf {

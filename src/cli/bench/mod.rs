@@ -12,7 +12,7 @@ use bitnet_kernels::KernelPath;
 mod probes;
 
 use probes::median;
-pub use probes::{measure_read_bandwidth, BandwidthProbe, ComputeProbe};
+pub use probes::{BandwidthProbe, ComputeProbe};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -42,7 +42,7 @@ pub struct BenchArgs {
     pub pool: Option<String>,
     /// KV cache type: f32 (default) or f16.
     #[arg(long = "kv-type", default_value = "f32")]
-    pub kv_type: crate::model::KvType,
+    pub kv_type: bitnet_gguf::engine::model::KvType,
     /// Tokens already in the context before each test, untimed (llama-bench's -d): decode
     /// at depth reads the KV cache as well as the weights.
     #[arg(short = 'd', long = "depth", default_value_t = 0)]
@@ -85,7 +85,7 @@ fn spread(v: &[f64]) -> f64 {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    use crate::model::{LoadOptions, Model};
+    use bitnet_gguf::engine::model::{LoadOptions, Model};
     if let Some(k) = &args.kernels {
         let path =
             KernelPath::from_name(k).with_context(|| format!("unknown kernel path {k:?}"))?;
@@ -259,7 +259,7 @@ fn display_name(p: &Path) -> String {
 mod tests {
     use super::*;
     use crate::cli::dummy::{dummy, DummyArgs};
-    use crate::model::{LoadOptions, Model};
+    use bitnet_gguf::engine::model::{LoadOptions, Model};
 
     fn write_dummy(dir: &Path, ty: &str) -> PathBuf {
         let out = dir.join(format!("tiny-{ty}.gguf"));

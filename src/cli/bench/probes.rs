@@ -108,11 +108,6 @@ impl BandwidthProbe {
     }
 }
 
-/// One-off read bandwidth in GB/s (six passes).
-pub fn measure_read_bandwidth(threads: usize) -> Result<f64> {
-    Ok(BandwidthProbe::new(threads)?.measure(6))
-}
-
 /// Wrapping sum of `c` read as four equal streams in lockstep, 64 bytes from each in turn.
 fn sum_four_streams(c: &[u64], ahead: usize) -> u64 {
     let len = c.len() / 32 * 8;
@@ -201,7 +196,7 @@ mod tests {
 
     #[test]
     fn bandwidth_and_stats() {
-        assert!(measure_read_bandwidth(1).unwrap() > 0.0);
+        assert!(BandwidthProbe::new(1).unwrap().measure(6) > 0.0);
         let mut probe = BandwidthProbe::new(2).unwrap();
         assert_eq!((probe.passes().count(), probe.passes().median()), (0, 0.0));
         let best = probe.measure(3);

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::server::client;
-use crate::store;
+use bitnet_gguf::serve::http::client;
+use bitnet_gguf::serve::store;
 
 use super::store_verbs::{human_bytes, human_time, table};
 
@@ -140,6 +140,6 @@ mod tests {
         );
         assert_eq!(t, "NAME             ID\nbitnet:latest    abc\n");
         let t0 = parse_rfc3339_secs("2026-11-22T01:52:00.5+01:00").unwrap();
-        assert_eq!(crate::server::http::rfc3339(t0), "2026-11-22T00:52:00Z");
+        assert_eq!(bitnet_gguf::serve::http::reply::rfc3339(t0), "2026-11-22T00:52:00Z");
     }
 }

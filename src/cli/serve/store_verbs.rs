@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::server::{self, client};
-use crate::store::{self, gguf_info, modelfile, params, CreateSpec, Store};
+use bitnet_gguf::serve::http::{self, client};
+use bitnet_gguf::serve::store::{self, gguf_info, modelfile, params, CreateSpec, Store};
 
 #[derive(clap::Args)]
 pub struct CreateArgs {
@@ -201,7 +201,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     if args.modelfile {
         print!(
             "{}",
-            server::routes_store::modelfile_text(&args.model, &path, e)
+            http::routes_store::modelfile_text(&args.model, &path, e)
         );
         return Ok(());
     }

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::http::{ok_json, parse_body, rfc3339, ApiError};
+use super::reply::{ok_json, parse_body, rfc3339, ApiError};
 use super::prompt;
 use super::stream;
 use super::SharedState;
-use crate::store::{self, gguf_info, manifest, params, Base, CreateSpec, Entry, Message};
+use crate::serve::store::{self, gguf_info, manifest, params, Base, CreateSpec, Entry, Message};
 
 pub fn details(e: &Entry) -> Value {
     json!({"parent_model": "", "format": if e.config.model_format.is_empty() { "gguf" } else { &e.config.model_format },

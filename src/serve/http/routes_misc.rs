@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::backend::ChatTurn;
-use super::http::{ok_json, parse_body, ApiError};
+use super::reply::{ok_json, parse_body, ApiError};
 use super::scheduler::WorkerHandle;
 use super::{prompt, SharedState, OLLAMA_COMPAT_VERSION};
 

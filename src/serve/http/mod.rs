@@ -4,11 +4,9 @@
 pub mod backend;
 pub mod client;
 pub mod engine;
-pub mod gotemplate;
-pub mod http;
+pub mod reply;
 pub mod metrics;
 pub mod models;
-pub mod options;
 pub mod prompt;
 pub mod routes_misc;
 pub mod routes_ollama;
@@ -29,10 +27,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::Router;
 
-use crate::store::Store;
+use crate::serve::store::Store;
 use metrics::Metrics;
 use models::Models;
-use options::KeepAlive;
+use crate::serve::options::KeepAlive;
 use scheduler::WorkerHandle;
 
 /// The version reported on `/api/version`: a recent Ollama release, for clients that gate
@@ -47,7 +45,7 @@ pub struct LoadSettings {
     pub n_ctx: Option<usize>,
     pub threads: Option<usize>,
     pub max_queue: usize,
-    pub kv_type: crate::model::KvType,
+    pub kv_type: crate::engine::model::KvType,
 }
 
 /// Loads a GGUF and starts its scheduler (the real engine, or a fake one in tests).
@@ -111,7 +109,7 @@ async fn cors_and_auth(
         if authorized {
             next.run(req).await
         } else {
-            let e = http::ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key");
+            let e = reply::ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key");
             let e = if path.starts_with("/v1/") {
                 e.openai()
             } else {

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use super::http::ApiError;
+use super::reply::ApiError;
 use super::metrics::Metrics;
-use super::options::KeepAlive;
+use crate::serve::options::KeepAlive;
 use super::scheduler::WorkerHandle;
 use super::{AppState, Loader};
-use crate::store::Entry;
+use crate::serve::store::Entry;
 
 /// A request's model: its display name, its GGUF, and the store entry when it has one.
 #[derive(Clone, Debug)]

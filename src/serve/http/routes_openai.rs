@@ -11,13 +11,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::backend::ChatTurn;
-use super::http::{ok_json, parse_body, unix_secs, ApiError};
+use super::reply::{ok_json, parse_body, unix_secs, ApiError};
 use super::prompt;
 use super::routes_ollama::{embed_texts, string_inputs, JsonFormat};
 use super::scheduler::{Done, Event, Finish};
 use super::stream;
 use super::SharedState;
-use crate::json_constraint::schema::Shape;
+use crate::engine::json_constraint::schema::Shape;
 
 #[derive(Deserialize, Default)]
 struct StreamOptions {
@@ -151,7 +151,7 @@ fn timings(d: &Done) -> Value {
 }
 
 fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", super::options::random_seed())
+    format!("{prefix}-{:016x}", crate::serve::options::random_seed())
 }
 
 enum Kind {

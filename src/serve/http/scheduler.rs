@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, Sampling, TextModel, TokenSampler};
 use super::metrics::Metrics;
-use crate::json_constraint::schema::Shape;
-use crate::json_constraint::{JsonConstraint, JsonStatus};
+use crate::engine::json_constraint::schema::Shape;
+use crate::engine::json_constraint::{JsonConstraint, JsonStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {

@@ -151,13 +151,13 @@ fn constrained_sample_prefers_the_sampler_and_masks_the_rest() {
     let mut calls = 0;
     let mut greedy = |l: &[f32]| {
         calls += 1;
-        crate::sampler::argmax(l)
+        crate::engine::sampler::argmax(l)
     };
     let got = constrained_sample(&logits, &mut greedy, &mut |t| t == 2);
     assert_eq!(got, Some(2));
     assert_eq!(calls, 3);
     // The top choice is taken directly when allowed.
-    let mut greedy = |l: &[f32]| crate::sampler::argmax(l);
+    let mut greedy = |l: &[f32]| crate::engine::sampler::argmax(l);
     assert_eq!(
         constrained_sample(&logits, &mut greedy, &mut |_| true),
         Some(0)
@@ -449,7 +449,7 @@ fn prose_loving_model(schema: Option<Arc<Shape>>, budgets: &[usize]) {
                 for &p in &prose {
                     logits[p as usize] += 3.0;
                 }
-                let mut sample = |l: &[f32]| crate::sampler::argmax(l);
+                let mut sample = |l: &[f32]| crate::engine::sampler::argmax(l);
                 let t = c
                     .pick(
                         &logits,

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::chat::{ChatMessage, ChatTemplate};
-use crate::model::{forward_batch, KvType, LoadOptions, Model, Session};
-use crate::sampler::{Sampler, SamplerConfig};
-use crate::store::gguf_info;
-use crate::tokenizer::Tokenizer;
+use crate::engine::chat::{ChatMessage, ChatTemplate};
+use crate::engine::model::{forward_batch, KvType, LoadOptions, Model, Session};
+use crate::engine::sampler::{Sampler, SamplerConfig};
+use crate::serve::store::gguf_info;
+use crate::engine::tokenizer::Tokenizer;
 
 use super::backend::{Backend, ChatTurn, ModelMeta, Sampling, TextModel, TokenSampler};
 use super::scheduler::{self, SchedConfig};

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::backend::ChatTurn;
+use crate::serve::http::backend::ChatTurn;
 
 /// A Modelfile `TEMPLATE` written in Jinja rather than Go.
 pub fn looks_like_jinja(t: &str) -> bool {
@@ -315,7 +315,7 @@ fn eval(e: &Expr, dot: &Value, root: &Value) -> Result<Value, String> {
                     _ => 0,
                 }),
                 "json" => Value::String(arg(0).to_string()),
-                "currentDate" => Value::String(super::http::now_rfc3339()[..10].to_string()),
+                "currentDate" => Value::String(crate::serve::http::reply::now_rfc3339()[..10].to_string()),
                 other => return Err(format!("function {other:?} is not supported")),
             }
         }

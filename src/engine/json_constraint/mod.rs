@@ -531,15 +531,11 @@ fn number_step(phase: NumPhase, b: u8) -> Option<NumPhase> {
     })
 }
 
-#[path = "json_constraint_closing.rs"]
 mod closing;
-#[path = "json_constraint_pick.rs"]
 mod pick;
-#[path = "json_constraint_schema.rs"]
 pub mod schema;
 
 pub use pick::{constrained_sample, token_allowed, JsonConstraint};
 
 #[cfg(test)]
-#[path = "json_constraint_tests.rs"]
 mod tests;

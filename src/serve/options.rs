@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use std::sync::Arc;
 
-use super::backend::Sampling;
-use crate::json_constraint::schema::Shape;
-use crate::store::params::{kind_of, Kind};
+use crate::serve::http::backend::Sampling;
+use crate::engine::json_constraint::schema::Shape;
+use crate::serve::store::params::{kind_of, Kind};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOptions {

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bitnet_formats::GgufFile;
 
-use crate::chat::ChatTemplate;
-use crate::tokenizer::Tokenizer;
+use crate::engine::chat::ChatTemplate;
+use crate::engine::tokenizer::Tokenizer;
 
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
 pub use kv_cache::KvType;

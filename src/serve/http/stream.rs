@@ -11,9 +11,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
-use super::http::ApiError;
+use super::reply::ApiError;
 use super::models::ResolvedModel;
-use super::options::{KeepAlive, RunOptions};
+use crate::serve::options::{KeepAlive, RunOptions};
 use super::scheduler::{Done, Event, GenRequest, SubmitError, WorkerHandle};
 use super::AppState;
 

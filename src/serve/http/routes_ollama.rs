@@ -10,14 +10,14 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::backend::ChatTurn;
-use super::http::{now_rfc3339, ok_json, parse_body, ApiError};
+use super::reply::{now_rfc3339, ok_json, parse_body, ApiError};
 use super::models::ResolvedModel;
-use super::options::{parse_keep_alive, KeepAlive};
+use crate::serve::options::{parse_keep_alive, KeepAlive};
 use super::prompt;
 use super::scheduler::{Done, Event, Finish, WorkerHandle};
 use super::stream::{self, Started};
 use super::{AppState, SharedState};
-use crate::json_constraint::schema::Shape;
+use crate::engine::json_constraint::schema::Shape;
 
 #[derive(Deserialize, Default)]
 pub struct GenerateRequest {
@@ -222,7 +222,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
             content: text_prompt,
         });
         let render = |turns: &[ChatTurn]| match &req.template {
-            Some(t) if !t.is_empty() => super::gotemplate::render_chat(t, turns)
+            Some(t) if !t.is_empty() => crate::serve::gotemplate::render_chat(t, turns)
                 .map_err(|e| ApiError::bad_request(format!("template error: {e}"))),
             _ => prompt::render_messages(&model, &*text, turns),
         };

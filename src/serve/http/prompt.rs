@@ -5,12 +5,12 @@
 use serde_json::{Map, Value};
 
 use super::backend::{ChatTurn, TextModel};
-use super::gotemplate;
-use super::http::ApiError;
+use crate::serve::gotemplate;
+use super::reply::ApiError;
 use super::models::ResolvedModel;
-use super::options::RunOptions;
+use crate::serve::options::RunOptions;
 use super::AppState;
-use crate::store::ModelName;
+use crate::serve::store::ModelName;
 
 pub fn resolve(state: &AppState, name: &str) -> Result<ResolvedModel, ApiError> {
     if name.trim().is_empty() {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::json_constraint::{JsonConstraint, JsonStatus};
-use crate::model::Session;
-use crate::sampler::{Sampler, SamplerConfig};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::engine::json_constraint::{JsonConstraint, JsonStatus};
+use crate::engine::model::Session;
+use crate::engine::sampler::{Sampler, SamplerConfig};
+use crate::engine::tokenizer::{StreamDecoder, Tokenizer};
 
 #[derive(Clone, Debug, Default)]
 pub struct GenerateParams {

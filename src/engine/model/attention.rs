@@ -184,7 +184,7 @@ pub fn attend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kv_cache::{KvCache, KvType};
+    use crate::engine::model::kv_cache::{KvCache, KvType};
 
     #[test]
     fn neox_rotates_pairs_half_apart() {
