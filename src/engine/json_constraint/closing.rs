@@ -1,8 +1,9 @@
 //! How much text at least is still needed to close the output: what the budget rule of the
 //! module comment compares with the tokens left.
 
+use super::lex::{Escape, Lex};
 use super::schema::{self, Shape};
-use super::{Escape, Expect, JsonValidator, Lex};
+use super::{Expect, JsonValidator};
 
 impl JsonValidator {
     /// Length of the shortest text that completes the object (0 when complete, `usize::MAX`

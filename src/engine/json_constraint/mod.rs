@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use lex::{number_step, string_start, Escape, Lex, NumPhase};
 use schema::Shape;
 
 /// Longest run of whitespace accepted between tokens, so a model cannot loop on blanks forever.
@@ -73,64 +74,6 @@ enum Expect {
     ValueOrEnd,
     CommaOrEnd,
     Done,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Escape {
-    None,
-    Backslash,
-    /// Inside `\uXXXX`: hex digits still to read and the value so far.
-    Unicode {
-        left: u8,
-        value: u16,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NumPhase {
-    Minus,
-    Zero,
-    Int,
-    Dot,
-    Frac,
-    Exp,
-    ExpSign,
-    ExpDigits,
-    /// Two exponent digits: the most allowed, so every number stays within f64's range
-    /// (serde_json refuses `1e400`).
-    ExpDigits2,
-}
-
-impl NumPhase {
-    fn can_end(self) -> bool {
-        matches!(
-            self,
-            NumPhase::Zero
-                | NumPhase::Int
-                | NumPhase::Frac
-                | NumPhase::ExpDigits
-                | NumPhase::ExpDigits2
-        )
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Lex {
-    #[default]
-    None,
-    Str {
-        key: bool,
-        escape: Escape,
-        /// UTF-8 continuation bytes still expected.
-        utf8_left: u8,
-        /// A `\uD800`–`\uDBFF` escape was read; the next thing must be a low-surrogate escape.
-        need_low: bool,
-        /// Bytes of JSON text since the opening quote.
-        len: usize,
-    },
-    /// Phase, length, and whether only an integer is allowed.
-    Num(NumPhase, usize, bool),
-    Lit(&'static [u8], usize),
 }
 
 /// Incremental validator of a JSON object, fed byte by byte (cheap to clone for look-ahead).
@@ -503,35 +446,8 @@ impl JsonValidator {
     }
 }
 
-fn string_start(key: bool) -> Lex {
-    Lex::Str {
-        key,
-        escape: Escape::None,
-        utf8_left: 0,
-        need_low: false,
-        len: 0,
-    }
-}
-
-/// Next number phase after `b`, or `None` when `b` is not part of the number.
-fn number_step(phase: NumPhase, b: u8) -> Option<NumPhase> {
-    use NumPhase::*;
-    let digit = b.is_ascii_digit();
-    Some(match (phase, b) {
-        (Minus, b'0') => Zero,
-        (Minus, _) if digit => Int,
-        (Int, _) if digit => Int,
-        (Zero | Int, b'.') => Dot,
-        (Dot | Frac, _) if digit => Frac,
-        (Zero | Int | Frac, b'e' | b'E') => Exp,
-        (Exp, b'+' | b'-') => ExpSign,
-        (Exp | ExpSign, _) if digit => ExpDigits,
-        (ExpDigits, _) if digit => ExpDigits2,
-        _ => return None,
-    })
-}
-
 mod closing;
+mod lex;
 mod pick;
 pub mod schema;
 

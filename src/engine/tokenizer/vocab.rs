@@ -1,6 +1,6 @@
 //! Reading the `tokenizer.ggml.*` metadata keys into plain data.
 
-use bitnet_formats::{Metadata, Value};
+use bitnet_formats::{Array, Metadata, Value};
 
 use super::pretokenize::PreTokenizerKind;
 use super::TokenizerError;
@@ -126,61 +126,20 @@ impl Vocab {
             return Err(bad("tokenizer.ggml.tokens", "has too many entries"));
         }
 
-        let kinds = match meta.get_array("tokenizer.ggml.token_type") {
-            Some(array) => {
-                let codes = array
-                    .as_i32s()
-                    .ok_or_else(|| bad("tokenizer.ggml.token_type", "is not an integer array"))?;
-                if codes.len() != n {
-                    return Err(bad(
-                        "tokenizer.ggml.token_type",
-                        format!("has {} entries for {n} tokens", codes.len()),
-                    ));
-                }
-                codes.into_iter().map(TokenKind::from_gguf).collect()
-            }
-            None => vec![TokenKind::Normal; n],
-        };
-
-        let scores = match meta.get_array("tokenizer.ggml.scores") {
-            Some(array) => {
-                let scores = array
-                    .as_f32s()
-                    .ok_or_else(|| bad("tokenizer.ggml.scores", "is not a float array"))?;
-                if scores.len() != n {
-                    return Err(bad(
-                        "tokenizer.ggml.scores",
-                        format!("has {} entries for {n} tokens", scores.len()),
-                    ));
-                }
-                scores
-            }
-            None => vec![0.0; n],
-        };
-
-        let merges = match strings(meta, "tokenizer.ggml.merges")? {
-            Some(list) => list
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    // Byte-level tokens never contain a space (it is `Ġ`), so the first space
-                    // after the first character separates the pair.
-                    let split = m
-                        .char_indices()
-                        .skip(1)
-                        .find(|&(_, c)| c == ' ')
-                        .map(|(i, _)| i);
-                    match split {
-                        Some(at) => Ok((m[..at].to_string(), m[at + 1..].to_string())),
-                        None => Err(bad(
-                            "tokenizer.ggml.merges",
-                            format!("entry {i} ({m:?}) is not two tokens separated by a space"),
-                        )),
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => Vec::new(),
-        };
+        let mut kinds = per_token(
+            meta,
+            "tokenizer.ggml.token_type",
+            n,
+            Array::as_i32s,
+            "an integer",
+        )?
+        .map_or_else(
+            || vec![TokenKind::Normal; n],
+            |codes| codes.into_iter().map(TokenKind::from_gguf).collect(),
+        );
+        let scores = per_token(meta, "tokenizer.ggml.scores", n, Array::as_f32s, "a float")?
+            .unwrap_or_else(|| vec![0.0; n]);
+        let merges = merges(meta)?;
         if model == ModelKind::BytePairBpe && merges.is_empty() {
             return Err(TokenizerError::MissingKey("tokenizer.ggml.merges"));
         }
@@ -193,31 +152,7 @@ impl Vocab {
             ModelKind::SentencePiece => None,
         };
 
-        let mut kinds = kinds;
-        let bos = token_id(meta, "tokenizer.ggml.bos_token_id", n)?;
-        let eos = token_id(meta, "tokenizer.ggml.eos_token_id", n)?;
-        let mut eot = token_id(meta, "tokenizer.ggml.eot_token_id", n)?;
-        let eom = token_id(meta, "tokenizer.ggml.eom_token_id", n)?;
-        let unk = token_id(meta, "tokenizer.ggml.unknown_token_id", n)?;
-        let pad = token_id(meta, "tokenizer.ggml.padding_token_id", n)?;
-        if eot.is_none() {
-            // Files converted without `eot_token_id` (the official BitNet 2B4T GGUF among
-            // them) still end turns with `<|eot_id|>`.
-            eot = tokens
-                .iter()
-                .position(|t| t == "<|eot_id|>" || t == "<|im_end|>" || t == "<end_of_turn>")
-                .map(|i| i as u32);
-        }
-        // Without a token-type array the declared specials are still control tokens, so
-        // they are matched in text and skipped when decoding.
-        for id in [bos, eos, eot, eom, pad].into_iter().flatten() {
-            if kinds[id as usize] == TokenKind::Normal
-                && meta.get("tokenizer.ggml.token_type").is_none()
-            {
-                kinds[id as usize] = TokenKind::Control;
-            }
-        }
-
+        let specials = Specials::from_gguf(meta, &tokens, &mut kinds)?;
         let is_llama3_bpe = pre == Some(PreTokenizerKind::Llama3);
         let default_add_bos = match model {
             ModelKind::SentencePiece => true,
@@ -240,16 +175,116 @@ impl Vocab {
             kinds,
             scores,
             merges,
+            bos: specials.bos,
+            eos: specials.eos,
+            eot: specials.eot,
+            eom: specials.eom,
+            unk: specials.unk,
+            pad: specials.pad,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+            ignore_merges: is_llama3_bpe,
+        })
+    }
+}
+
+/// The one-per-token array under `key`, checked to hold `n` values of the right type.
+fn per_token<T>(
+    meta: &Metadata,
+    key: &str,
+    n: usize,
+    values: fn(&Array) -> Option<Vec<T>>,
+    kind: &str,
+) -> Result<Option<Vec<T>>, TokenizerError> {
+    let Some(array) = meta.get_array(key) else {
+        return Ok(None);
+    };
+    let values = values(array).ok_or_else(|| bad(key, format!("is not {kind} array")))?;
+    if values.len() != n {
+        return Err(bad(
+            key,
+            format!("has {} entries for {n} tokens", values.len()),
+        ));
+    }
+    Ok(Some(values))
+}
+
+/// `tokenizer.ggml.merges`: each entry two token texts separated by a space.
+fn merges(meta: &Metadata) -> Result<Vec<(String, String)>, TokenizerError> {
+    Ok(match strings(meta, "tokenizer.ggml.merges")? {
+        Some(list) => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                // Byte-level tokens never contain a space (it is `Ġ`), so the first space
+                // after the first character separates the pair.
+                let split = m
+                    .char_indices()
+                    .skip(1)
+                    .find(|&(_, c)| c == ' ')
+                    .map(|(i, _)| i);
+                match split {
+                    Some(at) => Ok((m[..at].to_string(), m[at + 1..].to_string())),
+                    None => Err(bad(
+                        "tokenizer.ggml.merges",
+                        format!("entry {i} ({m:?}) is not two tokens separated by a space"),
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    })
+}
+
+/// The special token ids a vocabulary declares.
+struct Specials {
+    bos: Option<u32>,
+    eos: Option<u32>,
+    eot: Option<u32>,
+    eom: Option<u32>,
+    unk: Option<u32>,
+    pad: Option<u32>,
+}
+
+impl Specials {
+    /// Reads the ids and marks the declared ones as control tokens where the file gives no
+    /// token types.
+    fn from_gguf(
+        meta: &Metadata,
+        tokens: &[String],
+        kinds: &mut [TokenKind],
+    ) -> Result<Specials, TokenizerError> {
+        let bos = token_id(meta, "tokenizer.ggml.bos_token_id", tokens.len())?;
+        let eos = token_id(meta, "tokenizer.ggml.eos_token_id", tokens.len())?;
+        let mut eot = token_id(meta, "tokenizer.ggml.eot_token_id", tokens.len())?;
+        let eom = token_id(meta, "tokenizer.ggml.eom_token_id", tokens.len())?;
+        let unk = token_id(meta, "tokenizer.ggml.unknown_token_id", tokens.len())?;
+        let pad = token_id(meta, "tokenizer.ggml.padding_token_id", tokens.len())?;
+        if eot.is_none() {
+            // Files converted without `eot_token_id` (the official BitNet 2B4T GGUF among
+            // them) still end turns with `<|eot_id|>`.
+            eot = tokens
+                .iter()
+                .position(|t| t == "<|eot_id|>" || t == "<|im_end|>" || t == "<end_of_turn>")
+                .map(|i| i as u32);
+        }
+        // Without a token-type array the declared specials are still control tokens, so
+        // they are matched in text and skipped when decoding.
+        for id in [bos, eos, eot, eom, pad].into_iter().flatten() {
+            if kinds[id as usize] == TokenKind::Normal
+                && meta.get("tokenizer.ggml.token_type").is_none()
+            {
+                kinds[id as usize] = TokenKind::Control;
+            }
+        }
+        Ok(Specials {
             bos,
             eos,
             eot,
             eom,
             unk,
             pad,
-            add_bos,
-            add_eos,
-            add_space_prefix,
-            ignore_merges: is_llama3_bpe,
         })
     }
 }

@@ -27,130 +27,153 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
+        let count = |c: &AtomicU64| g(c).to_string();
+        let secs = |c: &AtomicU64| format!("{:.6}", g(c) as f64 / 1e9);
+        // Throughputs scale tokens per nanosecond to per second in f64: counters times 1e9 can
+        // overflow u64.
+        let ratio = |n: f64, d: u64| format!("{:.3}", if d == 0 { 0.0 } else { n / d as f64 });
+        let prompt_evaluated =
+            g(&self.prompt_tokens_total).saturating_sub(g(&self.prompt_cached_tokens_total));
+        let rows: [(&str, &str, &str, String); 15] = [
+            (
+                "requests_total",
+                COUNTER,
+                "Inference requests received.",
+                count(&self.requests_total),
+            ),
+            (
+                "requests_failed_total",
+                COUNTER,
+                "Inference requests that ended in an error.",
+                count(&self.requests_failed_total),
+            ),
+            (
+                "requests_rejected_total",
+                COUNTER,
+                "Requests refused because the queue was full (503).",
+                count(&self.requests_rejected_total),
+            ),
+            (
+                "prompt_tokens_total",
+                COUNTER,
+                "Prompt tokens processed (cached ones included).",
+                count(&self.prompt_tokens_total),
+            ),
+            (
+                "prompt_cached_tokens_total",
+                COUNTER,
+                "Prompt tokens reused from a slot's KV cache.",
+                count(&self.prompt_cached_tokens_total),
+            ),
+            (
+                "prompt_seconds_total",
+                COUNTER,
+                "Prompt processing time.",
+                secs(&self.prompt_ns_total),
+            ),
+            (
+                "tokens_predicted_total",
+                COUNTER,
+                "Generated tokens.",
+                count(&self.tokens_predicted_total),
+            ),
+            (
+                "tokens_predicted_seconds_total",
+                COUNTER,
+                "Time spent in decode steps.",
+                secs(&self.tokens_predicted_ns_total),
+            ),
+            (
+                "prompt_tokens_seconds",
+                GAUGE,
+                "Average prompt throughput in tokens/s.",
+                ratio(prompt_evaluated as f64 * 1e9, g(&self.prompt_ns_total)),
+            ),
+            (
+                "predicted_tokens_seconds",
+                GAUGE,
+                "Average generation throughput in tokens/s (all slots together).",
+                ratio(
+                    g(&self.tokens_predicted_total) as f64 * 1e9,
+                    g(&self.tokens_predicted_ns_total),
+                ),
+            ),
+            (
+                "n_decode_total",
+                COUNTER,
+                "Batched decode steps.",
+                count(&self.decode_steps_total),
+            ),
+            (
+                "n_busy_slots_per_decode",
+                GAUGE,
+                "Average sequences per decode step.",
+                ratio(
+                    g(&self.decode_batch_tokens_total) as f64,
+                    g(&self.decode_steps_total),
+                ),
+            ),
+            (
+                "requests_processing",
+                GAUGE,
+                "Requests holding a slot.",
+                count(&self.requests_processing),
+            ),
+            (
+                "requests_deferred",
+                GAUGE,
+                "Requests waiting for a slot (queue depth).",
+                count(&self.requests_deferred),
+            ),
+            (
+                "models_loaded",
+                GAUGE,
+                "Models in memory.",
+                count(&self.models_loaded),
+            ),
+        ];
         let mut s = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        for (name, kind, help, value) in rows {
             let _ = writeln!(
                 s,
                 "# HELP bitnet_{name} {help}\n# TYPE bitnet_{name} {kind}\nbitnet_{name} {value}"
             );
-        };
-        metric(
-            "requests_total",
-            "counter",
-            "Inference requests received.",
-            g(&self.requests_total).to_string(),
-        );
-        metric(
-            "requests_failed_total",
-            "counter",
-            "Inference requests that ended in an error.",
-            g(&self.requests_failed_total).to_string(),
-        );
-        metric(
-            "requests_rejected_total",
-            "counter",
-            "Requests refused because the queue was full (503).",
-            g(&self.requests_rejected_total).to_string(),
-        );
-        metric(
-            "prompt_tokens_total",
-            "counter",
-            "Prompt tokens processed (cached ones included).",
-            g(&self.prompt_tokens_total).to_string(),
-        );
-        metric(
-            "prompt_cached_tokens_total",
-            "counter",
-            "Prompt tokens reused from a slot's KV cache.",
-            g(&self.prompt_cached_tokens_total).to_string(),
-        );
-        metric(
-            "prompt_seconds_total",
-            "counter",
-            "Prompt processing time.",
-            format!("{:.6}", g(&self.prompt_ns_total) as f64 / 1e9),
-        );
-        metric(
-            "tokens_predicted_total",
-            "counter",
-            "Generated tokens.",
-            g(&self.tokens_predicted_total).to_string(),
-        );
-        metric(
-            "tokens_predicted_seconds_total",
-            "counter",
-            "Time spent in decode steps.",
-            format!("{:.6}", g(&self.tokens_predicted_ns_total) as f64 / 1e9),
-        );
-        let rate = |n: u64, ns: u64| {
-            if ns == 0 {
-                0.0
-            } else {
-                n as f64 * 1e9 / ns as f64
-            }
-        };
-        metric(
-            "prompt_tokens_seconds",
-            "gauge",
-            "Average prompt throughput in tokens/s.",
-            format!(
-                "{:.3}",
-                rate(
-                    g(&self.prompt_tokens_total) - g(&self.prompt_cached_tokens_total),
-                    g(&self.prompt_ns_total)
-                )
-            ),
-        );
-        metric(
-            "predicted_tokens_seconds",
-            "gauge",
-            "Average generation throughput in tokens/s (all slots together).",
-            format!(
-                "{:.3}",
-                rate(
-                    g(&self.tokens_predicted_total),
-                    g(&self.tokens_predicted_ns_total)
-                )
-            ),
-        );
-        metric(
-            "n_decode_total",
-            "counter",
-            "Batched decode steps.",
-            g(&self.decode_steps_total).to_string(),
-        );
-        let steps = g(&self.decode_steps_total);
-        metric(
-            "n_busy_slots_per_decode",
-            "gauge",
-            "Average sequences per decode step.",
-            format!(
-                "{:.3}",
-                if steps == 0 {
-                    0.0
-                } else {
-                    g(&self.decode_batch_tokens_total) as f64 / steps as f64
-                }
-            ),
-        );
-        metric(
-            "requests_processing",
-            "gauge",
-            "Requests holding a slot.",
-            g(&self.requests_processing).to_string(),
-        );
-        metric(
-            "requests_deferred",
-            "gauge",
-            "Requests waiting for a slot (queue depth).",
-            g(&self.requests_deferred).to_string(),
-        );
-        metric(
-            "models_loaded",
-            "gauge",
-            "Models in memory.",
-            g(&self.models_loaded).to_string(),
-        );
+        }
         s
+    }
+}
+
+const COUNTER: &str = "counter";
+const GAUGE: &str = "gauge";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, name: &str) -> String {
+        let prefix = format!("bitnet_{name} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix));
+        line.unwrap_or_else(|| panic!("no {name} in\n{text}"))[prefix.len()..].to_string()
+    }
+
+    #[test]
+    fn render_reports_counters_and_derived_rates() {
+        let m = Metrics::default();
+        Metrics::add(&m.requests_total, 3);
+        Metrics::add(&m.prompt_tokens_total, 10);
+        Metrics::add(&m.prompt_cached_tokens_total, 4);
+        Metrics::add(&m.prompt_ns_total, 2_000_000_000);
+        Metrics::add(&m.decode_steps_total, 4);
+        Metrics::add(&m.decode_batch_tokens_total, 6);
+        let text = m.render();
+        assert_eq!(value(&text, "requests_total"), "3");
+        assert_eq!(value(&text, "prompt_seconds_total"), "2.000000");
+        // Six evaluated prompt tokens (cached ones excluded) in two seconds.
+        assert_eq!(value(&text, "prompt_tokens_seconds"), "3.000");
+        assert_eq!(value(&text, "n_busy_slots_per_decode"), "1.500");
+        assert_eq!(value(&text, "predicted_tokens_seconds"), "0.000");
+        assert_eq!(text.matches("# HELP bitnet_").count(), 15);
+        assert!(text.contains("# TYPE bitnet_models_loaded gauge\n"));
+        assert!(text.contains("# TYPE bitnet_requests_total counter\n"));
     }
 }

@@ -4,10 +4,11 @@
 pub mod backend;
 pub mod client;
 pub mod engine;
-pub mod reply;
 pub mod metrics;
 pub mod models;
 pub mod prompt;
+pub mod reply;
+pub mod routes_embed;
 pub mod routes_misc;
 pub mod routes_ollama;
 pub mod routes_openai;
@@ -27,10 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::Router;
 
+use crate::serve::options::KeepAlive;
 use crate::serve::store::Store;
 use metrics::Metrics;
 use models::Models;
-use crate::serve::options::KeepAlive;
 use scheduler::WorkerHandle;
 
 /// The version reported on `/api/version`: a recent Ollama release, for clients that gate
@@ -170,8 +171,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/api/generate", post(routes_ollama::generate))
         .route("/api/chat", post(routes_ollama::chat))
-        .route("/api/embed", post(routes_ollama::embed))
-        .route("/api/embeddings", post(routes_ollama::embeddings))
+        .route("/api/embed", post(routes_embed::embed))
+        .route("/api/embeddings", post(routes_embed::embeddings))
         .route(
             "/api/tags",
             get(routes_store::tags).head(routes_store::tags),

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::backend::ChatTurn;
-use super::reply::{ok_json, parse_body, unix_secs, ApiError};
 use super::prompt;
-use super::routes_ollama::{embed_texts, string_inputs, JsonFormat};
+use super::reply::{ok_json, parse_body, unix_secs, ApiError};
+use super::routes_embed::{embed_texts, string_inputs};
+use super::routes_ollama::JsonFormat;
 use super::scheduler::{Done, Event, Finish};
 use super::stream;
 use super::SharedState;
