@@ -118,16 +118,14 @@ fn add_layer(
     Ok(layer)
 }
 
-pub fn create(
+/// The model layer a `create` starts from, the GGUF it names, and the model it inherits
+/// template, system prompt, parameters, messages and licence from (`FROM` another model).
+fn base_model_layer(
     store: &Store,
-    name: &str,
-    spec: CreateSpec,
+    base: &Base,
     status: &mut dyn FnMut(&str),
-) -> anyhow::Result<()> {
-    let target = ModelName::parse(name)?;
-    status("gathering model components");
-    let mut inherited: Option<super::Entry> = None;
-    let (model_layer, model_path) = match &spec.base {
+) -> anyhow::Result<(Layer, std::path::PathBuf, Option<super::Entry>)> {
+    Ok(match base {
         Base::None => anyhow::bail!("neither 'from' nor 'files' was specified"),
         Base::File(path) => {
             let (hex, size) = manifest::sha256_file(path)
@@ -142,6 +140,7 @@ pub fn create(
                     from: None,
                 },
                 dst,
+                None,
             )
         }
         Base::Blob(digest) => {
@@ -162,6 +161,7 @@ pub fn create(
                     from: None,
                 },
                 p,
+                None,
             )
         }
         Base::Model(from) => {
@@ -179,10 +179,35 @@ pub fn create(
                 .ok_or_else(|| anyhow::anyhow!("bad digest"))?
                 .to_string();
             let p = manifest::import_file_blob(&store.root, &e.model_path, &hex)?;
-            inherited = Some(e);
-            (layer, p)
+            (layer, p, Some(e))
         }
-    };
+    })
+}
+
+/// The manifest's config blob: what Ollama's clients read as the model's family and format.
+fn config_v2(summary: &gguf_info::GgufSummary) -> ConfigV2 {
+    ConfigV2 {
+        model_format: "gguf".into(),
+        model_family: summary.architecture.clone(),
+        model_families: Some(vec![summary.architecture.clone()]),
+        model_type: gguf_info::human_number(summary.parameter_count),
+        file_type: summary.file_type.clone(),
+        architecture: std::env::consts::ARCH
+            .replace("x86_64", "amd64")
+            .replace("aarch64", "arm64"),
+        os: std::env::consts::OS.into(),
+    }
+}
+
+pub fn create(
+    store: &Store,
+    name: &str,
+    spec: CreateSpec,
+    status: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let target = ModelName::parse(name)?;
+    status("gathering model components");
+    let (model_layer, model_path, inherited) = base_model_layer(store, &spec.base, status)?;
     status("parsing GGUF");
     let summary = gguf_info::summarize_path(&model_path)
         .map_err(|e| anyhow::anyhow!("{} is not a usable GGUF file: {e}", model_path.display()))?;
@@ -274,17 +299,7 @@ pub fn create(
             status,
         )?);
     }
-    let config = ConfigV2 {
-        model_format: "gguf".into(),
-        model_family: summary.architecture.clone(),
-        model_families: Some(vec![summary.architecture.clone()]),
-        model_type: gguf_info::human_number(summary.parameter_count),
-        file_type: summary.file_type.clone(),
-        architecture: std::env::consts::ARCH
-            .replace("x86_64", "amd64")
-            .replace("aarch64", "arm64"),
-        os: std::env::consts::OS.into(),
-    };
+    let config = config_v2(&summary);
     let config_layer = manifest::write_blob(
         &store.root,
         manifest::CONFIG_MEDIA,
