@@ -1,7 +1,7 @@
-//! The engine against the transformers references of the three fixture models (fixtures
-//! README §3–5): token ids equal; logits within 0.1 of the reference at every position's
-//! reference top 20; the same argmax wherever the reference's top-2 gap exceeds 0.1; the same
-//! greedy continuation (with the KV cache) up to the first step whose gap is below 0.1.
+//! The engine against the transformers references of the three fixture models (docs/testing.md,
+//! 'Reference models', 'Tolerances'): token ids equal; logits within 0.1 of the reference at every
+//! position's reference top 20; the same argmax wherever the reference's top-2 gap exceeds 0.1; the
+//! same greedy continuation (with the KV cache) up to the first step whose gap is below 0.1.
 
 mod engine_support;
 
@@ -85,8 +85,8 @@ fn f16_kv_cache_stays_near_transformers() {
 #[test]
 fn every_ternary_type_gives_the_same_logits() {
     // The same codes in every layout: I2_S (both layouts), TL1 and TL2 must agree exactly;
-    // TQ1_0/TQ2_0 round the scale to f16 per 256-block (formats.md §8.14), so they get the
-    // reference tolerance only.
+    // TQ1_0/TQ2_0 round the scale to f16 per 256-block (docs/formats/tq.md, 'Scale precision'), so
+    // they get the reference tolerance only.
     let tmp = tempfile::tempdir().unwrap();
     let dir = "models/tiny-bitnet-b1.58";
     let base = load_model("models/tiny-bitnet-b1.58.gguf");

@@ -1,8 +1,8 @@
 //! The tensor type table: one row per ggml type, plus bitnet.cpp's fork types.
 //!
 //! Type ids 36..=42 mean different things in upstream ggml and in the bitnet.cpp fork
-//! (formats.md §2.2), so a raw id is only meaningful together with a [`Dialect`]. The
-//! reader decides the dialect once per file and proves it with the offset check.
+//! (docs/gguf.md, 'Dialects (type ids 36–42)'), so a raw id is only meaningful together with a
+//! [`Dialect`]. The reader decides the dialect once per file and proves it with the offset check.
 
 use std::fmt;
 
@@ -46,7 +46,7 @@ pub enum SizeRule {
     Blocks,
     /// I2_S and TL1: `n / 4 + 32` (2 bits per weight and a 32-byte scale tail).
     QuarterPlusTail,
-    /// TL2's formula (formats.md §2.3), padded to 32, plus the 32-byte scale slot.
+    /// TL2's formula (docs/gguf.md, 'Size rules'), padded to 32, plus the 32-byte scale slot.
     Tl2,
     /// A type that exists only at run time or was removed; it cannot appear in a file.
     NotStorable,
@@ -316,7 +316,7 @@ mod tests {
         // I2_S 4x128: 128 packed bytes + 32-byte tail.
         assert_eq!(TensorType::I2_S.nbytes(&[128, 4]), Some(160));
         assert_eq!(TensorType::TL1.nbytes(&[256, 64]), Some(4096 + 32));
-        // TL2 64x256 (formats.md §4.4 example): X = 4096 exactly, then the scale slot.
+        // TL2 64x256 (docs/formats/tl.md, 'TL2 byte order'): X = 4096 exactly, then the scale slot.
         assert_eq!(TensorType::TL2.nbytes(&[256, 64]), Some(4096 + 32));
         assert_eq!(TensorType::Q8_0.nbytes(&[64, 3]), Some(3 * 2 * 34));
         assert_eq!(TensorType::Q8_0.nbytes(&[65, 3]), None);

@@ -1,4 +1,5 @@
-//! Per-token int8 activation quantisation (formats.md §6.1, the HF training rule).
+//! Per-token int8 activation quantisation (docs/formats/i2s.md, 'Activations': the HF training
+//! rule).
 
 use std::borrow::Cow;
 

@@ -1,4 +1,5 @@
-//! The kernels against the reference implementations' golden vectors (formats.md §3.6, §5, §6).
+//! The kernels against the reference implementations' golden vectors (docs/testing.md,
+//! 'Golden vectors'; docs/formats/i2s.md, 'Activations' and 'The dot product'; docs/formats/tq.md).
 
 mod common;
 
@@ -60,7 +61,7 @@ fn i2s_kernel_32x512_t2_bit_exact() {
 
 #[test]
 fn worked_example_of_the_spec() {
-    // formats.md §3.6: token 0, row 0 of i2s_kernel_x86_8x256_t3.
+    // docs/formats/i2s.md, 'The dot product': token 0, row 0 of i2s_kernel_x86_8x256_t3.
     let (_, out) = npy_f32("i2s_kernel_x86_8x256_t3.out_f32.npy");
     assert!((out[0] - -14.771173).abs() < 1e-5);
 }

@@ -1,5 +1,5 @@
-//! `bitnet-gguf dummy`: random ternary models of real shapes (formats.md §7.2/§7.3), so that
-//! performance can be measured without downloading a checkpoint.
+//! `bitnet-gguf dummy`: random ternary models of real shapes (docs/model.md, 'Known shapes'), so
+//! that performance can be measured without downloading a checkpoint.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,7 +27,7 @@ pub struct DummyArgs {
     pub seed: u64,
 }
 
-/// Hyper-parameters of a known model shape (formats.md §7.2).
+/// Hyper-parameters of a known model shape (docs/model.md, 'Known shapes').
 struct Shape {
     arch: &'static str,
     name: &'static str,
@@ -377,7 +377,8 @@ pub fn dummy(args: DummyArgs) -> Result<()> {
     let started = Instant::now();
     let mut w = GgufWriter::new(dialect);
     // Upstream llama.cpp knows only `bitnet` and reads the 2B4T activation from a key, as
-    // `convert --type tq2_0` writes it (formats.md §7.1): TQ files stay loadable there.
+    // `convert --type tq2_0` writes it (docs/model.md, 'Architectures'): TQ files stay loadable
+    // there.
     let relu2 = sh.arch == "bitnet-b1.58";
     let a = if relu2 && matches!(dialect, Dialect::Upstream) {
         "bitnet"

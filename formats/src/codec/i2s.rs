@@ -1,5 +1,5 @@
 //! I2_S: 2-bit ternary codes (`code = t + 1`, MSB-first within a byte) plus a 32-byte tail
-//! holding the per-tensor f32 scale (formats.md §3).
+//! holding the per-tensor f32 scale (docs/formats/i2s.md, 'Payload').
 
 use super::{CodecError, I2sLayout, TernaryScales, TernaryTensor};
 
@@ -207,7 +207,8 @@ mod tests {
 
     #[test]
     fn worked_example_first_byte() {
-        // formats.md §3.7: elements 0, 32, 64, 96 = -1, -1, 0, 0 -> byte 0x05.
+        // docs/formats/i2s.md, 'Packing example':
+        // elements 0, 32, 64, 96 = -1, -1, 0, 0 -> byte 0x05.
         let mut codes = vec![0i8; 128];
         codes[0] = -1;
         codes[32] = -1;

@@ -1,4 +1,5 @@
-//! Metadata keys that make our ternary files self-describing (docs/formats/tl.md, i2s.md).
+//! Metadata keys that make our ternary files self-describing (docs/formats/tl.md,
+//! docs/formats/i2s.md).
 //!
 //! Neither I2_S nor TL files say how they were packed: the I2_S layout depends on the build
 //! that wrote the file, TL tile parameters on the `kernel_config.ini` it was made with. When we

@@ -2,7 +2,7 @@
 //!
 //! These are the slow, obviously-correct implementations: the SIMD kernels are tested against
 //! them, and the converter and `quantize` use them to produce files. Every function here
-//! reproduces the bytes of the tool that defines the format (formats.md §3–5): bitnet.cpp's
+//! reproduces the bytes of the tool that defines the format (docs/formats/): bitnet.cpp's
 //! converter and `quantize_i2_s` for I2_S/TL1/TL2, ggml's `quantize_row_*_ref` and
 //! `dequantize_row_*` for the ggml types.
 //!
@@ -58,7 +58,8 @@ pub enum TernaryScales {
     PerBlock(Vec<f32>),
 }
 
-/// The three I2_S packings (formats.md §3.2). Nothing in a file says which one it uses.
+/// The three I2_S packings (docs/formats/i2s.md, 'Packing layouts'). Nothing in a file says which
+/// one it uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum I2sLayout {
     /// 128-element blocks in 32 bytes: x86 builds, the Python converter, published files.
@@ -90,7 +91,8 @@ impl I2sLayout {
     }
 }
 
-/// TL1/TL2 tile parameters, the `kernel_config.ini` entry of a matrix shape (formats.md §4.2).
+/// TL1/TL2 tile parameters, the `kernel_config.ini` entry of a matrix shape
+/// (docs/formats/tl.md, 'Tile parameters').
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TlParams {
     /// BM: rows per tile (ini key `bm`).
@@ -396,10 +398,10 @@ pub fn row_bytes(ty: TensorType, cols: usize) -> Option<usize> {
     (cols / block).checked_mul(ty.block_bytes() as usize)
 }
 
-/// BitNet's `weight_quant` (formats.md §7.5), the HF training-time rule: `m = mean|w|`
-/// clamped to ≥ 1e-5, `s = 1/m` (f32), `t = clamp(round_half_even(w·s), −1, 1)`. Returns the
-/// codes and the magnitude the converter writes, `1/s` in f32 (equal to `m` or one ulp off),
-/// which is the scale `quantize_i2_s` then finds as `max|t/s|`.
+/// BitNet's `weight_quant` (docs/convert.md, 'Ternary values'), the HF training-time rule:
+/// `m = mean|w|` clamped to ≥ 1e-5, `s = 1/m` (f32), `t = clamp(round_half_even(w·s), −1, 1)`.
+/// Returns the codes and the magnitude the converter writes, `1/s` in f32 (equal to `m` or one
+/// ulp off), which is the scale `quantize_i2_s` then finds as `max|t/s|`.
 ///
 /// The mean is summed in f64; PyTorch sums in f32 with its own order, so on random data the
 /// scale may differ by one ulp from PyTorch's (exact whenever the sum is exact).

@@ -1,5 +1,5 @@
 //! TL1: pairs of ternary weights as 4-bit lookup indices in bitnet.cpp's tiled order
-//! (formats.md §4.3), followed by the hidden scale slot (§4.5).
+//! (docs/formats/tl.md, 'TL1 byte order'), followed by the hidden scale slot ('Payload').
 
 use super::row_tiles::{decode_row_tiles, tiles_per_thread};
 use super::tl_params::{check_tl1, read_scale_slot, write_scale_slot};
@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn worked_example_first_bytes() {
-        // formats.md §4.3: row 0 starts +1 +1 0 0 -> 0x84; row 1 starts +1 +1 0 -1 -> 0x83.
+        // docs/formats/tl.md, 'TL1 byte order':
+        // row 0 starts +1 +1 0 0 -> 0x84; row 1 starts +1 +1 0 -1 -> 0x83.
         let p = TlParams {
             bm_tile: 64,
             bk_tile: 128,

@@ -1,6 +1,6 @@
 //! TL2: triples of ternary weights as a 4-bit magnitude index plus a sign bit, with a TL1-like
-//! "two" part for the columns left over by the tile width (formats.md §4.4), then the hidden
-//! scale slot (§4.5).
+//! "two" part for the columns left over by the tile width (docs/formats/tl.md, 'TL2 byte order'),
+//! then the hidden scale slot ('Payload').
 
 use super::row_tiles::{decode_row_tiles, tiles_per_thread};
 use super::tl_params::{check_tl2, read_scale_slot, tl2_packed_len, write_scale_slot};

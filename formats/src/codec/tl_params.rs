@@ -1,6 +1,6 @@
-//! TL1/TL2 tile parameters: the shape constraints of formats.md §4.2, the configurations
-//! bitnet.cpp ships, the rule we use when nobody gives us parameters, and the hidden scale
-//! slot shared by both layouts.
+//! TL1/TL2 tile parameters: the shape constraints of docs/formats/tl.md, 'Tile parameters', the
+//! configurations bitnet.cpp ships, the rule we use when nobody gives us parameters, and the hidden
+//! scale slot shared by both layouts.
 
 use super::{CodecError, TlParams};
 
@@ -174,7 +174,7 @@ pub fn tl2_params_for(rows: usize, cols: usize) -> Result<TlParams, CodecError> 
         })
 }
 
-/// The fork's TL2 weight size `X` (formats.md §2.3), before padding and the scale slot.
+/// The fork's TL2 weight size `X` (docs/gguf.md, 'Size rules'), before padding and the scale slot.
 pub fn tl2_packed_len(rows: usize, cols: usize) -> Result<usize, CodecError> {
     if cols < 256 {
         return Err(err(format!("TL2 needs K >= 256, got {cols}")));

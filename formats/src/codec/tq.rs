@@ -1,4 +1,4 @@
-//! TQ1_0 and TQ2_0, ggml's ternary block types (formats.md §5): 256 elements per block with
+//! TQ1_0 and TQ2_0, ggml's ternary block types (docs/formats/tq.md): 256 elements per block with
 //! an f16 block scale `d = max|x|` and codes `lroundf(x / d) + 1`.
 
 use half::f16;
@@ -60,7 +60,8 @@ fn pack_trits(digits: impl Iterator<Item = u8>) -> u8 {
     (q * 256).div_ceil(243) as u8
 }
 
-/// Packs one TQ1_0 block: five base-3 digits per byte (three groups, formats.md §5.2).
+/// Packs one TQ1_0 block: five base-3 digits per byte in three groups
+/// (docs/formats/tq.md, 'TQ1_0 digits').
 pub fn pack_tq1_0_block(codes: &[u8; QK_K], d: f16, out: &mut [u8]) {
     for m in 0..32 {
         out[m] = pack_trits((0..5).map(|n| codes[m + n * 32]));
@@ -298,7 +299,7 @@ mod tests {
 
     #[test]
     fn tq1_worked_example() {
-        // formats.md §5.2: codes 2, 2, 1, 1, 1 -> 0xf2.
+        // docs/formats/tq.md, 'TQ1_0 digits': codes 2, 2, 1, 1, 1 -> 0xf2.
         assert_eq!(pack_trits([2u8, 2, 1, 1, 1].into_iter()), 0xf2);
     }
 }

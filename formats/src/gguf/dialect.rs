@@ -1,7 +1,7 @@
-//! Dialect resolution (formats.md §2.2): type ids 36..=42 mean different things in upstream
-//! ggml and in the two generations of the bitnet.cpp fork, and nothing in a file says which.
-//! We pick candidates from context (`general.architecture`, `general.file_type`), then prove
-//! the choice: every tensor's size under the candidate's size rules must make the recorded
+//! Dialect resolution (docs/gguf.md, 'Dialects (type ids 36–42)'): type ids 36..=42 mean different
+//! things in upstream ggml and in the two generations of the bitnet.cpp fork, and nothing in a file
+//! says which. We pick candidates from context (`general.architecture`, `general.file_type`), then
+//! prove the choice: every tensor's size under the candidate's size rules must make the recorded
 //! offsets consistent.
 
 use super::error::Problem;

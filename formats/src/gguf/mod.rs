@@ -1,6 +1,6 @@
 //! GGUF v2/v3 container: reader (memory-mapped, zero-copy tensor data) and streaming writer.
 //!
-//! Layout and rules: formats.md §1 (container) and §2.2 (type-id dialects).
+//! Layout and rules: docs/gguf.md, 'Layout' (container) and 'Dialects (type ids 36–42)'.
 
 mod dialect;
 mod error;
@@ -35,7 +35,7 @@ pub struct TensorInfo {
     pub ty: TensorType,
     /// Byte offset of the payload relative to the start of the data section.
     pub offset: u64,
-    /// Payload size under the type's size rule (formats.md §2.3).
+    /// Payload size under the type's size rule (docs/gguf.md, 'Size rules').
     pub nbytes: u64,
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// A GGUF metadata value type code (formats.md §1.3).
+/// A GGUF metadata value type code (docs/gguf.md, 'Metadata value types').
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum ValueType {

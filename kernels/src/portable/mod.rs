@@ -14,7 +14,8 @@ pub use q8k::{
     q8_0_blocks_from, quantize_q8k, Q4_0_BLOCK_BYTES, Q8K, Q8_0_BLOCK_BYTES, QK_K,
 };
 
-/// Elements per I2 block: 32 bytes hold 128 codes (formats.md §3.2 layout A).
+/// Elements per I2 block: 32 bytes hold 128 codes (layout A, the x86 layout of
+/// docs/formats/i2s.md, 'Packing layouts').
 pub const I2_BLOCK: usize = 128;
 /// Bytes per I2 block.
 pub const I2_BLOCK_BYTES: usize = 32;
@@ -36,7 +37,8 @@ pub fn absmax(x: &[f32]) -> f32 {
     r
 }
 
-/// The per-token scale of formats.md §6.1: `127 / max(absmax, 1e-5)` in f64, stored f32.
+/// The per-token scale of docs/formats/i2s.md, 'Activations': `127 / max(absmax, 1e-5)` in f64,
+/// stored f32.
 pub fn act_scale(absmax: f32) -> f32 {
     (127.0f64 / (absmax as f64).max(1e-5)) as f32
 }
@@ -102,9 +104,9 @@ pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
     w.map(|row| q.map(|t| i2_dot(row, t)))
 }
 
-/// The fork's I2_S epilogue, in f32 and in this order (formats.md §3.6): a raw dot (codes
-/// 0..=2) against quantised activations with sum `act_sum` and scale `act_scale`, for a
-/// matrix of scale `scale`.
+/// The fork's I2_S epilogue, in f32 and in this order (docs/formats/i2s.md, 'The dot product'):
+/// a raw dot (codes 0..=2) against quantised activations with sum `act_sum` and scale
+/// `act_scale`, for a matrix of scale `scale`.
 #[inline]
 pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, scale: f32) -> f32 {
     (dot as f32 - act_sum as f32) / act_scale * scale

@@ -1,5 +1,6 @@
-//! Turning every ternary payload into the kernel layout: I2 layout A rows (formats.md §3.2,
-//! 128 codes per 32 bytes, code = t + 1), each row padded to whole blocks with code 1.
+//! Turning every ternary payload into the kernel layout: I2 layout A rows (docs/formats/i2s.md,
+//! 'Packing layouts', 128 codes per 32 bytes, code = t + 1), each row padded to whole blocks with
+//! code 1.
 //!
 //! | source | what happens at load | memory |
 //! |---|---|---|

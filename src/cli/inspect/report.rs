@@ -70,7 +70,8 @@ pub struct Report {
     pub warnings: Vec<Warning>,
 }
 
-/// `general.file_type` (LLAMA_FTYPE) names; 38..=40 depend on the dialect (formats.md §2.4).
+/// `general.file_type` (LLAMA_FTYPE) names; 38..=40 depend on the dialect
+/// (docs/gguf.md, 'File types (general.file_type)').
 pub fn file_type_name(value: u64, bitnet: bool) -> Option<&'static str> {
     Some(match value {
         0 => "ALL_F32",
@@ -163,7 +164,8 @@ fn tokenizer_summary(meta: &Metadata) -> Option<TokenizerSummary> {
         add_bos: meta.get_bool("tokenizer.ggml.add_bos_token"),
         add_eos: meta.get_bool("tokenizer.ggml.add_eos_token"),
         chat_template_bytes: template.map(str::len),
-        // Microsoft's converter writes this template into every bitnet GGUF (serving.md §8.1).
+        // Microsoft's converter writes this template into every bitnet GGUF
+        // (docs/model.md, 'Chat template of BitNet b1.58 2B-4T').
         chat_template_is_placeholder: template.is_some_and(|t| t.contains("BITNETAssistant")),
     })
 }

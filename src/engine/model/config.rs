@@ -1,5 +1,5 @@
 //! Hyper-parameters of a model, read from GGUF metadata and checked against the tensor shapes
-//! (formats.md §7.1–7.3).
+//! (docs/model.md, 'Architectures', 'Hyper-parameters', 'Tensors').
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The transformer forward pass (formats.md §7.4), written to be read top to bottom.
+//! The transformer forward pass (docs/model.md, 'Forward pass'), written to be read top to bottom.
 //!
 //! One call processes a batch of tokens that may belong to several sequences: a prompt is one
 //! sequence with many tokens (every matmul is then a mat-mat over the prompt), a server decode

@@ -1,4 +1,4 @@
-//! Which GGUF tensors a checkpoint becomes (formats.md §7.3): names, shapes, and whether a
+//! Which GGUF tensors a checkpoint becomes (docs/model.md, 'Tensors'): names, shapes, and whether a
 //! tensor is a ternary projection, a norm, or an embedding/head.
 
 use super::error::ConvertError;

@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use super::error::ConvertError;
 
-/// The checkpoint families the converter understands (formats.md §7.1).
+/// The checkpoint families the converter understands (docs/convert.md, 'Supported checkpoints').
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelFamily {
     /// `BitNetForCausalLM` (microsoft/bitnet-b1.58-2B-4T and its `-bf16` twin): squared-ReLU
@@ -38,7 +38,7 @@ impl Activation {
 }
 
 /// How a packed checkpoint's `weight_scale` turns into the per-tensor ternary scale
-/// (formats.md §7.5, pitfall 15).
+/// (docs/convert.md, 'Ternary values': multiply for AutoBitLinear, divide for BitLinear).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightScaleRule {
     /// transformers `AutoBitLinear` (offline): the layer output is multiplied by `weight_scale`.

@@ -73,9 +73,9 @@ pub struct ConvertReport {
     pub warnings: Vec<String>,
 }
 
-/// The GGUF architecture string for a family in the dialect of an output type
-/// (formats.md §7.1): bitnet.cpp names for I2_S/TL/float outputs, upstream llama.cpp's
-/// single `bitnet` for TQ outputs.
+/// The GGUF architecture string for a family in the dialect of an output type (docs/model.md,
+/// 'Architectures'): bitnet.cpp names for I2_S/TL/float outputs, upstream llama.cpp's single
+/// `bitnet` for TQ outputs.
 pub fn architecture_name(family: ModelFamily, wt: WeightType) -> &'static str {
     let upstream = matches!(wt, WeightType::Tq1_0 | WeightType::Tq2_0);
     match family {

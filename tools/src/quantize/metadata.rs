@@ -1,5 +1,5 @@
-//! Metadata changes for the output file: file type, quantisation version, our codec keys, and
-//! for TQ outputs the architecture upstream llama.cpp / Ollama know (formats.md §7.1).
+//! Metadata changes for the output file: file type, quantisation version, our codec keys, and for
+//! TQ outputs the architecture upstream llama.cpp / Ollama know (docs/model.md, 'Architectures').
 
 use bitnet_formats::codec::meta::{I2S_LAYOUT_KEY, TL_KEY_PREFIX};
 use bitnet_formats::{Metadata, Value};

@@ -22,7 +22,7 @@ pub enum TensorAction {
     Requantize,
 }
 
-/// The projection weights BitNet stores as ternary (formats.md §7.3).
+/// The projection weights BitNet stores as ternary (docs/model.md, 'Tensors').
 pub fn is_ternary_weight_name(name: &str) -> bool {
     const SUFFIXES: &[&str] = &[
         ".attn_q.weight",

@@ -98,8 +98,9 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, RawTensor>) {
     safetensors::tensor::serialize_to_file(views, None, path).unwrap();
 }
 
-/// The absmean rule written out plainly (formats.md §7.5): mean|W| summed sequentially in
-/// f64, `s = 1/max(m, 1e-5)` in f32, codes `clamp(round_half_even(W·s))`, scale `1/s`.
+/// The absmean rule written out plainly (docs/convert.md, 'Ternary values'): mean|W| summed
+/// sequentially in f64, `s = 1/max(m, 1e-5)` in f32, codes `clamp(round_half_even(W·s))`, scale
+/// `1/s`.
 pub fn absmean_reference(w: &[f32]) -> (Vec<i8>, f32) {
     let mut sum = 0f64;
     for &x in w {

@@ -218,7 +218,8 @@ unsafe fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
         let mut acc16 = [[_mm256_setzero_si256(); 4]; 2];
         while b < end {
             let raw = w.map(|r| _mm256_loadu_si256(r.as_ptr().add(b * 32) as *const __m256i));
-            // Plane j holds bits 7-2j..6-2j of each byte (formats.md: code of element 32j + i).
+            // Plane j holds bits 7-2j..6-2j of each byte (docs/formats/i2s.md, 'Packing layouts':
+            // code of element 32j + i).
             macro_rules! plane {
                 ($j:literal, $shift:literal) => {{
                     let c = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16(v, $shift), m3));
