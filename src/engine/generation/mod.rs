@@ -75,6 +75,8 @@ pub enum Step {
     Done { finish: FinishReason, text: String },
 }
 
+/// One request's generation: created after the prompt is evaluated, stepped with each new
+/// logits row until it returns [`Step::Done`].
 pub struct Generation<'v> {
     vocab: &'v dyn TokenText,
     sampler: Box<dyn TokenSampler + 'v>,
