@@ -229,6 +229,32 @@ fn chat_stop_strings_and_options() {
 }
 
 #[test]
+fn a_zero_token_limit_generates_nothing() {
+    let s = start(1, 16, Duration::ZERO);
+    let v = post_json(&s.addr, "/api/generate", &json!({"model": "fake", "prompt": "x.", "raw": true, "stream": false, "options": {"num_predict": 0}}))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (v["response"].as_str(), v["done_reason"].as_str()),
+        (Some(""), Some("length"))
+    );
+    // Ollama omits zero counts.
+    assert!(v.get("eval_count").is_none(), "{v}");
+    let v = post_json(
+        &s.addr,
+        "/v1/chat/completions",
+        &json!({"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}),
+    )
+    .unwrap()
+    .json()
+    .unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+}
+
+#[test]
 fn openai_shapes_and_sse() {
     let s = start(2, 16, Duration::ZERO);
     let msgs = json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod convert;
 pub mod dummy;
 pub mod inspect;
+pub mod perplexity;
 pub mod quantize;
 pub mod run;
 pub mod run_modelfile;

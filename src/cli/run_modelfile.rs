@@ -9,9 +9,8 @@ use bitnet_gguf::engine::generate::GenerateParams;
 use bitnet_gguf::engine::model::Model;
 
 use super::run::{ModelArgs, SamplingArgs};
-use bitnet_gguf::engine::sampler::SamplerConfig;
-use bitnet_gguf::serve::http::backend::ChatTurn;
 use bitnet_gguf::serve::gotemplate;
+use bitnet_gguf::serve::http::backend::ChatTurn;
 use bitnet_gguf::serve::options::RunOptions;
 use bitnet_gguf::serve::store::{Entry, ModelName, Store};
 
@@ -37,22 +36,11 @@ pub fn modelfile_params(entry: &Entry) -> Result<ModelfileSettings> {
     let mut o = RunOptions::ollama_defaults();
     o.apply(&entry.params)
         .map_err(|e| anyhow::anyhow!("model '{}': {e}", entry.name))?;
-    let s = &o.sampling;
     let params = GenerateParams {
         max_tokens: o.max_tokens(),
-        sampler: SamplerConfig {
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-            min_p: s.min_p,
-            repeat_penalty: s.repeat_penalty,
-            repeat_last_n: s.repeat_last_n,
-            seed: s.seed,
-        },
+        sampler: o.sampling,
         stop: o.stop,
-        json: false,
-        presence_penalty: s.presence_penalty,
-        frequency_penalty: s.frequency_penalty,
+        ..GenerateParams::default()
     };
     Ok(ModelfileSettings {
         params,

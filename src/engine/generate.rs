@@ -1,38 +1,14 @@
-//! The generation loop shared by `run`, `chat` and the server: evaluate the prompt in one
-//! batch, then sample and decode one token at a time, streaming text as it becomes valid
-//! UTF-8 and stopping at an end-of-generation token, a stop string or the token limit.
+//! The generation loop of `run` and `chat`: evaluate the prompt in one batch, then drive a
+//! [`Generation`] one token at a time over a [`Session`], streaming its text.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::engine::json_constraint::{JsonConstraint, JsonStatus};
+pub use crate::engine::generation::{FinishReason, GenerateParams};
+use crate::engine::generation::{Generation, Step};
 use crate::engine::model::Session;
-use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::engine::tokenizer::{StreamDecoder, Tokenizer};
-
-#[derive(Clone, Debug, Default)]
-pub struct GenerateParams {
-    /// At most this many new tokens; `None` runs until the context is full.
-    pub max_tokens: Option<usize>,
-    pub sampler: SamplerConfig,
-    /// Generation ends before the first occurrence of any of these strings (not emitted).
-    pub stop: Vec<String>,
-    /// Constrain the output to one JSON object (Ollama's `format: "json"`); generation ends
-    /// when the object is complete.
-    pub json: bool,
-    /// OpenAI-style penalties over the repeat window (0 = off); see `Sampler::with_penalties`.
-    pub presence_penalty: f32,
-    pub frequency_penalty: f32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishReason {
-    /// An end-of-generation token, a stop string, or the caller cancelled.
-    Stop,
-    /// The token limit or the end of the context.
-    Length,
-}
+use crate::engine::sampler::Sampler;
 
 #[derive(Clone, Debug)]
 pub struct GenerationStats {
@@ -82,7 +58,6 @@ pub fn generate(
 ) -> Result<GenerationStats> {
     anyhow::ensure!(!prompt.is_empty(), "the prompt is empty (no tokens)");
     let model = session.model();
-    let tokenizer = model.tokenizer();
 
     // Reuse the common prefix, but always evaluate at least one token to get logits.
     let common = session
@@ -98,169 +73,35 @@ pub fn generate(
     let mut logits = session.forward(&prompt[cached..])?;
     let prompt_duration = start.elapsed();
 
-    let mut sampler = Sampler::new(params.sampler.clone())
-        .with_penalties(params.presence_penalty, params.frequency_penalty);
-    let mut decoder = StreamDecoder::new(tokenizer, true);
-    let mut stop = StopMatcher::new(&params.stop);
-    let mut generated = Vec::new();
-    let mut json = params.json.then(JsonConstraint::new);
-    let mut finish = FinishReason::Length;
+    // The last token is never evaluated, so it may take the position after a full context.
+    let room = (session.n_ctx() + 1).saturating_sub(prompt.len());
+    let sampler = Box::new(Sampler::new(params.sampler.clone()));
+    let mut generation = Generation::new(params, sampler, model.tokenizer(), prompt, cached, room);
     let start = Instant::now();
-    loop {
-        if params.max_tokens.is_some_and(|m| generated.len() >= m) {
-            break;
-        }
-        let token = if let Some(c) = &json {
-            // Tokens that may follow this one: the token limit and the context both count.
-            let by_limit = params
-                .max_tokens
-                .map_or(usize::MAX, |m| m.saturating_sub(generated.len() + 1));
-            let remaining = by_limit.min(session.n_ctx().saturating_sub(session.n_past()));
-            let history = session.tokens();
-            let picked = c.pick(
-                &logits,
-                remaining,
-                &mut |l| sampler.sample(l, history),
-                &|t| output_bytes(tokenizer, t),
-                &|t| tokenizer.is_end_of_generation(t),
-            );
-            match picked {
-                Some(t) => t,
-                None => break, // no token continues the JSON: ends as "length"
-            }
-        } else {
-            sampler.sample(&logits, session.tokens())
-        };
-        if tokenizer.is_end_of_generation(token) {
-            // Release what was held back for a stop string that did not come.
-            let (text, _) = stop.push(&decoder.finish());
-            let rest = text + &stop.flush();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
-            finish = FinishReason::Stop;
-            break;
-        }
-        generated.push(token);
-        let json_done = json
-            .as_mut()
-            .is_some_and(|c| c.push(&output_bytes(tokenizer, token)) == JsonStatus::Complete);
-        let (text, hit) = stop.push(&decoder.push(token));
-        if (!text.is_empty() && !on_text(&text)) || hit {
-            finish = FinishReason::Stop;
-            break;
-        }
-        if json_done {
-            // Flush what the decoder and the stop matcher hold, then end: the object is whole.
-            let (text, _) = stop.push(&decoder.finish());
-            let rest = text + &stop.flush();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
-            finish = FinishReason::Stop;
-            break;
-        }
-        if session.n_past() >= session.n_ctx() {
-            break;
-        }
-        logits = session.forward(&[token])?;
-    }
-    if finish == FinishReason::Length {
-        // Flush bytes held back for an incomplete character or a possible stop string.
-        let (text, _) = stop.push(&decoder.finish());
-        let rest = text + &stop.flush();
-        if !rest.is_empty() {
-            on_text(&rest);
-        }
-    }
-    Ok(GenerationStats {
-        prompt_tokens: prompt.len(),
-        cached_tokens: cached,
-        generated_tokens: generated.len(),
-        prompt_duration,
-        gen_duration: start.elapsed(),
-        finish,
-        tokens: generated,
-    })
-}
-
-/// A token's bytes as they appear in the output (control tokens are not printed).
-fn output_bytes(tokenizer: &Tokenizer, id: u32) -> Vec<u8> {
-    if tokenizer.is_control(id) {
-        Vec::new()
-    } else {
-        tokenizer.token_bytes(id)
-    }
-}
-
-/// Finds stop strings in streamed text, holding back any tail that could still become one.
-struct StopMatcher<'a> {
-    stops: &'a [String],
-    pending: String,
-}
-
-impl<'a> StopMatcher<'a> {
-    fn new(stops: &'a [String]) -> Self {
-        StopMatcher {
-            stops,
-            pending: String::new(),
-        }
-    }
-
-    /// Adds text; returns what can be emitted now, and whether a stop string was found (the
-    /// returned text then ends right before it).
-    fn push(&mut self, text: &str) -> (String, bool) {
-        self.pending.push_str(text);
-        let first_hit = self
-            .stops
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min();
-        if let Some(at) = first_hit {
-            let out = self.pending[..at].to_string();
-            self.pending.clear();
-            return (out, true);
-        }
-        // Hold back the longest suffix that is a proper prefix of some stop string.
-        let mut keep = 0;
-        for s in self.stops {
-            for (i, _) in s.char_indices().skip(1) {
-                if i > keep && self.pending.ends_with(&s[..i]) {
-                    keep = i;
+    let finish = loop {
+        match generation.step(&logits) {
+            Step::Token { token, text } => {
+                if !text.is_empty() && !on_text(&text) {
+                    break FinishReason::Stop;
                 }
+                logits = session.forward(&[token])?;
+            }
+            Step::Done { finish, text } => {
+                if !text.is_empty() {
+                    on_text(&text);
+                }
+                break finish;
             }
         }
-        let cut = self.pending.len() - keep;
-        let out = self.pending[..cut].to_string();
-        self.pending.drain(..cut);
-        (out, false)
-    }
-
-    fn flush(&mut self) -> String {
-        std::mem::take(&mut self.pending)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StopMatcher;
-
-    #[test]
-    fn stop_strings_are_held_back_and_cut() {
-        let stops = vec!["\nHuman:".to_string()];
-        let mut m = StopMatcher::new(&stops);
-        assert_eq!(m.push("Hello"), ("Hello".to_string(), false));
-        assert_eq!(m.push(" there\nHu"), (" there".to_string(), false));
-        assert_eq!(m.push("man: hi"), (String::new(), true));
-    }
-
-    #[test]
-    fn held_back_text_is_released_when_it_diverges() {
-        let stops = vec!["</s>".to_string()];
-        let mut m = StopMatcher::new(&stops);
-        assert_eq!(m.push("a</"), ("a".to_string(), false));
-        assert_eq!(m.push("b"), ("</b".to_string(), false));
-        assert_eq!(m.flush(), "");
-    }
+    };
+    let gen_duration = start.elapsed();
+    Ok(GenerationStats {
+        prompt_tokens: generation.prompt_tokens(),
+        cached_tokens: generation.cached_tokens(),
+        generated_tokens: generation.generated_tokens(),
+        prompt_duration,
+        gen_duration,
+        finish,
+        tokens: generation.into_tokens(),
+    })
 }

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod generate;
+pub mod generation;
 pub mod json_constraint;
 pub mod model;
 pub mod sampler;

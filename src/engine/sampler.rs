@@ -5,9 +5,10 @@
 /// `seed` value meaning "pick a fresh random seed" (Ollama's and llama.cpp's `-1`).
 pub const RANDOM_SEED: u64 = u64::MAX;
 
-/// Sampling parameters. `Default` is Ollama's defaults (llama.cpp's, except top-p 0.9 and
-/// min-p 0): temperature 0.8, top-k 40, top-p 0.9, min-p 0, repeat penalty 1.0 (off) over the
-/// last 64 tokens, random seed.
+/// Sampling parameters: the one type the CLI flags, Modelfile `PARAMETER`s and the server's
+/// Ollama and OpenAI options all fill in. `Default` is Ollama's defaults (llama.cpp's, except
+/// top-p 0.9 and min-p 0): temperature 0.8, top-k 40, top-p 0.9, min-p 0, repeat penalty 1.0
+/// (off) over the last 64 tokens, no presence or frequency penalty, random seed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
     /// 0 (or negative) = greedy.
@@ -22,6 +23,12 @@ pub struct SamplerConfig {
     pub repeat_penalty: f32,
     /// How many of the most recent tokens the penalty looks at (0 = off).
     pub repeat_last_n: usize,
+    /// OpenAI's / llama.cpp's presence and frequency penalties over the same recent window as
+    /// the repeat penalty (0 = off): a token seen `n` times there loses
+    /// `n · frequency_penalty + presence_penalty` from its logit (after the repeat penalty), so
+    /// positive values discourage repetition.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
     /// [`RANDOM_SEED`] = random.
     pub seed: u64,
 }
@@ -35,6 +42,8 @@ impl Default for SamplerConfig {
             min_p: 0.0,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: RANDOM_SEED,
         }
     }
@@ -50,6 +59,8 @@ impl SamplerConfig {
             min_p: 0.0,
             repeat_penalty: 1.0,
             repeat_last_n: 0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -96,7 +107,8 @@ impl Rng {
     }
 }
 
-fn random_seed() -> u64 {
+/// A seed that differs from run to run (time and the process's hash keys).
+pub fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -105,16 +117,25 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
+/// Picks the next token from logits; `history` is every token of the sequence so far, most
+/// recent last. The engine's [`Sampler`] is one; tests drive generation with simpler ones.
+pub trait TokenSampler: Send {
+    fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32;
+}
+
 /// A sampler with its own random state.
 #[derive(Clone, Debug)]
 pub struct Sampler {
     cfg: SamplerConfig,
     rng: Rng,
     seed: u64,
-    /// OpenAI-style penalties (0 = off), see [`Sampler::with_penalties`].
-    presence_penalty: f32,
-    frequency_penalty: f32,
     candidates: Vec<(u32, f32)>,
+}
+
+impl TokenSampler for Sampler {
+    fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        Sampler::sample(self, logits, history)
+    }
 }
 
 /// Index of the largest value, lowest index on ties; NaNs never win.
@@ -141,19 +162,8 @@ impl Sampler {
             rng: Rng::new(seed),
             seed,
             cfg,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
             candidates: Vec::new(),
         }
-    }
-
-    /// Adds OpenAI's / llama.cpp's presence and frequency penalties over the same recent window
-    /// as the repeat penalty: a token seen `n` times there loses `n · frequency + presence`
-    /// from its logit (after the repeat penalty), so positive values discourage repetition.
-    pub fn with_penalties(mut self, presence: f32, frequency: f32) -> Self {
-        self.presence_penalty = presence;
-        self.frequency_penalty = frequency;
-        self
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -172,7 +182,7 @@ impl Sampler {
             return 0;
         }
         let cfg = &self.cfg;
-        let (presence, frequency) = (self.presence_penalty, self.frequency_penalty);
+        let (presence, frequency) = (cfg.presence_penalty, cfg.frequency_penalty);
         let penalise = (cfg.repeat_penalty != 1.0 || presence != 0.0 || frequency != 0.0)
             && cfg.repeat_last_n > 0
             && !history.is_empty();
@@ -276,45 +286,34 @@ impl Sampler {
 mod penalty_tests {
     use super::*;
 
+    /// Greedy with the penalties over a 64-token window.
+    fn penalised(presence: f32, frequency: f32) -> Sampler {
+        Sampler::new(SamplerConfig {
+            repeat_last_n: 64,
+            presence_penalty: presence,
+            frequency_penalty: frequency,
+            ..SamplerConfig::greedy()
+        })
+    }
+
     #[test]
     fn presence_and_frequency_penalties_follow_counts_in_the_window() {
         // Token 0 leads by 1.0; it was seen twice, token 1 once.
         let logits = [3.0, 2.0, 1.5];
         let history = [0, 1, 0];
-        let greedy = || Sampler::new(SamplerConfig::greedy());
-        let window = |s: Sampler| {
-            let mut cfg = s.cfg.clone();
-            cfg.repeat_last_n = 64;
-            Sampler { cfg, ..s }
-        };
-        assert_eq!(window(greedy()).sample(&logits, &history), 0);
+        assert_eq!(penalised(0.0, 0.0).sample(&logits, &history), 0);
         // Frequency 0.6: token 0 loses 1.2, token 1 loses 0.6 → 1.8, 1.4, 1.5.
-        assert_eq!(
-            window(greedy().with_penalties(0.0, 0.6)).sample(&logits, &history),
-            0
-        );
+        assert_eq!(penalised(0.0, 0.6).sample(&logits, &history), 0);
         // Frequency 0.8: 1.4, 1.2, 1.5 → the unseen token 2 wins.
-        assert_eq!(
-            window(greedy().with_penalties(0.0, 0.8)).sample(&logits, &history),
-            2
-        );
+        assert_eq!(penalised(0.0, 0.8).sample(&logits, &history), 2);
         // Presence 1.2 counts each seen token once: 1.8, 0.8, 1.5.
-        assert_eq!(
-            window(greedy().with_penalties(1.2, 0.0)).sample(&logits, &history),
-            0
-        );
+        assert_eq!(penalised(1.2, 0.0).sample(&logits, &history), 0);
         // Presence 1.6: 1.4, 0.4, 1.5.
-        assert_eq!(
-            window(greedy().with_penalties(1.6, 0.0)).sample(&logits, &history),
-            2
-        );
+        assert_eq!(penalised(1.6, 0.0).sample(&logits, &history), 2);
         // Outside the window nothing is penalised; negative values encourage repetition.
-        let mut s = greedy().with_penalties(5.0, 5.0);
+        let mut s = penalised(5.0, 5.0);
         s.cfg.repeat_last_n = 0;
         assert_eq!(s.sample(&logits, &history), 0);
-        assert_eq!(
-            window(greedy().with_penalties(0.0, -1.0)).sample(&[1.0, 2.0, 0.0], &[0]),
-            0
-        );
+        assert_eq!(penalised(0.0, -1.0).sample(&[1.0, 2.0, 0.0], &[0]), 0);
     }
 }

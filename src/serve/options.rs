@@ -7,13 +7,13 @@ use serde_json::{Map, Value};
 
 use std::sync::Arc;
 
-use crate::serve::http::backend::Sampling;
 use crate::engine::json_constraint::schema::Shape;
+use crate::engine::sampler::{SamplerConfig, RANDOM_SEED};
 use crate::serve::store::params::{kind_of, Kind};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOptions {
-    pub sampling: Sampling,
+    pub sampling: SamplerConfig,
     /// `num_predict`: -1 (or any negative) = until stop/context.
     pub num_predict: i64,
     pub num_ctx: Option<usize>,
@@ -29,20 +29,10 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// Ollama's defaults (table 1.5).
+    /// Ollama's defaults (the sampler's own).
     pub fn ollama_defaults() -> RunOptions {
         RunOptions {
-            sampling: Sampling {
-                temperature: 0.8,
-                top_k: 40,
-                top_p: 0.9,
-                min_p: 0.0,
-                repeat_penalty: 1.0,
-                repeat_last_n: 64,
-                presence_penalty: 0.0,
-                frequency_penalty: 0.0,
-                seed: random_seed(),
-            },
+            sampling: SamplerConfig::default(),
             num_predict: -1,
             num_ctx: None,
             num_keep: None,
@@ -89,7 +79,7 @@ impl RunOptions {
                 ("frequency_penalty", _) => self.sampling.frequency_penalty = f()? as f32,
                 ("seed", _) => {
                     let s = i()?;
-                    self.sampling.seed = if s < 0 { random_seed() } else { s as u64 };
+                    self.sampling.seed = if s < 0 { RANDOM_SEED } else { s as u64 };
                 }
                 ("num_predict", _) => self.num_predict = i()?,
                 ("num_keep", _) => {
@@ -126,19 +116,6 @@ impl RunOptions {
         }
         Ok(())
     }
-}
-
-pub fn random_seed() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
 }
 
 /// How long a model stays loaded after a request.

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitnet_gguf::serve::http::backend::{
-    Backend, ChatTurn, ModelMeta, Sampling, TextModel, TokenSampler,
+    Backend, ChatTurn, ModelMeta, SamplerConfig, TextModel, TokenSampler, TokenText,
 };
-use bitnet_gguf::serve::options::KeepAlive;
 use bitnet_gguf::serve::http::scheduler::{self, SchedConfig};
 use bitnet_gguf::serve::http::{self, LoadSettings, Loader, ServeConfig};
+use bitnet_gguf::serve::options::KeepAlive;
 use bitnet_gguf::serve::store::Store;
 
 pub const BOS: u32 = 1;
@@ -45,6 +45,19 @@ fn next_token(last: u32) -> u32 {
     }
 }
 
+impl TokenText for Fake {
+    fn piece(&self, id: u32) -> Vec<u8> {
+        if id >= 3 {
+            vec![(id - 3) as u8]
+        } else {
+            vec![]
+        }
+    }
+    fn is_end_of_generation(&self, id: u32) -> bool {
+        id == EOS
+    }
+}
+
 impl TextModel for Fake {
     fn meta(&self) -> &ModelMeta {
         &self.meta
@@ -62,16 +75,6 @@ impl TextModel for Fake {
                 .collect::<Vec<_>>(),
         )
         .into_owned()
-    }
-    fn piece(&self, id: u32) -> Vec<u8> {
-        if id >= 3 {
-            vec![(id - 3) as u8]
-        } else {
-            vec![]
-        }
-    }
-    fn is_end_of_generation(&self, id: u32) -> bool {
-        id == EOS
     }
     fn add_bos_default(&self) -> bool {
         true
@@ -91,7 +94,7 @@ impl TextModel for Fake {
     fn default_stops(&self) -> Vec<String> {
         vec![]
     }
-    fn sampler(&self, _s: &Sampling) -> Box<dyn TokenSampler> {
+    fn sampler(&self, _s: &SamplerConfig) -> Box<dyn TokenSampler> {
         Box::new(Greedy)
     }
 }

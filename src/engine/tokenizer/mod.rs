@@ -18,7 +18,7 @@ use bitnet_formats::Metadata;
 
 pub use pretokenize::PreTokenizerKind;
 pub use special::Fragment;
-pub use stream::StreamDecoder;
+pub use stream::{StreamDecoder, Utf8Stream};
 pub use vocab::{ModelKind, TokenKind, Vocab};
 
 use bpe::Merges;

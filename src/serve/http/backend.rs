@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value};
 
+pub use crate::engine::generation::TokenText;
+pub use crate::engine::sampler::{argmax, SamplerConfig, TokenSampler};
+
 /// Facts about a loaded model that the API reports.
 #[derive(Clone, Debug, Default)]
 pub struct ModelMeta {
@@ -27,34 +30,13 @@ pub struct ChatTurn {
     pub content: String,
 }
 
-/// Sampling settings of one request, already merged (defaults < Modelfile < request).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sampling {
-    pub temperature: f32,
-    pub top_k: usize,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub repeat_last_n: usize,
-    pub presence_penalty: f32,
-    pub frequency_penalty: f32,
-    pub seed: u64,
-}
-
-/// Picks the next token from logits; `history` is every token of the sequence so far.
-pub trait TokenSampler: Send {
-    fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32;
-}
-
-/// The text side of a model: thread-safe, used directly by the HTTP handlers.
-pub trait TextModel: Send + Sync {
+/// The text side of a model: thread-safe, used directly by the HTTP handlers. Its tokens'
+/// output bytes and end-of-generation ids ([`TokenText`]) drive each request's `Generation`.
+pub trait TextModel: TokenText + Send + Sync {
     fn meta(&self) -> &ModelMeta;
     /// Special tokens written in the text (`<|eot_id|>`) become their ids.
     fn tokenize(&self, text: &str, add_bos: bool) -> anyhow::Result<Vec<u32>>;
     fn detokenize(&self, ids: &[u32]) -> String;
-    /// Raw bytes of one token as it appears in output text; empty for control tokens.
-    fn piece(&self, id: u32) -> Vec<u8>;
-    fn is_end_of_generation(&self, id: u32) -> bool;
     fn add_bos_default(&self) -> bool;
     fn bos_text(&self) -> Option<String>;
     /// Renders the model's own chat template with the generation prompt.
@@ -63,7 +45,8 @@ pub trait TextModel: Send + Sync {
     fn render_template(&self, source: &str, messages: &[ChatTurn]) -> anyhow::Result<String>;
     /// Stop strings that come with the model's template.
     fn default_stops(&self) -> Vec<String>;
-    fn sampler(&self, s: &Sampling) -> Box<dyn TokenSampler>;
+    /// A sampler for one request (merged defaults < Modelfile < request).
+    fn sampler(&self, s: &SamplerConfig) -> Box<dyn TokenSampler>;
 }
 
 /// A loaded model that can run sequences. Sequences borrow the model, so they only live on the
@@ -86,15 +69,4 @@ pub trait Backend: TextModel + 'static {
     ) -> anyhow::Result<Vec<Vec<f32>>>;
     /// Mean-pooled final hidden state of a fresh context.
     fn embed(&self, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;
-}
-
-/// Greedy argmax (lowest id on ties) — what every sampler does at temperature 0.
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use crate::engine::chat::{ChatMessage, ChatTemplate};
+use crate::engine::generation::TokenText;
 use crate::engine::model::{forward_batch, KvType, LoadOptions, Model, Session};
-use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::serve::store::gguf_info;
+use crate::engine::sampler::{Sampler, SamplerConfig, TokenSampler};
 use crate::engine::tokenizer::Tokenizer;
+use crate::serve::store::gguf_info;
 
-use super::backend::{Backend, ChatTurn, ModelMeta, Sampling, TextModel, TokenSampler};
+use super::backend::{Backend, ChatTurn, ModelMeta, TextModel};
 use super::scheduler::{self, SchedConfig};
 use super::Loader;
 
@@ -18,14 +19,6 @@ pub struct EngineBackend {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     meta: ModelMeta,
-}
-
-struct EngineSampler(Sampler);
-
-impl TokenSampler for EngineSampler {
-    fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        self.0.sample(logits, history)
-    }
 }
 
 fn messages(turns: &[ChatTurn]) -> Vec<ChatMessage> {
@@ -87,16 +80,6 @@ impl TextModel for EngineBackend {
     fn detokenize(&self, ids: &[u32]) -> String {
         self.tokenizer.decode(ids, true)
     }
-    fn piece(&self, id: u32) -> Vec<u8> {
-        if self.tokenizer.is_control(id) {
-            Vec::new()
-        } else {
-            self.tokenizer.token_bytes(id)
-        }
-    }
-    fn is_end_of_generation(&self, id: u32) -> bool {
-        self.tokenizer.is_end_of_generation(id)
-    }
     fn add_bos_default(&self) -> bool {
         self.tokenizer.add_bos_default()
     }
@@ -118,18 +101,17 @@ impl TextModel for EngineBackend {
     fn default_stops(&self) -> Vec<String> {
         self.template.stop_strings().to_vec()
     }
-    fn sampler(&self, s: &Sampling) -> Box<dyn TokenSampler> {
-        let cfg = SamplerConfig {
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-            min_p: s.min_p,
-            repeat_penalty: s.repeat_penalty,
-            repeat_last_n: s.repeat_last_n,
-            seed: s.seed,
-        };
-        let sampler = Sampler::new(cfg).with_penalties(s.presence_penalty, s.frequency_penalty);
-        Box::new(EngineSampler(sampler))
+    fn sampler(&self, s: &SamplerConfig) -> Box<dyn TokenSampler> {
+        Box::new(Sampler::new(s.clone()))
+    }
+}
+
+impl TokenText for EngineBackend {
+    fn piece(&self, id: u32) -> Vec<u8> {
+        TokenText::piece(&self.tokenizer, id)
+    }
+    fn is_end_of_generation(&self, id: u32) -> bool {
+        TokenText::is_end_of_generation(&self.tokenizer, id)
     }
 }
 

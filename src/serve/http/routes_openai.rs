@@ -152,7 +152,7 @@ fn timings(d: &Done) -> Value {
 }
 
 fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", crate::serve::options::random_seed())
+    format!("{prefix}-{:016x}", crate::engine::sampler::random_seed())
 }
 
 enum Kind {

@@ -12,16 +12,11 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::backend::{Backend, Sampling, TextModel, TokenSampler};
+use super::backend::{Backend, TextModel};
 use super::metrics::Metrics;
-use crate::engine::json_constraint::schema::Shape;
-use crate::engine::json_constraint::{JsonConstraint, JsonStatus};
+use crate::engine::generation::{GenerateParams, Generation, Step};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finish {
-    Stop,
-    Length,
-}
+pub use crate::engine::generation::FinishReason as Finish;
 
 #[derive(Clone, Debug)]
 pub struct Done {
@@ -44,15 +39,8 @@ pub enum Event {
 
 pub struct GenRequest {
     pub prompt: Vec<u32>,
-    pub sampling: Sampling,
-    /// Maximum new tokens; `None` = until a stop or the end of the context.
-    pub max_tokens: Option<usize>,
-    pub stop: Vec<String>,
-    /// Constrain the output to one JSON object (`format: "json"`, `response_format`); the
-    /// generation ends when the object closes.
-    pub json: bool,
-    /// A JSON schema's shape to enforce as well.
-    pub json_shape: Option<Arc<Shape>>,
+    /// `max_tokens: None` = until a stop or the end of the context.
+    pub params: GenerateParams,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -147,24 +135,19 @@ pub fn spawn<B: Backend>(
     handle
 }
 
-struct Active {
-    req: GenRequest,
-    sampler: Box<dyn TokenSampler>,
-    json: Option<JsonConstraint>,
-    history: Vec<u32>,
-    generated: Vec<u32>,
+/// A request holding a slot: its generation, fed one logits row per decode step.
+struct Active<'a> {
+    events: mpsc::UnboundedSender<Event>,
+    generation: Generation<'a>,
+    /// The token the next decode step evaluates.
     next: u32,
-    utf8: Vec<u8>,
-    held: String,
-    prompt_tokens: usize,
-    cached_tokens: usize,
     prompt_ns: u64,
     eval_start: Instant,
 }
 
 struct Slot<'a, B: Backend> {
     seq: Option<B::Seq<'a>>,
-    active: Option<Active>,
+    active: Option<Active<'a>>,
 }
 
 struct Worker<'a, B: Backend> {
@@ -175,19 +158,6 @@ struct Worker<'a, B: Backend> {
     busy: Arc<AtomicUsize>,
     slots: Vec<Slot<'a, B>>,
     pending: VecDeque<GenRequest>,
-}
-
-/// Longest suffix of `s` that is a proper prefix of some stop string (held back until known).
-fn held_suffix_len(s: &str, stops: &[String]) -> usize {
-    let mut best = 0;
-    for stop in stops {
-        for (i, _) in stop.char_indices().skip(1) {
-            if i > best && s.ends_with(&stop[..i]) {
-                best = i;
-            }
-        }
-    }
-    best
 }
 
 impl<'a, B: Backend> Worker<'a, B> {
@@ -226,7 +196,6 @@ impl<'a, B: Backend> Worker<'a, B> {
                 for slot in &mut self.slots {
                     if let Some(a) = slot.active.take() {
                         let _ = a
-                            .req
                             .events
                             .send(Event::Error("internal error in the engine".into()));
                         Metrics::add(&self.metrics.requests_failed_total, 1);
@@ -266,11 +235,7 @@ impl<'a, B: Backend> Worker<'a, B> {
     fn step(&mut self) {
         // Drop cancelled requests, running or waiting.
         for slot in &mut self.slots {
-            if slot
-                .active
-                .as_ref()
-                .is_some_and(|a| a.req.events.is_closed())
-            {
+            if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
                 slot.active = None;
             }
         }
@@ -350,144 +315,58 @@ impl<'a, B: Backend> Worker<'a, B> {
         Metrics::add(&self.metrics.prompt_tokens_total, req.prompt.len() as u64);
         Metrics::add(&self.metrics.prompt_cached_tokens_total, cached as u64);
         Metrics::add(&self.metrics.prompt_ns_total, prompt_ns);
-        let mut active = Active {
-            history: req.prompt.clone(),
-            prompt_tokens: req.prompt.len(),
-            cached_tokens: cached,
-            sampler: b.sampler(&req.sampling),
-            json: req
-                .json
-                .then(|| JsonConstraint::with_schema(req.json_shape.clone())),
-            req,
-            generated: Vec::new(),
+        let sampler = b.sampler(&req.params.sampler);
+        // Prompt and output together stay within the slot's context.
+        let room = n_ctx - req.prompt.len();
+        let generation = Generation::new(&req.params, sampler, b, &req.prompt, cached, room);
+        slot.active = Some(Active {
+            events: req.events,
+            generation,
             next: 0,
-            utf8: Vec::new(),
-            held: String::new(),
             prompt_ns,
             eval_start: Instant::now(),
-        };
-        let tok = Self::pick(b, &mut active, &logits, n_ctx);
-        slot.active = Some(active);
-        Self::take_token(b, &self.metrics, slot, tok, n_ctx);
+        });
+        Self::advance(&self.metrics, slot, &logits);
     }
 
-    /// Samples the next token, through the JSON constraint when the request asked for JSON
-    /// (`None`: no token can continue the JSON within the budget).
-    fn pick(b: &B, a: &mut Active, logits: &[f32], n_ctx: usize) -> Option<u32> {
-        let Active {
-            json,
-            sampler,
-            history,
-            generated,
-            req,
-            ..
-        } = a;
-        let Some(c) = json else {
-            return Some(sampler.sample(logits, history));
+    /// Feeds a slot's logits row to its generation: sends the text that became final, and the
+    /// summary when the generation ends, which frees the slot.
+    fn advance(metrics: &Metrics, slot: &mut Slot<'a, B>, logits: &[f32]) {
+        let Some(a) = slot.active.as_mut() else {
+            return;
         };
-        // Tokens that may still follow this one: the token limit and the context both count.
-        let by_limit = req
-            .max_tokens
-            .map_or(usize::MAX, |m| m.saturating_sub(generated.len() + 1));
-        let by_ctx = n_ctx.saturating_sub(history.len() + 1);
-        c.pick(
-            logits,
-            by_limit.min(by_ctx),
-            &mut |l| sampler.sample(l, history),
-            &|t| b.piece(t),
-            &|t| b.is_end_of_generation(t),
-        )
-    }
-
-    /// Feeds the sampled token to the request: text out, stop checks; frees the slot when done.
-    /// `None` (nothing can continue the JSON) ends the request as `length`.
-    fn take_token(
-        b: &B,
-        metrics: &Metrics,
-        slot: &mut Slot<'a, B>,
-        tok: Option<u32>,
-        n_ctx: usize,
-    ) {
-        let a = slot.active.as_mut().unwrap();
-        let mut finish = None;
-        if tok.is_none_or(|t| b.is_end_of_generation(t)) {
-            // End of generation, or nothing can continue the JSON: release the text held back
-            // for a possible stop string or an incomplete character.
-            finish = Some(if tok.is_some() {
-                Finish::Stop
-            } else {
-                Finish::Length
-            });
-            let mut rest = std::mem::take(&mut a.held);
-            rest.push_str(&String::from_utf8_lossy(&std::mem::take(&mut a.utf8)));
-            if !rest.is_empty() && a.req.events.send(Event::Text(rest)).is_err() {
-                slot.active = None;
-                return;
+        let before = a.generation.generated_tokens();
+        let step = a.generation.step(logits);
+        let new_tokens = a.generation.generated_tokens() - before;
+        Metrics::add(&metrics.tokens_predicted_total, new_tokens as u64);
+        let (text, finish) = match step {
+            Step::Token { token, text } => {
+                a.next = token;
+                (text, None)
             }
-        } else if let Some(tok) = tok {
-            a.generated.push(tok);
-            a.history.push(tok);
-            Metrics::add(&metrics.tokens_predicted_total, 1);
-            let piece = b.piece(tok);
-            let json_done = a
-                .json
-                .as_mut()
-                .is_some_and(|c| c.push(&piece) == JsonStatus::Complete);
-            a.utf8.extend_from_slice(&piece);
-            let (text, rest) = split_utf8(&a.utf8);
-            let rest = rest.to_vec();
-            a.held.push_str(&text);
-            a.utf8 = rest;
-            let stops = &a.req.stop;
-            let mut emit = String::new();
-            if let Some(pos) = stops.iter().filter_map(|s| a.held.find(s.as_str())).min() {
-                emit.push_str(&a.held[..pos]);
-                a.held.clear();
-                a.utf8.clear();
-                finish = Some(Finish::Stop);
-            } else {
-                let keep = held_suffix_len(&a.held, stops);
-                let cut = a.held.len() - keep;
-                emit.push_str(&a.held[..cut]);
-                a.held.drain(..cut);
-            }
-            if finish.is_none() {
-                let at_limit = a.req.max_tokens.is_some_and(|m| a.generated.len() >= m);
-                if json_done || at_limit || a.history.len() >= n_ctx {
-                    // A closed JSON object is a natural end, even on the last allowed token.
-                    finish = Some(if json_done {
-                        Finish::Stop
-                    } else {
-                        Finish::Length
-                    });
-                    emit.push_str(&a.held);
-                    emit.push_str(&String::from_utf8_lossy(&a.utf8));
-                }
-            }
-            if !emit.is_empty() && a.req.events.send(Event::Text(emit)).is_err() {
-                slot.active = None; // the client went away
-                return;
-            }
-            a.next = tok;
+            Step::Done { finish, text } => (text, Some(finish)),
+        };
+        if !text.is_empty() && a.events.send(Event::Text(text)).is_err() {
+            slot.active = None; // the client went away
+            return;
         }
-        if let Some(finish) = finish {
-            let a = slot.active.take().unwrap();
-            let done = Done {
-                finish,
-                prompt_tokens: a.prompt_tokens,
-                cached_tokens: a.cached_tokens,
-                prompt_ns: a.prompt_ns,
-                eval_tokens: a.generated.len(),
-                eval_ns: a.eval_start.elapsed().as_nanos() as u64,
-                tokens: a.generated,
-            };
-            let _ = a.req.events.send(Event::Done(done));
-        }
+        let Some(finish) = finish else { return };
+        let Some(a) = slot.active.take() else { return };
+        let g = a.generation;
+        let done = Done {
+            finish,
+            prompt_tokens: g.prompt_tokens(),
+            cached_tokens: g.cached_tokens(),
+            prompt_ns: a.prompt_ns,
+            eval_tokens: g.generated_tokens(),
+            eval_ns: a.eval_start.elapsed().as_nanos() as u64,
+            tokens: g.into_tokens(),
+        };
+        let _ = a.events.send(Event::Done(done));
     }
 
     fn decode(&mut self) {
         let b = self.b;
-        let n_ctx = self.config.n_ctx;
         let mut idx = Vec::new();
         let mut toks = Vec::new();
         let mut seqs: Vec<&mut B::Seq<'a>> = Vec::new();
@@ -517,68 +396,19 @@ impl<'a, B: Backend> Worker<'a, B> {
         match result {
             Ok(all) => {
                 for (k, logits) in idx.into_iter().zip(all) {
-                    let slot = &mut self.slots[k];
-                    let a = slot.active.as_mut().unwrap();
-                    let tok = Self::pick(b, a, &logits, n_ctx);
-                    Self::take_token(b, &self.metrics, slot, tok, n_ctx);
+                    Self::advance(&self.metrics, &mut self.slots[k], &logits);
                 }
             }
             Err(e) => {
                 for k in idx {
                     let slot = &mut self.slots[k];
                     if let Some(a) = slot.active.take() {
-                        let _ = a.req.events.send(Event::Error(format!("{e:#}")));
+                        let _ = a.events.send(Event::Error(format!("{e:#}")));
                         Metrics::add(&self.metrics.requests_failed_total, 1);
                     }
                     slot.seq = None;
                 }
             }
         }
-    }
-}
-
-/// Splits bytes into the text decodable now and an incomplete UTF-8 tail kept for later.
-/// Invalid sequences become U+FFFD (lossy, like the tokenizer's own decoding).
-fn split_utf8(bytes: &[u8]) -> (String, &[u8]) {
-    let mut out = String::new();
-    let mut rest = bytes;
-    loop {
-        match std::str::from_utf8(rest) {
-            Ok(s) => {
-                out.push_str(s);
-                return (out, &[]);
-            }
-            Err(e) => {
-                let (good, bad) = rest.split_at(e.valid_up_to());
-                out.push_str(std::str::from_utf8(good).unwrap());
-                match e.error_len() {
-                    None => return (out, bad),
-                    Some(n) => {
-                        out.push('\u{fffd}');
-                        rest = &bad[n..];
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utf8_tail_is_held() {
-        let s = "é".as_bytes();
-        assert_eq!(split_utf8(&s[..1]), (String::new(), &s[..1]));
-        assert_eq!(split_utf8(s).0, "é");
-        assert_eq!(split_utf8(&[b'a', 0xff, b'b']).0, "a\u{fffd}b");
-    }
-
-    #[test]
-    fn stop_prefix_held_back() {
-        let stops = vec!["User:".to_string()];
-        assert_eq!(held_suffix_len("hello Us", &stops), 2);
-        assert_eq!(held_suffix_len("hello", &stops), 0);
     }
 }

@@ -11,11 +11,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
-use super::reply::ApiError;
 use super::models::ResolvedModel;
-use crate::serve::options::{KeepAlive, RunOptions};
+use super::reply::ApiError;
 use super::scheduler::{Done, Event, GenRequest, SubmitError, WorkerHandle};
 use super::AppState;
+use crate::engine::generation::GenerateParams;
+use crate::serve::options::{KeepAlive, RunOptions};
 
 /// A generation that has produced its first event (so errors before any token still get a
 /// proper status code).
@@ -68,17 +69,19 @@ pub async fn start(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let req = GenRequest {
         prompt: prompt.clone(),
-        sampling: opts.sampling.clone(),
-        max_tokens,
-        // The template's own stop strings could cut a JSON string short; JSON output ends when
-        // its object closes. Stops the request gave still apply.
-        stop: if opts.json && !opts.stop_given {
-            Vec::new()
-        } else {
-            opts.stop.clone()
+        params: GenerateParams {
+            max_tokens,
+            sampler: opts.sampling.clone(),
+            // The template's own stop strings could cut a JSON string short; JSON output ends
+            // when its object closes. Stops the request gave still apply.
+            stop: if opts.json && !opts.stop_given {
+                Vec::new()
+            } else {
+                opts.stop.clone()
+            },
+            json: opts.json,
+            json_shape: opts.json_shape.clone(),
         },
-        json: opts.json,
-        json_shape: opts.json_shape.clone(),
         events: tx,
     };
     match handle.submit(req) {
