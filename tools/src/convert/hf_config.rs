@@ -2,11 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use bitnet_formats::arch::Arch;
 use serde_json::Value as Json;
+
+/// The FFN activation, recorded explicitly in the output so readers never guess.
+pub use bitnet_formats::arch::Activation;
 
 use super::error::ConvertError;
 
-/// The checkpoint families the converter understands (formats.md §7.1).
+/// The checkpoint families the converter understands (`docs/convert.md`, "Supported
+/// checkpoints").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelFamily {
     /// `BitNetForCausalLM` (microsoft/bitnet-b1.58-2B-4T and its `-bf16` twin): squared-ReLU
@@ -20,25 +25,18 @@ pub enum ModelFamily {
     Llama,
 }
 
-/// The FFN activation, recorded explicitly in the output so readers never guess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Silu,
-    Relu2,
-}
-
-impl Activation {
-    /// The Hugging Face `hidden_act` spelling, which is also what we write to GGUF.
-    pub fn hf_name(self) -> &'static str {
+/// How a packed checkpoint's `weight_scale` turns into the per-tensor ternary scale.
+impl ModelFamily {
+    /// The GGUF graph a family's checkpoints become (in bitnet.cpp's naming).
+    pub fn arch(self) -> Arch {
         match self {
-            Activation::Silu => "silu",
-            Activation::Relu2 => "relu2",
+            ModelFamily::BitNetB158 => Arch::BitnetB158,
+            ModelFamily::Bitnet1bitLlm => Arch::Bitnet,
+            ModelFamily::Llama => Arch::Llama,
         }
     }
 }
 
-/// How a packed checkpoint's `weight_scale` turns into the per-tensor ternary scale
-/// (formats.md §7.5, pitfall 15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightScaleRule {
     /// transformers `AutoBitLinear` (offline): the layer output is multiplied by `weight_scale`.
@@ -190,13 +188,11 @@ impl HfConfig {
         };
         let activation = match json.get("hidden_act").and_then(|a| a.as_str()) {
             None => default_act,
-            Some("silu") | Some("swish") => Activation::Silu,
-            Some("relu2") | Some("relu_squared") | Some("squared_relu") => Activation::Relu2,
-            Some(other) => {
-                return Err(err(format!(
-                    "unsupported hidden_act \"{other}\" (supported: silu, relu2)"
-                )))
-            }
+            Some(name) => Activation::from_name(name).ok_or_else(|| {
+                err(format!(
+                    "unsupported hidden_act \"{name}\" (supported: silu, relu2)"
+                ))
+            })?,
         };
         if family == ModelFamily::Llama && activation != Activation::Silu {
             return Err(err(

@@ -1,5 +1,5 @@
 //! `tokenizer.*` GGUF metadata from `tokenizer.json`, `tokenizer_config.json` and
-//! `generation_config.json` (formats.md §7.6), following llama.cpp's conventions so that
+//! `generation_config.json`, following llama.cpp's conventions so that
 //! llama.cpp, Ollama and our own tokenizer agree with Hugging Face.
 
 use std::collections::HashMap;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use bitnet_formats::arch::HParam::{self, *};
 use bitnet_formats::codec::{meta, TernaryFormat};
 use bitnet_formats::{Dialect, GgufWriter, TensorSource, TensorType, Value};
 
@@ -73,15 +74,13 @@ pub struct ConvertReport {
     pub warnings: Vec<String>,
 }
 
-/// The GGUF architecture string for a family in the dialect of an output type
-/// (formats.md §7.1): bitnet.cpp names for I2_S/TL/float outputs, upstream llama.cpp's
-/// single `bitnet` for TQ outputs.
+/// The GGUF architecture string for a family in the dialect of an output type: bitnet.cpp
+/// names for I2_S/TL/float outputs, the names upstream llama.cpp knows for TQ outputs.
 pub fn architecture_name(family: ModelFamily, wt: WeightType) -> &'static str {
-    let upstream = matches!(wt, WeightType::Tq1_0 | WeightType::Tq2_0);
-    match family {
-        ModelFamily::Llama => "llama",
-        ModelFamily::BitNetB158 if !upstream => "bitnet-b1.58",
-        _ => "bitnet",
+    let arch = family.arch();
+    match wt {
+        WeightType::Tq1_0 | WeightType::Tq2_0 => arch.upstream_name(),
+        _ => arch.name(),
     }
 }
 
@@ -177,29 +176,23 @@ pub fn convert(
     let meta = writer.metadata_mut();
     meta.set("general.architecture", Value::from(arch));
     meta.set("general.name", Value::from(name.as_str()));
-    let k = |key: &str| format!("{arch}.{key}");
-    meta.set(k("vocab_size"), Value::U32(cfg.vocab_size as u32));
-    meta.set(k("context_length"), Value::U32(cfg.context_length as u32));
-    meta.set(k("embedding_length"), Value::U32(cfg.hidden_size as u32));
-    meta.set(k("block_count"), Value::U32(cfg.num_layers as u32));
+    let k = |hp: HParam| hp.key(arch);
+    meta.set(k(VocabSize), Value::U32(cfg.vocab_size as u32));
+    meta.set(k(ContextLength), Value::U32(cfg.context_length as u32));
+    meta.set(k(EmbeddingLength), Value::U32(cfg.hidden_size as u32));
+    meta.set(k(BlockCount), Value::U32(cfg.num_layers as u32));
     meta.set(
-        k("feed_forward_length"),
+        k(FeedForwardLength),
         Value::U32(cfg.intermediate_size as u32),
     );
-    meta.set(k("rope.dimension_count"), Value::U32(cfg.head_dim as u32));
-    meta.set(k("attention.head_count"), Value::U32(cfg.num_heads as u32));
-    meta.set(
-        k("attention.head_count_kv"),
-        Value::U32(cfg.num_kv_heads as u32),
-    );
-    meta.set(
-        k("attention.layer_norm_rms_epsilon"),
-        Value::F32(cfg.rms_norm_eps),
-    );
-    meta.set(k("rope.freq_base"), Value::F32(cfg.rope_theta));
+    meta.set(k(RopeDimensionCount), Value::U32(cfg.head_dim as u32));
+    meta.set(k(HeadCount), Value::U32(cfg.num_heads as u32));
+    meta.set(k(HeadCountKv), Value::U32(cfg.num_kv_heads as u32));
+    meta.set(k(RmsEpsilon), Value::F32(cfg.rms_norm_eps));
+    meta.set(k(RopeFreqBase), Value::F32(cfg.rope_theta));
     // Upstream llama.cpp's `bitnet` graph picks squared ReLU vs SiLU from this key (default
     // SiLU); bitnet.cpp ignores it. We always write it so no reader has to guess.
-    meta.set(k("hidden_act"), Value::from(cfg.activation.hf_name()));
+    meta.set(k(HiddenAct), Value::from(cfg.activation.name()));
     if let Some(rs) = &cfg.rope_scaling {
         let kind = rs
             .get("type")
@@ -209,8 +202,8 @@ pub fn convert(
         let factor = rs.get("factor").and_then(|f| f.as_f64());
         match (kind, factor) {
             ("linear", Some(f)) => {
-                meta.set(k("rope.scaling.type"), Value::from("linear"));
-                meta.set(k("rope.scaling.factor"), Value::F32(f as f32));
+                meta.set(k(RopeScalingType), Value::from("linear"));
+                meta.set(k(RopeScalingFactor), Value::F32(f as f32));
             }
             ("default", _) => {}
             _ => {
