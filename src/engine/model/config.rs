@@ -323,3 +323,85 @@ fn check_tensors<T: TensorShapes + ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bitnet_formats::arch::{Dims, HParam, ATTN_SUB_NORM};
+    use bitnet_formats::Metadata;
+
+    use super::*;
+
+    impl TensorShapes for HashMap<String, Vec<u64>> {
+        fn shape(&self, name: &str) -> Option<&[u64]> {
+            self.get(name).map(Vec::as_slice)
+        }
+    }
+
+    const DIMS: Dims = Dims {
+        n_embd: 64,
+        n_vocab: 100,
+        q_dim: 64,
+        kv_dim: 32,
+        n_ff: 96,
+    };
+
+    fn model(arch: Arch) -> (Metadata, HashMap<String, Vec<u64>>) {
+        let mut meta = Metadata::new();
+        meta.set("general.architecture", arch.name());
+        let k = |hp: HParam| hp.key(arch.name());
+        meta.set(k(HParam::EmbeddingLength), 64u32);
+        meta.set(k(HParam::BlockCount), 2u32);
+        meta.set(k(HParam::HeadCount), 4u32);
+        meta.set(k(HParam::HeadCountKv), 2u32);
+        meta.set(k(HParam::ContextLength), 128u32);
+        meta.set(k(HParam::FeedForwardLength), 96u32);
+        meta.set(k(HParam::RmsEpsilon), 1e-5f32);
+        let with_output = !arch.spec().tied_output;
+        let tensors = arch
+            .tensors(2, with_output)
+            .map(|(name, spec)| (name, spec.ne(&DIMS)))
+            .collect();
+        (meta, tensors)
+    }
+
+    #[test]
+    fn the_loader_requires_exactly_the_schema_tensors() {
+        for arch in Arch::ALL {
+            let (meta, tensors) = model(arch);
+            let cfg = ModelConfig::from_gguf(&meta, &tensors).unwrap();
+            assert_eq!((cfg.arch, cfg.n_vocab, cfg.kv_dim()), (arch, 100, 32));
+            assert_eq!(cfg.tied_output, arch.spec().tied_output);
+            for name in tensors.keys() {
+                let mut fewer = tensors.clone();
+                fewer.remove(name);
+                match ModelConfig::from_gguf(&meta, &fewer) {
+                    // The head is optional: without it the embedding is used.
+                    Ok(cfg) => assert!(OUTPUT.is_global_name(name) && cfg.tied_output),
+                    Err(ConfigError::MissingTensor(n)) => assert_eq!(&n, name, "{arch}"),
+                    Err(e) => panic!("{arch}: removing {name}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sub_norms_in_a_graph_without_them_are_refused() {
+        let (meta, mut tensors) = model(Arch::Llama);
+        tensors.insert(ATTN_SUB_NORM.layer_name(1), vec![64]);
+        let e = ModelConfig::from_gguf(&meta, &tensors).unwrap_err();
+        assert!(matches!(e, ConfigError::UnexpectedTensor(..)), "{e}");
+    }
+
+    #[test]
+    fn unknown_architecture_is_a_clear_error() {
+        let (mut meta, tensors) = model(Arch::Bitnet);
+        meta.set("general.architecture", "mamba");
+        let e = ModelConfig::from_gguf(&meta, &tensors).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "architecture 'mamba' is not supported (known: bitnet-b1.58, bitnet-25, bitnet, llama)"
+        );
+    }
+}
