@@ -105,30 +105,7 @@ impl HfConfig {
             .ok_or_else(|| err("no \"architectures\" entry".into()))?
             .to_owned();
         let quant = json.get("quantization_config").filter(|q| !q.is_null());
-        let is_bitnet_quant = quant
-            .and_then(|q| q.get("quant_method"))
-            .and_then(|m| m.as_str())
-            .is_some_and(|m| m.eq_ignore_ascii_case("bitnet"));
-        let family = match architecture.as_str() {
-            "BitNetForCausalLM" => ModelFamily::BitNetB158,
-            "BitnetForCausalLM" => ModelFamily::Bitnet1bitLlm,
-            "LlamaForCausalLM" if is_bitnet_quant => ModelFamily::Llama,
-            "LlamaForCausalLM" => {
-                return Err(err(
-                    "LlamaForCausalLM without a BitNet quantization_config \
-                                (quant_method \"bitnet\") is not a ternary checkpoint; \
-                                supported: BitNetForCausalLM, BitnetForCausalLM, \
-                                LlamaForCausalLM with a BitNet quantization_config"
-                        .into(),
-                ))
-            }
-            _ => {
-                return Err(ConvertError::UnsupportedArchitecture {
-                    path: path.to_owned(),
-                    found: architecture,
-                })
-            }
-        };
+        let family = family_of(path, &architecture, quant)?;
 
         let usize_key = |key: &str| -> Result<usize, ConvertError> {
             json.get(key)
@@ -240,6 +217,40 @@ impl HfConfig {
             rope_scaling,
         })
     }
+}
+
+/// Which family a checkpoint is, from its `architectures` entry and quantisation config.
+fn family_of(
+    path: &Path,
+    architecture: &str,
+    quant: Option<&Json>,
+) -> Result<ModelFamily, ConvertError> {
+    let err = |m: String| ConvertError::config(path, m);
+    let is_bitnet_quant = quant
+        .and_then(|q| q.get("quant_method"))
+        .and_then(|m| m.as_str())
+        .is_some_and(|m| m.eq_ignore_ascii_case("bitnet"));
+    let family = match architecture {
+        "BitNetForCausalLM" => ModelFamily::BitNetB158,
+        "BitnetForCausalLM" => ModelFamily::Bitnet1bitLlm,
+        "LlamaForCausalLM" if is_bitnet_quant => ModelFamily::Llama,
+        "LlamaForCausalLM" => {
+            return Err(err(
+                "LlamaForCausalLM without a BitNet quantization_config \
+                            (quant_method \"bitnet\") is not a ternary checkpoint; \
+                            supported: BitNetForCausalLM, BitnetForCausalLM, \
+                            LlamaForCausalLM with a BitNet quantization_config"
+                    .into(),
+            ))
+        }
+        _ => {
+            return Err(ConvertError::UnsupportedArchitecture {
+                path: path.to_owned(),
+                found: architecture.to_string(),
+            })
+        }
+    };
+    Ok(family)
 }
 
 #[cfg(test)]
