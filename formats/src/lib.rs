@@ -1,12 +1,15 @@
 //! GGUF container (v2/v3) and the tensor type table, including bitnet.cpp's fork types.
 //!
-//! `formats` knows nothing about SIMD or models: it reads and writes bytes exactly as
-//! ggml, llama.cpp and bitnet.cpp do.
+//! `formats` knows nothing about SIMD or the forward pass: it reads and writes bytes exactly
+//! as ggml, llama.cpp and bitnet.cpp do, and [`arch`] names what those bytes must contain for
+//! each model architecture.
 
+pub mod arch;
 pub mod codec;
 pub mod gguf;
 pub mod types;
 
+pub use arch::{Arch, ArchSpec, HParam, TensorSpec, UnknownArch};
 pub use gguf::{
     Array, GgufError, GgufFile, GgufWriter, Metadata, TensorInfo, TensorSource, Value, ValueType,
 };

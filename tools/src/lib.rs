@@ -1,4 +1,5 @@
-//! Hugging Face checkpoint conversion and GGUF re-quantisation.
+//! Hugging Face checkpoint conversion, GGUF re-quantisation, and random models of real shapes.
 
 pub mod convert;
+pub mod dummy;
 pub mod quantize;

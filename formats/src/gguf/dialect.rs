@@ -6,6 +6,7 @@
 
 use super::error::Problem;
 use super::TensorInfo;
+use crate::arch::Arch;
 use crate::types::{Dialect, SizeRule, TensorType};
 
 /// A tensor-info record before its type id is interpreted.
@@ -19,8 +20,13 @@ pub(crate) struct RawTensorInfo {
     pub info_at: u64,
 }
 
-/// Architectures written by the bitnet.cpp tool-chain.
-pub const BITNET_ARCHITECTURES: [&str; 3] = ["bitnet", "bitnet-25", "bitnet-b1.58"];
+/// Architectures written by the bitnet.cpp tool-chain: the `bitnet_family` rows of the
+/// architecture table.
+pub const BITNET_ARCHITECTURES: [&str; 3] = [
+    Arch::Bitnet.name(),
+    Arch::Bitnet25.name(),
+    Arch::BitnetB158.name(),
+];
 
 /// `general.file_type` values that mean TL1, TL2 and I2_S in the fork (MXFP4_MOE, NVFP4 and
 /// Q1_0 upstream).

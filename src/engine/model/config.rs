@@ -1,75 +1,12 @@
 //! Hyper-parameters of a model, read from GGUF metadata and checked against the tensor shapes
-//! (docs/model.md, 'Architectures', 'Hyper-parameters', 'Tensors').
+//! (docs/model.md, 'Architectures', 'Hyper-parameters', 'Tensors'). Which keys and tensors an
+//! architecture has comes from the table in `bitnet_formats::arch`.
 
-use std::fmt;
-
+use bitnet_formats::arch::{ActivationRule, Dims, HParam, Role, TensorSpec, OUTPUT, OUTPUT_NORM};
+use bitnet_formats::arch::{ATTN_NORM, TOKEN_EMBD};
 use bitnet_formats::{Metadata, TensorInfo};
 
-/// The graphs this engine knows. Each maps to one `general.architecture` string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    /// microsoft/BitNet-b1.58-2B-4T: squared-ReLU FFN, sub-norms, NEOX RoPE, tied head.
-    BitnetB158,
-    /// The early 2B checkpoint; same graph as `bitnet-b1.58`.
-    Bitnet25,
-    /// 1bitLLM (and upstream llama.cpp's name for all BitNets): sub-norms, NEOX RoPE,
-    /// activation from `bitnet.hidden_act`, SiLU when absent.
-    Bitnet,
-    /// Llama-1.58 models (HF1BitLLM, Falcon3-1.58): plain LLaMA graph with permuted q/k
-    /// (normal RoPE), SiLU, no sub-norms, separate head.
-    Llama,
-}
-
-impl Arch {
-    pub fn from_name(name: &str) -> Option<Arch> {
-        match name {
-            "bitnet-b1.58" => Some(Arch::BitnetB158),
-            "bitnet-25" => Some(Arch::Bitnet25),
-            "bitnet" => Some(Arch::Bitnet),
-            "llama" => Some(Arch::Llama),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::BitnetB158 => "bitnet-b1.58",
-            Arch::Bitnet25 => "bitnet-25",
-            Arch::Bitnet => "bitnet",
-            Arch::Llama => "llama",
-        }
-    }
-
-    /// BitNet graphs normalise the attention output and the FFN product before the output
-    /// projections.
-    pub fn has_sub_norms(self) -> bool {
-        !matches!(self, Arch::Llama)
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The FFN gate non-linearity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// `relu(g)²` (BitNet b1.58 2B4T).
-    Relu2,
-    /// `g · sigmoid(g)` (LLaMA, 1bitLLM).
-    Silu,
-}
-
-/// How rotary embeddings pair up the dimensions of a head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RopeStyle {
-    /// Pairs `(i, i + n_rot/2)`: HF's rotate-half layout, kept by the BitNet converters.
-    Neox,
-    /// Pairs `(2i, 2i + 1)`: LLaMA files whose q/k rows the converter permuted.
-    Normal,
-}
+pub use bitnet_formats::arch::{Activation, Arch, RopeStyle};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -97,8 +34,8 @@ pub struct ModelConfig {
 pub enum ConfigError {
     #[error("general.architecture is missing")]
     NoArchitecture,
-    #[error("architecture '{0}' is not supported (known: bitnet-b1.58, bitnet-25, bitnet, llama)")]
-    UnknownArch(String),
+    #[error(transparent)]
+    UnknownArch(#[from] bitnet_formats::UnknownArch),
     #[error("metadata key '{0}' is missing")]
     MissingKey(String),
     #[error("metadata key '{key}' has an invalid value: {why}")]
@@ -130,6 +67,81 @@ impl TensorShapes for [TensorInfo] {
     }
 }
 
+/// Typed reads of `{arch}.*` keys.
+struct Keys<'m> {
+    meta: &'m Metadata,
+    arch_name: &'m str,
+}
+
+impl Keys<'_> {
+    fn key(&self, hp: HParam) -> String {
+        hp.key(self.arch_name)
+    }
+
+    fn count(&self, hp: HParam) -> Result<Option<usize>, ConfigError> {
+        let full = self.key(hp);
+        let Some(v) = self.meta.get(&full) else {
+            return if hp.required() {
+                Err(ConfigError::MissingKey(full))
+            } else {
+                Ok(None)
+            };
+        };
+        let n = v.as_u64().ok_or_else(|| ConfigError::BadValue {
+            key: full.clone(),
+            why: "not a non-negative integer".into(),
+        })?;
+        positive(&full, n).map(Some)
+    }
+
+    /// A required count: `count` has already refused its absence.
+    fn required(&self, hp: HParam) -> Result<usize, ConfigError> {
+        debug_assert!(hp.required());
+        self.count(hp)?
+            .ok_or_else(|| ConfigError::MissingKey(self.key(hp)))
+    }
+
+    fn positive_float(&self, hp: HParam) -> Result<Option<f32>, ConfigError> {
+        let full = self.key(hp);
+        let Some(v) = self.meta.get(&full) else {
+            return if hp.required() {
+                Err(ConfigError::MissingKey(full))
+            } else {
+                Ok(None)
+            };
+        };
+        let x = v.as_f32().ok_or_else(|| ConfigError::BadValue {
+            key: full.clone(),
+            why: "not a number".into(),
+        })?;
+        if x.is_finite() && x > 0.0 {
+            Ok(Some(x))
+        } else {
+            Err(ConfigError::BadValue {
+                key: full,
+                why: format!("{x} is not > 0"),
+            })
+        }
+    }
+
+    fn activation(&self, rule: ActivationRule) -> Result<Activation, ConfigError> {
+        match rule {
+            ActivationRule::Fixed(a) => Ok(a),
+            ActivationRule::FromKey { default } => {
+                match self.meta.get_str(&self.key(HParam::HiddenAct)) {
+                    None => Ok(default),
+                    Some(name) => {
+                        Activation::from_name(name).ok_or_else(|| ConfigError::BadValue {
+                            key: self.key(HParam::HiddenAct),
+                            why: format!("activation '{name}' is not supported (silu, relu2)"),
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl ModelConfig {
     /// Reads and validates the hyper-parameters. Every tensor the graph needs must exist with
     /// the shape the hyper-parameters imply.
@@ -140,184 +152,59 @@ impl ModelConfig {
         let arch_name = meta
             .get_str("general.architecture")
             .ok_or(ConfigError::NoArchitecture)?;
-        let arch =
-            Arch::from_name(arch_name).ok_or_else(|| ConfigError::UnknownArch(arch_name.into()))?;
-        let key = |k: &str| format!("{arch_name}.{k}");
-        let req = |k: &str| -> Result<usize, ConfigError> {
-            let full = key(k);
-            let v = meta
-                .get(&full)
-                .ok_or_else(|| ConfigError::MissingKey(full.clone()))?;
-            let n = v.as_u64().ok_or_else(|| ConfigError::BadValue {
-                key: full.clone(),
-                why: "not a non-negative integer".into(),
-            })?;
-            positive(&full, n)
-        };
-        let opt = |k: &str| -> Result<Option<usize>, ConfigError> {
-            let full = key(k);
-            match meta.get(&full) {
-                None => Ok(None),
-                Some(v) => {
-                    let n = v.as_u64().ok_or_else(|| ConfigError::BadValue {
-                        key: full.clone(),
-                        why: "not a non-negative integer".into(),
-                    })?;
-                    positive(&full, n).map(Some)
-                }
-            }
-        };
-        let float = |k: &str| -> Result<Option<f32>, ConfigError> {
-            let full = key(k);
-            match meta.get(&full) {
-                None => Ok(None),
-                Some(v) => {
-                    let x = v.as_f32().ok_or_else(|| ConfigError::BadValue {
-                        key: full.clone(),
-                        why: "not a number".into(),
-                    })?;
-                    if x.is_finite() && x > 0.0 {
-                        Ok(Some(x))
-                    } else {
-                        Err(ConfigError::BadValue {
-                            key: full,
-                            why: format!("{x} is not > 0"),
-                        })
-                    }
-                }
-            }
-        };
+        let arch = Arch::from_name(arch_name)?;
+        let keys = Keys { meta, arch_name };
+        let key = |hp: HParam| keys.key(hp);
 
-        let n_embd = req("embedding_length")?;
-        let n_layer = req("block_count")?;
-        let n_head = req("attention.head_count")?;
-        let n_head_kv = opt("attention.head_count_kv")?.unwrap_or(n_head);
-        let n_ctx_train = req("context_length")?;
-        let eps = float("attention.layer_norm_rms_epsilon")?
-            .ok_or_else(|| ConfigError::MissingKey(key("attention.layer_norm_rms_epsilon")))?;
-        let rope_base = float("rope.freq_base")?.unwrap_or(10000.0);
+        let n_embd = keys.required(HParam::EmbeddingLength)?;
+        let n_layer = keys.required(HParam::BlockCount)?;
+        let n_head = keys.required(HParam::HeadCount)?;
+        let n_head_kv = keys.count(HParam::HeadCountKv)?.unwrap_or(n_head);
+        let n_ctx_train = keys.required(HParam::ContextLength)?;
+        let eps = keys
+            .positive_float(HParam::RmsEpsilon)?
+            .ok_or_else(|| ConfigError::MissingKey(key(HParam::RmsEpsilon)))?;
+        let rope_base = keys
+            .positive_float(HParam::RopeFreqBase)?
+            .unwrap_or(10000.0);
         if n_embd % n_head != 0 {
             return Err(ConfigError::BadValue {
-                key: key("attention.head_count"),
+                key: key(HParam::HeadCount),
                 why: format!("{n_head} does not divide embedding_length {n_embd}"),
             });
         }
         if n_head % n_head_kv != 0 {
             return Err(ConfigError::BadValue {
-                key: key("attention.head_count_kv"),
+                key: key(HParam::HeadCountKv),
                 why: format!("{n_head_kv} does not divide head_count {n_head}"),
             });
         }
-        let head_dim = opt("attention.key_length")?.unwrap_or(n_embd / n_head);
-        let n_rot = opt("rope.dimension_count")?.unwrap_or(head_dim);
+        let head_dim = keys.count(HParam::KeyLength)?.unwrap_or(n_embd / n_head);
+        let n_rot = keys.count(HParam::RopeDimensionCount)?.unwrap_or(head_dim);
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(ConfigError::BadValue {
-                key: key("rope.dimension_count"),
+                key: key(HParam::RopeDimensionCount),
                 why: format!("{n_rot} must be even and at most the head size {head_dim}"),
             });
         }
+        let spec = arch.spec();
+        let activation = keys.activation(spec.activation)?;
+        let n_vocab = vocab_from_embedding(&keys, tensors, n_embd)?;
+        let n_ff = keys.required(HParam::FeedForwardLength)?;
 
-        let activation = match arch {
-            Arch::BitnetB158 | Arch::Bitnet25 => Activation::Relu2,
-            Arch::Llama => Activation::Silu,
-            Arch::Bitnet => match meta.get_str(&key("hidden_act")) {
-                None | Some("silu") | Some("swish") => Activation::Silu,
-                Some("relu2") | Some("relu_squared") | Some("squared_relu") => Activation::Relu2,
-                Some(other) => {
-                    return Err(ConfigError::BadValue {
-                        key: key("hidden_act"),
-                        why: format!("activation '{other}' is not supported (silu, relu2)"),
-                    })
-                }
-            },
+        let tied_output = tensors.shape(&OUTPUT.global_name()).is_none();
+        let dims = Dims {
+            n_embd,
+            n_vocab,
+            q_dim: n_head * head_dim,
+            kv_dim: n_head_kv * head_dim,
+            n_ff,
         };
-        let rope_style = if arch == Arch::Llama {
-            RopeStyle::Normal
-        } else {
-            RopeStyle::Neox
-        };
-
-        // Shapes. ggml order: ne[0] is the input (column) dimension.
-        let embd = tensors
-            .shape("token_embd.weight")
-            .ok_or_else(|| ConfigError::MissingTensor("token_embd.weight".into()))?;
-        if embd.len() != 2 || embd[0] as usize != n_embd {
-            return Err(ConfigError::BadShape {
-                name: "token_embd.weight".into(),
-                found: embd.to_vec(),
-                expected: vec![n_embd as u64, opt("vocab_size")?.unwrap_or(0) as u64],
-            });
-        }
-        let n_vocab = embd[1] as usize;
-        if let Some(v) = opt("vocab_size")? {
-            if v != n_vocab {
-                return Err(ConfigError::BadShape {
-                    name: "token_embd.weight".into(),
-                    found: embd.to_vec(),
-                    expected: vec![n_embd as u64, v as u64],
-                });
-            }
-        }
-        let n_ff = match opt("feed_forward_length")? {
-            Some(n) => n,
-            None => return Err(ConfigError::MissingKey(key("feed_forward_length"))),
-        };
-
-        let tied_output = tensors.shape("output.weight").is_none();
-        let check = |name: &str, expected: &[usize]| -> Result<(), ConfigError> {
-            let found = tensors
-                .shape(name)
-                .ok_or_else(|| ConfigError::MissingTensor(name.into()))?;
-            // Trailing 1s are allowed: some writers store vectors as [n, 1].
-            let trimmed: Vec<u64> = {
-                let mut v = found.to_vec();
-                while v.len() > expected.len() && v.last() == Some(&1) {
-                    v.pop();
-                }
-                v
-            };
-            let exp: Vec<u64> = expected.iter().map(|&x| x as u64).collect();
-            if trimmed != exp {
-                return Err(ConfigError::BadShape {
-                    name: name.into(),
-                    found: found.to_vec(),
-                    expected: exp,
-                });
-            }
-            Ok(())
-        };
-        check("output_norm.weight", &[n_embd])?;
-        if !tied_output {
-            check("output.weight", &[n_embd, n_vocab])?;
-        }
-        let q_dim = n_head * head_dim;
-        let kv_dim = n_head_kv * head_dim;
-        for l in 0..n_layer {
-            let t = |s: &str| format!("blk.{l}.{s}.weight");
-            check(&t("attn_norm"), &[n_embd])?;
-            check(&t("attn_q"), &[n_embd, q_dim])?;
-            check(&t("attn_k"), &[n_embd, kv_dim])?;
-            check(&t("attn_v"), &[n_embd, kv_dim])?;
-            check(&t("attn_output"), &[q_dim, n_embd])?;
-            check(&t("ffn_norm"), &[n_embd])?;
-            check(&t("ffn_gate"), &[n_embd, n_ff])?;
-            check(&t("ffn_up"), &[n_embd, n_ff])?;
-            check(&t("ffn_down"), &[n_ff, n_embd])?;
-            for (name, dim) in [(t("attn_sub_norm"), q_dim), (t("ffn_sub_norm"), n_ff)] {
-                if arch.has_sub_norms() {
-                    check(&name, &[dim])?;
-                } else if tensors.shape(&name).is_some() {
-                    return Err(ConfigError::UnexpectedTensor(name, arch));
-                }
-            }
-        }
+        check_tensors(arch, tensors, &dims, n_layer, tied_output)?;
         // A block beyond block_count means the count is wrong, not that the tensor is spare.
-        if tensors
-            .shape(&format!("blk.{n_layer}.attn_norm.weight"))
-            .is_some()
-        {
+        if tensors.shape(&ATTN_NORM.layer_name(n_layer)).is_some() {
             return Err(ConfigError::BadValue {
-                key: key("block_count"),
+                key: key(HParam::BlockCount),
                 why: format!("{n_layer}, but the file has a block {n_layer}"),
             });
         }
@@ -336,8 +223,8 @@ impl ModelConfig {
             rope_base,
             eps,
             activation,
-            rope_style,
-            sub_norms: arch.has_sub_norms(),
+            rope_style: spec.rope_style,
+            sub_norms: spec.sub_norms,
             tied_output,
         })
     }
@@ -360,4 +247,162 @@ fn positive(key: &str, n: u64) -> Result<usize, ConfigError> {
         });
     }
     Ok(n as usize)
+}
+
+/// The vocabulary size is the embedding's row count; `vocab_size`, when present, must agree.
+fn vocab_from_embedding<T: TensorShapes + ?Sized>(
+    keys: &Keys,
+    tensors: &T,
+    n_embd: usize,
+) -> Result<usize, ConfigError> {
+    let name = TOKEN_EMBD.global_name();
+    let embd = tensors
+        .shape(&name)
+        .ok_or_else(|| ConfigError::MissingTensor(name.clone()))?;
+    let declared = keys.count(HParam::VocabSize)?;
+    if embd.len() != 2 || embd[0] as usize != n_embd {
+        return Err(ConfigError::BadShape {
+            name,
+            found: embd.to_vec(),
+            expected: vec![n_embd as u64, declared.unwrap_or(0) as u64],
+        });
+    }
+    let n_vocab = embd[1] as usize;
+    if let Some(v) = declared.filter(|&v| v != n_vocab) {
+        return Err(ConfigError::BadShape {
+            name,
+            found: embd.to_vec(),
+            expected: vec![n_embd as u64, v as u64],
+        });
+    }
+    Ok(n_vocab)
+}
+
+/// Every tensor of the architecture's table must exist with its shape; sub-norms must be
+/// absent from graphs that have none.
+fn check_tensors<T: TensorShapes + ?Sized>(
+    arch: Arch,
+    tensors: &T,
+    dims: &Dims,
+    n_layer: usize,
+    tied_output: bool,
+) -> Result<(), ConfigError> {
+    let check = |name: &str, spec: &TensorSpec| -> Result<(), ConfigError> {
+        let found = tensors
+            .shape(name)
+            .ok_or_else(|| ConfigError::MissingTensor(name.into()))?;
+        let expected = spec.ne(dims);
+        // Trailing 1s are allowed: some writers store vectors as [n, 1].
+        let mut trimmed = found;
+        while trimmed.len() > expected.len() && trimmed.last() == Some(&1) {
+            trimmed = &trimmed[..trimmed.len() - 1];
+        }
+        if trimmed != expected.as_slice() {
+            return Err(ConfigError::BadShape {
+                name: name.into(),
+                found: found.to_vec(),
+                expected,
+            });
+        }
+        Ok(())
+    };
+    check(&OUTPUT_NORM.global_name(), &OUTPUT_NORM)?;
+    if !tied_output {
+        check(&OUTPUT.global_name(), &OUTPUT)?;
+    }
+    for l in 0..n_layer {
+        for spec in bitnet_formats::arch::LAYER_TENSORS {
+            let name = spec.layer_name(l);
+            if spec.role == Role::SubNorm && !arch.has_sub_norms() {
+                if tensors.shape(&name).is_some() {
+                    return Err(ConfigError::UnexpectedTensor(name, arch));
+                }
+            } else {
+                check(&name, spec)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bitnet_formats::arch::{Dims, HParam, ATTN_SUB_NORM};
+    use bitnet_formats::Metadata;
+
+    use super::*;
+
+    impl TensorShapes for HashMap<String, Vec<u64>> {
+        fn shape(&self, name: &str) -> Option<&[u64]> {
+            self.get(name).map(Vec::as_slice)
+        }
+    }
+
+    const DIMS: Dims = Dims {
+        n_embd: 64,
+        n_vocab: 100,
+        q_dim: 64,
+        kv_dim: 32,
+        n_ff: 96,
+    };
+
+    fn model(arch: Arch) -> (Metadata, HashMap<String, Vec<u64>>) {
+        let mut meta = Metadata::new();
+        meta.set("general.architecture", arch.name());
+        let k = |hp: HParam| hp.key(arch.name());
+        meta.set(k(HParam::EmbeddingLength), 64u32);
+        meta.set(k(HParam::BlockCount), 2u32);
+        meta.set(k(HParam::HeadCount), 4u32);
+        meta.set(k(HParam::HeadCountKv), 2u32);
+        meta.set(k(HParam::ContextLength), 128u32);
+        meta.set(k(HParam::FeedForwardLength), 96u32);
+        meta.set(k(HParam::RmsEpsilon), 1e-5f32);
+        let with_output = !arch.spec().tied_output;
+        let tensors = arch
+            .tensors(2, with_output)
+            .map(|(name, spec)| (name, spec.ne(&DIMS)))
+            .collect();
+        (meta, tensors)
+    }
+
+    #[test]
+    fn the_loader_requires_exactly_the_schema_tensors() {
+        for arch in Arch::ALL {
+            let (meta, tensors) = model(arch);
+            let cfg = ModelConfig::from_gguf(&meta, &tensors).unwrap();
+            assert_eq!((cfg.arch, cfg.n_vocab, cfg.kv_dim()), (arch, 100, 32));
+            assert_eq!(cfg.tied_output, arch.spec().tied_output);
+            for name in tensors.keys() {
+                let mut fewer = tensors.clone();
+                fewer.remove(name);
+                match ModelConfig::from_gguf(&meta, &fewer) {
+                    // The head is optional: without it the embedding is used.
+                    Ok(cfg) => assert!(OUTPUT.is_global_name(name) && cfg.tied_output),
+                    Err(ConfigError::MissingTensor(n)) => assert_eq!(&n, name, "{arch}"),
+                    Err(e) => panic!("{arch}: removing {name}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sub_norms_in_a_graph_without_them_are_refused() {
+        let (meta, mut tensors) = model(Arch::Llama);
+        tensors.insert(ATTN_SUB_NORM.layer_name(1), vec![64]);
+        let e = ModelConfig::from_gguf(&meta, &tensors).unwrap_err();
+        assert!(matches!(e, ConfigError::UnexpectedTensor(..)), "{e}");
+    }
+
+    #[test]
+    fn unknown_architecture_is_a_clear_error() {
+        let (mut meta, tensors) = model(Arch::Bitnet);
+        meta.set("general.architecture", "mamba");
+        let e = ModelConfig::from_gguf(&meta, &tensors).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "architecture 'mamba' is not supported (known: bitnet-b1.58, bitnet-25, bitnet, llama)"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! a `DenseMatrix`. Both borrow from the mapped file.
 
 use anyhow::{bail, Context, Result};
+use bitnet_formats::arch::{self, TensorSpec};
 use bitnet_formats::codec::ternary_format_from_metadata;
 use bitnet_formats::{GgufFile, TensorInfo};
 use bitnet_kernels::{
@@ -106,35 +107,34 @@ impl<'a> Weights<'a> {
     pub fn load(file: &'a GgufFile, cfg: &ModelConfig) -> Result<Self> {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
-            let name = |s: &str| format!("blk.{l}.{s}.weight");
-            let sub_norm = |s: &str| -> Result<Option<Vec<f32>>> {
+            let sub_norm = |s: &TensorSpec| -> Result<Option<Vec<f32>>> {
                 if cfg.sub_norms {
-                    Ok(Some(vector(file, &name(s))?))
+                    Ok(Some(vector(file, &s.layer_name(l))?))
                 } else {
                     Ok(None)
                 }
             };
             layers.push(LayerWeights {
-                attn_norm: vector(file, &name("attn_norm"))?,
-                wq: linear(file, l, "attn_q")?,
-                wk: linear(file, l, "attn_k")?,
-                wv: linear(file, l, "attn_v")?,
-                attn_sub_norm: sub_norm("attn_sub_norm")?,
-                wo: linear(file, l, "attn_output")?,
-                ffn_norm: vector(file, &name("ffn_norm"))?,
-                w_gate: linear(file, l, "ffn_gate")?,
-                w_up: linear(file, l, "ffn_up")?,
-                ffn_sub_norm: sub_norm("ffn_sub_norm")?,
-                w_down: linear(file, l, "ffn_down")?,
+                attn_norm: vector(file, &arch::ATTN_NORM.layer_name(l))?,
+                wq: linear(file, l, &arch::ATTN_Q)?,
+                wk: linear(file, l, &arch::ATTN_K)?,
+                wv: linear(file, l, &arch::ATTN_V)?,
+                attn_sub_norm: sub_norm(&arch::ATTN_SUB_NORM)?,
+                wo: linear(file, l, &arch::ATTN_OUTPUT)?,
+                ffn_norm: vector(file, &arch::FFN_NORM.layer_name(l))?,
+                w_gate: linear(file, l, &arch::FFN_GATE)?,
+                w_up: linear(file, l, &arch::FFN_UP)?,
+                ffn_sub_norm: sub_norm(&arch::FFN_SUB_NORM)?,
+                w_down: linear(file, l, &arch::FFN_DOWN)?,
             });
         }
         Ok(Weights {
-            token_embd: dense(file, tensor(file, "token_embd.weight")?)?,
-            output_norm: vector(file, "output_norm.weight")?,
+            token_embd: dense(file, tensor(file, &arch::TOKEN_EMBD.global_name())?)?,
+            output_norm: vector(file, &arch::OUTPUT_NORM.global_name())?,
             output: if cfg.tied_output {
                 None
             } else {
-                Some(dense(file, tensor(file, "output.weight")?)?)
+                Some(dense(file, tensor(file, &arch::OUTPUT.global_name())?)?)
             },
             layers,
         })
@@ -183,8 +183,8 @@ fn vector(file: &GgufFile, name: &str) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-fn linear<'f>(file: &'f GgufFile, layer: usize, proj: &str) -> Result<Linear<'f>> {
-    let name = format!("blk.{layer}.{proj}.weight");
+fn linear<'f>(file: &'f GgufFile, layer: usize, proj: &TensorSpec) -> Result<Linear<'f>> {
+    let name = proj.layer_name(layer);
     let t = tensor(file, &name)?;
     let (rows, cols) = dims(t);
     let path = file.path().display();
@@ -200,7 +200,7 @@ fn linear<'f>(file: &'f GgufFile, layer: usize, proj: &str) -> Result<Linear<'f>
     } else {
         LinearKind::Dense(dense(file, t)?)
     };
-    let scale = match file.tensor(&format!("blk.{layer}.{proj}.scale")) {
+    let scale = match file.tensor(&proj.scale_name(layer)) {
         None => None,
         Some(s) if s.n_elements() == 1 => Some(vector(file, &s.name)?[0]),
         Some(s) => bail!(

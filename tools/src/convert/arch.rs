@@ -1,5 +1,7 @@
-//! Which GGUF tensors a checkpoint becomes (docs/model.md, 'Tensors'): names, shapes, and whether a
-//! tensor is a ternary projection, a norm, or an embedding/head.
+//! Which GGUF tensors a checkpoint becomes: the architecture table of `bitnet_formats::arch`
+//! gives the names, shapes and roles; this module adds where each comes from in the checkpoint.
+
+use bitnet_formats::arch::{self, Dims, Role, RopeStyle, TensorSpec};
 
 use super::error::ConvertError;
 use super::hf_config::{HfConfig, ModelFamily};
@@ -60,127 +62,89 @@ pub fn is_ignorable(name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq") || name.ends_with(".weight_scale")
 }
 
+/// The Hugging Face name of a schema tensor in a family's checkpoints (converter-only: the GGUF
+/// names and shapes come from `bitnet_formats::arch`).
+fn hf_name(family: ModelFamily, spec: &TensorSpec, layer: usize) -> Option<String> {
+    let global = match *spec {
+        arch::TOKEN_EMBD => Some("model.embed_tokens.weight"),
+        arch::OUTPUT_NORM => Some("model.norm.weight"),
+        arch::OUTPUT => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(g) = global {
+        return Some(g.to_string());
+    }
+    let (attn_sub, ffn_sub) = match family {
+        ModelFamily::BitNetB158 => ("self_attn.attn_sub_norm", "mlp.ffn_sub_norm"),
+        ModelFamily::Bitnet1bitLlm => ("self_attn.inner_attn_ln", "mlp.ffn_layernorm"),
+        ModelFamily::Llama => ("", ""),
+    };
+    let table: [(&TensorSpec, &str); 11] = [
+        (&arch::ATTN_NORM, "input_layernorm"),
+        (&arch::ATTN_Q, "self_attn.q_proj"),
+        (&arch::ATTN_K, "self_attn.k_proj"),
+        (&arch::ATTN_V, "self_attn.v_proj"),
+        (&arch::ATTN_SUB_NORM, attn_sub),
+        (&arch::ATTN_OUTPUT, "self_attn.o_proj"),
+        (&arch::FFN_NORM, "post_attention_layernorm"),
+        (&arch::FFN_GATE, "mlp.gate_proj"),
+        (&arch::FFN_UP, "mlp.up_proj"),
+        (&arch::FFN_SUB_NORM, ffn_sub),
+        (&arch::FFN_DOWN, "mlp.down_proj"),
+    ];
+    let (_, hf) = table.iter().find(|(t, hf)| *t == spec && !hf.is_empty())?;
+    Some(format!("model.layers.{layer}.{hf}.weight"))
+}
+
 /// Builds the tensor list for a checkpoint and checks every shape and dtype against the
 /// config before anything is written.
 pub fn plan_tensors(cfg: &HfConfig, ck: &Checkpoint) -> Result<Vec<PlannedTensor>, ConvertError> {
-    let h = cfg.hidden_size;
-    let ffn = cfg.intermediate_size;
-    let q_dim = cfg.num_heads * cfg.head_dim;
-    let kv_dim = cfg.num_kv_heads * cfg.head_dim;
-    let llama = cfg.family == ModelFamily::Llama;
-    let (attn_sub, ffn_sub) = match cfg.family {
-        ModelFamily::BitNetB158 => (Some("self_attn.attn_sub_norm"), Some("mlp.ffn_sub_norm")),
-        ModelFamily::Bitnet1bitLlm => (Some("self_attn.inner_attn_ln"), Some("mlp.ffn_layernorm")),
-        ModelFamily::Llama => (None, None),
+    let gguf_arch = cfg.family.arch();
+    let dims = Dims {
+        n_embd: cfg.hidden_size,
+        n_vocab: cfg.vocab_size,
+        q_dim: cfg.num_heads * cfg.head_dim,
+        kv_dim: cfg.num_kv_heads * cfg.head_dim,
+        n_ff: cfg.intermediate_size,
     };
+    // LLaMA files use normal RoPE, so the converter permutes the q/k rows of each head.
+    let permuted = gguf_arch.spec().rope_style == RopeStyle::Normal;
+    // Graphs whose head is normally separate keep a checkpoint's `lm_head` even when the config
+    // says tied.
+    let separate_head = !gguf_arch.spec().tied_output && ck.contains("lm_head.weight");
+    let with_output = !cfg.tie_word_embeddings || separate_head;
 
     let mut plan = Vec::new();
-    let mut add = |gguf: String, hf: String, role: TensorRole, shape: Vec<usize>| {
+    for (gguf_name, spec) in gguf_arch.tensors(cfg.num_layers, with_output) {
+        let layer = arch::parse_layer_name(&gguf_name).map_or(0, |(l, _)| l);
+        let hf_name = hf_name(cfg.family, spec, layer).ok_or_else(|| ConvertError::Tensor {
+            name: gguf_name.clone(),
+            message: format!(
+                "no checkpoint tensor maps to it in a {:?} model",
+                cfg.family
+            ),
+        })?;
+        let role = match spec.role {
+            Role::Embedding => TensorRole::Embedding,
+            Role::Output => TensorRole::Output,
+            Role::Norm | Role::SubNorm => TensorRole::Norm,
+            Role::Ternary => TensorRole::Ternary {
+                permute_heads: match *spec {
+                    arch::ATTN_Q if permuted => Some(cfg.num_heads),
+                    arch::ATTN_K if permuted => Some(cfg.num_kv_heads),
+                    _ => None,
+                },
+            },
+        };
+        // HF shapes are row-major: the reverse of ggml's.
+        let shape = spec.ne(&dims).iter().rev().map(|&d| d as usize).collect();
         plan.push(PlannedTensor {
-            gguf_name: gguf,
-            hf_name: hf,
+            gguf_name,
+            hf_name,
             role,
             shape,
             packed: false,
         });
-    };
-
-    add(
-        "token_embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        TensorRole::Embedding,
-        vec![cfg.vocab_size, h],
-    );
-    for i in 0..cfg.num_layers {
-        let p = format!("model.layers.{i}");
-        let b = format!("blk.{i}");
-        let tern = |heads: Option<usize>| TensorRole::Ternary {
-            permute_heads: if llama { heads } else { None },
-        };
-        add(
-            format!("{b}.attn_norm.weight"),
-            format!("{p}.input_layernorm.weight"),
-            TensorRole::Norm,
-            vec![h],
-        );
-        add(
-            format!("{b}.attn_q.weight"),
-            format!("{p}.self_attn.q_proj.weight"),
-            tern(Some(cfg.num_heads)),
-            vec![q_dim, h],
-        );
-        add(
-            format!("{b}.attn_k.weight"),
-            format!("{p}.self_attn.k_proj.weight"),
-            tern(Some(cfg.num_kv_heads)),
-            vec![kv_dim, h],
-        );
-        add(
-            format!("{b}.attn_v.weight"),
-            format!("{p}.self_attn.v_proj.weight"),
-            tern(None),
-            vec![kv_dim, h],
-        );
-        if let Some(n) = attn_sub {
-            add(
-                format!("{b}.attn_sub_norm.weight"),
-                format!("{p}.{n}.weight"),
-                TensorRole::Norm,
-                vec![q_dim],
-            );
-        }
-        add(
-            format!("{b}.attn_output.weight"),
-            format!("{p}.self_attn.o_proj.weight"),
-            tern(None),
-            vec![h, q_dim],
-        );
-        add(
-            format!("{b}.ffn_norm.weight"),
-            format!("{p}.post_attention_layernorm.weight"),
-            TensorRole::Norm,
-            vec![h],
-        );
-        add(
-            format!("{b}.ffn_gate.weight"),
-            format!("{p}.mlp.gate_proj.weight"),
-            tern(None),
-            vec![ffn, h],
-        );
-        add(
-            format!("{b}.ffn_up.weight"),
-            format!("{p}.mlp.up_proj.weight"),
-            tern(None),
-            vec![ffn, h],
-        );
-        if let Some(n) = ffn_sub {
-            add(
-                format!("{b}.ffn_sub_norm.weight"),
-                format!("{p}.{n}.weight"),
-                TensorRole::Norm,
-                vec![ffn],
-            );
-        }
-        add(
-            format!("{b}.ffn_down.weight"),
-            format!("{p}.mlp.down_proj.weight"),
-            tern(None),
-            vec![h, ffn],
-        );
-    }
-    add(
-        "output_norm.weight".into(),
-        "model.norm.weight".into(),
-        TensorRole::Norm,
-        vec![h],
-    );
-    if !cfg.tie_word_embeddings || (ck.contains("lm_head.weight") && llama) {
-        add(
-            "output.weight".into(),
-            "lm_head.weight".into(),
-            TensorRole::Output,
-            vec![cfg.vocab_size, h],
-        );
     }
 
     for t in &mut plan {

@@ -2,11 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use bitnet_formats::arch::Arch;
 use serde_json::Value as Json;
+
+/// The FFN activation, recorded explicitly in the output so readers never guess.
+pub use bitnet_formats::arch::Activation;
 
 use super::error::ConvertError;
 
-/// The checkpoint families the converter understands (docs/convert.md, 'Supported checkpoints').
+/// The checkpoint families the converter understands (`docs/convert.md`, "Supported
+/// checkpoints").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelFamily {
     /// `BitNetForCausalLM` (microsoft/bitnet-b1.58-2B-4T and its `-bf16` twin): squared-ReLU
@@ -20,25 +25,18 @@ pub enum ModelFamily {
     Llama,
 }
 
-/// The FFN activation, recorded explicitly in the output so readers never guess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Silu,
-    Relu2,
-}
-
-impl Activation {
-    /// The Hugging Face `hidden_act` spelling, which is also what we write to GGUF.
-    pub fn hf_name(self) -> &'static str {
+/// How a packed checkpoint's `weight_scale` turns into the per-tensor ternary scale.
+impl ModelFamily {
+    /// The GGUF graph a family's checkpoints become (in bitnet.cpp's naming).
+    pub fn arch(self) -> Arch {
         match self {
-            Activation::Silu => "silu",
-            Activation::Relu2 => "relu2",
+            ModelFamily::BitNetB158 => Arch::BitnetB158,
+            ModelFamily::Bitnet1bitLlm => Arch::Bitnet,
+            ModelFamily::Llama => Arch::Llama,
         }
     }
 }
 
-/// How a packed checkpoint's `weight_scale` turns into the per-tensor ternary scale
-/// (docs/convert.md, 'Ternary values': multiply for AutoBitLinear, divide for BitLinear).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightScaleRule {
     /// transformers `AutoBitLinear` (offline): the layer output is multiplied by `weight_scale`.
@@ -107,30 +105,7 @@ impl HfConfig {
             .ok_or_else(|| err("no \"architectures\" entry".into()))?
             .to_owned();
         let quant = json.get("quantization_config").filter(|q| !q.is_null());
-        let is_bitnet_quant = quant
-            .and_then(|q| q.get("quant_method"))
-            .and_then(|m| m.as_str())
-            .is_some_and(|m| m.eq_ignore_ascii_case("bitnet"));
-        let family = match architecture.as_str() {
-            "BitNetForCausalLM" => ModelFamily::BitNetB158,
-            "BitnetForCausalLM" => ModelFamily::Bitnet1bitLlm,
-            "LlamaForCausalLM" if is_bitnet_quant => ModelFamily::Llama,
-            "LlamaForCausalLM" => {
-                return Err(err(
-                    "LlamaForCausalLM without a BitNet quantization_config \
-                                (quant_method \"bitnet\") is not a ternary checkpoint; \
-                                supported: BitNetForCausalLM, BitnetForCausalLM, \
-                                LlamaForCausalLM with a BitNet quantization_config"
-                        .into(),
-                ))
-            }
-            _ => {
-                return Err(ConvertError::UnsupportedArchitecture {
-                    path: path.to_owned(),
-                    found: architecture,
-                })
-            }
-        };
+        let family = family_of(path, &architecture, quant)?;
 
         let usize_key = |key: &str| -> Result<usize, ConvertError> {
             json.get(key)
@@ -190,13 +165,11 @@ impl HfConfig {
         };
         let activation = match json.get("hidden_act").and_then(|a| a.as_str()) {
             None => default_act,
-            Some("silu") | Some("swish") => Activation::Silu,
-            Some("relu2") | Some("relu_squared") | Some("squared_relu") => Activation::Relu2,
-            Some(other) => {
-                return Err(err(format!(
-                    "unsupported hidden_act \"{other}\" (supported: silu, relu2)"
-                )))
-            }
+            Some(name) => Activation::from_name(name).ok_or_else(|| {
+                err(format!(
+                    "unsupported hidden_act \"{name}\" (supported: silu, relu2)"
+                ))
+            })?,
         };
         if family == ModelFamily::Llama && activation != Activation::Silu {
             return Err(err(
@@ -244,6 +217,40 @@ impl HfConfig {
             rope_scaling,
         })
     }
+}
+
+/// Which family a checkpoint is, from its `architectures` entry and quantisation config.
+fn family_of(
+    path: &Path,
+    architecture: &str,
+    quant: Option<&Json>,
+) -> Result<ModelFamily, ConvertError> {
+    let err = |m: String| ConvertError::config(path, m);
+    let is_bitnet_quant = quant
+        .and_then(|q| q.get("quant_method"))
+        .and_then(|m| m.as_str())
+        .is_some_and(|m| m.eq_ignore_ascii_case("bitnet"));
+    let family = match architecture {
+        "BitNetForCausalLM" => ModelFamily::BitNetB158,
+        "BitnetForCausalLM" => ModelFamily::Bitnet1bitLlm,
+        "LlamaForCausalLM" if is_bitnet_quant => ModelFamily::Llama,
+        "LlamaForCausalLM" => {
+            return Err(err(
+                "LlamaForCausalLM without a BitNet quantization_config \
+                            (quant_method \"bitnet\") is not a ternary checkpoint; \
+                            supported: BitNetForCausalLM, BitnetForCausalLM, \
+                            LlamaForCausalLM with a BitNet quantization_config"
+                    .into(),
+            ))
+        }
+        _ => {
+            return Err(ConvertError::UnsupportedArchitecture {
+                path: path.to_owned(),
+                found: architecture.to_string(),
+            })
+        }
+    };
+    Ok(family)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Hugging Face BitNet checkpoint → GGUF (docs/convert.md).
+//! Hugging Face BitNet checkpoint → GGUF (`docs/convert.md`).
 //!
 //! The flow: parse `config.json` ([`hf_config`]), map the safetensors ([`safetensors_input`]),
 //! plan every output tensor and check its shape ([`arch`]), collect metadata (hyper-parameters

@@ -59,8 +59,7 @@ impl WeightType {
         }
     }
 
-    /// `general.file_type` (LLAMA_FTYPE) as the dialect of this output spells it
-    /// (docs/gguf.md, 'File types (general.file_type)').
+    /// `general.file_type` (LLAMA_FTYPE) as the dialect of this output spells it.
     pub fn file_type(self) -> u32 {
         match self {
             WeightType::I2s(_) => 40,

@@ -1,5 +1,4 @@
-//! From Hugging Face weights to ternary codes and one per-tensor scale
-//! (docs/convert.md, 'Ternary values').
+//! From Hugging Face weights to ternary codes and one per-tensor scale.
 //!
 //! Two inputs exist: full-precision "latent" weights, ternarised with the absmean rule that
 //! transformers' online `AutoBitLinear` / 1bitLLM's `BitLinear` apply at run time, and packed

@@ -1,6 +1,6 @@
 //! `tokenizer.*` GGUF metadata from `tokenizer.json`, `tokenizer_config.json` and
-//! `generation_config.json` (docs/convert.md, 'Tokenizer metadata'), following llama.cpp's
-//! conventions so that llama.cpp, Ollama and our own tokenizer agree with Hugging Face.
+//! `generation_config.json`, following llama.cpp's conventions so that
+//! llama.cpp, Ollama and our own tokenizer agree with Hugging Face.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +127,107 @@ pub struct TokenizerInputs<'a> {
     pub pre_override: Option<&'a str>,
 }
 
+/// Added tokens: (id, content, special).
+type AddedTokens = Vec<(u32, String, bool)>;
+
+/// The BPE vocabulary with the added tokens folded in, and the added tokens themselves.
+fn read_vocab(
+    vocab_json: &serde_json::Map<String, Json>,
+    tok: &Json,
+    terr: &dyn Fn(String) -> ConvertError,
+) -> Result<(HashMap<String, u32>, AddedTokens), ConvertError> {
+    let mut vocab: HashMap<String, u32> = HashMap::with_capacity(vocab_json.len());
+    for (piece, id) in vocab_json {
+        let id = id
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| terr(format!("bad id for {piece:?}")))?;
+        vocab.insert(piece.clone(), id);
+    }
+    let mut added: AddedTokens = Vec::new();
+    for a in tok
+        .get("added_tokens")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let id = a
+            .get("id")
+            .and_then(|i| i.as_u64())
+            .and_then(|i| u32::try_from(i).ok());
+        let content = a.get("content").and_then(|c| c.as_str());
+        let (Some(id), Some(content)) = (id, content) else {
+            return Err(terr("malformed added_tokens entry".into()));
+        };
+        let special = a.get("special").and_then(|s| s.as_bool()).unwrap_or(false);
+        vocab.insert(content.to_owned(), id);
+        added.push((id, content.to_owned(), special));
+    }
+    Ok((vocab, added))
+}
+
+/// One entry per id up to `n`: pieces, token types, and a warning for ids without a piece.
+fn token_table(
+    n: usize,
+    vocab: &HashMap<String, u32>,
+    added: &AddedTokens,
+) -> (Vec<String>, Vec<i32>, Vec<String>) {
+    let mut tokens: Vec<Option<String>> = vec![None; n];
+    let mut types = vec![TOKEN_NORMAL; n];
+    for (piece, &id) in vocab {
+        tokens[id as usize] = Some(piece.clone());
+    }
+    for (id, content, special) in added {
+        tokens[*id as usize] = Some(content.clone());
+        types[*id as usize] = if *special {
+            TOKEN_CONTROL
+        } else {
+            TOKEN_USER_DEFINED
+        };
+    }
+    let mut warnings = Vec::new();
+    let mut n_pad = 0usize;
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.unwrap_or_else(|| {
+                types[i] = TOKEN_USER_DEFINED;
+                n_pad += 1;
+                format!("[PAD{i}]")
+            })
+        })
+        .collect();
+    if n_pad > 0 {
+        warnings.push(format!(
+            "{n_pad} token ids have no tokenizer entry; written as [PAD<id>]"
+        ));
+    }
+    (tokens, types, warnings)
+}
+
+fn read_merges(
+    model: &Json,
+    terr: &dyn Fn(String) -> ConvertError,
+) -> Result<Vec<String>, ConvertError> {
+    Ok(match model.get("merges").and_then(|m| m.as_array()) {
+        None => Vec::new(),
+        Some(list) => list
+            .iter()
+            .map(|m| match m {
+                Json::String(s) => Ok(s.clone()),
+                Json::Array(pair) if pair.len() == 2 => {
+                    match (pair[0].as_str(), pair[1].as_str()) {
+                        (Some(a), Some(b)) => Ok(format!("{a} {b}")),
+                        _ => Err(terr("malformed merge entry".into())),
+                    }
+                }
+                _ => Err(terr("malformed merge entry".into())),
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 pub fn tokenizer_metadata(inp: &TokenizerInputs) -> Result<TokenizerMetadata, ConvertError> {
     let tok_path = inp.dir.join("tokenizer.json");
     let tok = read_json(&tok_path)?.ok_or_else(|| ConvertError::MissingFile {
@@ -160,34 +261,7 @@ pub fn tokenizer_metadata(inp: &TokenizerInputs) -> Result<TokenizerMetadata, Co
         .and_then(|v| v.as_object())
         .ok_or_else(|| terr("no BPE vocab".into()))?;
 
-    let mut vocab: HashMap<String, u32> = HashMap::with_capacity(vocab_json.len());
-    for (piece, id) in vocab_json {
-        let id = id
-            .as_u64()
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or_else(|| terr(format!("bad id for {piece:?}")))?;
-        vocab.insert(piece.clone(), id);
-    }
-    // Added tokens: (id, content, special).
-    let mut added: Vec<(u32, String, bool)> = Vec::new();
-    for a in tok
-        .get("added_tokens")
-        .and_then(|a| a.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let id = a
-            .get("id")
-            .and_then(|i| i.as_u64())
-            .and_then(|i| u32::try_from(i).ok());
-        let content = a.get("content").and_then(|c| c.as_str());
-        let (Some(id), Some(content)) = (id, content) else {
-            return Err(terr("malformed added_tokens entry".into()));
-        };
-        let special = a.get("special").and_then(|s| s.as_bool()).unwrap_or(false);
-        vocab.insert(content.to_owned(), id);
-        added.push((id, content.to_owned(), special));
-    }
+    let (vocab, added) = read_vocab(vocab_json, &tok, &terr)?;
 
     let max_id = vocab.values().copied().max().map_or(0, |m| m as usize + 1);
     if max_id > inp.vocab_size {
@@ -197,55 +271,9 @@ pub fn tokenizer_metadata(inp: &TokenizerInputs) -> Result<TokenizerMetadata, Co
             inp.vocab_size
         )));
     }
-    let n = inp.vocab_size;
-    let mut tokens: Vec<Option<String>> = vec![None; n];
-    let mut types = vec![TOKEN_NORMAL; n];
-    for (piece, &id) in &vocab {
-        tokens[id as usize] = Some(piece.clone());
-    }
-    for (id, content, special) in &added {
-        tokens[*id as usize] = Some(content.clone());
-        types[*id as usize] = if *special {
-            TOKEN_CONTROL
-        } else {
-            TOKEN_USER_DEFINED
-        };
-    }
-    let mut warnings = Vec::new();
-    let mut n_pad = 0usize;
-    let tokens: Vec<String> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.unwrap_or_else(|| {
-                types[i] = TOKEN_USER_DEFINED;
-                n_pad += 1;
-                format!("[PAD{i}]")
-            })
-        })
-        .collect();
-    if n_pad > 0 {
-        warnings.push(format!(
-            "{n_pad} token ids have no tokenizer entry; written as [PAD<id>]"
-        ));
-    }
+    let (tokens, types, mut warnings) = token_table(inp.vocab_size, &vocab, &added);
 
-    let merges: Vec<String> = match model.get("merges").and_then(|m| m.as_array()) {
-        None => Vec::new(),
-        Some(list) => list
-            .iter()
-            .map(|m| match m {
-                Json::String(s) => Ok(s.clone()),
-                Json::Array(pair) if pair.len() == 2 => {
-                    match (pair[0].as_str(), pair[1].as_str()) {
-                        (Some(a), Some(b)) => Ok(format!("{a} {b}")),
-                        _ => Err(terr("malformed merge entry".into())),
-                    }
-                }
-                _ => Err(terr("malformed merge entry".into())),
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let merges = read_merges(model, &terr)?;
 
     let pre = match inp.pre_override {
         Some(p) => p.to_owned(),
@@ -323,7 +351,7 @@ pub fn tokenizer_metadata(inp: &TokenizerInputs) -> Result<TokenizerMetadata, Co
     Ok(TokenizerMetadata {
         entries,
         warnings,
-        n_tokens: n,
+        n_tokens: inp.vocab_size,
     })
 }
 

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use bitnet_formats::codec::{meta, TernaryFormat};
-use bitnet_formats::{Dialect, GgufWriter, TensorSource, TensorType, Value};
+use bitnet_formats::arch::HParam::{self, *};
+use bitnet_formats::codec::{meta, TernaryFormat, TlParams};
+use bitnet_formats::{Dialect, GgufWriter, Metadata, TensorSource, TensorType, Value};
 
 use super::arch::{plan_tensors, unused_tensors, PlannedTensor, TensorRole};
 use super::error::ConvertError;
@@ -73,15 +74,13 @@ pub struct ConvertReport {
     pub warnings: Vec<String>,
 }
 
-/// The GGUF architecture string for a family in the dialect of an output type (docs/model.md,
-/// 'Architectures'): bitnet.cpp names for I2_S/TL/float outputs, upstream llama.cpp's single
-/// `bitnet` for TQ outputs.
+/// The GGUF architecture string for a family in the dialect of an output type: bitnet.cpp
+/// names for I2_S/TL/float outputs, the names upstream llama.cpp knows for TQ outputs.
 pub fn architecture_name(family: ModelFamily, wt: WeightType) -> &'static str {
-    let upstream = matches!(wt, WeightType::Tq1_0 | WeightType::Tq2_0);
-    match family {
-        ModelFamily::Llama => "llama",
-        ModelFamily::BitNetB158 if !upstream => "bitnet-b1.58",
-        _ => "bitnet",
+    let arch = family.arch();
+    match wt {
+        WeightType::Tq1_0 | WeightType::Tq2_0 => arch.upstream_name(),
+        _ => arch.name(),
     }
 }
 
@@ -91,6 +90,20 @@ fn dialect_for(wt: WeightType) -> Dialect {
         // TL2 gets the current fork's id (42), as `bitnet-gguf quantize` writes it.
         _ => Dialect::Bitnet,
     }
+}
+
+/// `token_embd` and `output` storage: the options, else F16 (F32 for an all-F32 output).
+fn dense_types(opts: &ConvertOptions) -> Result<(TensorType, TensorType), ConvertError> {
+    let dense_default = if opts.weight_type == WeightType::F32 {
+        TensorType::F32
+    } else {
+        TensorType::F16
+    };
+    let embed_type = opts.embed_type.unwrap_or(dense_default);
+    let output_type = opts.output_type.unwrap_or(dense_default);
+    check_dense_type(embed_type, "--embed-type")?;
+    check_dense_type(output_type, "--output-type")?;
+    Ok((embed_type, output_type))
 }
 
 fn check_dense_type(ty: TensorType, what: &str) -> Result<(), ConvertError> {
@@ -119,15 +132,7 @@ pub fn convert(
         });
     }
     let wt = opts.weight_type;
-    let dense_default = if wt == WeightType::F32 {
-        TensorType::F32
-    } else {
-        TensorType::F16
-    };
-    let embed_type = opts.embed_type.unwrap_or(dense_default);
-    let output_type = opts.output_type.unwrap_or(dense_default);
-    check_dense_type(embed_type, "--embed-type")?;
-    check_dense_type(output_type, "--output-type")?;
+    let (embed_type, output_type) = dense_types(opts)?;
 
     let cfg = HfConfig::load(&opts.input_dir.join("config.json"))?;
     let ck = Checkpoint::open(&opts.input_dir)?;
@@ -137,39 +142,11 @@ pub fn convert(
         .map(|n| format!("checkpoint tensor {n} is not used"))
         .collect();
 
-    // Ternary shape constraints of the output type, checked before any work.
     let dialect = dialect_for(wt);
-    let mut tl_tiles = Vec::new();
-    for t in plan
-        .iter()
-        .filter(|t| matches!(t.role, TensorRole::Ternary { .. }))
-    {
-        let ty = wt.tensor_type();
-        if ty.nbytes(&t.ne()).is_none() {
-            return Err(ConvertError::Options(format!(
-                "{}: a {}x{} matrix cannot be stored as {ty}",
-                t.gguf_name,
-                t.rows(),
-                t.cols()
-            )));
-        }
-        if let Some(TernaryFormat::Tl1(p) | TernaryFormat::Tl2(p)) =
-            wt.ternary_format(t.rows(), t.cols())?
-        {
-            tl_tiles.push((t.gguf_name.clone(), p));
-        }
-    }
+    let tl_tiles = check_ternary_shapes(&plan, wt)?;
 
     let arch = architecture_name(cfg.family, wt);
-    let name = opts.name.clone().unwrap_or_else(|| {
-        let dir = opts
-            .input_dir
-            .canonicalize()
-            .unwrap_or_else(|_| opts.input_dir.clone());
-        dir.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into())
-    });
+    let name = model_name(opts);
 
     // Declared before the writer: its lazy tensors borrow it.
     let failure: Mutex<Option<ConvertError>> = Mutex::new(None);
@@ -177,50 +154,7 @@ pub fn convert(
     let meta = writer.metadata_mut();
     meta.set("general.architecture", Value::from(arch));
     meta.set("general.name", Value::from(name.as_str()));
-    let k = |key: &str| format!("{arch}.{key}");
-    meta.set(k("vocab_size"), Value::U32(cfg.vocab_size as u32));
-    meta.set(k("context_length"), Value::U32(cfg.context_length as u32));
-    meta.set(k("embedding_length"), Value::U32(cfg.hidden_size as u32));
-    meta.set(k("block_count"), Value::U32(cfg.num_layers as u32));
-    meta.set(
-        k("feed_forward_length"),
-        Value::U32(cfg.intermediate_size as u32),
-    );
-    meta.set(k("rope.dimension_count"), Value::U32(cfg.head_dim as u32));
-    meta.set(k("attention.head_count"), Value::U32(cfg.num_heads as u32));
-    meta.set(
-        k("attention.head_count_kv"),
-        Value::U32(cfg.num_kv_heads as u32),
-    );
-    meta.set(
-        k("attention.layer_norm_rms_epsilon"),
-        Value::F32(cfg.rms_norm_eps),
-    );
-    meta.set(k("rope.freq_base"), Value::F32(cfg.rope_theta));
-    // Upstream llama.cpp's `bitnet` graph picks squared ReLU vs SiLU from this key (default
-    // SiLU); bitnet.cpp ignores it. We always write it so no reader has to guess.
-    meta.set(k("hidden_act"), Value::from(cfg.activation.hf_name()));
-    if let Some(rs) = &cfg.rope_scaling {
-        let kind = rs
-            .get("type")
-            .or_else(|| rs.get("rope_type"))
-            .and_then(|t| t.as_str())
-            .unwrap_or("");
-        let factor = rs.get("factor").and_then(|f| f.as_f64());
-        match (kind, factor) {
-            ("linear", Some(f)) => {
-                meta.set(k("rope.scaling.type"), Value::from("linear"));
-                meta.set(k("rope.scaling.factor"), Value::F32(f as f32));
-            }
-            ("default", _) => {}
-            _ => {
-                return Err(ConvertError::config(
-                    &cfg.path,
-                    format!("rope_scaling {rs} is not supported (only \"linear\")"),
-                ))
-            }
-        }
-    }
+    set_hyper_parameters(meta, arch, &cfg)?;
     meta.set("general.file_type", Value::U32(wt.file_type()));
     let quantized = [wt.tensor_type(), embed_type, output_type]
         .iter()
@@ -309,6 +243,95 @@ pub fn convert(
         output_bytes,
         warnings,
     })
+}
+
+/// `general.name`: the option, else the checkpoint directory's name.
+fn model_name(opts: &ConvertOptions) -> String {
+    opts.name.clone().unwrap_or_else(|| {
+        let dir = opts
+            .input_dir
+            .canonicalize()
+            .unwrap_or_else(|_| opts.input_dir.clone());
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    })
+}
+
+/// Ternary shape constraints of the output type, checked before any work; returns the TL tile
+/// parameters to record per tensor.
+fn check_ternary_shapes(
+    plan: &[PlannedTensor],
+    wt: WeightType,
+) -> Result<Vec<(String, TlParams)>, ConvertError> {
+    let mut tl_tiles = Vec::new();
+    for t in plan
+        .iter()
+        .filter(|t| matches!(t.role, TensorRole::Ternary { .. }))
+    {
+        let ty = wt.tensor_type();
+        if ty.nbytes(&t.ne()).is_none() {
+            return Err(ConvertError::Options(format!(
+                "{}: a {}x{} matrix cannot be stored as {ty}",
+                t.gguf_name,
+                t.rows(),
+                t.cols()
+            )));
+        }
+        if let Some(TernaryFormat::Tl1(p) | TernaryFormat::Tl2(p)) =
+            wt.ternary_format(t.rows(), t.cols())?
+        {
+            tl_tiles.push((t.gguf_name.clone(), p));
+        }
+    }
+    Ok(tl_tiles)
+}
+
+/// The `{arch}.*` keys of the architecture table, from the checkpoint's config.
+fn set_hyper_parameters(
+    meta: &mut Metadata,
+    arch: &str,
+    cfg: &HfConfig,
+) -> Result<(), ConvertError> {
+    let k = |hp: HParam| hp.key(arch);
+    meta.set(k(VocabSize), Value::U32(cfg.vocab_size as u32));
+    meta.set(k(ContextLength), Value::U32(cfg.context_length as u32));
+    meta.set(k(EmbeddingLength), Value::U32(cfg.hidden_size as u32));
+    meta.set(k(BlockCount), Value::U32(cfg.num_layers as u32));
+    meta.set(
+        k(FeedForwardLength),
+        Value::U32(cfg.intermediate_size as u32),
+    );
+    meta.set(k(RopeDimensionCount), Value::U32(cfg.head_dim as u32));
+    meta.set(k(HeadCount), Value::U32(cfg.num_heads as u32));
+    meta.set(k(HeadCountKv), Value::U32(cfg.num_kv_heads as u32));
+    meta.set(k(RmsEpsilon), Value::F32(cfg.rms_norm_eps));
+    meta.set(k(RopeFreqBase), Value::F32(cfg.rope_theta));
+    // Upstream llama.cpp's `bitnet` graph picks squared ReLU vs SiLU from this key (default
+    // SiLU); bitnet.cpp ignores it. We always write it so no reader has to guess.
+    meta.set(k(HiddenAct), Value::from(cfg.activation.name()));
+    if let Some(rs) = &cfg.rope_scaling {
+        let kind = rs
+            .get("type")
+            .or_else(|| rs.get("rope_type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("");
+        let factor = rs.get("factor").and_then(|f| f.as_f64());
+        match (kind, factor) {
+            ("linear", Some(f)) => {
+                meta.set(k(RopeScalingType), Value::from("linear"));
+                meta.set(k(RopeScalingFactor), Value::F32(f as f32));
+            }
+            ("default", _) => {}
+            _ => {
+                return Err(ConvertError::config(
+                    &cfg.path,
+                    format!("rope_scaling {rs} is not supported (only \"linear\")"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn produce_tensor(

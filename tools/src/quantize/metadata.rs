@@ -1,13 +1,11 @@
-//! Metadata changes for the output file: file type, quantisation version, our codec keys, and for
-//! TQ outputs the architecture upstream llama.cpp / Ollama know (docs/model.md, 'Architectures').
+//! Metadata changes for the output file: file type, quantisation version, our codec keys, and
+//! for TQ outputs the architecture name upstream llama.cpp / Ollama know.
 
+use bitnet_formats::arch::{ActivationRule, Arch, HParam};
 use bitnet_formats::codec::meta::{I2S_LAYOUT_KEY, TL_KEY_PREFIX};
 use bitnet_formats::{Metadata, Value};
 
 use super::Target;
-
-/// Architectures with the squared-ReLU FFN that upstream calls `bitnet` plus `hidden_act`.
-const RELU2_ARCHES: &[&str] = &["bitnet-b1.58", "bitnet-25"];
 
 /// Rewrites copied metadata for `target`; returns the output architecture.
 pub(crate) fn rewrite(meta: &mut Metadata, target: Target) -> Option<String> {
@@ -26,12 +24,21 @@ pub(crate) fn rewrite(meta: &mut Metadata, target: Target) -> Option<String> {
     }
     let arch = meta.get_str("general.architecture").map(str::to_string);
     if matches!(target, Target::Tq1_0 | Target::Tq2_0) {
-        if let Some(a) = arch.as_deref().filter(|a| RELU2_ARCHES.contains(a)) {
-            *meta = rename_arch(meta, a, "bitnet");
-            if !meta.contains("bitnet.hidden_act") {
-                meta.set("bitnet.hidden_act", "relu2");
+        // Upstream knows the 2B4T graph only as `bitnet` with the activation in a key.
+        let renamed = arch
+            .as_deref()
+            .and_then(|a| Arch::from_name(a).ok())
+            .filter(|a| a.upstream_name() != a.name());
+        if let Some(a) = renamed {
+            let to = a.upstream_name();
+            *meta = rename_arch(meta, a.name(), to);
+            let act_key = HParam::HiddenAct.key(to);
+            if let ActivationRule::Fixed(act) = a.spec().activation {
+                if !meta.contains(&act_key) {
+                    meta.set(act_key, act.name());
+                }
             }
-            return Some("bitnet".to_string());
+            return Some(to.to_string());
         }
     }
     arch

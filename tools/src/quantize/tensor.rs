@@ -1,5 +1,6 @@
 //! Per-tensor decisions (what type, how) and the conversions themselves.
 
+use bitnet_formats::arch;
 use bitnet_formats::codec::{
     self, decode_ternary, encode_ternary, meta::ternary_format_from_metadata, tl_params,
     tq_scale_rel_error, weight_quant_absmean, TernaryFormat, TernaryScales, TernaryTensor,
@@ -22,18 +23,10 @@ pub enum TensorAction {
     Requantize,
 }
 
-/// The projection weights BitNet stores as ternary (docs/model.md, 'Tensors').
+/// The projection weights BitNet stores as ternary (the `Ternary` rows of the architecture
+/// table).
 pub fn is_ternary_weight_name(name: &str) -> bool {
-    const SUFFIXES: &[&str] = &[
-        ".attn_q.weight",
-        ".attn_k.weight",
-        ".attn_v.weight",
-        ".attn_output.weight",
-        ".ffn_gate.weight",
-        ".ffn_up.weight",
-        ".ffn_down.weight",
-    ];
-    name.starts_with("blk.") && SUFFIXES.iter().any(|s| name.ends_with(s))
+    arch::is_ternary_projection(name)
 }
 
 pub(crate) struct Plan {
@@ -115,16 +108,18 @@ pub(crate) fn plan(
             format,
         });
     }
-    let requested = match info.name.as_str() {
-        "token_embd.weight" => Some(
+    let requested = if arch::TOKEN_EMBD.is_global_name(&info.name) {
+        Some(
             opts.embed_type
                 .unwrap_or(default_dense(opts.target, info.ty)),
-        ),
-        "output.weight" => Some(
+        )
+    } else if arch::OUTPUT.is_global_name(&info.name) {
+        Some(
             opts.output_type
                 .unwrap_or(default_dense(opts.target, info.ty)),
-        ),
-        _ => None,
+        )
+    } else {
+        None
     };
     match requested {
         Some(to) if to != info.ty => {
