@@ -18,7 +18,11 @@ fn tq2_blob(rng: &mut Rng, m: usize, k: usize) -> Vec<u8> {
 
 #[test]
 fn many_equals_one_by_one() {
-    set_threads(2);
+    let rt = Runtime::new(RuntimeOptions {
+        threads: Some(2),
+        ..Default::default()
+    })
+    .unwrap();
     let mut rng = Rng(2024);
     let k = 768;
     let tq_blob = tq2_blob(&mut rng, 24, k);
@@ -31,12 +35,12 @@ fn many_equals_one_by_one() {
     for n in [1, 3, 8, 19] {
         let x = rng.f32s(n * k, 1.0);
         let mut acts = QuantizedActs::new();
-        quantize_acts(&x, k, &mut acts);
+        quantize_acts(&rt, &x, k, &mut acts);
         let want: Vec<Vec<f32>> = mats
             .iter()
             .map(|w| {
                 let mut o = vec![0f32; n * w.rows()];
-                ternary_matmul(w, &acts, &mut o);
+                ternary_matmul(&rt, w, &acts, &mut o);
                 o
             })
             .collect();
@@ -46,7 +50,7 @@ fn many_equals_one_by_one() {
             .zip(got.iter_mut())
             .map(|(w, o)| (w, o.as_mut_slice()))
             .collect();
-        ternary_matmul_many(&mut jobs, &acts);
+        ternary_matmul_many(&rt, &mut jobs, &acts);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let gb: Vec<u32> = g.iter().map(|v| v.to_bits()).collect();
             let wb: Vec<u32> = w.iter().map(|v| v.to_bits()).collect();

@@ -1,5 +1,5 @@
-//! The public matmuls give the same answers on every kernel path this CPU supports. One
-//! test function only: forcing a path is process-wide.
+//! The public matmuls give the same answers on every kernel path this CPU supports, each
+//! path on its own runtime.
 
 mod common;
 
@@ -8,8 +8,13 @@ use bitnet_kernels::*;
 use common::Rng;
 
 fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, QuantizedActs) {
-    force_path(path).unwrap();
-    assert_eq!(kernel_path(), path.name());
+    let rt = Runtime::new(RuntimeOptions {
+        threads: Some(2),
+        path: Some(path),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(rt.path(), path);
     let mut rng = Rng(rng_seed);
     let mut tern = Vec::new();
     let mut acts_last = QuantizedActs::new();
@@ -48,9 +53,9 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         let codes = rng.ternary(m * k);
         let w = TernaryMatrix::from_ternary(&codes, m, k, 0.8125).unwrap();
         let mut acts = QuantizedActs::new();
-        quantize_acts(&x, k, &mut acts);
+        quantize_acts(&rt, &x, k, &mut acts);
         let mut out = vec![0f32; n * m];
-        ternary_matmul(&w, &acts, &mut out);
+        ternary_matmul(&rt, &w, &acts, &mut out);
         // Against the definition, per element.
         for t in 0..n {
             for r in 0..m {
@@ -95,11 +100,11 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         let plain = TernaryMatrix::from_ternary(&rng.ternary(48 * k), 48, k, 0.75).unwrap();
         let x = rng.f32s(n * k, 2.0);
         let mut acts = QuantizedActs::new();
-        quantize_acts(&x, k, &mut acts);
+        quantize_acts(&rt, &x, k, &mut acts);
         let (mut out, mut both, mut other) =
             (vec![0f32; n * m], vec![0f32; n * m], vec![0f32; n * 48]);
-        ternary_matmul(&w, &acts, &mut out);
-        ternary_matmul_many(&mut [(&w, &mut both), (&plain, &mut other)], &acts);
+        ternary_matmul(&rt, &w, &acts, &mut out);
+        ternary_matmul_many(&rt, &mut [(&w, &mut both), (&plain, &mut other)], &acts);
         assert_eq!(bits(&out), bits(&both), "{} tq2_0 m={m} n={n}", path.name());
         tern.extend(out);
         tern.extend(other);
@@ -155,10 +160,10 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
             let mut first_token = Vec::new();
             for nt in [1, n] {
                 let mut out = vec![0f32; nt * m];
-                dense_matmul(&w, &x, nt, &mut out);
+                dense_matmul(&rt, &w, &x, nt, &mut out);
                 let mut row = vec![0f32; k];
                 for r in 0..m {
-                    w.row_to_f32(r, &mut row);
+                    w.row_to_f32(&rt, r, &mut row);
                     for t in 0..nt {
                         let exact: f64 = row
                             .iter()
@@ -222,7 +227,6 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[test]
 fn every_path_agrees() {
-    set_threads(2);
     let (tern0, dense0, _, acts0) = run_all(KernelPath::Scalar, 99);
     for p in KernelPath::simd() {
         if !p.is_supported() {

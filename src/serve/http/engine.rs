@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::engine::chat::{ChatMessage, ChatTemplate};
 use crate::engine::model::{forward_batch, KvType, LoadOptions, Model, Session};
 use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::serve::store::gguf_info;
 use crate::engine::tokenizer::Tokenizer;
+use crate::serve::store::gguf_info;
 
 use super::backend::{Backend, ChatTurn, ModelMeta, Sampling, TextModel, TokenSampler};
 use super::scheduler::{self, SchedConfig};
@@ -47,6 +47,8 @@ impl EngineBackend {
                 n_ctx: None,
                 threads,
                 kv_type,
+                // Its own pool: another model loaded beside it keeps its threads.
+                runtime: None,
             },
         )?;
         let file = model.gguf();
