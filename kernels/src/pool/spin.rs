@@ -109,8 +109,8 @@ impl SpinPool {
             Err(TryLockError::WouldBlock) => return serial(),
         };
         let sh = &*self.shared;
-        // SAFETY: only the lifetime is erased; `job` outlives every use (see `JobRef`).
         let job = JobRef {
+            // SAFETY: only the lifetime is erased; `job` outlives every use (see `JobRef`).
             body: unsafe {
                 std::mem::transmute::<
                     *const (dyn Fn(usize) + Sync + '_),
