@@ -86,30 +86,37 @@ fn spread(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
 }
 
-pub fn bench(args: BenchArgs) -> Result<()> {
-    use bitnet_gguf::engine::model::{LoadOptions, Model};
-    let path = match &args.kernels {
-        Some(k) => {
-            Some(KernelPath::from_name(k).with_context(|| format!("unknown kernel path {k:?}"))?)
-        }
-        None => None,
-    };
-    let pool_kind = match &args.pool {
-        Some(p) => Some(
+/// The runtime `bench` measures on: `--kernels`, `--pool` and `-t` (one thread per
+/// physical core by default).
+fn runtime(args: &BenchArgs) -> Result<Arc<Runtime>> {
+    let path = args
+        .kernels
+        .as_deref()
+        .map(|k| KernelPath::from_name(k).with_context(|| format!("unknown kernel path {k:?}")))
+        .transpose()?;
+    let pool_kind = args
+        .pool
+        .as_deref()
+        .map(|p| {
             bitnet_kernels::PoolKind::from_name(p)
-                .with_context(|| format!("unknown pool {p:?} (expected spin or rayon)"))?,
-        ),
-        None => None,
-    };
+                .with_context(|| format!("unknown pool {p:?} (expected spin or rayon)"))
+        })
+        .transpose()?;
     let threads = args
         .threads
         .unwrap_or_else(bitnet_kernels::physical_cores)
         .max(1);
-    let runtime = Arc::new(Runtime::new(RuntimeOptions {
+    Ok(Arc::new(Runtime::new(RuntimeOptions {
         threads: Some(threads),
         path,
         pool_kind,
-    })?);
+    })?))
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    use bitnet_gguf::engine::model::{LoadOptions, Model};
+    let runtime = runtime(&args)?;
+    let threads = runtime.threads();
     let reps = args.reps.max(1);
     // Measured before, between the decode runs and after: other load on the machine makes
     // single measurements noisy, and the limit should be what the memory delivered while
