@@ -10,8 +10,8 @@ use crate::Runtime;
 /// Per-token int8 activations: `scale = 127 / max(|x|, 1e-5)` computed in f64 and stored
 /// f32, `q = clamp(round_half_even(x * scale), -128, 127)`, `sum = Σ q`.
 ///
-/// Filled by [`quantize_acts`], which also keeps a copy of `q` in the layout the selected
-/// runtime's kernels read (when that is not the plain one), so the several matmuls that share one
+/// Filled by [`quantize_acts`], which also keeps a copy of `q` in the layout the runtime's
+/// kernels read (when that is not the plain one), so the several matmuls that share one
 /// quantised input (q/k/v, gate/up) rearrange it once.
 #[derive(Clone, Debug, Default)]
 pub struct QuantizedActs {
