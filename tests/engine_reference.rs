@@ -136,7 +136,10 @@ fn bitnet_1bitllm_layout_matches_transformers() {
         WeightType::I2s(Default::default()),
         &tmp,
     );
-    assert_eq!(model.config().arch, bitnet_gguf::engine::model::Arch::Bitnet);
+    assert_eq!(
+        model.config().arch,
+        bitnet_gguf::engine::model::Arch::Bitnet
+    );
     assert_eq!(
         model.config().activation,
         bitnet_gguf::engine::model::Activation::Silu
@@ -206,6 +209,7 @@ fn llama_packed_layout_matches_transformers() {
 fn check_llama_tie(model: &Model, path: &std::path::Path, prompts: &[RefPrompt]) {
     use bitnet_formats::{codec::dequantize, GgufFile};
     use bitnet_kernels::{quantize_acts, rms_norm, DenseMatrix, QuantizedActs};
+    let rt = model.runtime();
     let mixed = prompts.iter().find(|p| p.name == "mixed").unwrap();
     let token = mixed.input_ids[LLAMA_TIE_POS] as usize;
     let file = GgufFile::open(path).unwrap();
@@ -219,14 +223,14 @@ fn check_llama_tie(model: &Model, path: &std::path::Path, prompts: &[RefPrompt])
     )
     .unwrap();
     let mut x = vec![0.0f32; d];
-    embd_m.row_to_f32(token, &mut x);
+    embd_m.row_to_f32(rt, token, &mut x);
     let norm = file.tensor("blk.0.attn_norm.weight").unwrap();
     let mut w = vec![0.0f32; d];
     dequantize(norm.ty, file.tensor_data(norm), &norm.ne, &mut w).unwrap();
     let mut h = vec![0.0f32; d];
-    rms_norm(&x, &w, model.config().eps, &mut h);
+    rms_norm(rt, &x, &w, model.config().eps, &mut h);
     let mut acts = QuantizedActs::new();
-    quantize_acts(&h, d, &mut acts);
+    quantize_acts(rt, &h, d, &mut acts);
     let scaled = |i: usize| h[i] * acts.scale[0];
     let tie = scaled(LLAMA_TIE_ELEMENT);
     let near = scaled(LLAMA_NEAR_TIE_ELEMENT);

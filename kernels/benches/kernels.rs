@@ -3,9 +3,17 @@
 //! portable too).
 
 use bitnet_formats::TensorType;
-use bitnet_kernels::dispatch::{table, SCALAR};
+use std::sync::OnceLock;
+
+use bitnet_kernels::dispatch::SCALAR;
 use bitnet_kernels::*;
 use divan::{black_box, Bencher};
+
+/// The detected runtime every benchmark runs on (its path and one thread per core).
+fn rt() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(Runtime::detect)
+}
 
 fn main() {
     divan::main();
@@ -44,12 +52,16 @@ const K: usize = 2560;
 fn quantize_acts_2560(b: Bencher, n: usize) {
     let x = rand_f32(n * K, 1);
     let mut q = QuantizedActs::new();
-    b.bench_local(|| quantize_acts(black_box(&x), K, &mut q));
+    b.bench_local(|| quantize_acts(rt(), black_box(&x), K, &mut q));
 }
 
 #[divan::bench(args = ["simd", "portable"])]
 fn i2_dot_row_2560(b: Bencher, which: &str) {
-    let kt = if which == "simd" { table() } else { &SCALAR };
+    let kt = if which == "simd" {
+        rt().kernels()
+    } else {
+        &SCALAR
+    };
     let w: Vec<u8> = rand_f32(K / 4, 2)
         .iter()
         .map(|v| ((v.abs() * 80.0) as u8).min(80) % 81)
@@ -59,7 +71,7 @@ fn i2_dot_row_2560(b: Bencher, which: &str) {
         })
         .collect();
     let mut q = QuantizedActs::new();
-    quantize_acts(&rand_f32(K, 3), K, &mut q);
+    quantize_acts(rt(), &rand_f32(K, 3), K, &mut q);
     b.bench_local(|| (kt.i2_dot)(black_box(&w), black_box(&q.q)));
 }
 
@@ -69,7 +81,11 @@ fn i2_dot_row_2560(b: Bencher, which: &str) {
 #[divan::bench(args = ["simd", "portable"])]
 fn i2_tile_32x8_6912(b: Bencher, which: &str) {
     const KD: usize = 6912;
-    let kt = if which == "simd" { table() } else { &SCALAR };
+    let kt = if which == "simd" {
+        rt().kernels()
+    } else {
+        &SCALAR
+    };
     let rows: Vec<u8> = rand_f32(32 * KD / 4, 21)
         .iter()
         .map(|v| (v.to_bits() & 0xFF) as u8 & 0b1010_1010)
@@ -77,7 +93,7 @@ fn i2_tile_32x8_6912(b: Bencher, which: &str) {
     let q: Vec<Vec<i8>> = (0..8)
         .map(|t| {
             let mut a = QuantizedActs::new();
-            quantize_acts(&rand_f32(KD, 30 + t), KD, &mut a);
+            quantize_acts(rt(), &rand_f32(KD, 30 + t), KD, &mut a);
             a.q
         })
         .collect();
@@ -98,7 +114,7 @@ fn i2_tile_32x8_6912(b: Bencher, which: &str) {
 /// twin; skipped when the selected path has no GEMM.
 #[divan::bench(args = ["simd-2560", "simd-6912", "portable-2560"], sample_count = 20)]
 fn i2_gemm32_x128(b: Bencher, which: &str) {
-    let Some(gemm) = table().i2_gemm else {
+    let Some(gemm) = rt().kernels().i2_gemm else {
         return;
     };
     let k: usize = which[which.len() - 4..].parse().unwrap();
@@ -109,7 +125,7 @@ fn i2_gemm32_x128(b: Bencher, which: &str) {
         .map(|i| ((i / 27) << 6) | ((i / 9 % 3) << 4) | ((i / 3 % 3) << 2) | (i % 3))
         .collect();
     let mut q = QuantizedActs::new();
-    quantize_acts(&rand_f32(n * k, 10), k, &mut q);
+    quantize_acts(rt(), &rand_f32(n * k, 10), k, &mut q);
     let mut packed = Vec::new();
     (gemm.pack)(&q.q, k, n, &mut packed);
     let mut out = vec![0i32; 32 * n];
@@ -261,7 +277,7 @@ unsafe fn lut_lookups(table: &[i16], patterns: usize, idx: &[u8], acc: &mut [i16
 #[divan::bench(args = ["simd", "simd-hot", "portable"])]
 fn attention_head_128x512(b: Bencher, which: &str) {
     let kt = if which.starts_with("simd") {
-        table()
+        rt().kernels()
     } else {
         &SCALAR
     };
@@ -284,9 +300,9 @@ fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
     let m = 6912;
     let w = TernaryMatrix::from_ternary(&rand_codes(m * K, 4), m, K, 0.5).unwrap();
     let mut q = QuantizedActs::new();
-    quantize_acts(&rand_f32(n * K, 5), K, &mut q);
+    quantize_acts(rt(), &rand_f32(n * K, 5), K, &mut q);
     let mut out = vec![0f32; n * m];
-    b.bench_local(|| ternary_matmul(&w, &q, &mut out));
+    b.bench_local(|| ternary_matmul(rt(), &w, &q, &mut out));
 }
 
 /// The same shape as TQ2_0 with a different scale in every 256-block (a TQ file quantised
@@ -309,9 +325,9 @@ fn ternary_matmul_tq2_blocks_6912x2560(b: Bencher, n: usize) {
     let w = TernaryMatrix::new(&TernaryFormat::Tq2_0, &blob, m, K).unwrap();
     assert!(w.has_block_scales());
     let mut q = QuantizedActs::new();
-    quantize_acts(&rand_f32(n * K, 5), K, &mut q);
+    quantize_acts(rt(), &rand_f32(n * K, 5), K, &mut q);
     let mut out = vec![0f32; n * m];
-    b.bench_local(|| ternary_matmul(&w, &q, &mut out));
+    b.bench_local(|| ternary_matmul(rt(), &w, &q, &mut out));
 }
 
 #[divan::bench(
@@ -351,14 +367,14 @@ fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
     let w = DenseMatrix::new(ty, &bytes, m, K).unwrap();
     let x = rand_f32(K, 7);
     let mut out = vec![0f32; m];
-    b.bench_local(|| dense_matmul(&w, black_box(&x), 1, &mut out));
+    b.bench_local(|| dense_matmul(rt(), &w, black_box(&x), 1, &mut out));
 }
 
 /// A prompt's widened head rows: 2 rows × 3 tokens, as one tile call ("tile") or as six
 /// `dot_f32` calls ("pairs"), the same bits either way. L1/L2-resident.
 #[divan::bench(args = ["tile", "pairs"])]
 fn dot_f32_tile_2x3_2560(b: Bencher, how: &str) {
-    let kt = table();
+    let kt = rt().kernels();
     let rows = [rand_f32(K, 21), rand_f32(K, 22)];
     let xs = [rand_f32(K, 23), rand_f32(K, 24), rand_f32(K, 25)];
     let rows = [rows[0].as_slice(), rows[1].as_slice()];
@@ -375,7 +391,7 @@ fn rms_norm_2560(b: Bencher) {
     let x = rand_f32(K, 8);
     let w = rand_f32(K, 9);
     let mut out = vec![0f32; K];
-    b.bench_local(|| rms_norm(black_box(&x), &w, 1e-5, &mut out));
+    b.bench_local(|| rms_norm(rt(), black_box(&x), &w, 1e-5, &mut out));
 }
 
 #[divan::bench]
@@ -383,7 +399,7 @@ fn softmax_4096(b: Bencher) {
     let x = rand_f32(4096, 10);
     b.bench_local(|| {
         let mut y = x.clone();
-        ops::softmax(&mut y);
+        ops::softmax(rt(), &mut y);
         y
     });
 }
@@ -394,7 +410,7 @@ fn silu_mul_6912(b: Bencher, which: &str) {
     let g = rand_f32(6912, 11);
     let u = rand_f32(6912, 12);
     let f = if which == "simd" {
-        table().silu_mul
+        rt().kernels().silu_mul
     } else {
         SCALAR.silu_mul
     };
@@ -417,7 +433,7 @@ fn f16_head_stream_256mib(b: Bencher, how: &str) {
         .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
         .collect();
     let x = rand_f32(K, 12);
-    let kt = table();
+    let kt = rt().kernels();
     let row = |r: usize| &bytes[r * 2 * K..(r + 1) * 2 * K];
     let quarter = rows / 4;
     b.bench_local(|| {

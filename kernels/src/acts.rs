@@ -3,14 +3,15 @@
 
 use std::borrow::Cow;
 
-use crate::dispatch::{table, ActLayout};
-use crate::pool::{parallel_chunks_mut, DisjointMut};
+use crate::dispatch::ActLayout;
+use crate::pool::DisjointMut;
 use crate::portable::to_pairs_layout;
+use crate::Runtime;
 
 /// Per-token int8 activations: `scale = 127 / max(|x|, 1e-5)` computed in f64 and stored
 /// f32, `q = clamp(round_half_even(x * scale), -128, 127)`, `sum = Σ q`.
 ///
-/// Filled by [`quantize_acts`], which also keeps a copy of `q` in the layout the selected
+/// Filled by [`quantize_acts`], which also keeps a copy of `q` in the layout the runtime's
 /// kernels read (when that is not the plain one), so the several matmuls that share one
 /// quantised input (q/k/v, gate/up) rearrange it once.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +38,7 @@ impl QuantizedActs {
     }
 
     /// All rows in `layout`: the plain `q`, the copy made by [`quantize_acts`], or a fresh
-    /// one when the kernel path changed since.
+    /// one when another runtime's path reads these activations.
     pub(crate) fn in_layout(&self, layout: ActLayout) -> Cow<'_, [i8]> {
         if layout != ActLayout::Plain
             && self.kernel_layout == Some(layout)
@@ -91,7 +92,7 @@ fn rearrange(q: &[i8], k: usize, out: &mut [i8]) {
 ///
 /// Panics if `k == 0` while `x` is non-empty or `x.len()` is not a multiple of `k`
 /// (a caller bug, not bad input).
-pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
+pub fn quantize_acts(rt: &Runtime, x: &[f32], k: usize, out: &mut QuantizedActs) {
     let n = x.len().checked_div(k).unwrap_or(0);
     assert_eq!(
         n * k,
@@ -104,7 +105,7 @@ pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
     out.q.resize(n * k, 0);
     out.scale.resize(n, 0.0);
     out.sum.resize(n, 0);
-    let kt = table();
+    let kt = rt.kernels();
     if n < PARALLEL_MIN_TOKENS {
         for t in 0..n {
             let (s, sum) =
@@ -117,11 +118,12 @@ pub fn quantize_acts(x: &[f32], k: usize, out: &mut QuantizedActs) {
         // quantisations between the matmuls were ~1 % of a prompt's time, counted twice.
         let mut stats = vec![(0f32, 0i32); n];
         let rows = DisjointMut::new(&mut out.q);
-        parallel_chunks_mut(&mut stats, 1, (16384 / k).max(1), |t, st| {
-            // SAFETY: row t of `out.q` (n · k values) is this item's alone.
-            let row = unsafe { rows.slice(t * k, k) };
-            st[0] = (kt.quantize_row)(&x[t * k..(t + 1) * k], row);
-        });
+        rt.pool()
+            .parallel_chunks_mut(&mut stats, 1, (16384 / k).max(1), |t, st| {
+                // SAFETY: row t of `out.q` (n · k values) is this item's alone.
+                let row = unsafe { rows.slice(t * k, k) };
+                st[0] = (kt.quantize_row)(&x[t * k..(t + 1) * k], row);
+            });
         for (t, (s, sum)) in stats.into_iter().enumerate() {
             out.scale[t] = s;
             out.sum[t] = sum;

@@ -12,10 +12,10 @@ use half::f16;
 
 use bitnet_formats::TensorType;
 
-use crate::dispatch::table;
 use crate::error::KernelError;
-use crate::pool::parallel_ranges;
+use crate::pool::DisjointMut;
 use crate::portable::{quantize_q8k, Q8K};
+use crate::Runtime;
 
 /// A dense `rows × cols` matrix borrowed from a GGUF payload.
 #[derive(Clone, Debug)]
@@ -99,12 +99,24 @@ impl<'a> DenseMatrix<'a> {
         self.bytes.len()
     }
 
+    /// The matrix without its payload, for an owner that keeps the payload itself (a model
+    /// holding its mapped file) and borrows it again per use with [`DetachedDense::attach`].
+    pub fn detach(&self) -> DetachedDense {
+        DetachedDense {
+            ty: self.ty,
+            len: self.bytes.len(),
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+        }
+    }
+
     fn row_raw(&self, r: usize) -> &[u8] {
         &self.bytes[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
     /// Row `r` as f32 (embedding lookup). Panics if `r >= rows` or `out` is shorter than K.
-    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+    pub fn row_to_f32(&self, rt: &Runtime, r: usize, out: &mut [f32]) {
         let out = &mut out[..self.cols];
         let src = self.row_raw(r);
         match self.ty {
@@ -113,7 +125,7 @@ impl<'a> DenseMatrix<'a> {
                     *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 }
             }
-            TensorType::F16 => (table().f16_to_f32)(src, out),
+            TensorType::F16 => (rt.kernels().f16_to_f32)(src, out),
             TensorType::BF16 => {
                 for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
                     *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
@@ -151,6 +163,33 @@ impl<'a> DenseMatrix<'a> {
     }
 }
 
+/// A [`DenseMatrix`]'s shape without the payload it was checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct DetachedDense {
+    ty: TensorType,
+    /// Bytes of the payload the matrix reads (its first `len`).
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+}
+
+impl DetachedDense {
+    /// The matrix again, on `payload`: the bytes given to [`DenseMatrix::new`] (only their
+    /// length is checked again).
+    ///
+    /// Panics if `payload` is shorter than the matrix (a caller bug: the payload changed).
+    pub fn attach<'a>(&self, payload: &'a [u8]) -> DenseMatrix<'a> {
+        DenseMatrix {
+            ty: self.ty,
+            bytes: &payload[..self.len],
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+        }
+    }
+}
+
 /// ggml's `dequantize_row_q6_K` for one 210-byte block.
 fn dequant_q6_k(b: &[u8], y: &mut [f32]) {
     let (ql_all, rest) = b.split_at(128);
@@ -176,23 +215,17 @@ fn dequant_q6_k(b: &[u8], y: &mut [f32]) {
     }
 }
 
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 /// `out[t * M + m] = Σ_k w[m, k] · x[t * K + k]` for `n` tokens.
 ///
 /// Panics if `x` is shorter than `n * K` or `out` shorter than `n * M`.
-pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
+pub fn dense_matmul(rt: &Runtime, w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     let (m_rows, k) = (w.rows, w.cols);
     assert!(x.len() >= n * k, "activation buffer too small");
     assert!(out.len() >= n * m_rows, "output buffer too small");
     if n == 0 {
         return;
     }
-    let kt = table();
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let kt = rt.kernels();
     let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
     let in_place = n < 4 && matches!(w.ty, TensorType::F32 | TensorType::F16 | TensorType::BF16);
     let rows4 = match w.ty {
@@ -201,14 +234,13 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
         _ => None,
     };
     if matches!(w.ty, TensorType::Q6_K | TensorType::Q8_0 | TensorType::Q4_0) {
-        return int8_matmul(w, x, n, out);
+        return int8_matmul(rt, w, x, n, out);
     }
-    parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
-        // Captures the whole `OutPtr` (Sync), not its raw-pointer field (a closure captures
-        // the narrowest place it uses).
-        #[allow(clippy::redundant_locals)]
-        let out_ptr = out_ptr;
-        let write = |t: usize, m: usize, v: f32| unsafe { *out_ptr.0.add(t * m_rows + m) = v };
+    let dst = DisjointMut::new(out);
+    rt.pool().parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
+        // SAFETY: every caller passes t < n and m in this task's rows r0..r1, so the element
+        // is inside `out` (checked above) and this task's alone.
+        let write = |t: usize, m: usize, v: f32| unsafe { dst.write(t * m_rows + m, v) };
         let mut r_single = r0;
         if let Some(rows4) = rows4 {
             // Four rows per call, one from each quarter of the range, so that the weights
@@ -227,7 +259,7 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
             r_single = r0 + 4 * quarter;
         }
         if !in_place {
-            return widened_block_rows(w, x, n, r_single, r1, &write);
+            return widened_block_rows(rt, w, x, n, r_single, r1, &write);
         }
         for m in r_single..r1 {
             let raw = w.row_raw(m);
@@ -256,6 +288,7 @@ pub fn dense_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
 /// all `n` tokens' activations once per row. The same dot per (row, token) as decode's, so
 /// the same bits.
 fn widened_block_rows(
+    rt: &Runtime,
     w: &DenseMatrix,
     x: &[f32],
     n: usize,
@@ -263,13 +296,13 @@ fn widened_block_rows(
     r1: usize,
     write: &impl Fn(usize, usize, f32),
 ) {
-    let (k, kt) = (w.cols, table());
+    let (k, kt) = (w.cols, rt.kernels());
     let block = (512 * 1024 / (4 * k)).clamp(1, 64);
     let mut scratch = vec![0f32; block * k];
     for b0 in (r0..r1).step_by(block) {
         let b1 = (b0 + block).min(r1);
         for (m, row) in (b0..b1).zip(scratch.chunks_exact_mut(k)) {
-            w.row_to_f32(m, row);
+            w.row_to_f32(rt, m, row);
         }
         let rows = &scratch[..(b1 - b0) * k];
         let pairs = (b1 - b0) / 2;
@@ -309,9 +342,9 @@ fn widened_block_rows(
 /// quarter of its bandwidth limit. The int8 rounding of the activations is the only
 /// difference from the f32 product: each activation moves by at most half a step,
 /// `absmax(block) / 254`.
-fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
+fn int8_matmul(rt: &Runtime, w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     let (m_rows, k) = (w.rows, w.cols);
-    let kt = table();
+    let kt = rt.kernels();
     let acts: Vec<Q8K> = (0..n)
         .map(|t| {
             let mut a = Q8K::default();
@@ -319,11 +352,9 @@ fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
             a
         })
         .collect();
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let dst = DisjointMut::new(out);
     let min_rows = (32 * 1024 / w.row_bytes.max(1)).max(4);
-    parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
-        #[allow(clippy::redundant_locals)] // as in `dense_matmul`
-        let out_ptr = out_ptr;
+    rt.pool().parallel_ranges(m_rows, min_rows, 4, |r0, r1| {
         // Rows taken from the range's four quarters in turn, so that four streams read at
         // once (as `dot_f16_rows4` does for F16 heads).
         let quarter = (r1 - r0) / 4;
@@ -338,8 +369,9 @@ fn int8_matmul(w: &DenseMatrix, x: &[f32], n: usize, out: &mut [f32]) {
                     TensorType::Q4_0 => (kt.dot_q4_0_q8k)(raw, &a.q, &a.d, &a.bsums),
                     _ => (kt.dot_q8_0_q8k)(raw, &a.q, &a.d),
                 };
-                // SAFETY: (t, m) is in bounds and row m belongs to this range.
-                unsafe { *out_ptr.0.add(t * m_rows + m) = v }
+                // SAFETY: (t, m) is in bounds (`out` holds n · M values, checked by
+                // `dense_matmul`) and row m belongs to this task's range.
+                unsafe { dst.write(t * m_rows + m, v) }
             }
         }
     });

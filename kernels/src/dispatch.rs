@@ -1,13 +1,12 @@
-//! Run-time CPU dispatch: the CPU is probed once and one table of function pointers is
-//! selected; every kernel call goes through [`table`].
+//! Run-time CPU dispatch: one table of function pointers per kernel path; a
+//! [`crate::Runtime`] holds the one its kernels call through.
 //!
-//! `BITNET_FORCE_SCALAR=1` forces the portable table; `BITNET_DISABLE_AMX=1` keeps the
-//! AVX-512 VNNI kernels but not the AMX prefill GEMM; `BITNET_DISABLE_AVX512=1` keeps AVX2
-//! (or AVX-VNNI) but neither; `BITNET_DISABLE_AVXVNNI=1` keeps AVX2 without the 256-bit
-//! VNNI dots; `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its
-//! dotprod kernels. [`force_path`] selects a path explicitly (benchmarks).
-
-use std::sync::atomic::{AtomicU8, Ordering};
+//! [`detect`] picks the best path the CPU supports (its feature probe is cached by the
+//! standard library) under the environment overrides: `BITNET_FORCE_SCALAR=1` forces the
+//! portable table; `BITNET_DISABLE_AMX=1` keeps the AVX-512 VNNI kernels but not the AMX
+//! prefill GEMM; `BITNET_DISABLE_AVX512=1` keeps AVX2 (or AVX-VNNI) but neither;
+//! `BITNET_DISABLE_AVXVNNI=1` keeps AVX2 without the 256-bit VNNI dots;
+//! `BITNET_DISABLE_DOTPROD=1` keeps NEON but not its dotprod kernels.
 
 use crate::portable;
 
@@ -70,18 +69,6 @@ impl KernelPath {
             KernelPath::Amx => crate::arch::amx_available(),
             KernelPath::Neon => crate::arch::neon_available(),
             KernelPath::NeonDotprod => crate::arch::neon_dotprod_available(),
-        }
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            KernelPath::Scalar => 1,
-            KernelPath::Avx2 => 2,
-            KernelPath::Neon => 3,
-            KernelPath::NeonDotprod => 4,
-            KernelPath::Avx512Vnni => 5,
-            KernelPath::Amx => 6,
-            KernelPath::AvxVnni => 7,
         }
     }
 }
@@ -205,8 +192,6 @@ pub static SCALAR: Kernels = Kernels {
     f16_to_f32: portable::f16_to_f32,
 };
 
-static SELECTED: AtomicU8 = AtomicU8::new(0);
-
 fn env_flag(name: &str) -> bool {
     std::env::var(name)
         .map(|v| !v.is_empty() && v != "0")
@@ -250,27 +235,6 @@ pub fn table_for(path: KernelPath) -> &'static Kernels {
     crate::arch::table(path).unwrap_or(&SCALAR)
 }
 
-/// The selected table (probing the CPU on first use). Only supported paths are ever stored
-/// in `SELECTED` (by `detect` or `force_path`), so no feature check is repeated here.
-#[inline]
-pub fn table() -> &'static Kernels {
-    let path = match SELECTED.load(Ordering::Relaxed) {
-        1 => return &SCALAR,
-        2 => KernelPath::Avx2,
-        3 => KernelPath::Neon,
-        4 => KernelPath::NeonDotprod,
-        5 => KernelPath::Avx512Vnni,
-        6 => KernelPath::Amx,
-        7 => KernelPath::AvxVnni,
-        _ => {
-            let p = detect();
-            SELECTED.store(p.code(), Ordering::Relaxed);
-            p
-        }
-    };
-    crate::arch::table(path).unwrap_or(&SCALAR)
-}
-
 /// Every SIMD table this CPU can run: one per supported path, plus variants whose kernels
 /// only another CPU's path selects (the AMX table's 512-bit decode kernels on a CPU
 /// without AMX, the AVX-VNNI source compiled for EVEX on a CPU without AVX-VNNI). For
@@ -281,22 +245,4 @@ pub fn tables_under_test() -> Vec<&'static Kernels> {
         .map(table_for)
         .chain(crate::arch::variant_tables())
         .collect()
-}
-
-/// Forces a path for every later call; fails when this CPU cannot run it.
-pub fn force_path(path: KernelPath) -> Result<(), String> {
-    if !path.is_supported() {
-        return Err(format!(
-            "kernel path {} is not supported by this CPU",
-            path.name()
-        ));
-    }
-    SELECTED.store(path.code(), Ordering::Relaxed);
-    Ok(())
-}
-
-/// The name of the selected path (one of [`KernelPath::name`]'s: "scalar", "avx2", "avx-vnni",
-/// "avx512-vnni", "amx-int8", "neon", "neon-dotprod").
-pub fn kernel_path() -> &'static str {
-    table().path.name()
 }

@@ -11,6 +11,7 @@
 mod common;
 
 use bitnet_kernels::dispatch::{table_for, KernelPath, SCALAR};
+use bitnet_kernels::Runtime;
 use common::Rng;
 
 /// Distance in units in the last place; `±0` are the same point.
@@ -152,10 +153,12 @@ fn wider_lanes_give_the_avx2_bits() {
 #[test]
 fn silu_mul_checks_its_lengths() {
     let mut g = vec![1.0f32; 8];
-    let r = std::panic::catch_unwind(move || bitnet_kernels::ops::silu_mul(&mut g, &[1.0; 7]));
+    let r = std::panic::catch_unwind(move || {
+        bitnet_kernels::ops::silu_mul(&Runtime::detect(), &mut g, &[1.0; 7])
+    });
     assert!(r.is_err(), "a short `up` must be refused");
     let mut g = vec![2.0f32; 9];
-    bitnet_kernels::ops::silu_mul(&mut g, &[3.0; 12]);
+    bitnet_kernels::ops::silu_mul(&Runtime::detect(), &mut g, &[3.0; 12]);
     let want = 2.0 / (1.0 + (-2.0f32).exp()) * 3.0;
     assert!(g.iter().all(|&v| ulps(v, want) <= 4), "{g:?} vs {want}");
 }

@@ -4,11 +4,12 @@
 mod common;
 
 use bitnet_kernels::{
-    quantize_acts, ternary_matmul, I2sLayout, QuantizedActs, TernaryFormat, TernaryMatrix,
+    quantize_acts, ternary_matmul, I2sLayout, QuantizedActs, Runtime, TernaryFormat, TernaryMatrix,
 };
 use common::*;
 
 fn check_i2s_kernel_case(id: &str) {
+    let rt = Runtime::detect();
     let (ashape, act) = npy_f32(&format!("{id}.act_f32.npy"));
     let (n, k) = (ashape[0], ashape[1]);
     let (oshape, want_out) = npy_f32(&format!("{id}.out_f32.npy"));
@@ -23,7 +24,7 @@ fn check_i2s_kernel_case(id: &str) {
     let blob = fixture(&format!("{id}.tensor_blob.bin"));
 
     let mut acts = QuantizedActs::new();
-    quantize_acts(&act, k, &mut acts);
+    quantize_acts(&rt, &act, k, &mut acts);
     assert_eq!(acts.n_tokens, n);
     assert_eq!(acts.q, want_q, "{id}: int8 activations");
     let scale_bits: Vec<u32> = acts.scale.iter().map(|s| s.to_bits()).collect();
@@ -36,14 +37,14 @@ fn check_i2s_kernel_case(id: &str) {
     for t in 0..n {
         for r in 0..m {
             assert_eq!(
-                w.raw_dot(r, acts.row(t)),
+                w.raw_dot(&rt, r, acts.row(t)),
                 want_dot[t * m + r],
                 "{id}: raw dot t{t} r{r}"
             );
         }
     }
     let mut out = vec![0f32; n * m];
-    ternary_matmul(&w, &acts, &mut out);
+    ternary_matmul(&rt, &w, &acts, &mut out);
     for (i, (g, e)) in out.iter().zip(&want_out).enumerate() {
         assert_eq!(g.to_bits(), e.to_bits(), "{id}: out[{i}] {g} != {e}");
     }
@@ -181,6 +182,7 @@ fn tq_kernel_cases_match_upstream_dot() {
 /// product of the dequantised weights and the raw activations.
 #[test]
 fn tq_matmul_close_to_float_product() {
+    let rt = Runtime::detect();
     for (fmt, id) in [
         (TernaryFormat::Tq2_0, "tq2_0_kernel_4x512_t2"),
         (TernaryFormat::Tq1_0, "tq1_0_kernel_4x512_t2"),
@@ -191,9 +193,9 @@ fn tq_matmul_close_to_float_product() {
         let (n, k, m) = (ashape[0], ashape[1], dshape[0]);
         let w = TernaryMatrix::new(&fmt, &blob, m, k).unwrap();
         let mut acts = QuantizedActs::new();
-        quantize_acts(&act, k, &mut acts);
+        quantize_acts(&rt, &act, k, &mut acts);
         let mut out = vec![0f32; n * m];
-        ternary_matmul(&w, &acts, &mut out);
+        ternary_matmul(&rt, &w, &acts, &mut out);
         for t in 0..n {
             let amax = act[t * k..(t + 1) * k]
                 .iter()

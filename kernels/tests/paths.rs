@@ -1,16 +1,23 @@
-//! The public matmuls give the same answers on every kernel path this CPU supports. One
-//! test function only: forcing a path is process-wide.
+//! The public matmuls give the same answers on every kernel path this CPU supports, each
+//! path on its own runtime.
 
 mod common;
 
 use bitnet_formats::TensorType;
+use bitnet_kernels::dispatch::tables_under_test;
 use bitnet_kernels::*;
 use common::Rng;
 
-fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, QuantizedActs) {
-    force_path(path).unwrap();
-    assert_eq!(kernel_path(), path.name());
+fn run_all(rt: &Runtime, rng_seed: u64) -> (Vec<f32>, Vec<f32>, QuantizedActs) {
     let mut rng = Rng(rng_seed);
+    let (tern, acts) = ternary_outputs(rt, &mut rng);
+    (tern, dense_outputs(rt, &mut rng), acts)
+}
+
+/// Ternary matmuls on assorted shapes, checked against the definition; all outputs, and
+/// the last activations.
+fn ternary_outputs(rt: &Runtime, rng: &mut Rng) -> (Vec<f32>, QuantizedActs) {
+    let path = rt.path();
     let mut tern = Vec::new();
     let mut acts_last = QuantizedActs::new();
     // Shapes: K with and without a partial 128-block; token counts around the 4-token group
@@ -48,9 +55,9 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         let codes = rng.ternary(m * k);
         let w = TernaryMatrix::from_ternary(&codes, m, k, 0.8125).unwrap();
         let mut acts = QuantizedActs::new();
-        quantize_acts(&x, k, &mut acts);
+        quantize_acts(rt, &x, k, &mut acts);
         let mut out = vec![0f32; n * m];
-        ternary_matmul(&w, &acts, &mut out);
+        ternary_matmul(rt, &w, &acts, &mut out);
         // Against the definition, per element.
         for t in 0..n {
             for r in 0..m {
@@ -95,17 +102,22 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
         let plain = TernaryMatrix::from_ternary(&rng.ternary(48 * k), 48, k, 0.75).unwrap();
         let x = rng.f32s(n * k, 2.0);
         let mut acts = QuantizedActs::new();
-        quantize_acts(&x, k, &mut acts);
+        quantize_acts(rt, &x, k, &mut acts);
         let (mut out, mut both, mut other) =
             (vec![0f32; n * m], vec![0f32; n * m], vec![0f32; n * 48]);
-        ternary_matmul(&w, &acts, &mut out);
-        ternary_matmul_many(&mut [(&w, &mut both), (&plain, &mut other)], &acts);
+        ternary_matmul(rt, &w, &acts, &mut out);
+        ternary_matmul_many(rt, &mut [(&w, &mut both), (&plain, &mut other)], &acts);
         assert_eq!(bits(&out), bits(&both), "{} tq2_0 m={m} n={n}", path.name());
         tern.extend(out);
         tern.extend(other);
     }
 
-    // Dense types.
+    (tern, acts_last)
+}
+
+/// Dense matmuls of every dense type, checked against an f64 product; all outputs.
+fn dense_outputs(rt: &Runtime, rng: &mut Rng) -> Vec<f32> {
+    let path = rt.path();
     let mut dense = Vec::new();
     // Small, a decode-sized F16 head over several chunks (four-row calls, row counts not
     // multiples of four), K = 13 · 32 (32-blocks with a short last 256-block), and a prompt
@@ -155,10 +167,10 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
             let mut first_token = Vec::new();
             for nt in [1, n] {
                 let mut out = vec![0f32; nt * m];
-                dense_matmul(&w, &x, nt, &mut out);
+                dense_matmul(rt, &w, &x, nt, &mut out);
                 let mut row = vec![0f32; k];
                 for r in 0..m {
-                    w.row_to_f32(r, &mut row);
+                    w.row_to_f32(rt, r, &mut row);
                     for t in 0..nt {
                         let exact: f64 = row
                             .iter()
@@ -213,27 +225,40 @@ fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Qu
             }
         }
     }
-    (tern, dense, vec![], acts_last)
+    dense
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Every SIMD table this CPU can run (each supported path, and the variant tables of
+/// `tables_under_test`), each on its own runtime over one two-thread pool, against the
+/// portable one.
 #[test]
 fn every_path_agrees() {
-    set_threads(2);
-    let (tern0, dense0, _, acts0) = run_all(KernelPath::Scalar, 99);
-    for p in KernelPath::simd() {
-        if !p.is_supported() {
-            continue;
-        }
-        eprintln!("checking {}", p.name());
-        let (tern, dense, _, acts) = run_all(p, 99);
-        assert_eq!(acts, acts0, "{}: quantised activations differ", p.name());
-        let tb: Vec<u32> = tern.iter().map(|v| v.to_bits()).collect();
-        let tb0: Vec<u32> = tern0.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(tb, tb0, "{}: ternary matmul differs from scalar", p.name());
+    let scalar = Runtime::new(RuntimeOptions {
+        threads: Some(2),
+        path: Some(KernelPath::Scalar),
+        ..Default::default()
+    })
+    .unwrap();
+    let (tern0, dense0, acts0) = run_all(&scalar, 99);
+    let supported: Vec<KernelPath> = KernelPath::simd().filter(|p| p.is_supported()).collect();
+    let tables = tables_under_test();
+    assert!(supported
+        .iter()
+        .all(|p| tables.iter().any(|k| k.path == *p)));
+    for kernels in tables {
+        let name = kernels.path.name();
+        eprintln!("checking {name} ({:?})", kernels.act_layout);
+        let (tern, dense, acts) = run_all(&scalar.with_kernels(kernels), 99);
+        assert_eq!(acts, acts0, "{name}: quantised activations differ");
+        assert_eq!(
+            bits(&tern),
+            bits(&tern0),
+            "{name}: ternary matmul differs from scalar"
+        );
         assert_eq!(dense.len(), dense0.len());
     }
 }

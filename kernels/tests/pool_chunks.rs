@@ -3,14 +3,27 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use bitnet_kernels::{parallel_chunks_mut, parallel_ranges, parallel_ranges_balanced, set_threads};
+use bitnet_kernels::{Pool, PoolKind};
+
+/// Two-thread pools of every kind.
+fn pools() -> Vec<Pool> {
+    PoolKind::ALL
+        .into_iter()
+        .map(|kind| Pool::new(2, kind).unwrap())
+        .collect()
+}
 
 #[test]
 fn chunks_get_their_own_index_once() {
-    set_threads(2);
+    for pool in pools() {
+        chunks_on(&pool);
+    }
+}
+
+fn chunks_on(pool: &Pool) {
     for (len, chunk, min_items) in [(0, 3, 1), (2, 3, 1), (3, 3, 1), (1000, 3, 1), (1001, 7, 4)] {
         let mut data = vec![0u32; len];
-        parallel_chunks_mut(&mut data, chunk, min_items, |i, c| {
+        pool.parallel_chunks_mut(&mut data, chunk, min_items, |i, c| {
             c.iter_mut().for_each(|v| *v += i as u32 + 1)
         });
         let whole = len / chunk * chunk;
@@ -23,7 +36,12 @@ fn chunks_get_their_own_index_once() {
 
 #[test]
 fn ranges_cover_every_item_once() {
-    set_threads(2);
+    for pool in pools() {
+        ranges_on(&pool);
+    }
+}
+
+fn ranges_on(pool: &Pool) {
     for n in [0usize, 1, 2, 5, 64, 1000, 4097] {
         for (per_thread, min_chunk, align) in [(1, 1, 1), (8, 1, 1), (8, 3, 4), (100, 1, 32)] {
             let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
@@ -33,8 +51,8 @@ fn ranges_cover_every_item_once() {
                     hits[i].fetch_add(1, Ordering::Relaxed);
                 })
             };
-            parallel_ranges_balanced(n, per_thread, min_chunk, align, mark);
-            parallel_ranges(n, min_chunk, align, mark);
+            pool.parallel_ranges_balanced(n, per_thread, min_chunk, align, mark);
+            pool.parallel_ranges(n, min_chunk, align, mark);
             for (i, h) in hits.iter().enumerate() {
                 assert_eq!(
                     h.load(Ordering::Relaxed),

@@ -49,13 +49,14 @@ fn reference(
 }
 
 fn check(w: &TernaryMatrix, blob_scale: impl Fn(usize, usize) -> f32, rng: &mut Rng) {
+    let rt = Runtime::detect();
     let (m, k) = (w.rows(), w.cols());
     for n in [1usize, 3, 8, 19] {
         let x = rng.f32s(n * k, 1.5);
         let mut acts = QuantizedActs::new();
-        quantize_acts(&x, k, &mut acts);
+        quantize_acts(&rt, &x, k, &mut acts);
         let mut out = vec![0f32; n * m];
-        ternary_matmul(w, &acts, &mut out);
+        ternary_matmul(&rt, w, &acts, &mut out);
         let want = reference(w, &blob_scale, &acts);
         for (i, (&o, &r)) in out.iter().zip(&want).enumerate() {
             assert!(

@@ -182,6 +182,7 @@ pub(crate) fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Resu
         n_ctx: args.ctx_size,
         threads: args.threads,
         kv_type: args.kv_type,
+        runtime: None,
     };
     let model = Model::load(&path, &opts)?;
     if verbose {
@@ -194,8 +195,8 @@ pub(crate) fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Resu
             c.n_vocab,
             model.default_n_ctx(),
             start.elapsed().as_secs_f64() * 1e3,
-            bitnet_kernels::kernel_path(),
-            bitnet_kernels::threads(),
+            model.runtime().path().name(),
+            model.runtime().threads(),
         );
     }
     Ok(model)

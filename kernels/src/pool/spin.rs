@@ -109,8 +109,8 @@ impl SpinPool {
             Err(TryLockError::WouldBlock) => return serial(),
         };
         let sh = &*self.shared;
-        // SAFETY: only the lifetime is erased; `job` outlives every use (see `JobRef`).
         let job = JobRef {
+            // SAFETY: only the lifetime is erased; `job` outlives every use (see `JobRef`).
             body: unsafe {
                 std::mem::transmute::<
                     *const (dyn Fn(usize) + Sync + '_),
@@ -175,9 +175,9 @@ fn claim_and_run(sh: &Shared, e: u32) {
         {
             continue;
         }
-        // The claim succeeded while epoch `e` was current, so its job is still alive: the
-        // caller waits for this chunk's `done` before it returns.
         let job = sh.job.load(Ordering::Acquire);
+        // SAFETY: the claim succeeded while epoch `e` was current, so its job is still alive:
+        // the caller waits for this chunk's `done` before it returns.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*(*job).body)(next(w)) }));
         if r.is_err() {
             sh.panicked.store(true, Ordering::Relaxed);

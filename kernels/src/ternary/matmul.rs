@@ -7,9 +7,10 @@
 use super::per_block::{pack_blocks, per_block_rows};
 use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
-use crate::dispatch::{table, I2Gemm, Kernels};
-use crate::pool::{parallel_ranges, parallel_ranges_balanced, DisjointMut};
+use crate::dispatch::{I2Gemm, Kernels};
+use crate::pool::DisjointMut;
 use crate::portable::{i2s_epilogue, GEMM_ROWS, I2_BLOCK, I2_BLOCK_BYTES};
+use crate::Runtime;
 
 /// Σ code·q over a row's whole 128-blocks; `q` (in the path's layout) is as long as the
 /// blocks the row is read for, padded with zeros past K (see [`padded_rows`]).
@@ -67,8 +68,8 @@ pub(super) const TOKEN_TILE: usize = 32;
 /// accumulated over blocks in order.
 ///
 /// Panics if `acts.k != w.cols()` or `out` is shorter than `n_tokens * rows`.
-pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
-    ternary_matmul_many(&mut [(w, out)], acts);
+pub fn ternary_matmul(rt: &Runtime, w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) {
+    ternary_matmul_many(rt, &mut [(w, out)], acts);
 }
 
 /// [`ternary_matmul`] of several matrices that read the same activations (q/k/v, gate/up),
@@ -76,8 +77,12 @@ pub fn ternary_matmul(w: &TernaryMatrix, acts: &QuantizedActs, out: &mut [f32]) 
 /// fork-joins per decoded token and balances small matrices against large ones.
 ///
 /// Panics as [`ternary_matmul`] does, for any of the pairs.
-pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &QuantizedActs) {
-    matmul_many(jobs, acts, &mut None);
+pub fn ternary_matmul_many(
+    rt: &Runtime,
+    jobs: &mut [(&TernaryMatrix, &mut [f32])],
+    acts: &QuantizedActs,
+) {
+    matmul_many(rt, jobs, acts, &mut None);
 }
 
 /// [`ternary_matmul`] on the calling thread alone, with the same kernels and tiles, once and
@@ -85,16 +90,18 @@ pub fn ternary_matmul_many(jobs: &mut [(&TernaryMatrix, &mut [f32])], acts: &Qua
 /// every core at once. The activations are packed for the path's GEMM once, before the
 /// first multiplication, as a prompt packs them once per matmul of all its rows.
 pub(super) fn ternary_matmul_repeat(
+    rt: &Runtime,
     w: &TernaryMatrix,
     acts: &QuantizedActs,
     out: &mut [f32],
     mut again: impl FnMut() -> bool,
 ) {
-    matmul_many(&mut [(w, out)], acts, &mut Some(&mut again));
+    matmul_many(rt, &mut [(w, out)], acts, &mut Some(&mut again));
 }
 
 /// The driver; with `serial`, it runs on the calling thread, repeating while `serial()`.
 fn matmul_many(
+    rt: &Runtime,
     jobs: &mut [(&TernaryMatrix, &mut [f32])],
     acts: &QuantizedActs,
     serial: &mut Option<&mut dyn FnMut() -> bool>,
@@ -111,7 +118,7 @@ fn matmul_many(
     if n == 0 || jobs.is_empty() {
         return;
     }
-    let kt = table();
+    let kt = rt.kernels();
     let kp = acts.k.next_multiple_of(I2_BLOCK);
     let padded = (kp != acts.k).then(|| padded_rows(&acts.q, acts.k, kp));
     let (plain, kq) = match &padded {
@@ -175,7 +182,7 @@ fn matmul_many(
         }
     } else if gemm.is_some() {
         // Compute-bound: finer chunks, claimed dynamically, balance cores of unequal speed.
-        parallel_ranges_balanced(
+        rt.pool().parallel_ranges_balanced(
             total,
             GEMM_CHUNKS_PER_THREAD,
             min_rows.max(align),
@@ -183,11 +190,13 @@ fn matmul_many(
             task,
         );
     } else {
-        parallel_ranges(total, min_rows.max(align), align, task);
+        rt.pool()
+            .parallel_ranges(total, min_rows.max(align), align, task);
     }
 }
 
-/// Row chunks per thread in a prefill GEMM region (see [`parallel_ranges_balanced`]).
+/// Row chunks per thread in a prefill GEMM region (see
+/// [`crate::Pool::parallel_ranges_balanced`]).
 const GEMM_CHUNKS_PER_THREAD: usize = 6;
 
 /// One matrix of a [`ternary_matmul_many`] call and where its output goes.

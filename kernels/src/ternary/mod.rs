@@ -8,10 +8,10 @@ mod repack;
 use std::borrow::Cow;
 
 use crate::acts::rows_in_layout;
-use crate::dispatch::table;
 use crate::error::KernelError;
 use crate::format::{format_name, I2sLayout, TernaryFormat};
 use crate::portable::I2_BLOCK;
+use crate::Runtime;
 
 pub use matmul::{ternary_matmul, ternary_matmul_many};
 pub use rate::{ternary_matmul_rate, RATE_MAX_TOKENS};
@@ -21,11 +21,20 @@ pub use repack::row_bytes;
 const SCALE_BLOCK: usize = 256;
 
 #[derive(Clone, Debug)]
-enum WeightScale {
+enum WeightScale<'a> {
     /// One scale for the whole tensor (I2_S, TL1, TL2).
     PerTensor(f32),
     /// One scale per 256 elements of each row (TQ1_0, TQ2_0), `rows * cols / 256` values.
-    PerBlock(Vec<f32>),
+    PerBlock(Cow<'a, [f32]>),
+}
+
+impl WeightScale<'_> {
+    fn borrowed(&self) -> WeightScale<'_> {
+        match self {
+            WeightScale::PerTensor(s) => WeightScale::PerTensor(*s),
+            WeightScale::PerBlock(s) => WeightScale::PerBlock(Cow::Borrowed(s)),
+        }
+    }
 }
 
 /// A ternary matrix in the kernel layout (I2 layout A rows, see `repack`), built once at
@@ -36,8 +45,10 @@ pub struct TernaryMatrix<'a> {
     cols: usize,
     row_bytes: usize,
     data: Cow<'a, [u8]>,
-    scale: WeightScale,
+    scale: WeightScale<'a>,
     format: TernaryFormat,
+    /// The codes are the caller's payload (not a repacked copy).
+    zero_copy: bool,
 }
 
 fn bad_shape(fmt: &TernaryFormat, rows: usize, cols: usize, reason: &str) -> KernelError {
@@ -66,7 +77,7 @@ impl<'a> TernaryMatrix<'a> {
             return Err(bad_shape(fmt, rows, cols, "empty"));
         }
         let rb = row_bytes(cols);
-        let (data, scale): (Cow<'a, [u8]>, WeightScale) = match fmt {
+        let (data, scale): (Cow<'a, [u8]>, WeightScale<'a>) = match fmt {
             TernaryFormat::I2s(layout) => {
                 let packed = n / 4;
                 repack::need(what, bytes, packed + 4)?;
@@ -121,7 +132,7 @@ impl<'a> TernaryMatrix<'a> {
                     repack::tq1_0(bytes, rows, cols)
                 };
                 let scale = uniform_block_scale(&s, &d)
-                    .map_or(WeightScale::PerBlock(s), WeightScale::PerTensor);
+                    .map_or(WeightScale::PerBlock(Cow::Owned(s)), WeightScale::PerTensor);
                 (Cow::Owned(d), scale)
             }
             TernaryFormat::Tl1(_) | TernaryFormat::Tl2(_) => {
@@ -156,6 +167,7 @@ impl<'a> TernaryMatrix<'a> {
             rows,
             cols,
             row_bytes: rb,
+            zero_copy: matches!(data, Cow::Borrowed(_)),
             data,
             scale,
             format: *fmt,
@@ -191,6 +203,7 @@ impl<'a> TernaryMatrix<'a> {
             data: Cow::Owned(data),
             scale: WeightScale::PerTensor(scale),
             format: TernaryFormat::I2s(I2sLayout::X86),
+            zero_copy: false,
         })
     }
 
@@ -206,7 +219,7 @@ impl<'a> TernaryMatrix<'a> {
     }
     /// True when the weights are read straight from the caller's bytes (no copy).
     pub fn is_zero_copy(&self) -> bool {
-        matches!(self.data, Cow::Borrowed(_))
+        self.zero_copy
     }
     /// True when the matmul applies a scale per 256-block (a TQ matrix whose blocks do not
     /// all share one scale); false when one scale covers the whole matrix.
@@ -223,10 +236,10 @@ impl<'a> TernaryMatrix<'a> {
     }
     /// Bytes owned by this matrix beyond the caller's payload.
     pub fn repack_bytes(&self) -> usize {
-        match (&self.data, &self.scale) {
-            (Cow::Borrowed(_), WeightScale::PerTensor(_)) => 0,
-            (d, WeightScale::PerTensor(_)) => d.len(),
-            (d, WeightScale::PerBlock(s)) => d.len() + 4 * s.len(),
+        let codes = if self.zero_copy { 0 } else { self.data.len() };
+        match &self.scale {
+            WeightScale::PerTensor(_) => codes,
+            WeightScale::PerBlock(s) => codes + 4 * s.len(),
         }
     }
 
@@ -251,8 +264,8 @@ impl<'a> TernaryMatrix<'a> {
     }
 
     /// Σ code·q over row `m` with raw codes (0..=2), as the I2_S kernels return it.
-    pub fn raw_dot(&self, m: usize, q: &[i8]) -> i32 {
-        let kt = table();
+    pub fn raw_dot(&self, rt: &Runtime, m: usize, q: &[i8]) -> i32 {
+        let kt = rt.kernels();
         let kp = self.row_bytes * 4;
         let padded = matmul::padded_rows(&q[..self.cols], self.cols, kp);
         matmul::raw_dot(kt, self.row(m), &rows_in_layout(kt.act_layout, &padded, kp))
@@ -260,6 +273,74 @@ impl<'a> TernaryMatrix<'a> {
 
     fn row(&self, m: usize) -> &[u8] {
         &self.data[m * self.row_bytes..(m + 1) * self.row_bytes]
+    }
+
+    /// The matrix without its borrow of the payload, for an owner that keeps the payload
+    /// itself (a model holding its mapped file) and borrows it again per use with
+    /// [`DetachedTernary::attach`]. A repacked copy and per-block scales move along.
+    pub fn detach(self) -> DetachedTernary {
+        let codes = match self.data {
+            Cow::Borrowed(d) => Codes::Payload(d.len()),
+            Cow::Owned(d) => Codes::Repacked(d),
+        };
+        let scale = match self.scale {
+            WeightScale::PerTensor(s) => WeightScale::PerTensor(s),
+            WeightScale::PerBlock(s) => WeightScale::PerBlock(Cow::Owned(s.into_owned())),
+        };
+        DetachedTernary {
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+            codes,
+            scale,
+            format: self.format,
+        }
+    }
+}
+
+/// Where a detached matrix's codes are.
+#[derive(Clone, Debug)]
+enum Codes {
+    /// The first `len` bytes of the payload.
+    Payload(usize),
+    Repacked(Vec<u8>),
+}
+
+/// A [`TernaryMatrix`] without the payload it was built from: everything it prepared at
+/// load, attached again to the payload in a few word copies, without allocating.
+#[derive(Clone, Debug)]
+pub struct DetachedTernary {
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    codes: Codes,
+    scale: WeightScale<'static>,
+    format: TernaryFormat,
+}
+
+impl DetachedTernary {
+    /// The matrix again, reading `payload`: the bytes given to [`TernaryMatrix::new`] (only
+    /// their length is checked again); a repacked matrix reads its own copy.
+    ///
+    /// Panics if `payload` is shorter than the codes (a caller bug: the payload changed).
+    pub fn attach<'a>(&'a self, payload: &'a [u8]) -> TernaryMatrix<'a> {
+        let (data, zero_copy) = match &self.codes {
+            Codes::Payload(len) => (&payload[..*len], true),
+            Codes::Repacked(d) => (&d[..], false),
+        };
+        TernaryMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+            data: Cow::Borrowed(data),
+            scale: self.scale.borrowed(),
+            format: self.format,
+            zero_copy,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::matmul::ternary_matmul_repeat;
 use super::TernaryMatrix;
 use crate::acts::{quantize_acts, QuantizedActs};
+use crate::Runtime;
 
 /// Rows and columns of the probe's matrix: 48 KiB of I2 codes, and with 128 tokens 192 KiB of
 /// int8 activations and 64 KiB of outputs, which fit together in a 512 KiB L2 (Zen 3's, the
@@ -21,12 +22,12 @@ const COLS: usize = 1536;
 pub const RATE_MAX_TOKENS: usize = 128;
 
 /// Multiply-adds per second, in units of 10⁹, of [`ternary_matmul`](super::ternary_matmul)
-/// on the selected path: `threads` threads at once, each multiplying the same
+/// on `rt`'s kernel path (not its pool): `threads` threads at once, each multiplying the same
 /// cache-resident 128 × 1536 ternary matrix by its own `tokens` token activations (clamped
 /// to 1..=[`RATE_MAX_TOKENS`]) on its own, repeatedly for at least `min_time`. The kernels,
 /// tiles, GEMM and epilogue are the ones a prompt of that many tokens uses; no thread waits
 /// on another, so the rate is what the cores sustain, not what a fork-join region costs.
-pub fn ternary_matmul_rate(threads: usize, tokens: usize, min_time: Duration) -> f64 {
+pub fn ternary_matmul_rate(rt: &Runtime, threads: usize, tokens: usize, min_time: Duration) -> f64 {
     let tokens = tokens.clamp(1, RATE_MAX_TOKENS);
     let codes: Vec<i8> = (0..ROWS * COLS)
         .map(|i| (mix(i as u64) % 3) as i8 - 1)
@@ -37,7 +38,7 @@ pub fn ternary_matmul_rate(threads: usize, tokens: usize, min_time: Duration) ->
         .map(|i| (mix(i as u64 ^ 0x5bd1_e995) % 2001) as f32 / 1000.0 - 1.0)
         .collect();
     let mut acts = QuantizedActs::new();
-    quantize_acts(&x, COLS, &mut acts);
+    quantize_acts(rt, &x, COLS, &mut acts);
     let macs_per_call = (ROWS * COLS * tokens) as f64;
     let (w, acts) = (&w, &acts);
     let start = Instant::now();
@@ -47,7 +48,7 @@ pub fn ternary_matmul_rate(threads: usize, tokens: usize, min_time: Duration) ->
                 s.spawn(move || {
                     let mut out = vec![0f32; ROWS * tokens];
                     let mut calls = 1;
-                    ternary_matmul_repeat(w, acts, &mut out, || {
+                    ternary_matmul_repeat(rt, w, acts, &mut out, || {
                         let more = start.elapsed() < min_time;
                         calls += more as usize;
                         more
@@ -81,6 +82,8 @@ mod tests {
     /// the tiles.
     #[test]
     fn serial_matmul_equals_the_pooled_one() {
+        let rt = Runtime::detect();
+        let rt = &rt;
         let codes: Vec<i8> = (0..96 * 640).map(|i| (mix(i) % 3) as i8 - 1).collect();
         let w = TernaryMatrix::from_ternary(&codes, 96, 640, 0.75).unwrap();
         for tokens in [5, 40] {
@@ -88,11 +91,11 @@ mod tests {
                 .map(|i| (mix(i as u64 + 7) % 255) as f32 - 127.0)
                 .collect();
             let mut acts = QuantizedActs::new();
-            quantize_acts(&x, 640, &mut acts);
+            quantize_acts(rt, &x, 640, &mut acts);
             let (mut a, mut b) = (vec![0f32; 96 * tokens], vec![1f32; 96 * tokens]);
-            ternary_matmul(&w, &acts, &mut a);
+            ternary_matmul(rt, &w, &acts, &mut a);
             let mut calls = 0;
-            ternary_matmul_repeat(&w, &acts, &mut b, || {
+            ternary_matmul_repeat(rt, &w, &acts, &mut b, || {
                 calls += 1;
                 calls < 3
             });
@@ -107,7 +110,7 @@ mod tests {
 
     #[test]
     fn rate_is_positive_and_finite() {
-        let r = ternary_matmul_rate(1, 16, Duration::from_millis(5));
+        let r = ternary_matmul_rate(&Runtime::detect(), 1, 16, Duration::from_millis(5));
         assert!(r.is_finite() && r > 0.0, "{r}");
     }
 }

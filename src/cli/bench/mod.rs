@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bitnet_formats::GgufFile;
-use bitnet_kernels::KernelPath;
+use std::sync::Arc;
+
+use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 
 mod probes;
 
@@ -84,23 +86,37 @@ fn spread(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
 }
 
-pub fn bench(args: BenchArgs) -> Result<()> {
-    use bitnet_gguf::engine::model::{LoadOptions, Model};
-    if let Some(k) = &args.kernels {
-        let path =
-            KernelPath::from_name(k).with_context(|| format!("unknown kernel path {k:?}"))?;
-        bitnet_kernels::force_path(path).map_err(anyhow::Error::msg)?;
-    }
-    if let Some(p) = &args.pool {
-        let kind = bitnet_kernels::PoolKind::from_name(p)
-            .with_context(|| format!("unknown pool {p:?} (expected spin or rayon)"))?;
-        bitnet_kernels::set_pool_kind(kind);
-    }
+/// The runtime `bench` measures on: `--kernels`, `--pool` and `-t` (one thread per
+/// physical core by default).
+fn runtime(args: &BenchArgs) -> Result<Arc<Runtime>> {
+    let path = args
+        .kernels
+        .as_deref()
+        .map(|k| KernelPath::from_name(k).with_context(|| format!("unknown kernel path {k:?}")))
+        .transpose()?;
+    let pool_kind = args
+        .pool
+        .as_deref()
+        .map(|p| {
+            bitnet_kernels::PoolKind::from_name(p)
+                .with_context(|| format!("unknown pool {p:?} (expected spin or rayon)"))
+        })
+        .transpose()?;
     let threads = args
         .threads
         .unwrap_or_else(bitnet_kernels::physical_cores)
         .max(1);
-    bitnet_kernels::set_threads(threads);
+    Ok(Arc::new(Runtime::new(RuntimeOptions {
+        threads: Some(threads),
+        path,
+        pool_kind,
+    })?))
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    use bitnet_gguf::engine::model::{LoadOptions, Model};
+    let runtime = runtime(&args)?;
+    let threads = runtime.threads();
     let reps = args.reps.max(1);
     // Measured before, between the decode runs and after: other load on the machine makes
     // single measurements noisy, and the limit should be what the memory delivered while
@@ -115,6 +131,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             n_ctx: Some(n_ctx),
             threads: Some(threads),
             kv_type: args.kv_type,
+            runtime: Some(runtime.clone()),
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
@@ -135,7 +152,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // weights has no use for.
     let macs = ternary_macs_per_token(model.gguf());
     let probe_compute = usize::from(macs > 0);
-    let mut compute = ComputeProbe::new(threads, args.n_prompt);
+    let mut compute = ComputeProbe::new(runtime.clone(), args.n_prompt);
     if args.n_prompt > 0 {
         compute.measure(3 * probe_compute);
         let prompt: Vec<u32> = (0..args.n_prompt).map(token).collect();
@@ -183,8 +200,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let gmac = cp.median();
     let pp_limit = measured.then(|| gmac * 1e9 / macs as f64);
     let pp_pct = pp_limit.map(|l| 100.0 * pp_m / l);
-    let kernels = bitnet_kernels::kernel_path();
-    let pool = bitnet_kernels::pool_kind().name();
+    let kernels = runtime.path().name();
+    let pool = runtime.pool_kind().name();
     if args.json {
         let j = serde_json::json!({
             "model": args.model.display().to_string(),
@@ -273,12 +290,18 @@ mod tests {
         out
     }
 
-    fn logits(path: &Path) -> Vec<f32> {
+    fn logits(path: &Path, kernels: KernelPath) -> Vec<f32> {
+        let runtime = Runtime::new(RuntimeOptions {
+            threads: Some(2),
+            path: Some(kernels),
+            ..RuntimeOptions::default()
+        })
+        .unwrap();
         let model = Model::load(
             path,
             &LoadOptions {
                 n_ctx: Some(64),
-                threads: Some(2),
+                runtime: Some(Arc::new(runtime)),
                 ..Default::default()
             },
         )
@@ -297,7 +320,7 @@ mod tests {
             let file = GgufFile::open(&path).unwrap();
             assert_eq!(file.tensors().len(), 2 + 6 * 11, "{ty}");
             assert!(bytes_per_token(&file) > 0);
-            let l = logits(&path);
+            let l = logits(&path, bitnet_kernels::dispatch::detect());
             assert_eq!(l.len(), 4096, "{ty}");
             assert!(l.iter().all(|v| v.is_finite()), "{ty}: non-finite logits");
             assert!(l.iter().any(|v| *v != 0.0), "{ty}: all-zero logits");
@@ -311,15 +334,12 @@ mod tests {
     fn every_kernel_path_gives_the_same_logits() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_dummy(dir.path(), "i2_s");
-        let detected = bitnet_kernels::dispatch::detect();
-        bitnet_kernels::force_path(KernelPath::Scalar).unwrap();
-        let reference = logits(&path);
+        let reference = logits(&path, KernelPath::Scalar);
         for p in KernelPath::simd() {
             if !p.is_supported() {
                 continue;
             }
-            bitnet_kernels::force_path(p).unwrap();
-            let l = logits(&path);
+            let l = logits(&path, p);
             let scale = reference.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
             for (i, (a, b)) in l.iter().zip(&reference).enumerate() {
                 assert!(
@@ -329,7 +349,6 @@ mod tests {
                 );
             }
         }
-        bitnet_kernels::force_path(detected).unwrap();
     }
 
     #[test]

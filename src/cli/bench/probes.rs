@@ -2,9 +2,11 @@
 //! are ratios to a limit seen under the same load: the read bandwidth (decode's limit) and
 //! the ternary kernels' compute rate (prefill's).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use bitnet_kernels::Runtime;
 
 /// The values of a probe's passes: other tenants' load makes the VM's speed drift, so a
 /// probe is repeated during the run and its limit is the median pass (the best is reported
@@ -150,15 +152,15 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The compute rate of the selected kernel path in 10⁹ ternary multiply-adds per second:
-/// every thread at once multiplying a cache-resident matrix by `tokens` tokens
+/// The compute rate of a runtime's kernel path in 10⁹ ternary multiply-adds per second:
+/// every thread of its pool at once multiplying a cache-resident matrix by `tokens` tokens
 /// ([`bitnet_kernels::ternary_matmul_rate`]), repeated during the run like the bandwidth
 /// probe. Divided by a model's multiply-adds per token
 /// ([`super::ternary_macs_per_token`]) it is the prompt rate the ternary matmuls alone
 /// would allow if nothing else took time and no weight had to come from memory: what
 /// prefill is judged against, as decode is against the bandwidth.
 pub struct ComputeProbe {
-    threads: usize,
+    runtime: Arc<Runtime>,
     tokens: usize,
     passes: Passes,
 }
@@ -168,9 +170,9 @@ pub struct ComputeProbe {
 const COMPUTE_PASS: Duration = Duration::from_millis(150);
 
 impl ComputeProbe {
-    pub fn new(threads: usize, tokens: usize) -> ComputeProbe {
+    pub fn new(runtime: Arc<Runtime>, tokens: usize) -> ComputeProbe {
         ComputeProbe {
-            threads: threads.max(1),
+            runtime,
             tokens: tokens.clamp(1, bitnet_kernels::RATE_MAX_TOKENS),
             passes: Passes::default(),
         }
@@ -179,7 +181,9 @@ impl ComputeProbe {
     /// Runs `passes` passes; returns the best rate so far.
     pub fn measure(&mut self, passes: usize) -> f64 {
         for _ in 0..passes {
-            let r = bitnet_kernels::ternary_matmul_rate(self.threads, self.tokens, COMPUTE_PASS);
+            let rt = &self.runtime;
+            let r =
+                bitnet_kernels::ternary_matmul_rate(rt, rt.threads(), self.tokens, COMPUTE_PASS);
             self.passes.push(r);
         }
         self.passes.best()
@@ -193,6 +197,7 @@ impl ComputeProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bitnet_kernels::RuntimeOptions;
 
     #[test]
     fn bandwidth_and_stats() {
@@ -210,7 +215,12 @@ mod tests {
 
     #[test]
     fn compute_probe_passes() {
-        let mut probe = ComputeProbe::new(2, 1000);
+        let rt = Runtime::new(RuntimeOptions {
+            threads: Some(2),
+            ..RuntimeOptions::default()
+        })
+        .unwrap();
+        let mut probe = ComputeProbe::new(Arc::new(rt), 1000);
         assert_eq!(probe.tokens, bitnet_kernels::RATE_MAX_TOKENS);
         let p = probe.passes();
         assert_eq!((p.count(), p.median(), p.best()), (0, 0.0, 0.0));

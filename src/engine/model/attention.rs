@@ -1,6 +1,6 @@
 //! Rotary position embeddings and causal grouped-query attention over the KV cache.
 
-use bitnet_kernels::{ops, parallel_ranges, parallel_ranges_balanced, DisjointMut};
+use bitnet_kernels::{ops, DisjointMut, Runtime};
 
 use super::config::RopeStyle;
 use super::kv_cache::{KvRun, LayerKv};
@@ -86,21 +86,25 @@ const TOKEN_TILE: usize = 8;
 /// three times the first one's work.
 const ATTEND_TASKS_PER_THREAD: usize = 8;
 
+/// The attention heads of a model: query heads, key/value heads, values per head.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
 /// Causal attention for `n` new tokens of one sequence whose keys/values are already in
 /// `kv` (all positions `0..n_past + n`). `q` holds the new tokens' queries
 /// (`n · n_head · head_dim`); `out` gets the same shape. Query head `h` reads KV head
 /// `h / (n_head / n_head_kv)`. Every token's result is what it would get alone (the same
 /// kernel calls on the same blocks, in the same order), bit for bit.
-pub fn attend(
-    q: &[f32],
-    kv: &LayerKv,
-    n_past: usize,
-    n_head: usize,
-    n_head_kv: usize,
-    head_dim: usize,
-    out: &mut [f32],
-) {
-    let hd = head_dim;
+pub fn attend(rt: &Runtime, q: &[f32], kv: &LayerKv, n_past: usize, heads: Heads, out: &mut [f32]) {
+    let Heads {
+        n_head,
+        n_head_kv,
+        head_dim: hd,
+    } = heads;
     let q_dim = n_head * hd;
     let group = n_head / n_head_kv;
     let n_new = q.len() / q_dim;
@@ -142,8 +146,8 @@ pub fn attend(
                 // Only the block's first read may miss the cache.
                 let cold = i == 0 && h == 0;
                 match keys {
-                    KvRun::F32(k) => ops::dot_rows(qh, &k[start * hd..], hd, s, cold),
-                    KvRun::F16(k) => ops::dot_rows_f16(qh, &k[2 * start * hd..], hd, s, cold),
+                    KvRun::F32(k) => ops::dot_rows(rt, qh, &k[start * hd..], hd, s, cold),
+                    KvRun::F16(k) => ops::dot_rows_f16(rt, qh, &k[2 * start * hd..], hd, s, cold),
                 }
             }
         }
@@ -152,7 +156,7 @@ pub fn attend(
             for v in s.iter_mut() {
                 *v *= scale;
             }
-            ops::softmax(s);
+            ops::softmax(rt, s);
         }
         // SAFETY: the tile's tokens' outputs for this group's heads belong to this item
         // alone, and lie inside `out` (checked above).
@@ -166,18 +170,19 @@ pub fn attend(
                 let w = &scores[(i * group + h) * width..][start..end];
                 let cold = i == 0 && h == 0;
                 match values {
-                    KvRun::F32(v) => ops::mix_rows(w, &v[start * hd..], hd, oh, cold),
-                    KvRun::F16(v) => ops::mix_rows_f16(w, &v[2 * start * hd..], hd, oh, cold),
+                    KvRun::F32(v) => ops::mix_rows(rt, w, &v[start * hd..], hd, oh, cold),
+                    KvRun::F16(v) => ops::mix_rows_f16(rt, w, &v[2 * start * hd..], hd, oh, cold),
                 }
             }
         }
     };
     let task = |a: usize, b: usize| (a..b).for_each(item);
     if n_new > 1 {
-        parallel_ranges_balanced(items, ATTEND_TASKS_PER_THREAD, min_items, 1, task);
+        rt.pool()
+            .parallel_ranges_balanced(items, ATTEND_TASKS_PER_THREAD, min_items, 1, task);
     } else {
         // Decode: items of equal cost, one stream of the cache per thread.
-        parallel_ranges(items, min_items, 1, task);
+        rt.pool().parallel_ranges(items, min_items, 1, task);
     }
 }
 
@@ -185,6 +190,7 @@ pub fn attend(
 mod tests {
     use super::*;
     use crate::engine::model::kv_cache::{KvCache, KvType};
+    use bitnet_kernels::Runtime;
 
     #[test]
     fn neox_rotates_pairs_half_apart() {
@@ -224,9 +230,15 @@ mod tests {
 
     #[test]
     fn grouped_blocks_match_a_naive_reference() {
+        let rt = Runtime::detect();
         // 8 query heads on 2 KV heads, 2 new tokens after 150 positions: three key blocks,
         // the last one partial.
         let (n_head, n_kv, hd, n_past, n) = (8, 2, 16, 150, 2);
+        let heads = Heads {
+            n_head,
+            n_head_kv: n_kv,
+            head_dim: hd,
+        };
         let mut seed = 0x9e37_79b9_u64;
         let mut r = || {
             seed = seed
@@ -240,9 +252,9 @@ mod tests {
         let q: Vec<f32> = (0..n * n_head * hd).map(|_| r()).collect();
         for kind in [KvType::F32, KvType::F16] {
             let mut cache = KvCache::new(kind, 1, n_kv, hd, total);
-            cache.append(0, &k, &v);
+            cache.append(&rt, 0, &k, &v);
             let mut out = vec![0.0; q.len()];
-            attend(&q, &cache.layer(0), n_past, n_head, n_kv, hd, &mut out);
+            attend(&rt, &q, &cache.layer(0), n_past, heads, &mut out);
             // The reference sees what the cache holds.
             let held = |x: &[f32]| -> Vec<f32> {
                 match kind {
@@ -262,9 +274,15 @@ mod tests {
 
     #[test]
     fn a_prompt_gives_each_token_what_it_gets_alone() {
+        let rt = Runtime::detect();
         // 21 new tokens (tiles of 8, 8, 5) after 70 positions (partial key blocks), two
         // query heads per KV head: every output bit equals attending token by token.
         let (n_head, n_kv, hd, n_past, n) = (4, 2, 16, 70, 21);
+        let heads = Heads {
+            n_head,
+            n_head_kv: n_kv,
+            head_dim: hd,
+        };
         let mut seed = 0x2545_f491_u64;
         let mut r = || {
             seed = seed
@@ -279,13 +297,13 @@ mod tests {
         let q_dim = n_head * hd;
         for kind in [KvType::F32, KvType::F16] {
             let mut cache = KvCache::new(kind, 1, n_kv, hd, total);
-            cache.append(0, &k, &v);
+            cache.append(&rt, 0, &k, &v);
             let mut all = vec![f32::NAN; q.len()];
-            attend(&q, &cache.layer(0), n_past, n_head, n_kv, hd, &mut all);
+            attend(&rt, &q, &cache.layer(0), n_past, heads, &mut all);
             for t in 0..n {
                 let mut one = vec![f32::NAN; q_dim];
                 let qt = &q[t * q_dim..(t + 1) * q_dim];
-                attend(qt, &cache.layer(0), n_past + t, n_head, n_kv, hd, &mut one);
+                attend(&rt, qt, &cache.layer(0), n_past + t, heads, &mut one);
                 let got = &all[t * q_dim..(t + 1) * q_dim];
                 assert!(
                     got.iter()
@@ -336,12 +354,24 @@ mod tests {
 
     #[test]
     fn attention_is_causal_and_grouped() {
+        let rt = Runtime::detect();
         // 2 query heads share 1 kv head of size 1; 2 positions.
         let mut cache = KvCache::new(KvType::F32, 1, 1, 1, 2);
-        cache.append(0, &[0.0, 0.0], &[1.0, 3.0]);
+        cache.append(&rt, 0, &[0.0, 0.0], &[1.0, 3.0]);
         let q = [1.0, 1.0, 1.0, 1.0];
         let mut out = [0.0; 4];
-        attend(&q, &cache.layer(0), 0, 2, 1, 1, &mut out);
+        attend(
+            &rt,
+            &q,
+            &cache.layer(0),
+            0,
+            Heads {
+                n_head: 2,
+                n_head_kv: 1,
+                head_dim: 1,
+            },
+            &mut out,
+        );
         // Token 0 sees only position 0; token 1 averages both (equal scores).
         assert_eq!(&out, &[1.0, 1.0, 2.0, 2.0]);
     }

@@ -5,11 +5,11 @@
 //! step is many sequences with one token each. Only attention looks at the sequences
 //! separately; everything else works on the stacked rows.
 
-use bitnet_kernels::{
-    in_pool, ops, parallel_chunks_mut, quantize_acts, rms_norm, QuantizedActs, PARALLEL_MIN_TOKENS,
-};
+use bitnet_kernels::{ops, quantize_acts, rms_norm, QuantizedActs, Runtime, PARALLEL_MIN_TOKENS};
 
-use super::attention::{attend, Rope};
+use bitnet_formats::GgufFile;
+
+use super::attention::{attend, Heads, Rope};
 use super::config::{Activation, ModelConfig};
 use super::kv_cache::KvCache;
 use super::weights::{forward_many, Linear, Weights};
@@ -43,16 +43,19 @@ struct Buffers {
 /// values to the caches, and returns the final normalised hidden states (`n · n_embd`).
 /// The caller checked that the token ids are in range and the caches have room.
 pub fn forward(
+    rt: &Runtime,
     w: &Weights,
     cfg: &ModelConfig,
     rope: &Rope,
     tokens: &[u32],
     seqs: &mut [SeqSlot],
 ) -> Vec<f32> {
-    in_pool(|| forward_in_pool(w, cfg, rope, tokens, seqs))
+    rt.pool()
+        .install(|| forward_in_pool(rt, w, cfg, rope, tokens, seqs))
 }
 
 fn forward_in_pool(
+    rt: &Runtime,
     w: &Weights,
     cfg: &ModelConfig,
     rope: &Rope,
@@ -87,10 +90,16 @@ fn forward_in_pool(
     };
 
     // Embedding lookup.
+    let embd = w.token_embd();
     for (t, &id) in tokens.iter().enumerate() {
-        w.token_embd
-            .row_to_f32(id as usize, &mut b.x[t * d..(t + 1) * d]);
+        embd.row_to_f32(rt, id as usize, &mut b.x[t * d..(t + 1) * d]);
     }
+    let file = w.file();
+    let heads = Heads {
+        n_head: cfg.n_head,
+        n_head_kv: cfg.n_head_kv,
+        head_dim: cfg.head_dim,
+    };
 
     let angles: Vec<Vec<(f32, f32)>> = seqs
         .iter()
@@ -99,9 +108,11 @@ fn forward_in_pool(
 
     for (l, lw) in w.layers.iter().enumerate() {
         // --- attention ---
-        norm_rows(&b.x, &lw.attn_norm, cfg.eps, &mut b.h);
-        quantize_acts(&b.h, d, &mut b.acts);
+        norm_rows(rt, &b.x, &lw.attn_norm, cfg.eps, &mut b.h);
+        quantize_acts(rt, &b.h, d, &mut b.acts);
         forward_many(
+            rt,
+            file,
             &mut [(&lw.wq, &mut b.q), (&lw.wk, &mut b.k), (&lw.wv, &mut b.v)],
             &b.acts,
             &mut b.dequant,
@@ -116,40 +127,42 @@ fn forward_in_pool(
                 rope.rotate(&mut b.k[r * kvd..(r + 1) * kvd], cfg.head_dim, a);
             }
             seq.cache.append(
+                rt,
                 l,
                 &b.k[row * kvd..(row + m) * kvd],
                 &b.v[row * kvd..(row + m) * kvd],
             );
             attend(
+                rt,
                 &b.q[row * qd..(row + m) * qd],
                 &seq.cache.layer(l),
                 n_past,
-                cfg.n_head,
-                cfg.n_head_kv,
-                cfg.head_dim,
+                heads,
                 &mut b.att[row * qd..(row + m) * qd],
             );
             row += m;
         }
 
         if let Some(sub) = &lw.attn_sub_norm {
-            norm_rows(&b.att, sub, cfg.eps, &mut b.att_normed);
+            norm_rows(rt, &b.att, sub, cfg.eps, &mut b.att_normed);
             std::mem::swap(&mut b.att, &mut b.att_normed);
         }
         let att = std::mem::take(&mut b.att);
-        project_add(&lw.wo, &att, qd, &mut b);
+        project_add(rt, file, &lw.wo, &att, qd, &mut b);
         b.att = att;
 
         // --- feed-forward ---
-        norm_rows(&b.x, &lw.ffn_norm, cfg.eps, &mut b.h);
-        quantize_acts(&b.h, d, &mut b.acts);
+        norm_rows(rt, &b.x, &lw.ffn_norm, cfg.eps, &mut b.h);
+        quantize_acts(rt, &b.h, d, &mut b.acts);
         forward_many(
+            rt,
+            file,
             &mut [(&lw.w_gate, &mut b.gate), (&lw.w_up, &mut b.up)],
             &b.acts,
             &mut b.dequant,
         );
         let up = &b.up;
-        per_token(&mut b.gate, ff, |t, gate| {
+        per_token(rt, &mut b.gate, ff, |t, gate| {
             let up = &up[t * ff..(t + 1) * ff];
             match cfg.activation {
                 Activation::Relu2 => {
@@ -160,55 +173,68 @@ fn forward_in_pool(
                 }
                 // Vectorised exp: in scalar, SiLU took as long as all other serial work of a
                 // layer.
-                Activation::Silu => ops::silu_mul(gate, up),
+                Activation::Silu => ops::silu_mul(rt, gate, up),
             }
         });
         if let Some(sub) = &lw.ffn_sub_norm {
-            norm_rows(&b.gate, sub, cfg.eps, &mut b.gate_normed);
+            norm_rows(rt, &b.gate, sub, cfg.eps, &mut b.gate_normed);
             std::mem::swap(&mut b.gate, &mut b.gate_normed);
         }
         let gate = std::mem::take(&mut b.gate);
-        project_add(&lw.w_down, &gate, ff, &mut b);
+        project_add(rt, file, &lw.w_down, &gate, ff, &mut b);
         b.gate = gate;
     }
 
     for seq in seqs.iter_mut() {
         seq.cache.commit(seq.n_tokens);
     }
-    norm_rows(&b.x, &w.output_norm, cfg.eps, &mut b.h);
+    norm_rows(rt, &b.x, &w.output_norm, cfg.eps, &mut b.h);
     b.h
 }
 
 /// `x += W · quant(input)` for the residual stream.
-fn project_add(w: &Linear, input: &[f32], k: usize, b: &mut Buffers) {
-    quantize_acts(input, k, &mut b.acts);
-    w.forward(&b.acts, &mut b.dequant, &mut b.o);
+fn project_add(
+    rt: &Runtime,
+    file: &GgufFile,
+    w: &Linear,
+    input: &[f32],
+    k: usize,
+    b: &mut Buffers,
+) {
+    quantize_acts(rt, input, k, &mut b.acts);
+    w.forward(rt, file, &b.acts, &mut b.dequant, &mut b.o);
     let d = b.x.len() / (input.len() / k).max(1);
     let o = &b.o;
-    per_token(&mut b.x, d, |t, x| {
+    per_token(rt, &mut b.x, d, |t, x| {
         for (x, o) in x.iter_mut().zip(&o[t * d..(t + 1) * d]) {
             *x += o;
         }
     });
 }
 
-fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+fn norm_rows(rt: &Runtime, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
-    per_token(out, d, |t, dst| {
-        rms_norm(&x[t * d..(t + 1) * d], weight, eps, dst)
+    per_token(rt, out, d, |t, dst| {
+        rms_norm(rt, &x[t * d..(t + 1) * d], weight, eps, dst)
     });
 }
 
 /// `f(t, row)` for every token's row of `width` values: on the pool for a prompt (the other
 /// threads would only wait for this serial work), in place for decode's few tokens, for
 /// which a region costs more than the work. Rows are independent, so the bits are the same.
-fn per_token(rows: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+fn per_token(
+    rt: &Runtime,
+    rows: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     let n = rows.len() / width.max(1);
     if n < PARALLEL_MIN_TOKENS {
         for (t, row) in rows.chunks_exact_mut(width.max(1)).enumerate() {
             f(t, row);
         }
     } else {
-        parallel_chunks_mut(rows, width, (16384 / width.max(1)).max(1), f);
+        rt.pool()
+            .parallel_chunks_mut(rows, width, (16384 / width.max(1)).max(1), f);
     }
 }

@@ -17,7 +17,7 @@
 
 use std::str::FromStr;
 
-use bitnet_kernels::ops;
+use bitnet_kernels::{ops, Runtime};
 
 /// The element type of a KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,10 +122,10 @@ impl Buf {
         }
     }
 
-    fn store(&mut self, at: usize, src: &[f32]) {
+    fn store(&mut self, rt: &Runtime, at: usize, src: &[f32]) {
         match self {
             Buf::F32(b) => b[at..at + src.len()].copy_from_slice(src),
-            Buf::F16(b) => ops::f32_to_f16(src, &mut b[2 * at..2 * (at + src.len())]),
+            Buf::F16(b) => ops::f32_to_f16(rt, src, &mut b[2 * at..2 * (at + src.len())]),
         }
     }
 
@@ -239,7 +239,7 @@ impl KvCache {
     /// Appends the keys and values (`n · kv_dim` each, position-major as the projections
     /// produce them) of `n` new positions to one layer. The layer must hold exactly `len()`
     /// positions before the call, and `len() + n <= n_ctx()`.
-    pub fn append(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+    pub fn append(&mut self, rt: &Runtime, layer: usize, k: &[f32], v: &[f32]) {
         let (hd, kvd) = (self.head_dim, self.kv_dim());
         debug_assert_eq!(k.len(), v.len());
         debug_assert_eq!(k.len() % kvd, 0);
@@ -258,8 +258,8 @@ impl KvCache {
             let pos = lc.filled + t;
             for h in 0..self.n_head_kv {
                 let at = (h * lc.cap + pos) * hd;
-                lc.keys.store(at, &kr[h * hd..(h + 1) * hd]);
-                lc.values.store(at, &vr[h * hd..(h + 1) * hd]);
+                lc.keys.store(rt, at, &kr[h * hd..(h + 1) * hd]);
+                lc.values.store(rt, at, &vr[h * hd..(h + 1) * hd]);
             }
         }
         lc.filled = need;
@@ -313,6 +313,7 @@ impl LayerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bitnet_kernels::Runtime;
 
     /// Key `(position, head, i)` of the test rows: distinct everywhere, exact in f16.
     fn key(pos: usize, h: usize, i: usize) -> f32 {
@@ -327,6 +328,7 @@ mod tests {
 
     #[test]
     fn heads_are_contiguous_across_growth_and_truncation() {
+        let rt = Runtime::detect();
         for kind in [KvType::F32, KvType::F16] {
             let (heads, hd) = (3, 2);
             let mut c = KvCache::new(kind, 2, heads, hd, 100);
@@ -336,7 +338,7 @@ mod tests {
                 for l in 0..2 {
                     let k = rows(n, step, heads, hd);
                     let v: Vec<f32> = k.iter().map(|x| -x).collect();
-                    c.append(l, &k, &v);
+                    c.append(&rt, l, &k, &v);
                 }
                 c.commit(step);
                 n += step;
@@ -357,13 +359,13 @@ mod tests {
             let want = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)].map(|(p, i)| key(p, 2, i));
             assert_eq!(c.layer(0).keys(2).to_f32(), want);
             // A failed pass leaves uncommitted rows behind; truncate(len) removes them.
-            c.append(0, &rows(3, 1, heads, hd), &rows(3, 1, heads, hd));
+            c.append(&rt, 0, &rows(3, 1, heads, hd), &rows(3, 1, heads, hd));
             assert_eq!(c.layer(0).len(), 4);
             c.truncate(c.len());
             assert_eq!(c.layer(0).len(), 3);
             // Appending after truncation overwrites the dropped positions.
             for l in 0..2 {
-                c.append(l, &[7.0; 6], &[7.0; 6]);
+                c.append(&rt, l, &[7.0; 6], &[7.0; 6]);
             }
             c.commit(1);
             assert_eq!(c.layer(1).keys(1).to_f32()[6..8], [7.0, 7.0]);
@@ -372,10 +374,11 @@ mod tests {
 
     #[test]
     fn capacity_stops_at_the_context() {
+        let rt = Runtime::detect();
         let mut c = KvCache::new(KvType::F32, 1, 1, 4, 20);
-        c.append(0, &[1.0; 4 * 17], &[1.0; 4 * 17]);
+        c.append(&rt, 0, &[1.0; 4 * 17], &[1.0; 4 * 17]);
         c.commit(17);
-        c.append(0, &[2.0; 4 * 3], &[2.0; 4 * 3]);
+        c.append(&rt, 0, &[2.0; 4 * 3], &[2.0; 4 * 3]);
         c.commit(3);
         assert_eq!(c.bytes(), 2 * 20 * 4 * 4);
         assert_eq!(c.layer(0).keys(0).to_f32()[4 * 19], 2.0);
@@ -383,6 +386,7 @@ mod tests {
 
     #[test]
     fn f16_stores_round_to_nearest_even() {
+        let rt = Runtime::detect();
         let mut c = KvCache::new(KvType::F16, 1, 1, 4, 4);
         // 1 + 2^-11 lies halfway between two f16 values: the tie goes to the even one (1.0);
         // 1 + 3·2^-11 rounds up to 1 + 2^-9; 65520 overflows f16 to infinity.
@@ -392,14 +396,14 @@ mod tests {
             -0.1,
             65520.0,
         ];
-        c.append(0, &k, &k);
+        c.append(&rt, 0, &k, &k);
         let got = c.layer(0).keys(0).to_f32();
         assert_eq!(got[..2], [1.0, 1.0 + 2f32.powi(-9)]);
         assert!((got[2] + 0.1).abs() < 1e-4 && got[2] != -0.1);
         assert_eq!(got[3], f32::INFINITY);
         // f32 keeps every bit.
         let mut c = KvCache::new(KvType::F32, 1, 1, 4, 4);
-        c.append(0, &k, &k);
+        c.append(&rt, 0, &k, &k);
         assert_eq!(c.layer(0).values(0).to_f32(), k);
     }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! GgufFile (mmap) -> ModelConfig (validated hyper-parameters) -> Weights (prepared for the
-//! kernels, borrowing the mapping) -> Session { KvCache }.forward(tokens) -> logits
+//! kernels, holding the mapping) -> Session { KvCache }.forward(tokens) -> logits
 //! ```
 
 pub mod attention;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bitnet_formats::GgufFile;
+use bitnet_kernels::{Runtime, RuntimeOptions};
 
 use crate::engine::chat::ChatTemplate;
 use crate::engine::tokenizer::Tokenizer;
@@ -32,23 +33,27 @@ use weights::Weights;
 pub struct LoadOptions {
     /// Context length for new sessions; the model's training context when `None`.
     pub n_ctx: Option<usize>,
-    /// Worker threads for the matmuls; all cores when `None`.
+    /// Worker threads for the matmuls; all cores when `None`. Ignored when `runtime` is
+    /// given.
     pub threads: Option<usize>,
+    /// The kernel runtime (path and thread pool) the model runs on, possibly shared with
+    /// other models; a new one of `threads` threads on the detected path when `None`.
+    pub runtime: Option<Arc<Runtime>>,
     /// Element type of new sessions' KV caches.
     pub kv_type: KvType,
 }
 
-/// A loaded model: the mapped file, its validated configuration and prepared weights.
+/// A loaded model: the mapped file, its validated configuration, prepared weights and the
+/// kernel runtime it runs on.
 pub struct Model {
-    // Declared before `file` so it is dropped first: the weights borrow the file's bytes.
-    weights: Weights<'static>,
+    weights: Weights,
+    runtime: Arc<Runtime>,
     config: ModelConfig,
     rope: Rope,
     n_ctx: usize,
     kv_type: KvType,
     tokenizer: Tokenizer,
     chat_template: ChatTemplate,
-    file: Arc<GgufFile>,
     path: PathBuf,
 }
 
@@ -76,16 +81,17 @@ impl Model {
         );
         let chat_template = ChatTemplate::from_gguf(file.metadata(), arch)
             .with_context(|| format!("{}: invalid chat template", path.display()))?;
-        if let Some(t) = opts.threads {
-            bitnet_kernels::set_threads(t);
-        }
-        let file = Arc::new(file);
-        // SAFETY: the tensor bytes live in the file's mapping (or heap buffer), which does not
-        // move when the `GgufFile` value moves and is never written. `file` is kept in the
-        // same `Model` and dropped after `weights` (field order), so the borrow never dangles,
-        // and the `'static` lifetime never escapes: accessors hand out `&self`-bound references.
-        let file_ref: &'static GgufFile = unsafe { &*Arc::as_ptr(&file) };
-        let weights = Weights::load(file_ref, &config)?;
+        let runtime = match &opts.runtime {
+            Some(rt) => rt.clone(),
+            None => Arc::new(
+                Runtime::new(RuntimeOptions {
+                    threads: opts.threads,
+                    ..RuntimeOptions::default()
+                })
+                .with_context(|| format!("{}: cannot start the kernels", path.display()))?,
+            ),
+        };
+        let weights = Weights::load(&runtime, Arc::new(file), &config)?;
         let n_ctx = match opts.n_ctx {
             Some(0) => anyhow::bail!("context length must be at least 1"),
             Some(n) => n,
@@ -94,13 +100,13 @@ impl Model {
         let rope = Rope::new(config.rope_style, config.n_rot, config.rope_base);
         Ok(Model {
             weights,
+            runtime,
             config,
             rope,
             n_ctx,
             kv_type: opts.kv_type,
             tokenizer,
             chat_template,
-            file,
             path,
         })
     }
@@ -118,7 +124,12 @@ impl Model {
     }
 
     pub fn gguf(&self) -> &GgufFile {
-        &self.file
+        self.weights.file()
+    }
+
+    /// The kernel path and thread pool this model runs on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     pub fn path(&self) -> &Path {

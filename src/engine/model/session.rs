@@ -101,7 +101,9 @@ impl<'m> Session<'m> {
                 n_tokens: chunk.len(),
             }];
             let m = self.model;
-            hidden.extend(forward(&m.weights, &m.config, &m.rope, chunk, &mut slot));
+            hidden.extend(forward(
+                &m.runtime, &m.weights, &m.config, &m.rope, chunk, &mut slot,
+            ));
             self.tokens.extend_from_slice(chunk);
         }
         Ok(hidden)
@@ -155,6 +157,7 @@ pub fn forward_batch(sessions: &mut [&mut Session<'_>], tokens: &[u32]) -> Resul
             })
             .collect();
         forward(
+            &model.runtime,
             &model.weights,
             &model.config,
             &model.rope,
@@ -176,7 +179,7 @@ impl Model {
     /// Applies the LM head to `n` final hidden states.
     pub(super) fn logits(&self, hidden: &[f32], n: usize) -> Vec<f32> {
         let mut out = vec![0.0; n * self.config.n_vocab];
-        dense_matmul(self.weights.head(), hidden, n, &mut out);
+        dense_matmul(&self.runtime, &self.weights.head(), hidden, n, &mut out);
         out
     }
 

@@ -40,6 +40,8 @@ impl EngineBackend {
                 n_ctx: None,
                 threads,
                 kv_type,
+                // Its own pool: another model loaded beside it keeps its threads.
+                runtime: None,
             },
         )?;
         let file = model.gguf();

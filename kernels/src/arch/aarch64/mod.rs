@@ -10,57 +10,62 @@ mod simd;
 use crate::arch::gemm32::chunked_gemm;
 use crate::dispatch::{ActLayout, KernelPath, Kernels};
 
-macro_rules! neon_table {
-    ($path:expr, $dot:path, $dot4:path, $matvec:path, $gemm:path) => {
-        Kernels {
-            path: $path,
-            act_layout: ActLayout::Plain,
-            absmax: |x| unsafe { simd::absmax(x) },
-            quantize_row: |x, q| unsafe { simd::quantize_row(x, q) },
-            i2_dot: |w, q| unsafe { $dot(w, q) },
-            i2_dot4: |w, q| unsafe { $dot4(w, q) },
-            i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| unsafe { $dot4(w, q) }),
-            i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
-            i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| unsafe {
-                $gemm(rows, rb, k, packed, n, out)
-            }),
-            i2s_epilogue_row: |d, a, b, c, o| unsafe { epilogue::i2s_epilogue_row(d, a, b, c, o) },
-            dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
-            dot_f32_tile: |w, x| unsafe { simd::dot_f32_tile(w, x) },
-            dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
-            dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
-            dot_q6k_q8k: |w, q, d, s| unsafe { kquant::dot_q6k_q8k(w, q, d, s) },
-            dot_q8_0_q8k: |w, q, d| unsafe { kquant::dot_q8_0_q8k(w, q, d) },
-            dot_q4_0_q8k: |w, q, d, s| unsafe { kquant::dot_q4_0_q8k(w, q, d, s) },
-            dot_f16_rows4: |w, x| unsafe { simd::dot_f16_rows4(w, x) },
-            dot_bf16_rows4: |w, x| unsafe { simd::dot_bf16_rows4(w, x) },
-            sum_sq: |x| unsafe { simd::sum_sq(x) },
-            scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
-            axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
-            silu_mul: |g, u| unsafe { activation::silu_mul(g, u) },
-            exp_shifted: |x, s| unsafe { activation::exp_shifted(x, s) },
-            // No prefetching on NEON yet: `cold` changes nothing.
-            dot_rows_f32: |q, r, s, o, _| unsafe { simd::dot_rows_f32(q, r, s, o) },
-            mix_rows_f32: |w, r, s, o, _| unsafe { simd::mix_rows_f32(w, r, s, o) },
-            dot_rows_f16: |q, r, s, o, _| unsafe { simd::dot_rows_f16(q, r, s, o) },
-            mix_rows_f16: |w, r, s, o, _| unsafe { simd::mix_rows_f16(w, r, s, o) },
-            f32_to_f16: |s, o| unsafe { simd::f32_to_f16(s, o) },
-            f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
-        }
+/// A table entry's call of a `#[target_feature]` kernel: `$f($args)`.
+macro_rules! probed {
+    ($f:path, $($arg:ident),*) => {
+        // SAFETY: the tables are reachable only through `arch::table`, after
+        // `KernelPath::is_supported` checked every feature the table's kernels are compiled
+        // for.
+        unsafe { $f($($arg),*) }
     };
 }
 
-pub static NEON: Kernels = neon_table!(
-    KernelPath::Neon,
-    simd::i2_dot,
-    simd::i2_dot4,
-    simd::i2_matvec,
-    gemm::i2_gemm32
-);
-pub static NEON_DOTPROD: Kernels = neon_table!(
-    KernelPath::NeonDotprod,
-    simd::i2_dot_sdot,
-    simd::i2_dot4_sdot,
-    simd::i2_matvec_sdot,
-    gemm::i2_gemm32_sdot
-);
+/// NEON; the dotprod table replaces its I2 kernels (struct update from this one).
+pub static NEON: Kernels = Kernels {
+    path: KernelPath::Neon,
+    act_layout: ActLayout::Plain,
+    absmax: |x| probed!(simd::absmax, x),
+    quantize_row: |x, q| probed!(simd::quantize_row, x, q),
+    i2_dot: |w, q| probed!(simd::i2_dot, w, q),
+    i2_dot4: |w, q| probed!(simd::i2_dot4, w, q),
+    i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| probed!(simd::i2_dot4, w, q)),
+    i2_matvec: |w, rb, q, d| probed!(simd::i2_matvec, w, rb, q, d),
+    i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| {
+        probed!(gemm::i2_gemm32, rows, rb, k, packed, n, out)
+    }),
+    i2s_epilogue_row: |d, a, b, c, o| probed!(epilogue::i2s_epilogue_row, d, a, b, c, o),
+    dot_f32: |a, b| probed!(simd::dot_f32, a, b),
+    dot_f32_tile: |w, x| probed!(simd::dot_f32_tile, w, x),
+    dot_f16: |w, x| probed!(simd::dot_f16, w, x),
+    dot_bf16: |w, x| probed!(simd::dot_bf16, w, x),
+    dot_q6k_q8k: |w, q, d, s| probed!(kquant::dot_q6k_q8k, w, q, d, s),
+    dot_q8_0_q8k: |w, q, d| probed!(kquant::dot_q8_0_q8k, w, q, d),
+    dot_q4_0_q8k: |w, q, d, s| probed!(kquant::dot_q4_0_q8k, w, q, d, s),
+    dot_f16_rows4: |w, x| probed!(simd::dot_f16_rows4, w, x),
+    dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4, w, x),
+    sum_sq: |x| probed!(simd::sum_sq, x),
+    scale_mul: |x, w, s, o| probed!(simd::scale_mul, x, w, s, o),
+    axpy: |a, x, y| probed!(simd::axpy, a, x, y),
+    silu_mul: |g, u| probed!(activation::silu_mul, g, u),
+    exp_shifted: |x, s| probed!(activation::exp_shifted, x, s),
+    // No prefetching on NEON yet: `cold` changes nothing.
+    dot_rows_f32: |q, r, s, o, _| probed!(simd::dot_rows_f32, q, r, s, o),
+    mix_rows_f32: |w, r, s, o, _| probed!(simd::mix_rows_f32, w, r, s, o),
+    dot_rows_f16: |q, r, s, o, _| probed!(simd::dot_rows_f16, q, r, s, o),
+    mix_rows_f16: |w, r, s, o, _| probed!(simd::mix_rows_f16, w, r, s, o),
+    f32_to_f16: |s, o| probed!(simd::f32_to_f16, s, o),
+    f16_to_f32: |s, o| probed!(simd::f16_to_f32, s, o),
+};
+
+/// NEON with the `sdot` I2 dots and GEMM.
+pub static NEON_DOTPROD: Kernels = Kernels {
+    path: KernelPath::NeonDotprod,
+    i2_dot: |w, q| probed!(simd::i2_dot_sdot, w, q),
+    i2_dot4: |w, q| probed!(simd::i2_dot4_sdot, w, q),
+    i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| probed!(simd::i2_dot4_sdot, w, q)),
+    i2_matvec: |w, rb, q, d| probed!(simd::i2_matvec_sdot, w, rb, q, d),
+    i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| {
+        probed!(gemm::i2_gemm32_sdot, rows, rb, k, packed, n, out)
+    }),
+    ..NEON
+};

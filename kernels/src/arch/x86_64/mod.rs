@@ -18,150 +18,119 @@ use crate::arch::gemm32::chunked_gemm;
 use crate::dispatch::{ActLayout, I2Gemm, KernelPath, Kernels};
 use crate::portable::pack_acts_tiles16;
 
-/// The AVX2 table with the given I2 kernels (everything else is shared).
-macro_rules! x86_table {
-    ($path:expr, $layout:expr, $dot:path, $dot4:path, $tile:expr, $matvec:path, $gemm:expr,
-     $f16_rows4:path, $bf16_rows4:path, $q6k:path, $f32_tile:path, $silu:path,
-     $exp_shifted:path) => {
-        Kernels {
-            path: $path,
-            act_layout: $layout,
-            absmax: |x| unsafe { simd::absmax(x) },
-            quantize_row: |x, q| unsafe { simd::quantize_row(x, q) },
-            i2_dot: |w, q| unsafe { $dot(w, q) },
-            i2_dot4: |w, q| unsafe { $dot4(w, q) },
-            i2_tile: $tile,
-            i2_matvec: |w, rb, q, d| unsafe { $matvec(w, rb, q, d) },
-            i2_gemm: $gemm,
-            i2s_epilogue_row: |d, a, b, c, o| unsafe { epilogue::i2s_epilogue_row(d, a, b, c, o) },
-            dot_f32: |a, b| unsafe { simd::dot_f32(a, b) },
-            dot_f32_tile: |w, x| unsafe { $f32_tile(w, x) },
-            dot_f16: |w, x| unsafe { simd::dot_f16(w, x) },
-            dot_bf16: |w, x| unsafe { simd::dot_bf16(w, x) },
-            dot_q6k_q8k: |w, q, d, s| unsafe { $q6k(w, q, d, s) },
-            dot_q8_0_q8k: |w, q, d| unsafe { kquant::dot_q8_0_q8k(w, q, d) },
-            dot_q4_0_q8k: |w, q, d, s| unsafe { kquant::dot_q4_0_q8k(w, q, d, s) },
-            dot_f16_rows4: |w, x| unsafe { $f16_rows4(w, x) },
-            dot_bf16_rows4: |w, x| unsafe { $bf16_rows4(w, x) },
-            sum_sq: |x| unsafe { simd::sum_sq(x) },
-            scale_mul: |x, w, s, o| unsafe { simd::scale_mul(x, w, s, o) },
-            axpy: |a, x, y| unsafe { simd::axpy(a, x, y) },
-            silu_mul: |g, u| unsafe { $silu(g, u) },
-            exp_shifted: |x, s| unsafe { $exp_shifted(x, s) },
-            dot_rows_f32: |q, r, s, o, c| unsafe { attention::dot_rows_f32(q, r, s, o, c) },
-            mix_rows_f32: |w, r, s, o, c| unsafe { attention::mix_rows_f32(w, r, s, o, c) },
-            dot_rows_f16: |q, r, s, o, c| unsafe { attention::dot_rows_f16(q, r, s, o, c) },
-            mix_rows_f16: |w, r, s, o, c| unsafe { attention::mix_rows_f16(w, r, s, o, c) },
-            f32_to_f16: |s, o| unsafe { simd::f32_to_f16(s, o) },
-            f16_to_f32: |s, o| unsafe { simd::f16_to_f32(s, o) },
-        }
+/// A table entry's call of a `#[target_feature]` kernel: `$f($args)`.
+macro_rules! probed {
+    ($f:path, $($arg:ident),*) => {
+        // SAFETY: the tables are reachable only through `arch::table` (after
+        // `KernelPath::is_supported`) and `arch::variant_tables` (after its own probe), which
+        // check every feature the table's kernels are compiled for.
+        unsafe { $f($($arg),*) }
     };
 }
 
-pub static AVX2: Kernels = x86_table!(
-    KernelPath::Avx2,
-    ActLayout::Plain,
-    simd::i2_dot,
-    simd::i2_dot4,
-    |w, q| unsafe { simd::i2_tile(w, q) },
-    simd::i2_matvec,
-    chunked_gemm(2, |rows, rb, k, packed, n, out| unsafe {
-        gemm::i2_gemm32(rows, rb, k, packed, n, out)
+/// AVX2 + FMA + F16C; the other x86 tables replace its I2 kernels and, with AVX-512, its
+/// 512-bit loops (struct update from this one).
+pub static AVX2: Kernels = Kernels {
+    path: KernelPath::Avx2,
+    act_layout: ActLayout::Plain,
+    absmax: |x| probed!(simd::absmax, x),
+    quantize_row: |x, q| probed!(simd::quantize_row, x, q),
+    i2_dot: |w, q| probed!(simd::i2_dot, w, q),
+    i2_dot4: |w, q| probed!(simd::i2_dot4, w, q),
+    i2_tile: |w, q| probed!(simd::i2_tile, w, q),
+    i2_matvec: |w, rb, q, d| probed!(simd::i2_matvec, w, rb, q, d),
+    i2_gemm: chunked_gemm(2, |rows, rb, k, packed, n, out| {
+        probed!(gemm::i2_gemm32, rows, rb, k, packed, n, out)
     }),
-    simd::dot_f16_rows4,
-    simd::dot_bf16_rows4,
-    kquant::dot_q6k_q8k,
-    simd::dot_f32_tile,
-    activation::silu_mul,
-    activation::exp_shifted
-);
-
-/// The 256-bit VNNI table on one encoding of `avxvnni`'s kernels.
-macro_rules! vnni256_table {
-    ($enc:ident) => {
-        x86_table!(
-            KernelPath::AvxVnni,
-            ActLayout::Plain,
-            avxvnni::$enc::i2_dot,
-            avxvnni::$enc::i2_dot4,
-            |w, q| unsafe { avxvnni::$enc::i2_tile(w, q) },
-            avxvnni::$enc::i2_matvec,
-            chunked_gemm(2, |rows, rb, k, packed, n, out| unsafe {
-                avxvnni::$enc::i2_gemm32(rows, rb, k, packed, n, out)
-            }),
-            simd::dot_f16_rows4,
-            simd::dot_bf16_rows4,
-            kquant::dot_q6k_q8k,
-            simd::dot_f32_tile,
-            activation::silu_mul,
-            activation::exp_shifted
-        )
-    };
-}
+    i2s_epilogue_row: |d, a, b, c, o| probed!(epilogue::i2s_epilogue_row, d, a, b, c, o),
+    dot_f32: |a, b| probed!(simd::dot_f32, a, b),
+    dot_f32_tile: |w, x| probed!(simd::dot_f32_tile, w, x),
+    dot_f16: |w, x| probed!(simd::dot_f16, w, x),
+    dot_bf16: |w, x| probed!(simd::dot_bf16, w, x),
+    dot_q6k_q8k: |w, q, d, s| probed!(kquant::dot_q6k_q8k, w, q, d, s),
+    dot_q8_0_q8k: |w, q, d| probed!(kquant::dot_q8_0_q8k, w, q, d),
+    dot_q4_0_q8k: |w, q, d, s| probed!(kquant::dot_q4_0_q8k, w, q, d, s),
+    dot_f16_rows4: |w, x| probed!(simd::dot_f16_rows4, w, x),
+    dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4, w, x),
+    sum_sq: |x| probed!(simd::sum_sq, x),
+    scale_mul: |x, w, s, o| probed!(simd::scale_mul, x, w, s, o),
+    axpy: |a, x, y| probed!(simd::axpy, a, x, y),
+    silu_mul: |g, u| probed!(activation::silu_mul, g, u),
+    exp_shifted: |x, s| probed!(activation::exp_shifted, x, s),
+    dot_rows_f32: |q, r, s, o, c| probed!(attention::dot_rows_f32, q, r, s, o, c),
+    mix_rows_f32: |w, r, s, o, c| probed!(attention::mix_rows_f32, w, r, s, o, c),
+    dot_rows_f16: |q, r, s, o, c| probed!(attention::dot_rows_f16, q, r, s, o, c),
+    mix_rows_f16: |w, r, s, o, c| probed!(attention::mix_rows_f16, w, r, s, o, c),
+    f32_to_f16: |s, o| probed!(simd::f32_to_f16, s, o),
+    f16_to_f32: |s, o| probed!(simd::f16_to_f32, s, o),
+};
 
 /// AVX2 with the 256-bit VNNI I2 dots and GEMM (CPUs with AVX-VNNI but no AVX-512).
-pub static AVX_VNNI: Kernels = vnni256_table!(vex);
-
-/// AVX-512 VNNI: 256-bit VNNI dots on plain activations (see `avxvnni`), the 512-bit GEMM
-/// for prompts, the EVEX-compiled F16/BF16/Q6_K/f32 loops.
-pub static AVX512_VNNI: Kernels = x86_table!(
-    KernelPath::Avx512Vnni,
-    ActLayout::Plain,
-    avxvnni::evex::i2_dot,
-    avxvnni::evex::i2_dot4,
-    |w, q| unsafe { avxvnni::evex::i2_tile(w, q) },
-    avxvnni::evex::i2_matvec,
-    chunked_gemm(gemm512::TOKENS, |rows, rb, k, packed, n, out| unsafe {
-        gemm512::i2_gemm32(rows, rb, k, packed, n, out)
+pub static AVX_VNNI: Kernels = Kernels {
+    path: KernelPath::AvxVnni,
+    i2_dot: |w, q| probed!(avxvnni::vex::i2_dot, w, q),
+    i2_dot4: |w, q| probed!(avxvnni::vex::i2_dot4, w, q),
+    i2_tile: |w, q| probed!(avxvnni::vex::i2_tile, w, q),
+    i2_matvec: |w, rb, q, d| probed!(avxvnni::vex::i2_matvec, w, rb, q, d),
+    i2_gemm: chunked_gemm(2, |rows, rb, k, packed, n, out| {
+        probed!(avxvnni::vex::i2_gemm32, rows, rb, k, packed, n, out)
     }),
-    simd::dot_f16_rows4_evex,
-    simd::dot_bf16_rows4_evex,
-    kquant::dot_q6k_q8k_avx512,
-    simd::dot_f32_tile_evex,
-    activation::silu_mul_avx512,
-    activation::exp_shifted_avx512
-);
+    ..AVX2
+};
 
 /// The AVX-VNNI table's source compiled for EVEX (AVX-512 VL + VNNI), so that a CPU with
 /// AVX-512 but no AVX-VNNI proves that source equal to the portable twins, GEMM included
 /// (tests only; see `dispatch::tables_under_test`).
-pub static AVX_VNNI_EVEX: Kernels = vnni256_table!(evex);
+pub static AVX_VNNI_EVEX: Kernels = Kernels {
+    i2_dot: |w, q| probed!(avxvnni::evex::i2_dot, w, q),
+    i2_dot4: |w, q| probed!(avxvnni::evex::i2_dot4, w, q),
+    i2_tile: |w, q| probed!(avxvnni::evex::i2_tile, w, q),
+    i2_matvec: |w, rb, q, d| probed!(avxvnni::evex::i2_matvec, w, rb, q, d),
+    i2_gemm: chunked_gemm(2, |rows, rb, k, packed, n, out| {
+        probed!(avxvnni::evex::i2_gemm32, rows, rb, k, packed, n, out)
+    }),
+    ..AVX_VNNI
+};
 
-/// A table on the 512-bit pairs-layout I2 kernels of `avx512` (the AMX table's decode).
-macro_rules! avx512_pairs_table {
-    ($path:expr, $gemm:expr) => {
-        x86_table!(
-            $path,
-            ActLayout::Pairs256,
-            avx512::i2_dot,
-            avx512::i2_dot4,
-            |w, q| unsafe { avx512::i2_tile(w, q) },
-            avx512::i2_matvec,
-            $gemm,
-            simd::dot_f16_rows4_evex,
-            simd::dot_bf16_rows4_evex,
-            kquant::dot_q6k_q8k_avx512,
-            simd::dot_f32_tile_evex,
-            activation::silu_mul_avx512,
-            activation::exp_shifted_avx512
-        )
-    };
-}
+/// AVX-512 VNNI: 256-bit VNNI dots on plain activations (see `avxvnni`), the 512-bit GEMM
+/// for prompts, the EVEX-compiled F16/BF16/Q6_K/f32 loops.
+pub static AVX512_VNNI: Kernels = Kernels {
+    path: KernelPath::Avx512Vnni,
+    i2_gemm: chunked_gemm(gemm512::TOKENS, |rows, rb, k, packed, n, out| {
+        probed!(gemm512::i2_gemm32, rows, rb, k, packed, n, out)
+    }),
+    dot_f16_rows4: |w, x| probed!(simd::dot_f16_rows4_evex, w, x),
+    dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4_evex, w, x),
+    dot_q6k_q8k: |w, q, d, s| probed!(kquant::dot_q6k_q8k_avx512, w, q, d, s),
+    dot_f32_tile: |w, x| probed!(simd::dot_f32_tile_evex, w, x),
+    silu_mul: |g, u| probed!(activation::silu_mul_avx512, g, u),
+    exp_shifted: |x, s| probed!(activation::exp_shifted_avx512, x, s),
+    ..AVX_VNNI_EVEX
+};
 
-/// The AMX table's I2 kernels without AMX, so that a CPU with AVX-512 VNNI but no AMX
-/// still proves them equal to their portable twins (tests only; see
-/// `dispatch::tables_under_test`).
-pub static AVX512_PAIRS: Kernels = avx512_pairs_table!(KernelPath::Avx512Vnni, None);
+/// The AMX table's I2 kernels without AMX: the 512-bit pairs-layout kernels of `avx512`,
+/// so that a CPU with AVX-512 VNNI but no AMX still proves them equal to their portable
+/// twins (tests only; see `dispatch::tables_under_test`).
+pub static AVX512_PAIRS: Kernels = Kernels {
+    act_layout: ActLayout::Pairs256,
+    i2_dot: |w, q| probed!(avx512::i2_dot, w, q),
+    i2_dot4: |w, q| probed!(avx512::i2_dot4, w, q),
+    i2_tile: |w, q| probed!(avx512::i2_tile, w, q),
+    i2_matvec: |w, rb, q, d| probed!(avx512::i2_matvec, w, rb, q, d),
+    i2_gemm: None,
+    ..AVX512_VNNI
+};
 
 /// The 512-bit pairs-layout kernels plus the AMX prefill GEMM.
-pub static AMX: Kernels = avx512_pairs_table!(
-    KernelPath::Amx,
-    Some(I2Gemm {
+pub static AMX: Kernels = Kernels {
+    path: KernelPath::Amx,
+    i2_gemm: Some(I2Gemm {
         group: 16,
         min_tokens: 16,
         pack: |q, k, n, out| pack_acts_tiles16(q, k, n / 16, out),
-        run: |rows, rb, k, packed, n, out| unsafe { amx::i2_gemm32(rows, rb, k, packed, n, out) },
-    })
-);
+        run: |rows, rb, k, packed, n, out| probed!(amx::i2_gemm32, rows, rb, k, packed, n, out),
+    }),
+    ..AVX512_PAIRS
+};
 
 pub use amx::available as amx_available;
