@@ -155,9 +155,75 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", crate::engine::sampler::random_seed())
 }
 
+#[derive(Clone, Copy)]
 enum Kind {
     Chat,
     Completion,
+}
+
+/// A chat request's `messages` as turns for the template (`developer` is OpenAI's newer name
+/// for `system`).
+fn chat_turns(v: &Value) -> Result<Vec<ChatTurn>, ApiError> {
+    let msgs = v
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if msgs.is_empty() {
+        return Err(ApiError::bad_request("[] is too short - 'messages'").openai());
+    }
+    let mut turns = Vec::new();
+    for m in msgs {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let role = if role == "developer" { "system" } else { role };
+        if !matches!(role, "system" | "user" | "assistant" | "tool") {
+            return Err(ApiError::bad_request(format!("invalid message role '{role}'")).openai());
+        }
+        let content = prompt::content_text(m.get("content").unwrap_or(&Value::Null))
+            .map_err(ApiError::openai)?;
+        turns.push(ChatTurn {
+            role: role.into(),
+            content,
+        });
+    }
+    Ok(turns)
+}
+
+/// A completion request's `prompt`: one non-empty string (alone or in a list of one).
+fn completion_prompt(v: &Value) -> Result<String, ApiError> {
+    let p = match v.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_string()
+        }
+        Some(Value::Array(_)) => {
+            return Err(ApiError::bad_request("only a single prompt string is supported").openai())
+        }
+        _ => return Err(ApiError::bad_request("prompt is required").openai()),
+    };
+    if p.is_empty() {
+        return Err(ApiError::bad_request("prompt is empty").openai());
+    }
+    Ok(p)
+}
+
+/// The answer to a request without `stream`: the whole text in one object.
+fn whole_reply(kind: Kind, id: &str, created: u64, name: &str, out: String, done: &Done) -> Value {
+    let finish = finish_reason(done.finish);
+    let (object, choice) = match kind {
+        Kind::Chat => (
+            "chat.completion",
+            json!({"index": 0, "message": {"role": "assistant", "content": out}, "logprobs": null,
+                   "finish_reason": finish}),
+        ),
+        Kind::Completion => (
+            "text_completion",
+            json!({"index": 0, "text": out, "logprobs": null, "finish_reason": finish}),
+        ),
+    };
+    json!({"id": id, "object": object, "created": created, "model": name,
+           "system_fingerprint": "fp_bitnet", "choices": [choice], "usage": usage(done),
+           "timings": timings(done)})
 }
 
 async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Response, ApiError> {
@@ -178,50 +244,13 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
     (opts.json, opts.json_shape) = json;
     let (tokens, keep) = match kind {
         Kind::Chat => {
-            let msgs = v
-                .get("messages")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if msgs.is_empty() {
-                return Err(ApiError::bad_request("[] is too short - 'messages'").openai());
-            }
-            let mut turns = Vec::new();
-            for m in &msgs {
-                let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-                let role = if role == "developer" { "system" } else { role };
-                if !matches!(role, "system" | "user" | "assistant" | "tool") {
-                    return Err(
-                        ApiError::bad_request(format!("invalid message role '{role}'")).openai(),
-                    );
-                }
-                let content = prompt::content_text(m.get("content").unwrap_or(&Value::Null))
-                    .map_err(ApiError::openai)?;
-                turns.push(ChatTurn {
-                    role: role.into(),
-                    content,
-                });
-            }
+            let turns = chat_turns(&v)?;
             let n_ctx = stream::context_len(&handle, &opts);
             prompt::chat_tokens(&model, &*text, &turns, n_ctx, opts.max_tokens())
                 .map_err(ApiError::openai)?
         }
         Kind::Completion => {
-            let p = match v.get("prompt") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-                    a[0].as_str().unwrap().to_string()
-                }
-                Some(Value::Array(_)) => {
-                    return Err(
-                        ApiError::bad_request("only a single prompt string is supported").openai(),
-                    )
-                }
-                _ => return Err(ApiError::bad_request("prompt is required").openai()),
-            };
-            if p.is_empty() {
-                return Err(ApiError::bad_request("prompt is empty").openai());
-            }
+            let p = completion_prompt(&v)?;
             let tokens = prompt::tokenize_prompt(&*text, &p).map_err(ApiError::openai)?;
             let keep = prompt::keep_len(&*text, None, &tokens);
             (tokens, keep)
@@ -241,23 +270,7 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
         let r = stream::collect(started).await;
         stream::release(&state, &model, ka);
         let (out, done) = r.map_err(ApiError::openai)?;
-        let choice = match kind {
-            Kind::Chat => {
-                json!({"index": 0, "message": {"role": "assistant", "content": out}, "logprobs": null,
-                                 "finish_reason": finish_reason(done.finish)})
-            }
-            Kind::Completion => {
-                json!({"index": 0, "text": out, "logprobs": null, "finish_reason": finish_reason(done.finish)})
-            }
-        };
-        let object = match kind {
-            Kind::Chat => "chat.completion",
-            Kind::Completion => "text_completion",
-        };
-        return Ok(ok_json(
-            json!({"id": id, "object": object, "created": created, "model": name,
-            "system_fingerprint": "fp_bitnet", "choices": [choice], "usage": usage(&done), "timings": timings(&done)}),
-        ));
+        return Ok(ok_json(whole_reply(kind, &id, created, &name, out, &done)));
     }
     let include_usage = common
         .stream_options
