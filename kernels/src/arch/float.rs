@@ -32,8 +32,13 @@ pub(crate) trait F32Vector: Copy {
     unsafe fn store(self, p: *mut f32);
     /// The lanes rounded to f16 (to nearest even), little-endian.
     unsafe fn store_f16(self, p: *mut u8);
+    /// `LANES` i32 values, each converted to the nearest f32.
+    unsafe fn load_i32(p: *const i32) -> Self;
     unsafe fn add(self, o: Self) -> Self;
+    unsafe fn sub(self, o: Self) -> Self;
     unsafe fn mul(self, o: Self) -> Self;
+    /// IEEE division, exact per lane.
+    unsafe fn div(self, o: Self) -> Self;
     /// `self · x + acc`, fused (one rounding).
     unsafe fn mul_add(self, x: Self, acc: Self) -> Self;
     /// The sum of the lanes, in the architecture's one fixed order.
@@ -327,4 +332,39 @@ pub(crate) unsafe fn f32_to_f16<V: F32Vector>(src: &[f32], out: &mut [u8]) {
         i += l;
     }
     crate::portable::f32_to_f16(&src[i..n], &mut out[2 * i..2 * n]);
+}
+
+/// The I2_S epilogue of a row of dots (`portable::i2s_epilogue_row`): every output of a
+/// ternary matmul goes through one division (the fork's order of operations, kept for
+/// bit-exact outputs); IEEE division is exact per lane, so the bits are the twin's.
+///
+/// # Safety
+/// `V`'s target features are enabled.
+#[inline(always)]
+pub(crate) unsafe fn i2s_epilogue_row<V: F32Vector>(
+    dots: &[i32],
+    act_sum: i32,
+    act_scale: f32,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (l, n) = (V::LANES, dots.len().min(out.len()));
+    // SAFETY: the caller enables `V`'s features.
+    let (sum, div, mul) = unsafe {
+        (
+            V::splat(act_sum as f32),
+            V::splat(act_scale),
+            V::splat(scale),
+        )
+    };
+    let mut i = 0;
+    while i + l <= n {
+        // SAFETY: reads `dots[i..i + LANES]` and writes `out[i..i + LANES]`, below `n`.
+        unsafe {
+            let d = V::load_i32(dots.as_ptr().add(i));
+            d.sub(sum).div(div).mul(mul).store(out.as_mut_ptr().add(i));
+        }
+        i += l;
+    }
+    crate::portable::i2s_epilogue_row(&dots[i..n], act_sum, act_scale, scale, &mut out[i..n]);
 }

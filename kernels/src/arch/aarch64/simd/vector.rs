@@ -58,6 +58,21 @@ impl F32Vector for float32x4_t {
         }
     }
     #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        // SAFETY: `p` is valid for 4 i32 (the trait's contract).
+        unsafe { vcvtq_f32_s32(vld1q_s32(p)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        // SAFETY: NEON is enabled (the trait's contract).
+        unsafe { vsubq_f32(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        // SAFETY: NEON is enabled (the trait's contract).
+        unsafe { vdivq_f32(self, o) }
+    }
+    #[inline(always)]
     unsafe fn add(self, o: Self) -> Self {
         // SAFETY: NEON is enabled (the trait's contract).
         unsafe { vaddq_f32(self, o) }

@@ -55,6 +55,21 @@ impl F32Vector for __m256 {
         }
     }
     #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self {
+        // SAFETY: AVX2 is enabled and `p` is valid for 8 i32 (the trait's contract).
+        unsafe { _mm256_cvtepi32_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        // SAFETY: AVX is enabled (the trait's contract).
+        unsafe { _mm256_sub_ps(self, o) }
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        // SAFETY: AVX is enabled (the trait's contract).
+        unsafe { _mm256_div_ps(self, o) }
+    }
+    #[inline(always)]
     unsafe fn add(self, o: Self) -> Self {
         // SAFETY: AVX is enabled (the trait's contract).
         unsafe { _mm256_add_ps(self, o) }
