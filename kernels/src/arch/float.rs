@@ -9,6 +9,77 @@
 //! Everything is `#[inline(always)]` and `unsafe`: it is compiled only inside a caller's
 //! `#[target_feature]` function, whose features are what make the intrinsics sound.
 
+/// The safe `#[target_feature]` entry points of the float kernels on vector type `$v`, for
+/// an architecture's `simd` module: `$features` must include `$v`'s (see [`F32Vector`]),
+/// which is what makes each call into this module sound. `@rows4` alone gives the two
+/// four-row dots under other names (a wider feature set for the same code).
+macro_rules! float_entry_points {
+    (@rows4 $features:literal, $v:ty, $f16_rows4:ident, $bf16_rows4:ident) => {
+        /// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
+        #[target_feature(enable = $features)]
+        pub fn $f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot_rows4::<$v, $crate::arch::float::F16>(w, x) }
+        }
+
+        /// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
+        #[target_feature(enable = $features)]
+        pub fn $bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot_rows4::<$v, $crate::arch::float::Bf16>(w, x) }
+        }
+    };
+    ($features:literal, $v:ty) => {
+        float_entry_points!(@rows4 $features, $v, dot_f16_rows4, dot_bf16_rows4);
+
+        #[target_feature(enable = $features)]
+        pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot::<$v, $crate::arch::float::F32>(a, b) }
+        }
+
+        #[target_feature(enable = $features)]
+        pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot::<$v, $crate::arch::float::F16>(w, x) }
+        }
+
+        #[target_feature(enable = $features)]
+        pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot::<$v, $crate::arch::float::Bf16>(w, x) }
+        }
+
+        /// Bit-identical: `(x * s) * w` without fusing, as the portable twin.
+        #[target_feature(enable = $features)]
+        pub fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::scale_mul::<$v>(x, w, s, out) }
+        }
+
+        /// Bit-identical: `y + a * x` without fusing.
+        #[target_feature(enable = $features)]
+        pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::axpy::<$v>(a, x, y) }
+        }
+
+        /// Exact conversion, bit-identical.
+        #[target_feature(enable = $features)]
+        pub fn f16_to_f32(src: &[u8], out: &mut [f32]) {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::f16_to_f32::<$v>(src, out) }
+        }
+
+        /// Round to nearest even: bit-identical to the portable twin.
+        #[target_feature(enable = $features)]
+        pub fn f32_to_f16(src: &[f32], out: &mut [u8]) {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::f32_to_f16::<$v>(src, out) }
+        }
+    };
+}
+
 /// A register of `LANES` f32 lanes.
 ///
 /// # Safety (of every method)

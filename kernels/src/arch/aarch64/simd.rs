@@ -5,7 +5,7 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use crate::arch::float::{self, Bf16, F16, F32};
+use crate::arch::float;
 use crate::portable;
 
 /// `arch::float`'s vector trait on `float32x4_t`.
@@ -275,11 +275,7 @@ fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     acc.map(|a| vaddvq_s32(a))
 }
 
-#[target_feature(enable = "neon")]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::dot::<float32x4_t, F32>(a, b) }
-}
+float_entry_points!("neon", float32x4_t);
 
 /// Two rows × three tokens of [`dot_f32`] (a prompt's output head), each pair bit-identical
 /// to `dot_f32(rows[r], xs[t])`; the 24 accumulators and five operands fit NEON's 32
@@ -308,32 +304,6 @@ unsafe fn load_f16x4(p: *const u8) -> float32x4_t {
 }
 
 #[target_feature(enable = "neon")]
-pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::dot::<float32x4_t, F16>(w, x) }
-}
-
-#[target_feature(enable = "neon")]
-pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::dot::<float32x4_t, Bf16>(w, x) }
-}
-
-/// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
-#[target_feature(enable = "neon")]
-pub fn dot_f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::dot_rows4::<float32x4_t, F16>(w, x) }
-}
-
-/// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
-#[target_feature(enable = "neon")]
-pub fn dot_bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::dot_rows4::<float32x4_t, Bf16>(w, x) }
-}
-
-#[target_feature(enable = "neon")]
 pub fn sum_sq(x: &[f32]) -> f64 {
     let mut a0 = vdupq_n_f64(0.0);
     let mut a1 = vdupq_n_f64(0.0);
@@ -352,32 +322,6 @@ pub fn sum_sq(x: &[f32]) -> f64 {
         s += (v as f64) * (v as f64);
     }
     s
-}
-
-#[target_feature(enable = "neon")]
-pub fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::scale_mul::<float32x4_t>(x, w, s, out) }
-}
-
-#[target_feature(enable = "neon")]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::axpy::<float32x4_t>(a, x, y) }
-}
-
-#[target_feature(enable = "neon")]
-pub fn f16_to_f32(src: &[u8], out: &mut [f32]) {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::f16_to_f32::<float32x4_t>(src, out) }
-}
-
-/// f32 → f16 with `fcvtn` (the default rounding mode, to nearest even): bit-identical to the
-/// portable twin.
-#[target_feature(enable = "neon")]
-pub fn f32_to_f16(src: &[f32], out: &mut [u8]) {
-    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
-    unsafe { float::f32_to_f16::<float32x4_t>(src, out) }
 }
 
 /// The portable loop over [`dot_f32`], inlined: one call per head instead of one per key.

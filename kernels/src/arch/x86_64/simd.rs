@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::arch::float::{self, Bf16, Weights, F16, F32};
+use crate::arch::float::{self, Weights};
 use crate::portable;
 
 /// `arch::float`'s vector trait on `__m256`.
@@ -326,40 +326,11 @@ pub(super) fn f16_at(w: &[u8], i: usize) -> f32 {
     float::F16::at(w, i)
 }
 
-/// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot_rows4::<__m256, F16>(w, x) }
-}
+float_entry_points!("avx2,fma,f16c", __m256);
 
-/// [`dot_f16_rows4`] compiled with AVX-512VL, whose 32 vector registers hold the sixteen
-/// accumulators without spilling. The same ymm instructions (EVEX-encoded), so the same bits.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-pub fn dot_f16_rows4_evex(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot_rows4::<__m256, F16>(w, x) }
-}
-
-/// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot_rows4::<__m256, Bf16>(w, x) }
-}
-
-/// [`dot_bf16_rows4`] with AVX-512VL's 32 registers (see [`dot_f16_rows4_evex`]).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-pub fn dot_bf16_rows4_evex(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot_rows4::<__m256, Bf16>(w, x) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot::<__m256, F32>(a, b) }
-}
+// The four-row dots compiled with AVX-512VL, whose 32 vector registers hold the sixteen
+// accumulators without spilling. The same ymm instructions (EVEX-encoded), so the same bits.
+float_entry_points!(@rows4 "avx2,fma,f16c,avx512f,avx512vl", __m256, dot_f16_rows4_evex, dot_bf16_rows4_evex);
 
 /// Two rows × three tokens of [`dot_f32`]: one row at a time, whose twelve accumulators fit
 /// AVX2's sixteen registers.
@@ -379,18 +350,6 @@ pub fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
 pub fn dot_f32_tile_evex(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
     // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
     unsafe { float::dot_tile::<__m256, 2, 3>(rows, xs) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot::<__m256, F16>(w, x) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::dot::<__m256, Bf16>(w, x) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -415,32 +374,4 @@ pub fn sum_sq(x: &[f32]) -> f64 {
         s += (v as f64) * (v as f64);
     }
     s
-}
-
-/// Bit-identical: `(x * s) * w` without fusing, as the portable twin.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::scale_mul::<__m256>(x, w, s, out) }
-}
-
-/// Bit-identical: `y + a * x` without fusing.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::axpy::<__m256>(a, x, y) }
-}
-
-/// Exact conversion, bit-identical.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn f16_to_f32(src: &[u8], out: &mut [f32]) {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::f16_to_f32::<__m256>(src, out) }
-}
-
-/// f32 → f16 with `vcvtps2ph`, round to nearest even: bit-identical to the portable twin.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn f32_to_f16(src: &[f32], out: &mut [u8]) {
-    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
-    unsafe { float::f32_to_f16::<__m256>(src, out) }
 }
