@@ -58,15 +58,8 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         unsafe { vst1q_s8(q.as_mut_ptr().add(i), b) };
         i += 16;
     }
-    let mut sum = vaddvq_s32(acc);
-    for j in i..n {
-        // Not `clamp`: NaN must become -128 as in the vector part (clamp keeps NaN).
-        #[allow(clippy::manual_clamp)]
-        let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
-        q[j] = c as i8;
-        sum += c;
-    }
-    (scale, sum)
+    let tail = portable::quantize_with(&x[i..n], scale, &mut q[i..n]);
+    (scale, vaddvq_s32(acc) + tail)
 }
 
 /// The four code planes of one 32-byte I2 block, as two 16-byte halves each:

@@ -90,15 +90,8 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, b) };
         i += 32;
     }
-    let mut sum = hsum_epi32(acc);
-    for j in i..n {
-        // Not `clamp`: NaN must become -128 as in the vector part (clamp keeps NaN).
-        #[allow(clippy::manual_clamp)]
-        let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
-        q[j] = c as i8;
-        sum += c;
-    }
-    (scale, sum)
+    let tail = portable::quantize_with(&x[i..n], scale, &mut q[i..n]);
+    (scale, hsum_epi32(acc) + tail)
 }
 
 /// Unpacks one 32-byte I2 block into its four code planes (elements j, j+32, j+64, j+96).
