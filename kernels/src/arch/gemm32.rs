@@ -90,19 +90,26 @@ macro_rules! gemm32_driver {
                     sums.clear();
                     sums.resize(GEMM_ROWS * n, 0);
                     let groups = n / T;
-                    for c0 in (0..k).step_by(chunk) {
-                        let len = chunk.min(k - c0);
-                        // This chunk's codes only (32 × len bytes), rows `len` apart.
-                        $unpack(&rows[c0 / 4..], row_bytes, len, &mut codes);
-                        let acts = packed.as_ptr().add(c0 * n);
-                        // Tokens in blocks whose chunk of activations stays in L2.
-                        for b0 in (0..groups).step_by($gpb) {
-                            let b1 = (b0 + $gpb).min(groups);
-                            for rq in 0..GEMM_ROWS / 4 {
-                                let c = codes.as_ptr().add(rq * 4 * len);
-                                for g in b0..b1 {
-                                    let s = sums.as_mut_ptr().add((rq * groups + g) * 4 * T);
-                                    $micro(c, acts.add(T * g * len), len, s);
+                    // SAFETY: `check_shapes` proved the buffers as long as the shapes say, so
+                    // `unpack` reads 32 rows of `len / 4` bytes from column c0 inside `rows`,
+                    // `micro` reads a group's T·len activations of this chunk inside `packed`
+                    // (n·k long) and adds 4·T totals inside `sums` (32·n long); the caller's
+                    // `#[target_feature]` (the entry's contract) enables what they need.
+                    unsafe {
+                        for c0 in (0..k).step_by(chunk) {
+                            let len = chunk.min(k - c0);
+                            // This chunk's codes only (32 × len bytes), rows `len` apart.
+                            $unpack(&rows[c0 / 4..], row_bytes, len, &mut codes);
+                            let acts = packed.as_ptr().add(c0 * n);
+                            // Tokens in blocks whose chunk of activations stays in L2.
+                            for b0 in (0..groups).step_by($gpb) {
+                                let b1 = (b0 + $gpb).min(groups);
+                                for rq in 0..GEMM_ROWS / 4 {
+                                    let c = codes.as_ptr().add(rq * 4 * len);
+                                    for g in b0..b1 {
+                                        let s = sums.as_mut_ptr().add((rq * groups + g) * 4 * T);
+                                        $micro(c, acts.add(T * g * len), len, s);
+                                    }
                                 }
                             }
                         }

@@ -65,6 +65,9 @@ mod exp_consts {
 
 #[macro_use]
 mod gemm32;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[macro_use]
+mod float;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;

@@ -47,6 +47,12 @@ pub fn act_scale(absmax: f32) -> f32 {
 /// scale and `Σ q`.
 pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let scale = act_scale(absmax(x));
+    (scale, quantize_with(x, scale, q))
+}
+
+/// `q[i] = x[i] · scale` rounded half to even and clamped to i8, over the shorter of the
+/// two; returns Σ q. The SIMD twins run it on the tail their vectors leave.
+pub fn quantize_with(x: &[f32], scale: f32, q: &mut [i8]) -> i32 {
     let mut sum = 0i32;
     for (o, &v) in q.iter_mut().zip(x) {
         // Clamped in float first, as the SIMD twins do: NaN becomes -128 there (max_ps
@@ -57,7 +63,7 @@ pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         *o = c as i8;
         sum += c;
     }
-    (scale, sum)
+    sum
 }
 
 /// Σ code·q over whole I2 blocks, codes read raw (0..=3) as the SIMD kernels do.

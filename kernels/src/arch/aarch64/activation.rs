@@ -10,7 +10,7 @@ use crate::arch::exp_consts::{LN2_HI, LN2_LO, P, X_MAX, X_MIN, X_OVERFLOW};
 /// See the x86-64 twin for the reduction.
 #[inline]
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn exp_f32x4(x: float32x4_t) -> float32x4_t {
+pub(super) fn exp_f32x4(x: float32x4_t) -> float32x4_t {
     // vmaxq/vminq return NaN for a NaN lane, unlike x86's max/min: the NaN survives to the
     // end and only the final select has to keep it.
     let xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(X_MIN)), vdupq_n_f32(X_MAX));
@@ -36,23 +36,26 @@ pub(super) unsafe fn exp_f32x4(x: float32x4_t) -> float32x4_t {
 /// `2^k` for `k` in −126..=127.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn pow2(k: int32x4_t) -> float32x4_t {
+fn pow2(k: int32x4_t) -> float32x4_t {
     vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(k, vdupq_n_s32(127))))
 }
 
 /// `gate = silu(gate) · up` as `g / (1 + e^−g) · u`, like the portable twin; only `e^−g`
 /// differs.
 #[target_feature(enable = "neon")]
-pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     let n = gate.len().min(up.len());
     let one = vdupq_n_f32(1.0);
     let mut i = 0;
     while i + 4 <= n {
-        let p = gate.as_mut_ptr().add(i);
-        let g = vld1q_f32(p);
-        let e = exp_f32x4(vnegq_f32(g));
-        let s = vdivq_f32(g, vaddq_f32(one, e));
-        vst1q_f32(p, vmulq_f32(s, vld1q_f32(up.as_ptr().add(i))));
+        // SAFETY: i + 4 ≤ n ≤ both lengths: the loads and the store touch `i..i + 4` only.
+        unsafe {
+            let p = gate.as_mut_ptr().add(i);
+            let g = vld1q_f32(p);
+            let e = exp_f32x4(vnegq_f32(g));
+            let s = vdivq_f32(g, vaddq_f32(one, e));
+            vst1q_f32(p, vmulq_f32(s, vld1q_f32(up.as_ptr().add(i))));
+        }
         i += 4;
     }
     crate::portable::silu_mul(&mut gate[i..n], &up[i..n]);
@@ -60,17 +63,20 @@ pub unsafe fn silu_mul(gate: &mut [f32], up: &[f32]) {
 
 /// `x = e^(x − shift)` by [`exp_f32x4`]; the sum is accumulated in f64 two lanes at a time.
 #[target_feature(enable = "neon")]
-pub unsafe fn exp_shifted(x: &mut [f32], shift: f32) -> f64 {
+pub fn exp_shifted(x: &mut [f32], shift: f32) -> f64 {
     let n = x.len();
     let vs = vdupq_n_f32(shift);
     let (mut lo, mut hi) = (vdupq_n_f64(0.0), vdupq_n_f64(0.0));
     let mut i = 0;
     while i + 4 <= n {
-        let p = x.as_mut_ptr().add(i);
-        let e = exp_f32x4(vsubq_f32(vld1q_f32(p), vs));
-        vst1q_f32(p, e);
-        lo = vaddq_f64(lo, vcvt_f64_f32(vget_low_f32(e)));
-        hi = vaddq_f64(hi, vcvt_high_f64_f32(e));
+        // SAFETY: i + 4 ≤ n: the load and the store touch `x[i..i + 4]` only.
+        unsafe {
+            let p = x.as_mut_ptr().add(i);
+            let e = exp_f32x4(vsubq_f32(vld1q_f32(p), vs));
+            vst1q_f32(p, e);
+            lo = vaddq_f64(lo, vcvt_f64_f32(vget_low_f32(e)));
+            hi = vaddq_f64(hi, vcvt_high_f64_f32(e));
+        }
         i += 4;
     }
     let sum = vaddvq_f64(vaddq_f64(lo, hi));

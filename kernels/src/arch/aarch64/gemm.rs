@@ -26,16 +26,23 @@ const QUADS_PER_BLOCK: usize = 32;
 
 /// Unpacks 32 rows of I2 codes (layout A, `k / 4` bytes each, `row_bytes` apart) into
 /// `out[r·k + col]`, one byte per code.
+///
+/// # Safety
+/// `rows` holds 32 rows of `k / 4` bytes, `row_bytes` apart, and `out` at least 32·k bytes.
 #[target_feature(enable = "neon")]
 unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
-    for r in 0..ROWS {
-        let src = rows.as_ptr().add(r * row_bytes);
-        let dst = out.as_mut_ptr().add(r * k) as *mut i8;
-        for blk in 0..k / 128 {
-            let planes = unpack(src.add(blk * 32));
-            for (p, halves) in planes.iter().enumerate() {
-                for (h, &v) in halves.iter().enumerate() {
-                    vst1q_s8(dst.add(blk * 128 + 32 * p + 16 * h), v);
+    // SAFETY: the caller guarantees 32 rows of `k / 4` bytes `row_bytes` apart in `rows`
+    // and 32·k bytes in `out`: every block read and plane written is inside them.
+    unsafe {
+        for r in 0..ROWS {
+            let src = rows.as_ptr().add(r * row_bytes);
+            let dst = out.as_mut_ptr().add(r * k) as *mut i8;
+            for blk in 0..k / 128 {
+                let planes = unpack(src.add(blk * 32));
+                for (p, halves) in planes.iter().enumerate() {
+                    for (h, &v) in halves.iter().enumerate() {
+                        vst1q_s8(dst.add(blk * 128 + 32 * p + 16 * h), v);
+                    }
                 }
             }
         }
@@ -43,14 +50,21 @@ unsafe fn unpack_rows(rows: &[u8], row_bytes: usize, k: usize, out: &mut [u8]) {
 }
 
 /// Adds each row's four token totals (`acc[4·r + t]` lane sums) to `sums[4·r..][..4]`.
+///
+/// # Safety
+/// `sums` is valid for reading and writing 16 i32.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn add_totals16(sums: *mut i32, acc: &[int32x4_t; 16]) {
-    for r in 0..4 {
-        let a = &acc[4 * r..4 * r + 4];
-        let t = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
-        let p = sums.add(4 * r);
-        vst1q_s32(p, vaddq_s32(vld1q_s32(p), t));
+    // SAFETY: the caller guarantees 16 readable and writable i32 at `sums`; row r
+    // reads and writes `sums[4r..4r + 4]`.
+    unsafe {
+        for r in 0..4 {
+            let a = &acc[4 * r..4 * r + 4];
+            let t = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
+            let p = sums.add(4 * r);
+            vst1q_s32(p, vaddq_s32(vld1q_s32(p), t));
+        }
     }
 }
 
@@ -59,6 +73,10 @@ unsafe fn add_totals16(sums: *mut i32, acc: &[int32x4_t; 16]) {
 /// `madd(acc, codes, acts)` adds the sixteen products of one code and one activation vector
 /// into `acc`'s four lanes. Always inlined, so that `madd` is too (NEON is baseline on
 /// aarch64, so this needs no `target_feature` of its own).
+///
+/// # Safety
+/// `codes` holds 4 rows and `q` 4 rows of `len` bytes (a multiple of 16), each `len` apart,
+/// and `sums` 16 writable i32.
 #[inline(always)]
 unsafe fn rows4x4(
     codes: *const u8,
@@ -67,48 +85,59 @@ unsafe fn rows4x4(
     sums: *mut i32,
     madd: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
 ) {
-    let mut acc = [vdupq_n_s32(0); 16];
-    for o in (0..len).step_by(16) {
-        let x: [int8x16_t; TOKENS] = std::array::from_fn(|t| vld1q_s8(q.add(t * len + o)));
-        for r in 0..4 {
-            let c = vld1q_s8(codes.add(r * len + o) as *const i8);
-            for t in 0..TOKENS {
-                acc[4 * r + t] = madd(acc[4 * r + t], c, x[t]);
+    // SAFETY: the caller guarantees 4 code rows and 4 activation rows of `len` bytes,
+    // `len` apart, and 16 totals at `sums`; `o < len` keeps every load inside them.
+    unsafe {
+        let mut acc = [vdupq_n_s32(0); 16];
+        for o in (0..len).step_by(16) {
+            let x: [int8x16_t; TOKENS] = std::array::from_fn(|t| vld1q_s8(q.add(t * len + o)));
+            for r in 0..4 {
+                let c = vld1q_s8(codes.add(r * len + o) as *const i8);
+                for t in 0..TOKENS {
+                    acc[4 * r + t] = madd(acc[4 * r + t], c, x[t]);
+                }
             }
         }
+        add_totals16(sums, &acc);
     }
-    add_totals16(sums, &acc);
 }
 
 /// [`rows4x4`] by `sdot`.
+///
+/// # Safety
+/// As [`rows4x4`].
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn rows4x4_sdot(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
-    rows4x4(codes, q, len, sums, |acc, c, x| unsafe { sdot(acc, c, x) });
+    // SAFETY: forwarded from this function's contract; the closure inherits dotprod.
+    unsafe { rows4x4(codes, q, len, sums, |acc, c, x| sdot(acc, c, x)) };
 }
 
 /// [`rows4x4`] without dotprod: widening multiplies into i16 pairs, pairwise-added into
 /// the i32 lanes.
+///
+/// # Safety
+/// As [`rows4x4`].
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn rows4x4_neon(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
-    rows4x4(codes, q, len, sums, |acc, c, x| {
-        let p = vmlal_high_s8(vmull_s8(vget_low_s8(c), vget_low_s8(x)), c, x);
-        vpadalq_s16(acc, p)
-    });
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        rows4x4(codes, q, len, sums, |acc, c, x| {
+            let p = vmlal_high_s8(vmull_s8(vget_low_s8(c), vget_low_s8(x)), c, x);
+            vpadalq_s16(acc, p)
+        })
+    };
 }
 
 /// `out[t · 32 + r] = Σ_col code(r, col) · q(t, col)` (token-major) for the 32 rows at
 /// `rows` and the `n` tokens (a multiple of four) whose activations `packed` holds
 /// chunk-major (`portable::pack_acts_chunks`). Exact (i32).
 ///
-/// # Safety
-/// The CPU must have NEON.
-///
 /// # Panics
 /// As `arch::gemm32::check_shapes`.
 #[target_feature(enable = "neon")]
-pub unsafe fn i2_gemm32(
+pub fn i2_gemm32(
     rows: &[u8],
     row_bytes: usize,
     k: usize,
@@ -123,13 +152,10 @@ pub unsafe fn i2_gemm32(
 
 /// [`i2_gemm32`] on `sdot`.
 ///
-/// # Safety
-/// The CPU must have NEON and dotprod.
-///
 /// # Panics
 /// As `arch::gemm32::check_shapes`.
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn i2_gemm32_sdot(
+pub fn i2_gemm32_sdot(
     rows: &[u8],
     row_bytes: usize,
     k: usize,

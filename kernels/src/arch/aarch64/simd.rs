@@ -1,21 +1,28 @@
 //! The NEON twins of `portable`. Same signatures and contracts; see
-//! `kernels/tests/simd_vs_portable.rs` for the equality each one guarantees.
+//! `kernels/tests/simd_vs_portable.rs` for the equality each one guarantees. The float
+//! kernels are `arch::float`'s, on `float32x4_t`.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
 
+use crate::arch::float;
 use crate::portable;
+
+/// `arch::float`'s vector trait on `float32x4_t`.
+mod vector;
 
 /// Exact, bit-identical (vmaxnm ignores NaN like `f32::max`).
 #[target_feature(enable = "neon")]
-pub unsafe fn absmax(x: &[f32]) -> f32 {
+pub fn absmax(x: &[f32]) -> f32 {
     let mut m0 = vdupq_n_f32(0.0);
     let mut m1 = vdupq_n_f32(0.0);
     let chunks = x.chunks_exact(8);
     let tail = chunks.remainder();
     for c in chunks {
-        m0 = vmaxnmq_f32(m0, vabsq_f32(vld1q_f32(c.as_ptr())));
-        m1 = vmaxnmq_f32(m1, vabsq_f32(vld1q_f32(c.as_ptr().add(4))));
+        // SAFETY: `c` holds 8 floats: the loads read `c[0..4]` and `c[4..8]`.
+        let (v0, v1) = unsafe { (vld1q_f32(c.as_ptr()), vld1q_f32(c.as_ptr().add(4))) };
+        m0 = vmaxnmq_f32(m0, vabsq_f32(v0));
+        m1 = vmaxnmq_f32(m1, vabsq_f32(v1));
     }
     let mut r = vmaxnmvq_f32(vmaxnmq_f32(m0, m1));
     for &v in tail {
@@ -26,7 +33,7 @@ pub unsafe fn absmax(x: &[f32]) -> f32 {
 
 /// Bit-identical to the portable twin.
 #[target_feature(enable = "neon")]
-pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let scale = portable::act_scale(absmax(x));
     let n = x.len().min(q.len());
     let vs = vdupq_n_f32(scale);
@@ -37,37 +44,35 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     while i + 16 <= n {
         let mut v = [vdupq_n_s32(0); 4];
         for (j, vj) in v.iter_mut().enumerate() {
-            let f = vrndnq_f32(vmulq_f32(vld1q_f32(x.as_ptr().add(i + 4 * j)), vs));
+            // SAFETY: reads `x[i + 4j..i + 4j + 4]`, below `i + 16 ≤ n ≤ x.len()`.
+            let f = unsafe { vld1q_f32(x.as_ptr().add(i + 4 * j)) };
+            let f = vrndnq_f32(vmulq_f32(f, vs));
             let f = vminnmq_f32(vmaxnmq_f32(f, lo), hi);
             *vj = vcvtq_s32_f32(f);
             acc = vaddq_s32(acc, *vj);
         }
         let h0 = vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1]));
         let h1 = vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3]));
-        vst1q_s8(
-            q.as_mut_ptr().add(i),
-            vcombine_s8(vqmovn_s16(h0), vqmovn_s16(h1)),
-        );
+        let b = vcombine_s8(vqmovn_s16(h0), vqmovn_s16(h1));
+        // SAFETY: writes `q[i..i + 16]`, below `i + 16 ≤ n ≤ q.len()`.
+        unsafe { vst1q_s8(q.as_mut_ptr().add(i), b) };
         i += 16;
     }
-    let mut sum = vaddvq_s32(acc);
-    for j in i..n {
-        // Not `clamp`: NaN must become -128 as in the vector part (clamp keeps NaN).
-        #[allow(clippy::manual_clamp)]
-        let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
-        q[j] = c as i8;
-        sum += c;
-    }
-    (scale, sum)
+    let tail = portable::quantize_with(&x[i..n], scale, &mut q[i..n]);
+    (scale, vaddvq_s32(acc) + tail)
 }
 
 /// The four code planes of one 32-byte I2 block, as two 16-byte halves each:
 /// plane p, half h holds elements `32p + 16h .. 32p + 16h + 16`.
+///
+/// # Safety
+/// `w` is valid for reading 32 bytes.
 #[inline]
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn unpack(w: *const u8) -> [[int8x16_t; 2]; 4] {
     let m3 = vdupq_n_u8(3);
-    let b = [vld1q_u8(w), vld1q_u8(w.add(16))];
+    // SAFETY: the caller guarantees 32 readable bytes at `w`.
+    let b = unsafe { [vld1q_u8(w), vld1q_u8(w.add(16))] };
     let plane = |h: usize, s: i32| -> int8x16_t {
         let v = match s {
             6 => vshrq_n_u8(b[h], 6),
@@ -87,13 +92,17 @@ pub(super) unsafe fn unpack(w: *const u8) -> [[int8x16_t; 2]; 4] {
 
 /// Σ code·q of one block against one token, widened into `acc` (exact: each i16 lane
 /// sums at most 8 products of ≤ 256).
+///
+/// # Safety
+/// `q` is valid for reading 128 bytes.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn block_dot(c: &[[int8x16_t; 2]; 4], q: *const i8, acc: int32x4_t) -> int32x4_t {
     let mut s = vdupq_n_s16(0);
     for (p, halves) in c.iter().enumerate() {
         for (h, &ch) in halves.iter().enumerate() {
-            let qv = vld1q_s8(q.add(32 * p + 16 * h));
+            // SAFETY: 32p + 16h + 16 ≤ 128: inside the caller's bytes at `q`.
+            let qv = unsafe { vld1q_s8(q.add(32 * p + 16 * h)) };
             s = vmlal_s8(s, vget_low_s8(ch), vget_low_s8(qv));
             s = vmlal_high_s8(s, ch, qv);
         }
@@ -104,24 +113,32 @@ unsafe fn block_dot(c: &[[int8x16_t; 2]; 4], q: *const i8, acc: int32x4_t) -> in
 /// Exact integer result, identical to the portable twin.
 #[inline]
 #[target_feature(enable = "neon")]
-pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
+pub fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
     let nb = (w.len() / 32).min(q.len() / 128);
     let mut acc = vdupq_n_s32(0);
     for b in 0..nb {
-        let c = unpack(w.as_ptr().add(32 * b));
-        acc = block_dot(&c, q.as_ptr().add(128 * b), acc);
+        // SAFETY: b < nb: block b's 32 bytes of `w` and 128 of `q` are in bounds.
+        acc = unsafe {
+            block_dot(
+                &unpack(w.as_ptr().add(32 * b)),
+                q.as_ptr().add(128 * b),
+                acc,
+            )
+        };
     }
     vaddvq_s32(acc)
 }
 
 #[target_feature(enable = "neon")]
-pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
     let mut acc = [vdupq_n_s32(0); 4];
     for b in 0..nb {
-        let c = unpack(w.as_ptr().add(32 * b));
+        // SAFETY: b < nb: block b's 32 bytes of `w` are in bounds.
+        let c = unsafe { unpack(w.as_ptr().add(32 * b)) };
         for t in 0..4 {
-            acc[t] = block_dot(&c, q[t].as_ptr().add(128 * b), acc[t]);
+            // SAFETY: b < nb: block b's 128 bytes of token t are in bounds.
+            acc[t] = unsafe { block_dot(&c, q[t].as_ptr().add(128 * b), acc[t]) };
         }
     }
     [
@@ -134,20 +151,26 @@ pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
 
 /// Decode's mat-vec (`portable::i2_matvec`) through [`i2_rows4`]. Exact.
 #[target_feature(enable = "neon")]
-pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+pub fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
     i2_matvec_by_quarters!(w, row_bytes, q, dots, i2_rows4, i2_dot)
 }
 
 /// Four weight rows against one token, read side by side. Exact.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
     let mut acc = [vdupq_n_s32(0); 4];
     for b in 0..nb {
         for r in 0..4 {
-            let c = unpack(w[r].as_ptr().add(32 * b));
-            acc[r] = block_dot(&c, q.as_ptr().add(128 * b), acc[r]);
+            // SAFETY: b < nb: block b's 32 bytes of row r and 128 of `q` are in bounds.
+            acc[r] = unsafe {
+                block_dot(
+                    &unpack(w[r].as_ptr().add(32 * b)),
+                    q.as_ptr().add(128 * b),
+                    acc[r],
+                )
+            };
         }
     }
     acc.map(|a| vaddvq_s32(a))
@@ -156,18 +179,25 @@ unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
 /// `acc += sdot(a, b)`: four lanes, each the sum of four i8 products.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-pub(super) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(super) fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     let mut r = acc;
-    asm!("sdot {0:v}.4s, {1:v}.16b, {2:v}.16b", inout(vreg) r, in(vreg) a, in(vreg) b, options(pure, nomem, nostack));
+    // SAFETY: `sdot` exists with the `dotprod` feature this function enables; it reads and
+    // writes registers only.
+    unsafe {
+        asm!("sdot {0:v}.4s, {1:v}.16b, {2:v}.16b", inout(vreg) r, in(vreg) a, in(vreg) b, options(pure, nomem, nostack));
+    }
     r
 }
 
+/// # Safety
+/// `q` is valid for reading 128 bytes.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 unsafe fn block_sdot(c: &[[int8x16_t; 2]; 4], q: *const i8, mut acc: int32x4_t) -> int32x4_t {
     for (p, halves) in c.iter().enumerate() {
         for (h, &ch) in halves.iter().enumerate() {
-            acc = sdot(acc, ch, vld1q_s8(q.add(32 * p + 16 * h)));
+            // SAFETY: 32p + 16h + 16 ≤ 128: inside the caller's bytes at `q`.
+            acc = sdot(acc, ch, unsafe { vld1q_s8(q.add(32 * p + 16 * h)) });
         }
     }
     acc
@@ -175,24 +205,32 @@ unsafe fn block_sdot(c: &[[int8x16_t; 2]; 4], q: *const i8, mut acc: int32x4_t) 
 
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn i2_dot_sdot(w: &[u8], q: &[i8]) -> i32 {
+pub fn i2_dot_sdot(w: &[u8], q: &[i8]) -> i32 {
     let nb = (w.len() / 32).min(q.len() / 128);
     let mut acc = vdupq_n_s32(0);
     for b in 0..nb {
-        let c = unpack(w.as_ptr().add(32 * b));
-        acc = block_sdot(&c, q.as_ptr().add(128 * b), acc);
+        // SAFETY: b < nb: block b's 32 bytes of `w` and 128 of `q` are in bounds.
+        acc = unsafe {
+            block_sdot(
+                &unpack(w.as_ptr().add(32 * b)),
+                q.as_ptr().add(128 * b),
+                acc,
+            )
+        };
     }
     vaddvq_s32(acc)
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn i2_dot4_sdot(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+pub fn i2_dot4_sdot(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
     let mut acc = [vdupq_n_s32(0); 4];
     for b in 0..nb {
-        let c = unpack(w.as_ptr().add(32 * b));
+        // SAFETY: b < nb: block b's 32 bytes of `w` are in bounds.
+        let c = unsafe { unpack(w.as_ptr().add(32 * b)) };
         for t in 0..4 {
-            acc[t] = block_sdot(&c, q[t].as_ptr().add(128 * b), acc[t]);
+            // SAFETY: b < nb: block b's 128 bytes of token t are in bounds.
+            acc[t] = unsafe { block_sdot(&c, q[t].as_ptr().add(128 * b), acc[t]) };
         }
     }
     [
@@ -205,215 +243,68 @@ pub unsafe fn i2_dot4_sdot(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
 
 /// [`i2_matvec`] with `sdot`. Exact.
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn i2_matvec_sdot(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+pub fn i2_matvec_sdot(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
     i2_matvec_by_quarters!(w, row_bytes, q, dots, i2_rows4_sdot, i2_dot_sdot)
 }
 
 /// [`i2_rows4`] with `sdot`. Exact.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+fn i2_rows4_sdot(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
     let mut acc = [vdupq_n_s32(0); 4];
     for b in 0..nb {
         for r in 0..4 {
-            let c = unpack(w[r].as_ptr().add(32 * b));
-            acc[r] = block_sdot(&c, q.as_ptr().add(128 * b), acc[r]);
+            // SAFETY: b < nb: block b's 32 bytes of row r and 128 of `q` are in bounds.
+            acc[r] = unsafe {
+                block_sdot(
+                    &unpack(w[r].as_ptr().add(32 * b)),
+                    q.as_ptr().add(128 * b),
+                    acc[r],
+                )
+            };
         }
     }
     acc.map(|a| vaddvq_s32(a))
 }
 
-/// The end of every dot4 variant from element `i` on: the four-wide steps into `a[0]`, the
-/// one reduction order, then the scalar tail. Each variant's result is bit-identical to
-/// [`dot4`]'s because this is the only copy of it.
-macro_rules! dot4_finish {
-    ($a:expr, $w:expr, $x:expr, $i:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
-        let (a, w, x, n, mut i): (&mut [float32x4_t; 4], _, &[f32], usize, usize) =
-            ($a, $w, $x, $n, $i);
-        while i + 4 <= n {
-            let wv = $load(w.as_ptr().add(i * $step));
-            a[0] = vfmaq_f32(a[0], wv, vld1q_f32(x.as_ptr().add(i)));
-            i += 4;
-        }
-        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(a[0], a[1]), vaddq_f32(a[2], a[3])));
-        while i < n {
-            s += $scalar(w, i) * x[i];
-            i += 1;
-        }
-        s
-    }};
-}
+float_entry_points!("neon", float32x4_t);
 
-/// [`dot4`] over four rows side by side against one `x`: per row the same accumulators and
-/// operations in the same order, so `result[r]` is bit-identical to the one-row dot.
-macro_rules! dot4_rows4 {
-    ($w:expr, $x:expr, $step:expr, $load:expr, $scalar:expr) => {{
-        let (w, x): ([&[u8]; 4], &[f32]) = ($w, $x);
-        let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / $step));
-        let mut a = [[vdupq_n_f32(0.0); 4]; 4];
-        let mut i = 0;
-        while i + 16 <= n {
-            for j in 0..4 {
-                let xv = vld1q_f32(x.as_ptr().add(i + 4 * j));
-                for r in 0..4 {
-                    let wv = $load(w[r].as_ptr().add((i + 4 * j) * $step));
-                    a[r][j] = vfmaq_f32(a[r][j], wv, xv);
-                }
-            }
-            i += 16;
-        }
-        let body = i;
-        let mut out = [0f32; 4];
-        for r in 0..4 {
-            out[r] = dot4_finish!(&mut a[r], w[r], x, body, n, $step, $load, $scalar);
-        }
-        out
-    }};
-}
-
-/// Dot with a loader giving 4 weights as f32; four accumulators of 4 lanes.
-macro_rules! dot4 {
-    ($w:expr, $x:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
-        let (w, x, n) = ($w, $x, $n);
-        let mut a = [vdupq_n_f32(0.0); 4];
-        let mut i = 0;
-        while i + 16 <= n {
-            for j in 0..4 {
-                let wv = $load(w.as_ptr().add((i + 4 * j) * $step));
-                a[j] = vfmaq_f32(a[j], wv, vld1q_f32(x.as_ptr().add(i + 4 * j)));
-            }
-            i += 16;
-        }
-        dot4_finish!(&mut a, w, x, i, n, $step, $load, $scalar)
-    }};
-}
-
+/// Two rows × three tokens of [`dot_f32`] (a prompt's output head), each pair bit-identical
+/// to `dot_f32(rows[r], xs[t])`; the 24 accumulators and five operands fit NEON's 32
+/// registers.
 #[target_feature(enable = "neon")]
-pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    dot4!(
-        a,
-        b,
-        n,
-        1,
-        |p: *const f32| vld1q_f32(p),
-        |w: &[f32], i: usize| w[i]
-    )
-}
-
-/// Two rows × three tokens of [`dot_f32`] (a prompt's output head): every pair keeps its own
-/// four accumulators and [`dot4`]'s operations in its order, so `out[r][t]` is bit-identical
-/// to `dot_f32(rows[r], xs[t])`, while each load feeds two or three FMAs. The 24 accumulators
-/// and five operands fit NEON's 32 registers.
-#[allow(clippy::needless_range_loop)] // j indexes the accumulators and the columns together
-#[target_feature(enable = "neon")]
-pub unsafe fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
-    let n = rows
-        .iter()
-        .chain(&xs)
-        .fold(usize::MAX, |n, v| n.min(v.len()));
-    let mut a = [[[vdupq_n_f32(0.0); 4]; 3]; 2];
-    let mut i = 0;
-    while i + 16 <= n {
-        for j in 0..4 {
-            let xv: [float32x4_t; 3] =
-                std::array::from_fn(|t| vld1q_f32(xs[t].as_ptr().add(i + 4 * j)));
-            for r in 0..2 {
-                let wv = vld1q_f32(rows[r].as_ptr().add(i + 4 * j));
-                for t in 0..3 {
-                    a[r][t][j] = vfmaq_f32(a[r][t][j], wv, xv[t]);
-                }
-            }
-        }
-        i += 16;
-    }
-    let mut out = [[0f32; 3]; 2];
-    for r in 0..2 {
-        for t in 0..3 {
-            out[r][t] = dot4_finish!(
-                &mut a[r][t],
-                rows[r],
-                xs[t],
-                i,
-                n,
-                1,
-                |p: *const f32| vld1q_f32(p),
-                |w: &[f32], i: usize| w[i]
-            );
-        }
-    }
-    out
+pub fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
+    // SAFETY: this function enables `float32x4_t`'s feature, NEON.
+    unsafe { float::dot_tile::<float32x4_t, 2, 3>(rows, xs) }
 }
 
 /// Four f16 (little-endian bytes) to f32 with FCVTL, part of base AArch64 FP.
+///
+/// # Safety
+/// `p` is valid for reading 8 bytes.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn load_f16x4(p: *const u8) -> float32x4_t {
-    let h = vld1_u16(p as *const u16);
+    // SAFETY: the caller guarantees 8 readable bytes at `p`.
+    let h = unsafe { vld1_u16(p as *const u16) };
     let r: float32x4_t;
-    asm!("fcvtl {0:v}.4s, {1:v}.4h", out(vreg) r, in(vreg) h, options(pure, nomem, nostack));
+    // SAFETY: FCVTL is base AArch64; it reads and writes registers only.
+    unsafe {
+        asm!("fcvtl {0:v}.4s, {1:v}.4h", out(vreg) r, in(vreg) h, options(pure, nomem, nostack));
+    }
     r
 }
 
 #[target_feature(enable = "neon")]
-pub unsafe fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
-    let n = (w.len() / 2).min(x.len());
-    dot4!(
-        w,
-        x,
-        n,
-        2,
-        |p: *const u8| load_f16x4(p),
-        |w: &[u8], i: usize| { half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() }
-    )
-}
-
-#[target_feature(enable = "neon")]
-pub unsafe fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
-    let n = (w.len() / 2).min(x.len());
-    dot4!(
-        w,
-        x,
-        n,
-        2,
-        |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p as *const u16), 16)),
-        |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
-    )
-}
-
-/// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
-#[target_feature(enable = "neon")]
-pub unsafe fn dot_f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    dot4_rows4!(
-        w,
-        x,
-        2,
-        |p: *const u8| load_f16x4(p),
-        |w: &[u8], i: usize| { half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32() }
-    )
-}
-
-/// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
-#[target_feature(enable = "neon")]
-pub unsafe fn dot_bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    dot4_rows4!(
-        w,
-        x,
-        2,
-        |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p as *const u16), 16)),
-        |w: &[u8], i: usize| half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
-    )
-}
-
-#[target_feature(enable = "neon")]
-pub unsafe fn sum_sq(x: &[f32]) -> f64 {
+pub fn sum_sq(x: &[f32]) -> f64 {
     let mut a0 = vdupq_n_f64(0.0);
     let mut a1 = vdupq_n_f64(0.0);
     let chunks = x.chunks_exact(4);
     let tail = chunks.remainder();
     for c in chunks {
-        let v = vld1q_f32(c.as_ptr());
+        // SAFETY: `c` holds the 4 floats read.
+        let v = unsafe { vld1q_f32(c.as_ptr()) };
         let lo = vcvt_f64_f32(vget_low_f32(v));
         let hi = vcvt_high_f64_f32(v);
         a0 = vfmaq_f64(a0, lo, lo);
@@ -426,58 +317,9 @@ pub unsafe fn sum_sq(x: &[f32]) -> f64 {
     s
 }
 
-#[target_feature(enable = "neon")]
-pub unsafe fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
-    let n = x.len().min(w.len()).min(out.len());
-    let vs = vdupq_n_f32(s);
-    let mut i = 0;
-    while i + 4 <= n {
-        let v = vmulq_f32(
-            vmulq_f32(vld1q_f32(x.as_ptr().add(i)), vs),
-            vld1q_f32(w.as_ptr().add(i)),
-        );
-        vst1q_f32(out.as_mut_ptr().add(i), v);
-        i += 4;
-    }
-    for j in i..n {
-        out[j] = x[j] * s * w[j];
-    }
-}
-
-#[target_feature(enable = "neon")]
-pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    let n = x.len().min(y.len());
-    let va = vdupq_n_f32(a);
-    let mut i = 0;
-    while i + 4 <= n {
-        let p = y.as_mut_ptr().add(i);
-        vst1q_f32(
-            p,
-            vaddq_f32(vld1q_f32(p), vmulq_f32(va, vld1q_f32(x.as_ptr().add(i)))),
-        );
-        i += 4;
-    }
-    for j in i..n {
-        y[j] += a * x[j];
-    }
-}
-
-#[target_feature(enable = "neon")]
-pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
-    let n = (src.len() / 2).min(out.len());
-    let mut i = 0;
-    while i + 4 <= n {
-        vst1q_f32(out.as_mut_ptr().add(i), load_f16x4(src.as_ptr().add(2 * i)));
-        i += 4;
-    }
-    for j in i..n {
-        out[j] = half::f16::from_le_bytes([src[2 * j], src[2 * j + 1]]).to_f32();
-    }
-}
-
 /// The portable loop over [`dot_f32`], inlined: one call per head instead of one per key.
 #[target_feature(enable = "neon")]
-pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
     for (p, o) in out.iter_mut().enumerate() {
         *o = dot_f32(q, &rows[p * stride..][..q.len()]);
     }
@@ -485,7 +327,7 @@ pub unsafe fn dot_rows_f32(q: &[f32], rows: &[f32], stride: usize, out: &mut [f3
 
 /// [`dot_rows_f32`] on little-endian f16 rows: one [`dot_f16`] per row.
 #[target_feature(enable = "neon")]
-pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+pub fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
     for (p, o) in out.iter_mut().enumerate() {
         *o = dot_f16(&rows[2 * p * stride..][..2 * q.len()], q);
     }
@@ -494,7 +336,7 @@ pub unsafe fn dot_rows_f16(q: &[f32], rows: &[u8], stride: usize, out: &mut [f32
 /// [`mix_rows_f32`] on little-endian f16 rows: each row widened (exactly) 256 values at a
 /// time into a buffer on the stack, then [`axpy`]; bit-identical to the portable loop.
 #[target_feature(enable = "neon")]
-pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
+pub fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32]) {
     let mut buf = [0f32; 256];
     for c0 in (0..out.len()).step_by(256) {
         let c1 = (c0 + 256).min(out.len());
@@ -506,25 +348,9 @@ pub unsafe fn mix_rows_f16(w: &[f32], rows: &[u8], stride: usize, out: &mut [f32
     }
 }
 
-/// f32 → f16 with `fcvtn` (the default rounding mode, to nearest even): bit-identical to the
-/// portable twin.
-#[target_feature(enable = "neon")]
-pub unsafe fn f32_to_f16(src: &[f32], out: &mut [u8]) {
-    let n = src.len().min(out.len() / 2);
-    let mut i = 0;
-    while i + 4 <= n {
-        let x = vld1q_f32(src.as_ptr().add(i));
-        let h: uint16x4_t;
-        asm!("fcvtn {0:v}.4h, {1:v}.4s", out(vreg) h, in(vreg) x, options(pure, nomem, nostack));
-        vst1_u16(out.as_mut_ptr().add(2 * i) as *mut u16, h);
-        i += 4;
-    }
-    crate::portable::f32_to_f16(&src[i..n], &mut out[2 * i..2 * n]);
-}
-
 /// The portable loop over [`axpy`], inlined; bit-identical to it.
 #[target_feature(enable = "neon")]
-pub unsafe fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+pub fn mix_rows_f32(w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
     let d = out.len();
     for (p, &wp) in w.iter().enumerate() {
         axpy(wp, &rows[p * stride..][..d], out);

@@ -105,82 +105,91 @@ pub unsafe fn i2_gemm32(
     }
     CODES.with(|codes| {
         SUMS.with(|sums| {
-            let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
-            // The tiles store rows: row-major totals here, transposed once every tile is done
-            // (reading a tile's store back at once would stall the tile unit every group).
-            // Every element is stored before it is read, so the buffer is not cleared.
-            if sums.len() < ROWS * n {
-                sums.resize(ROWS * n, 0);
-            }
-            let rm = sums.as_mut_ptr();
-            if codes.len() < ROWS * k {
-                codes.resize(ROWS * k, 0);
-            }
-            unpack_rows(rows, row_bytes, k, &mut codes);
-            let a_lo = codes.as_ptr();
-            let a_hi = codes.as_ptr().add(16 * k);
-            let chunks = k / 64;
-            let group_bytes = 16 * k;
-            asm!("ldtilecfg [{0}]", in(reg) &CONFIG as *const TileConfig, options(nostack));
-            let mut g = 0;
-            while g < groups {
-                let pair = g + 1 < groups;
-                let b0 = packed.as_ptr().add(g * group_bytes);
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nostack, nomem)
-                );
-                for c in 0..chunks {
+            // SAFETY: the caller guarantees AMX-INT8 with the tile state granted (this
+            // function's contract) and this function enables AVX2 and AVX-512F. The
+            // pointers stay in bounds: `check_shapes` proved 32 rows of k / 4 bytes in `rows`
+            // (what `unpack_rows` reads) and n·k bytes in `packed`; `codes` holds 32·k bytes,
+            // whose tile loads read 16 rows of 64 bytes k apart from column 64c < k; group g
+            // (and g + 1 when `pair`) < groups reads 16·k bytes of `packed`; the stores
+            // write 16 rows of 16 i32, n apart, inside `sums` (32·n long).
+            unsafe {
+                let (mut codes, mut sums) = (codes.borrow_mut(), sums.borrow_mut());
+                // The tiles store rows: row-major totals here, transposed once every tile is done
+                // (reading a tile's store back at once would stall the tile unit every group).
+                // Every element is stored before it is read, so the buffer is not cleared.
+                if sums.len() < ROWS * n {
+                    sums.resize(ROWS * n, 0);
+                }
+                let rm = sums.as_mut_ptr();
+                if codes.len() < ROWS * k {
+                    codes.resize(ROWS * k, 0);
+                }
+                unpack_rows(rows, row_bytes, k, &mut codes);
+                let a_lo = codes.as_ptr();
+                let a_hi = codes.as_ptr().add(16 * k);
+                let chunks = k / 64;
+                let group_bytes = 16 * k;
+                asm!("ldtilecfg [{0}]", in(reg) &CONFIG as *const TileConfig, options(nostack));
+                let mut g = 0;
+                while g < groups {
+                    let pair = g + 1 < groups;
+                    let b0 = packed.as_ptr().add(g * group_bytes);
                     asm!(
-                        "tileloadd tmm4, [{alo} + {ks}]",
-                        "tileloadd tmm5, [{ahi} + {ks}]",
-                        "tileloadd tmm6, [{b} + {bs}]",
-                        "tdpbusd tmm0, tmm4, tmm6",
-                        "tdpbusd tmm1, tmm5, tmm6",
-                        alo = in(reg) a_lo.add(64 * c),
-                        ahi = in(reg) a_hi.add(64 * c),
-                        b = in(reg) b0.add(1024 * c),
-                        ks = in(reg) k,
-                        bs = in(reg) 64usize,
-                        options(nostack, readonly)
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        options(nostack, nomem)
                     );
-                    if pair {
+                    for c in 0..chunks {
                         asm!(
-                            "tileloadd tmm7, [{b} + {bs}]",
-                            "tdpbusd tmm2, tmm4, tmm7",
-                            "tdpbusd tmm3, tmm5, tmm7",
-                            b = in(reg) b0.add(group_bytes + 1024 * c),
+                            "tileloadd tmm4, [{alo} + {ks}]",
+                            "tileloadd tmm5, [{ahi} + {ks}]",
+                            "tileloadd tmm6, [{b} + {bs}]",
+                            "tdpbusd tmm0, tmm4, tmm6",
+                            "tdpbusd tmm1, tmm5, tmm6",
+                            alo = in(reg) a_lo.add(64 * c),
+                            ahi = in(reg) a_hi.add(64 * c),
+                            b = in(reg) b0.add(1024 * c),
+                            ks = in(reg) k,
                             bs = in(reg) 64usize,
                             options(nostack, readonly)
                         );
+                        if pair {
+                            asm!(
+                                "tileloadd tmm7, [{b} + {bs}]",
+                                "tdpbusd tmm2, tmm4, tmm7",
+                                "tdpbusd tmm3, tmm5, tmm7",
+                                b = in(reg) b0.add(group_bytes + 1024 * c),
+                                bs = in(reg) 64usize,
+                                options(nostack, readonly)
+                            );
+                        }
                     }
-                }
-                // C tile (rows 16h.., tokens 16g..) → rm[(16h + i) · n + 16g + j].
-                asm!(
-                    "tilestored [{c0} + {s}], tmm0",
-                    "tilestored [{c1} + {s}], tmm1",
-                    c0 = in(reg) rm.add(16 * g),
-                    c1 = in(reg) rm.add(16 * n + 16 * g),
-                    s = in(reg) 4 * n,
-                    options(nostack)
-                );
-                if pair {
+                    // C tile (rows 16h.., tokens 16g..) → rm[(16h + i) · n + 16g + j].
                     asm!(
-                        "tilestored [{c0} + {s}], tmm2",
-                        "tilestored [{c1} + {s}], tmm3",
-                        c0 = in(reg) rm.add(16 * (g + 1)),
-                        c1 = in(reg) rm.add(16 * n + 16 * (g + 1)),
+                        "tilestored [{c0} + {s}], tmm0",
+                        "tilestored [{c1} + {s}], tmm1",
+                        c0 = in(reg) rm.add(16 * g),
+                        c1 = in(reg) rm.add(16 * n + 16 * g),
                         s = in(reg) 4 * n,
                         options(nostack)
                     );
+                    if pair {
+                        asm!(
+                            "tilestored [{c0} + {s}], tmm2",
+                            "tilestored [{c1} + {s}], tmm3",
+                            c0 = in(reg) rm.add(16 * (g + 1)),
+                            c1 = in(reg) rm.add(16 * n + 16 * (g + 1)),
+                            s = in(reg) 4 * n,
+                            options(nostack)
+                        );
+                    }
+                    g += if pair { 2 } else { 1 };
                 }
-                g += if pair { 2 } else { 1 };
+                asm!("tilerelease", options(nostack, nomem));
+                to_token_major(&sums, n, out);
             }
-            asm!("tilerelease", options(nostack, nomem));
-            to_token_major(&sums, n, out);
         })
     });
 }
@@ -189,16 +198,20 @@ pub unsafe fn i2_gemm32(
 /// 16 × 16 register transposes (64 shuffles per 256 dots), where the matmul used to
 /// transpose with two scalar moves per output.
 #[target_feature(enable = "avx2,avx512f")]
-unsafe fn to_token_major(rm: &[i32], n: usize, out: &mut [i32]) {
+fn to_token_major(rm: &[i32], n: usize, out: &mut [i32]) {
     assert!(rm.len() >= ROWS * n && out.len() >= ROWS * n);
     for g in 0..n / 16 {
         for h in 0..2 {
-            let src = rm.as_ptr().add(16 * h * n + 16 * g);
-            let rows: [__m512i; 16] =
-                std::array::from_fn(|i| _mm512_loadu_si512(src.add(i * n) as *const _));
-            let dst = out.as_mut_ptr().add(16 * ROWS * g + 16 * h);
-            for (j, col) in transpose16(rows).into_iter().enumerate() {
-                _mm512_storeu_si512(dst.add(ROWS * j) as *mut _, col);
+            // SAFETY: g < n / 16 and h < 2 (asserted lengths above): rows 16h..16h + 16 of
+            // `rm` from column 16g, and columns 16h.. of tokens 16g..16g + 16 of `out`.
+            unsafe {
+                let src = rm.as_ptr().add(16 * h * n + 16 * g);
+                let rows: [__m512i; 16] =
+                    std::array::from_fn(|i| _mm512_loadu_si512(src.add(i * n) as *const _));
+                let dst = out.as_mut_ptr().add(16 * ROWS * g + 16 * h);
+                for (j, col) in transpose16(rows).into_iter().enumerate() {
+                    _mm512_storeu_si512(dst.add(ROWS * j) as *mut _, col);
+                }
             }
         }
     }
@@ -209,7 +222,7 @@ unsafe fn to_token_major(rm: &[i32], n: usize, out: &mut [i32]) {
 /// holds column `4L + m` of rows `4i .. 4i + 4`), then regroups the 128-bit lanes.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
     let a: [__m512i; 16] = std::array::from_fn(|i| {
         let (x, y) = (r[i & !1], r[i | 1]);
         if i % 2 == 0 {

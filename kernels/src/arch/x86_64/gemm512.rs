@@ -23,14 +23,11 @@ const QUADS_PER_BLOCK: usize = 32;
 /// `rows` and the `n` tokens (a multiple of four) whose activations `packed` holds
 /// chunk-major (`portable::pack_acts_chunks`). Exact (i32).
 ///
-/// # Safety
-/// The CPU must have AVX-512 F/BW/VL and VNNI.
-///
 /// # Panics
 /// If `k` is not a multiple of 128, `n` is not a multiple of four, or a buffer is shorter
 /// than the shapes say.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn i2_gemm32(
+pub fn i2_gemm32(
     rows: &[u8],
     row_bytes: usize,
     k: usize,
@@ -45,22 +42,30 @@ pub unsafe fn i2_gemm32(
 
 /// Four rows of unpacked codes and four tokens' activations (both `len` apart) over `len`
 /// columns (a multiple of 64), added into the sixteen totals at `sums` (4·r + t).
+///
+/// # Safety
+/// `codes` holds 4 rows and `q` 4 rows of `len` bytes (a multiple of 64), each `len` apart,
+/// and `sums` 16 writable i32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn rows4x4(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
-    let mut acc = [_mm512_setzero_si512(); 16];
-    for o in (0..len).step_by(64) {
-        let x: [__m512i; TOKENS] =
-            std::array::from_fn(|t| _mm512_loadu_si512(q.add(t * len + o) as *const _));
-        for r in 0..4 {
-            let c = _mm512_loadu_si512(codes.add(r * len + o) as *const _);
-            for t in 0..TOKENS {
-                acc[4 * r + t] = _mm512_dpbusd_epi32(acc[4 * r + t], c, x[t]);
+    // SAFETY: the caller guarantees 4 code rows and 4 activation rows of `len` bytes,
+    // `len` apart, and 16 totals at `sums`; `o < len` keeps every load inside them.
+    unsafe {
+        let mut acc = [_mm512_setzero_si512(); 16];
+        for o in (0..len).step_by(64) {
+            let x: [__m512i; TOKENS] =
+                std::array::from_fn(|t| _mm512_loadu_si512(q.add(t * len + o) as *const _));
+            for r in 0..4 {
+                let c = _mm512_loadu_si512(codes.add(r * len + o) as *const _);
+                for t in 0..TOKENS {
+                    acc[4 * r + t] = _mm512_dpbusd_epi32(acc[4 * r + t], c, x[t]);
+                }
             }
         }
+        let p = sums as *mut __m512i;
+        _mm512_storeu_si512(p, _mm512_add_epi32(_mm512_loadu_si512(p), fold16(&acc)));
     }
-    let p = sums as *mut __m512i;
-    _mm512_storeu_si512(p, _mm512_add_epi32(_mm512_loadu_si512(p), fold16(&acc)));
 }
 
 /// Sixteen vectors to the vector of their sixteen lane totals, `total[i] = Σ a[i]`: pairs
@@ -68,7 +73,7 @@ unsafe fn rows4x4(codes: *const u8, q: *const i8, len: usize, sums: *mut i32) {
 /// 128-bit lanes across vectors, so that every level halves the vectors and keeps order.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn fold16(a: &[__m512i; 16]) -> __m512i {
+fn fold16(a: &[__m512i; 16]) -> __m512i {
     let b: [__m512i; 8] = std::array::from_fn(|m| {
         let (x, y) = (a[2 * m], a[2 * m + 1]);
         _mm512_add_epi32(_mm512_unpacklo_epi32(x, y), _mm512_unpackhi_epi32(x, y))

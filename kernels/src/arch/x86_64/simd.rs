@@ -1,13 +1,18 @@
 //! The AVX2 twins of `portable`. Same signatures and contracts; see the tests in
-//! `kernels/tests/simd_vs_portable.rs` for the equality each one guarantees.
+//! `kernels/tests/simd_vs_portable.rs` for the equality each one guarantees. The float
+//! kernels are `arch::float`'s, on `__m256`.
 
 use std::arch::x86_64::*;
 
+use crate::arch::float::{self, Weights};
 use crate::portable;
+
+/// `arch::float`'s vector trait on `__m256`.
+mod vector;
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
+pub(super) fn hsum_ps(v: __m256) -> f32 {
     let lo = _mm256_castps256_ps128(v);
     let hi = _mm256_extractf128_ps(v, 1);
     let s = _mm_add_ps(lo, hi);
@@ -18,7 +23,7 @@ pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
+pub(super) fn hsum_epi32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
@@ -27,21 +32,28 @@ pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
 
 /// Exact (max is order-independent), so bit-identical to the portable twin.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn absmax(x: &[f32]) -> f32 {
+pub fn absmax(x: &[f32]) -> f32 {
     let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let mut m0 = _mm256_setzero_ps();
     let mut m1 = _mm256_setzero_ps();
     let chunks = x.chunks_exact(16);
     let tail = chunks.remainder();
     for c in chunks {
-        let p = c.as_ptr();
+        // SAFETY: `c` holds 16 floats: the loads read `c[0..8]` and `c[8..16]`.
+        let (v0, v1) = unsafe {
+            (
+                _mm256_loadu_ps(c.as_ptr()),
+                _mm256_loadu_ps(c.as_ptr().add(8)),
+            )
+        };
         // max_ps returns its second operand when either is NaN: NaN inputs are skipped.
-        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs), m0);
-        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p.add(8)), abs), m1);
+        m0 = _mm256_max_ps(_mm256_and_ps(v0, abs), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(v1, abs), m1);
     }
     let m = _mm256_max_ps(m0, m1);
     let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    // SAFETY: `lanes` holds the 8 floats written.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
     let mut r = lanes.iter().fold(0f32, |a, &b| a.max(b));
     for &v in tail {
         r = r.max(v.abs());
@@ -51,7 +63,7 @@ pub unsafe fn absmax(x: &[f32]) -> f32 {
 
 /// Bit-identical to the portable twin (same f32 products, round-half-even, clamp).
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+pub fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let scale = portable::act_scale(absmax(x));
     let n = x.len().min(q.len());
     let vs = _mm256_set1_ps(scale);
@@ -61,10 +73,11 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let mut acc = _mm256_setzero_si256();
     let mut i = 0;
     while i + 32 <= n {
-        let p = x.as_ptr().add(i);
         let mut v = [_mm256_setzero_si256(); 4];
         for (j, vj) in v.iter_mut().enumerate() {
-            let f = _mm256_mul_ps(_mm256_loadu_ps(p.add(8 * j)), vs);
+            // SAFETY: reads `x[i + 8j..i + 8j + 8]`, below `i + 32 ≤ n ≤ x.len()`.
+            let f = unsafe { _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)) };
+            let f = _mm256_mul_ps(f, vs);
             let f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             let f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
             *vj = _mm256_cvtps_epi32(f);
@@ -73,26 +86,24 @@ pub unsafe fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         let p01 = _mm256_packs_epi32(v[0], v[1]);
         let p23 = _mm256_packs_epi32(v[2], v[3]);
         let b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
-        _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, b);
+        // SAFETY: writes `q[i..i + 32]`, below `i + 32 ≤ n ≤ q.len()`.
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, b) };
         i += 32;
     }
-    let mut sum = hsum_epi32(acc);
-    for j in i..n {
-        // Not `clamp`: NaN must become -128 as in the vector part (clamp keeps NaN).
-        #[allow(clippy::manual_clamp)]
-        let c = (x[j] * scale).round_ties_even().max(-128.0).min(127.0) as i32;
-        q[j] = c as i8;
-        sum += c;
-    }
-    (scale, sum)
+    let tail = portable::quantize_with(&x[i..n], scale, &mut q[i..n]);
+    (scale, hsum_epi32(acc) + tail)
 }
 
 /// Unpacks one 32-byte I2 block into its four code planes (elements j, j+32, j+64, j+96).
+///
+/// # Safety
+/// `w` is valid for reading 32 bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn unpack(w: *const u8) -> [__m256i; 4] {
     let m3 = _mm256_set1_epi8(3);
-    let b = _mm256_loadu_si256(w as *const __m256i);
+    // SAFETY: the caller guarantees 32 readable bytes at `w`.
+    let b = unsafe { _mm256_loadu_si256(w as *const __m256i) };
     [
         _mm256_and_si256(_mm256_srli_epi16(b, 6), m3),
         _mm256_and_si256(_mm256_srli_epi16(b, 4), m3),
@@ -103,10 +114,14 @@ pub(super) unsafe fn unpack(w: *const u8) -> [__m256i; 4] {
 
 /// Σ code·q for one block's four planes against one token, as 16 i16 partial sums.
 /// Each maddubs lane is ≤ 2·2·128 = 512 in magnitude, the four-plane sum ≤ 2048.
+///
+/// # Safety
+/// `q` is valid for reading 128 bytes.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn block_dot16(c: &[__m256i; 4], q: *const i8) -> __m256i {
-    let l = |o: usize| _mm256_loadu_si256(q.add(o) as *const __m256i);
+    // SAFETY: `o` ≤ 96, so each load reads inside the caller's 128 bytes at `q`.
+    let l = |o: usize| unsafe { _mm256_loadu_si256(q.add(o) as *const __m256i) };
     let s0 = _mm256_add_epi16(
         _mm256_maddubs_epi16(c[0], l(0)),
         _mm256_maddubs_epi16(c[1], l(32)),
@@ -135,7 +150,7 @@ const FLUSH_BLOCKS: usize = 8;
 /// Exact integer result, identical to the portable twin.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
+pub fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
     let nb = (w.len() / 32).min(q.len() / 128);
     let ones = _mm256_set1_epi16(1);
     let mut acc32 = _mm256_setzero_si256();
@@ -147,8 +162,10 @@ pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
             _mm_prefetch::<_MM_HINT_T0>(
                 w.as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD) as *const i8
             );
-            let c = unpack(w.as_ptr().add(b * 32));
-            acc16 = _mm256_add_epi16(acc16, block_dot16(&c, q.as_ptr().add(b * 128)));
+            // SAFETY: b < nb: block b's 32 bytes of `w` and 128 of `q` are in bounds.
+            let s =
+                unsafe { block_dot16(&unpack(w.as_ptr().add(b * 32)), q.as_ptr().add(b * 128)) };
+            acc16 = _mm256_add_epi16(acc16, s);
             b += 1;
         }
         acc32 = _mm256_add_epi32(acc32, _mm256_madd_epi16(acc16, ones));
@@ -158,14 +175,14 @@ pub unsafe fn i2_dot(w: &[u8], q: &[i8]) -> i32 {
 
 /// Decode's mat-vec (`portable::i2_matvec`) through [`i2_rows4`]. Exact.
 #[target_feature(enable = "avx2")]
-pub unsafe fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
+pub fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {
     i2_matvec_by_quarters!(w, row_bytes, q, dots, i2_rows4, i2_dot)
 }
 
 /// Four weight rows against one token, read side by side. Exact.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
+fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
     let nb = w.iter().fold(q.len() / 128, |n, r| n.min(r.len() / 32));
     let ones = _mm256_set1_epi16(1);
     let mut acc32 = [_mm256_setzero_si256(); 4];
@@ -178,8 +195,11 @@ unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
                 _mm_prefetch::<_MM_HINT_T0>(
                     w[r].as_ptr().wrapping_add(b * 32 + PREFETCH_AHEAD_ROWS4) as *const i8,
                 );
-                let c = unpack(w[r].as_ptr().add(b * 32));
-                acc16[r] = _mm256_add_epi16(acc16[r], block_dot16(&c, q.as_ptr().add(b * 128)));
+                // SAFETY: b < nb: block b's 32 bytes of row r and 128 of `q` are in bounds.
+                let s = unsafe {
+                    block_dot16(&unpack(w[r].as_ptr().add(b * 32)), q.as_ptr().add(b * 128))
+                };
+                acc16[r] = _mm256_add_epi16(acc16[r], s);
             }
             b += 1;
         }
@@ -192,7 +212,7 @@ unsafe fn i2_rows4(w: [&[u8]; 4], q: &[i8]) -> [i32; 4] {
 
 /// Prefill's 2-row × 8-token tile as two 2 × 4 passes ([`i2_rows2x4`]). Exact.
 #[target_feature(enable = "avx2")]
-pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
+pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
     crate::arch::join_token_halves(
         i2_rows2x4(w, [q[0], q[1], q[2], q[3]]),
         i2_rows2x4(w, [q[4], q[5], q[6], q[7]]),
@@ -206,7 +226,7 @@ pub unsafe fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
 /// ymm registers. Exact.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
+fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
     let nb = q
         .iter()
         .fold(w[0].len().min(w[1].len()) / 32, |n, r| n.min(r.len() / 128));
@@ -217,16 +237,21 @@ unsafe fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
         let end = (b + FLUSH_BLOCKS).min(nb);
         let mut acc16 = [[_mm256_setzero_si256(); 4]; 2];
         while b < end {
-            let raw = w.map(|r| _mm256_loadu_si256(r.as_ptr().add(b * 32) as *const __m256i));
+            // SAFETY: b < nb: block b's 32 bytes are inside both rows.
+            let raw =
+                w.map(|r| unsafe { _mm256_loadu_si256(r.as_ptr().add(b * 32) as *const __m256i) });
             // Plane j holds bits 7-2j..6-2j of each byte (docs/formats/i2s.md, 'Packing layouts':
             // code of element 32j + i).
             macro_rules! plane {
                 ($j:literal, $shift:literal) => {{
                     let c = raw.map(|v| _mm256_and_si256(_mm256_srli_epi16(v, $shift), m3));
                     for t in 0..4 {
-                        let qv = _mm256_loadu_si256(
-                            q[t].as_ptr().add(b * 128 + 32 * $j) as *const __m256i
-                        );
+                        // SAFETY: b < nb: bytes b·128 + 32j .. + 32 are inside token t's row.
+                        let qv = unsafe {
+                            _mm256_loadu_si256(
+                                q[t].as_ptr().add(b * 128 + 32 * $j) as *const __m256i
+                            )
+                        };
                         for r in 0..2 {
                             acc16[r][t] =
                                 _mm256_add_epi16(acc16[r][t], _mm256_maddubs_epi16(c[r], qv));
@@ -251,7 +276,7 @@ unsafe fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
 
 /// One weight row against four tokens: the unpacked codes are reused four times.
 #[target_feature(enable = "avx2")]
-pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
+pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     let nb = q.iter().fold(w.len() / 32, |n, r| n.min(r.len() / 128));
     let ones = _mm256_set1_epi16(1);
     let mut acc32 = [_mm256_setzero_si256(); 4];
@@ -260,9 +285,12 @@ pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
         let end = (b + FLUSH_BLOCKS).min(nb);
         let mut acc16 = [_mm256_setzero_si256(); 4];
         while b < end {
-            let c = unpack(w.as_ptr().add(b * 32));
+            // SAFETY: b < nb: block b's 32 bytes of `w` are in bounds.
+            let c = unsafe { unpack(w.as_ptr().add(b * 32)) };
             for t in 0..4 {
-                acc16[t] = _mm256_add_epi16(acc16[t], block_dot16(&c, q[t].as_ptr().add(b * 128)));
+                // SAFETY: b < nb: block b's 128 bytes of token t are in bounds.
+                let s = unsafe { block_dot16(&c, q[t].as_ptr().add(b * 128)) };
+                acc16[t] = _mm256_add_epi16(acc16[t], s);
             }
             b += 1;
         }
@@ -278,306 +306,66 @@ pub unsafe fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     ]
 }
 
-/// Generic 8-wide dot with a loader converting 8 weights to f32; four accumulators.
-macro_rules! dot8 {
-    ($w:expr, $x:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
-        let (w, x, n) = ($w, $x, $n);
-        let mut a = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            // Weights stream from memory (the output head is the largest matrix): fetch ahead
-            // of the out-of-order window; a prefetch past the end never faults.
-            _mm_prefetch::<_MM_HINT_T0>(
-                w.as_ptr().wrapping_add(i * $step + PREFETCH_AHEAD) as *const i8
-            );
-            for j in 0..4 {
-                let wv = $load(w.as_ptr().add((i + 8 * j) * $step));
-                a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)), a[j]);
-            }
-            i += 32;
-        }
-        dot8_finish!(&mut a, w, x, i, n, $step, $load, $scalar)
-    }};
-}
-
-/// The end every [`dot8`] variant shares, so that they give the same bits: the remaining
-/// 8-element steps into the first accumulator, the four accumulators summed, the scalar
-/// tail.
-macro_rules! dot8_finish {
-    ($a:expr, $w:expr, $x:expr, $i:expr, $n:expr, $step:expr, $load:expr, $scalar:expr) => {{
-        let (a, w, x, n, mut i): (&mut [__m256; 4], _, &[f32], usize, usize) = ($a, $w, $x, $n, $i);
-        while i + 8 <= n {
-            let wv = $load(w.as_ptr().add(i * $step));
-            a[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), a[0]);
-            i += 8;
-        }
-        let mut s = hsum_ps(_mm256_add_ps(
-            _mm256_add_ps(a[0], a[1]),
-            _mm256_add_ps(a[2], a[3]),
-        ));
-        while i < n {
-            s += $scalar(w, i) * x[i];
-            i += 1;
-        }
-        s
-    }};
-}
-
-/// [`dot8`] over four rows side by side against one `x`: each row keeps its own four
-/// accumulators and the same operations in the same order, so `result[r]` is bit-identical
-/// to the one-row dot of row `r`. Reading four rows at once lets a caller stream from four
-/// places (faster from DRAM than one stream); the x loads are shared.
-macro_rules! dot8_rows4 {
-    ($w:expr, $x:expr, $step:expr, $load:expr, $scalar:expr) => {{
-        let (w, x): ([&[u8]; 4], &[f32]) = ($w, $x);
-        let n = w.iter().fold(x.len(), |n, r| n.min(r.len() / $step));
-        let mut a = [[_mm256_setzero_ps(); 4]; 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for r in 0..4 {
-                _mm_prefetch::<_MM_HINT_T0>(
-                    w[r].as_ptr().wrapping_add(i * $step + PREFETCH_AHEAD_ROWS4) as *const i8,
-                );
-            }
-            for j in 0..4 {
-                let xv = _mm256_loadu_ps(x.as_ptr().add(i + 8 * j));
-                for r in 0..4 {
-                    let wv = $load(w[r].as_ptr().add((i + 8 * j) * $step));
-                    a[r][j] = _mm256_fmadd_ps(wv, xv, a[r][j]);
-                }
-            }
-            i += 32;
-        }
-        let body = i;
-        let mut out = [0f32; 4];
-        for r in 0..4 {
-            out[r] = dot8_finish!(&mut a[r], w[r], x, body, n, $step, $load, $scalar);
-        }
-        out
-    }};
-}
-
-/// How the F16 and BF16 weights become f32 (shared by the one-row and four-row dots).
+/// How the F16 weights of the attention rows become f32.
+///
+/// # Safety
+/// `p` is valid for reading 16 bytes.
 #[inline]
 #[target_feature(enable = "avx,f16c")]
 pub(super) unsafe fn load_f16x8(p: *const u8) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-}
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn load_bf16x8(p: *const u8) -> __m256 {
-    _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)),
-        16,
-    ))
+    // SAFETY: the caller guarantees 16 readable bytes at `p`.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p as *const __m128i) })
 }
 pub(super) fn f16_at(w: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
-}
-fn bf16_at(w: &[u8], i: usize) -> f32 {
-    half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32()
+    float::F16::at(w, i)
 }
 
-/// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_f16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    dot8_rows4!(w, x, 2, |p| load_f16x8(p), f16_at)
-}
+float_entry_points!("avx2,fma,f16c", __m256);
 
-/// [`dot_f16_rows4`] compiled with AVX-512VL, whose 32 vector registers hold the sixteen
-/// accumulators without spilling. The same ymm instructions (EVEX-encoded), so the same bits.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-pub unsafe fn dot_f16_rows4_evex(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    dot8_rows4!(w, x, 2, |p| load_f16x8(p), f16_at)
-}
-
-/// Four BF16 rows against one `x`; `result[r] == dot_bf16(w[r], x)` bit for bit.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_bf16_rows4(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    dot8_rows4!(w, x, 2, |p| load_bf16x8(p), bf16_at)
-}
-
-/// [`dot_bf16_rows4`] with AVX-512VL's 32 registers (see [`dot_f16_rows4_evex`]).
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-pub unsafe fn dot_bf16_rows4_evex(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    dot8_rows4!(w, x, 2, |p| load_bf16x8(p), bf16_at)
-}
-
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    dot8!(
-        a,
-        b,
-        n,
-        1,
-        |p: *const f32| _mm256_loadu_ps(p),
-        |w: &[f32], i: usize| w[i]
-    )
-}
-
-/// [`dot8`] of `R` f32 rows against `T` activation rows at once, every pair with its own
-/// four accumulators and [`dot8`]'s operations in its order, so `out[r][t]` is bit-identical
-/// to `dot_f32(rows[r], xs[t])`; each load now feeds several FMAs (a prompt's output head).
-macro_rules! dot8_tile {
-    ($rows:expr, $xs:expr, $r_n:literal, $t_n:literal) => {{
-        let (rows, xs): ([&[f32]; $r_n], [&[f32]; $t_n]) = ($rows, $xs);
-        let n = rows
-            .iter()
-            .chain(&xs)
-            .fold(usize::MAX, |n, v| n.min(v.len()));
-        let mut a = [[[_mm256_setzero_ps(); 4]; $t_n]; $r_n];
-        let mut i = 0;
-        while i + 32 <= n {
-            for j in 0..4 {
-                let xv: [__m256; $t_n] =
-                    std::array::from_fn(|t| _mm256_loadu_ps(xs[t].as_ptr().add(i + 8 * j)));
-                for r in 0..$r_n {
-                    let wv = _mm256_loadu_ps(rows[r].as_ptr().add(i + 8 * j));
-                    for t in 0..$t_n {
-                        a[r][t][j] = _mm256_fmadd_ps(wv, xv[t], a[r][t][j]);
-                    }
-                }
-            }
-            i += 32;
-        }
-        let body = i;
-        let mut out = [[0f32; $t_n]; $r_n];
-        for r in 0..$r_n {
-            for t in 0..$t_n {
-                out[r][t] = dot8_finish!(
-                    &mut a[r][t],
-                    rows[r],
-                    xs[t],
-                    body,
-                    n,
-                    1,
-                    |p: *const f32| _mm256_loadu_ps(p),
-                    |w: &[f32], i: usize| w[i]
-                );
-            }
-        }
-        out
-    }};
-}
+// The four-row dots compiled with AVX-512VL, whose 32 vector registers hold the sixteen
+// accumulators without spilling. The same ymm instructions (EVEX-encoded), so the same bits.
+float_entry_points!(@rows4 "avx2,fma,f16c,avx512f,avx512vl", __m256, dot_f16_rows4_evex, dot_bf16_rows4_evex);
 
 /// Two rows × three tokens of [`dot_f32`]: one row at a time, whose twelve accumulators fit
 /// AVX2's sixteen registers.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
-    [
-        dot8_tile!([rows[0]], xs, 1, 3)[0],
-        dot8_tile!([rows[1]], xs, 1, 3)[0],
-    ]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_f32_tile(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
+    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
+    unsafe {
+        [
+            float::dot_tile::<__m256, 1, 3>([rows[0]], xs)[0],
+            float::dot_tile::<__m256, 1, 3>([rows[1]], xs)[0],
+        ]
+    }
 }
 
 /// [`dot_f32_tile`] with both rows at once in AVX-512VL's 32 registers (24 accumulators).
-#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-pub unsafe fn dot_f32_tile_evex(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
-    dot8_tile!(rows, xs, 2, 3)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
-    let n = (w.len() / 2).min(x.len());
-    dot8!(w, x, n, 2, |p| load_f16x8(p), f16_at)
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+pub fn dot_f32_tile_evex(rows: [&[f32]; 2], xs: [&[f32]; 3]) -> [[f32; 3]; 2] {
+    // SAFETY: this function enables `__m256`'s features (AVX2, FMA, F16C).
+    unsafe { float::dot_tile::<__m256, 2, 3>(rows, xs) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
-    let n = (w.len() / 2).min(x.len());
-    dot8!(w, x, n, 2, |p| load_bf16x8(p), bf16_at)
-}
-
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn sum_sq(x: &[f32]) -> f64 {
+pub fn sum_sq(x: &[f32]) -> f64 {
     // Four chains of f64 FMAs, 16 values a step: with two, the FMA latency bounded it.
     let mut acc = [_mm256_setzero_pd(); 4];
     let chunks = x.chunks_exact(16);
     let tail = chunks.remainder();
     for c in chunks {
         for (j, a) in acc.iter_mut().enumerate() {
-            let v = _mm256_cvtps_pd(_mm_loadu_ps(c.as_ptr().add(4 * j)));
+            // SAFETY: `c` holds 16 floats; this reads `c[4j..4j + 4]`, j < 4.
+            let v = _mm256_cvtps_pd(unsafe { _mm_loadu_ps(c.as_ptr().add(4 * j)) });
             *a = _mm256_fmadd_pd(v, v, *a);
         }
     }
     let mut l = [0f64; 4];
-    _mm256_storeu_pd(
-        l.as_mut_ptr(),
-        _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3])),
-    );
+    let sum = _mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3]));
+    // SAFETY: `l` holds the 4 doubles written.
+    unsafe { _mm256_storeu_pd(l.as_mut_ptr(), sum) };
     let mut s = (l[0] + l[2]) + (l[1] + l[3]);
     for &v in tail {
         s += (v as f64) * (v as f64);
     }
     s
-}
-
-/// Bit-identical: `(x * s) * w` without fusing, as the portable twin.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn scale_mul(x: &[f32], w: &[f32], s: f32, out: &mut [f32]) {
-    let n = x.len().min(w.len()).min(out.len());
-    let vs = _mm256_set1_ps(s);
-    let mut i = 0;
-    while i + 8 <= n {
-        let v = _mm256_mul_ps(
-            _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vs),
-            _mm256_loadu_ps(w.as_ptr().add(i)),
-        );
-        _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
-        i += 8;
-    }
-    for j in i..n {
-        out[j] = x[j] * s * w[j];
-    }
-}
-
-/// Bit-identical: `y + a * x` without fusing.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    let n = x.len().min(y.len());
-    let va = _mm256_set1_ps(a);
-    let mut i = 0;
-    while i + 8 <= n {
-        let p = y.as_mut_ptr().add(i);
-        _mm256_storeu_ps(
-            p,
-            _mm256_add_ps(
-                _mm256_loadu_ps(p),
-                _mm256_mul_ps(va, _mm256_loadu_ps(x.as_ptr().add(i))),
-            ),
-        );
-        i += 8;
-    }
-    for j in i..n {
-        y[j] += a * x[j];
-    }
-}
-
-/// Exact conversion, bit-identical.
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn f16_to_f32(src: &[u8], out: &mut [f32]) {
-    let n = (src.len() / 2).min(out.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        let v = _mm256_cvtph_ps(_mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i));
-        _mm256_storeu_ps(out.as_mut_ptr().add(i), v);
-        i += 8;
-    }
-    for j in i..n {
-        out[j] = half::f16::from_le_bytes([src[2 * j], src[2 * j + 1]]).to_f32();
-    }
-}
-
-/// f32 → f16 with `vcvtps2ph`, round to nearest even: bit-identical to the portable twin.
-#[target_feature(enable = "avx2,f16c")]
-pub unsafe fn f32_to_f16(src: &[f32], out: &mut [u8]) {
-    let n = src.len().min(out.len() / 2);
-    let mut i = 0;
-    while i + 8 <= n {
-        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(src.as_ptr().add(i)));
-        _mm_storeu_si128(out.as_mut_ptr().add(2 * i) as *mut __m128i, h);
-        i += 8;
-    }
-    crate::portable::f32_to_f16(&src[i..n], &mut out[2 * i..2 * n]);
 }
