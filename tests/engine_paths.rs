@@ -3,6 +3,7 @@
 
 mod engine_support;
 
+use bitnet_kernels::testing::check_required_paths;
 use bitnet_kernels::{force_path, kernel_path, KernelPath};
 use engine_support::{check_prompt_with, load_model, load_prompts, TOL};
 
@@ -16,6 +17,9 @@ fn reference_logits_match_on_every_kernel_path() {
         .filter(|p| p.is_supported())
         .collect();
     eprintln!("kernel paths under test: {paths:?}");
+    if let Err(e) = check_required_paths(&paths) {
+        panic!("{e}");
+    }
     for path in paths {
         force_path(path).unwrap();
         assert_eq!(kernel_path(), path.name());

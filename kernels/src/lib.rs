@@ -16,6 +16,7 @@ pub mod ops;
 mod pool;
 pub mod portable;
 mod ternary;
+pub mod testing;
 
 pub use acts::{quantize_acts, QuantizedActs, PARALLEL_MIN_TOKENS};
 pub use dense::{dense_matmul, DenseMatrix};

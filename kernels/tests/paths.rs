@@ -5,7 +5,7 @@ mod common;
 
 use bitnet_formats::TensorType;
 use bitnet_kernels::*;
-use common::Rng;
+use common::{simd_paths, Rng};
 
 fn run_all(path: KernelPath, rng_seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, QuantizedActs) {
     force_path(path).unwrap();
@@ -224,10 +224,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn every_path_agrees() {
     set_threads(2);
     let (tern0, dense0, _, acts0) = run_all(KernelPath::Scalar, 99);
-    for p in KernelPath::simd() {
-        if !p.is_supported() {
-            continue;
-        }
+    for p in simd_paths() {
         eprintln!("checking {}", p.name());
         let (tern, dense, _, acts) = run_all(p, 99);
         assert_eq!(acts, acts0, "{}: quantised activations differ", p.name());
