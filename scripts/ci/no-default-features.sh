@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-cargo build --lib --no-default-features --locked
+# The test profile reuses every dependency `cargo test` built (the dev profile would
+# compile them again); it is a plain library build all the same.
+cargo build --lib --no-default-features --locked --profile test
 
 deps=$(cargo tree --no-default-features -e normal -p bitnet-gguf --locked --prefix none)
 server=$(grep -E '^(axum|tokio)(-[a-z-]+)? v' <<<"$deps" | sort -u || true)
