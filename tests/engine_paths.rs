@@ -7,6 +7,7 @@ mod engine_support;
 use std::sync::Arc;
 
 use bitnet_gguf::engine::model::{LoadOptions, Model};
+use bitnet_kernels::testing::check_required_paths;
 use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 use engine_support::{check_prompt_with, load_prompts, repo_path, TOL};
 
@@ -30,6 +31,9 @@ fn reference_logits_match_on_every_kernel_path() {
         .filter(|p| p.is_supported())
         .collect();
     eprintln!("kernel paths under test: {paths:?}");
+    if let Err(e) = check_required_paths(&paths) {
+        panic!("{e}");
+    }
     for path in paths {
         let model = load_on(RuntimeOptions {
             path: Some(path),

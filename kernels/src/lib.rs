@@ -17,6 +17,7 @@ mod pool;
 pub mod portable;
 mod runtime;
 mod ternary;
+pub mod testing;
 
 pub use acts::{quantize_acts, QuantizedActs, PARALLEL_MIN_TOKENS};
 pub use dense::{dense_matmul, DenseMatrix, DetachedDense};

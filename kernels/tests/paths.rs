@@ -4,9 +4,8 @@
 mod common;
 
 use bitnet_formats::TensorType;
-use bitnet_kernels::dispatch::tables_under_test;
 use bitnet_kernels::*;
-use common::Rng;
+use common::{simd_paths, simd_tables, Rng};
 
 fn run_all(rt: &Runtime, rng_seed: u64) -> (Vec<f32>, Vec<f32>, QuantizedActs) {
     let mut rng = Rng(rng_seed);
@@ -244,8 +243,8 @@ fn every_path_agrees() {
     })
     .unwrap();
     let (tern0, dense0, acts0) = run_all(&scalar, 99);
-    let supported: Vec<KernelPath> = KernelPath::simd().filter(|p| p.is_supported()).collect();
-    let tables = tables_under_test();
+    let supported = simd_paths();
+    let tables = simd_tables();
     assert!(supported
         .iter()
         .all(|p| tables.iter().any(|k| k.path == *p)));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use bitnet_kernels::dispatch::{tables_under_test, SCALAR};
+use bitnet_kernels::dispatch::SCALAR;
 use common::{bits, simd_tables, Rng, SIZES};
 
 /// The GEMM entries (AMX, AVX-512 VNNI, AVX-VNNI, AVX2, NEON) against their portable twin, and
@@ -61,7 +61,7 @@ fn gemm32_matches_portable() {
 /// A GEMM entry refuses shapes outside its contract by name, before touching a buffer.
 #[test]
 fn gemm32_rejects_broken_shapes() {
-    for k in tables_under_test() {
+    for k in simd_tables() {
         let Some(gemm) = k.i2_gemm else { continue };
         let (kk, n) = (256, 2 * gemm.group);
         let rows = vec![0u8; 32 * kk / 4];

@@ -1,10 +1,14 @@
 //! Test helpers: fixture loading (a minimal .npy reader), a deterministic RNG, and the SIMD
-//! tables under test with the lengths and bit comparisons their tests share.
+//! tables under test with the lengths and bit comparisons their tests share. Every helper
+//! that hands a test the paths to loop over first checks that they include each path
+//! `BITNET_REQUIRE_PATHS` names.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
 use bitnet_kernels::dispatch::{tables_under_test, Kernels};
+use bitnet_kernels::testing::check_required_paths;
+use bitnet_kernels::KernelPath;
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -81,7 +85,22 @@ impl Rng {
     }
 }
 
-/// Every SIMD table this CPU can run (`dispatch::tables_under_test`), named on stderr.
+/// Panics, naming each path `BITNET_REQUIRE_PATHS` requires that `covered` lacks.
+pub fn assert_covers_required_paths(covered: &[KernelPath]) {
+    if let Err(e) = check_required_paths(covered) {
+        panic!("{e}");
+    }
+}
+
+/// Every SIMD path this CPU supports, after [`assert_covers_required_paths`].
+pub fn simd_paths() -> Vec<KernelPath> {
+    let paths: Vec<KernelPath> = KernelPath::simd().filter(|p| p.is_supported()).collect();
+    assert_covers_required_paths(&paths);
+    paths
+}
+
+/// Every SIMD table this CPU can run (`dispatch::tables_under_test`), named on stderr, after
+/// [`assert_covers_required_paths`].
 pub fn simd_tables() -> Vec<&'static Kernels> {
     let t = tables_under_test();
     eprintln!(
@@ -90,6 +109,7 @@ pub fn simd_tables() -> Vec<&'static Kernels> {
             .map(|k| (k.path.name(), k.act_layout))
             .collect::<Vec<_>>()
     );
+    assert_covers_required_paths(&t.iter().map(|k| k.path).collect::<Vec<_>>());
     t
 }
 
