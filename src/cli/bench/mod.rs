@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use bitnet_formats::GgufFile;
 use std::sync::Arc;
 
+use bitnet_gguf::engine::model::Session;
 use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 
 mod probes;
@@ -156,30 +157,31 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.n_prompt > 0 {
         compute.measure(3 * probe_compute);
         let prompt: Vec<u32> = (0..args.n_prompt).map(token).collect();
-        for r in 0..=reps {
-            s.truncate(args.depth);
-            let t0 = Instant::now();
-            s.forward(&prompt)?;
+        let between = |r: usize| {
             if r > 0 {
-                // The first run warms caches and page-faults the mapping in.
-                pp.push(args.n_prompt as f64 / t0.elapsed().as_secs_f64());
                 compute.measure(probe_compute);
             }
-        }
+        };
+        pp = timed_runs(
+            &mut s,
+            args.depth,
+            reps,
+            args.n_prompt,
+            |s| s.forward(&prompt),
+            between,
+        )?;
     }
     let mut tg = Vec::new();
     if args.n_gen > 0 {
-        for r in 0..=reps {
-            s.truncate(args.depth);
-            let t0 = Instant::now();
+        let decode = |s: &mut Session| -> Result<()> {
             for i in 0..args.n_gen {
                 s.forward(&[token(i + 1)])?;
             }
-            if r > 0 {
-                tg.push(args.n_gen as f64 / t0.elapsed().as_secs_f64());
-            }
+            Ok(())
+        };
+        tg = timed_runs(&mut s, args.depth, reps, args.n_gen, decode, |_| {
             probe.measure(2);
-        }
+        })?;
     }
     let best = probe.measure(4);
     let bandwidth = probe.passes().median();
@@ -202,74 +204,135 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let pp_pct = pp_limit.map(|l| 100.0 * pp_m / l);
     let kernels = runtime.path().name();
     let pool = runtime.pool_kind().name();
+    let j = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "pp_tok_s": pp_m, "pp_tok_s_stddev": pp_s, "n_prompt": args.n_prompt,
+        "tg_tok_s": tg_m, "tg_tok_s_stddev": tg_s, "n_gen": args.n_gen,
+        "threads": threads, "repetitions": reps,
+        "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
+        "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes().count(),
+        "tg_pct_of_best_bound": pct_best,
+        "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
+        "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
+        "kv_type": args.kv_type.name(), "depth": args.depth,
+        "kv_bytes_read_per_token": kv_read.round() as u64,
+        "ternary_macs_per_token": macs,
+        "ternary_gmac_s": measured.then_some(gmac),
+        "ternary_gmac_s_best": measured.then(|| cp.best()),
+        "compute_passes": cp.count(),
+        "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
+    });
     if args.json {
-        let j = serde_json::json!({
-            "model": args.model.display().to_string(),
-            "pp_tok_s": pp_m, "pp_tok_s_stddev": pp_s, "n_prompt": args.n_prompt,
-            "tg_tok_s": tg_m, "tg_tok_s_stddev": tg_s, "n_gen": args.n_gen,
-            "threads": threads, "repetitions": reps,
-            "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
-            "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes().count(),
-            "tg_pct_of_best_bound": pct_best,
-            "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
-            "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
-            "kv_type": args.kv_type.name(), "depth": args.depth,
-            "kv_bytes_read_per_token": kv_read.round() as u64,
-            "ternary_macs_per_token": macs,
-            "ternary_gmac_s": measured.then_some(gmac),
-            "ternary_gmac_s_best": measured.then(|| cp.best()),
-            "compute_passes": cp.count(),
-            "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
-        });
         println!("{j}");
     } else {
-        println!(
-            "model: {}  kernels: {kernels}  pool: {pool}  threads: {threads}  reps: {reps}  kv: {}",
-            display_name(&args.model),
-            args.kv_type.name()
-        );
-        println!(
-            "read bandwidth: {bandwidth:.1} GB/s (median of {} passes; best {best:.1})   \
-             bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s",
-            probe.passes().count(),
-            bpt as f64 / 1e9
-        );
-        println!("| test | tok/s | ± |");
-        println!("|---|---|---|");
-        let at = match args.depth {
-            0 => String::new(),
-            d => format!(" @ d{d}"),
-        };
-        if args.n_prompt > 0 {
-            let of_limit = match (pp_limit, pp_pct) {
-                (Some(l), Some(p)) => format!(
-                    "  ({p:.1} % of the ternary kernels' limit: {l:.1} tok/s at {gmac:.1} \
-                     GMAC/s, {:.2} GMAC/token)",
-                    macs as f64 / 1e9
-                ),
-                _ => String::new(),
-            };
-            println!(
-                "| pp{}{at} | {pp_m:.2} | {pp_s:.2} |{of_limit}",
-                args.n_prompt
-            );
-        }
-        if args.n_gen > 0 {
-            println!(
-                "| tg{}{at} | {tg_m:.2} | {tg_s:.2} |  ({pct:.1} % of bandwidth limit, \
-                 {pct_best:.1} % of the best pass's; KV cache read: {:.1} MB/token)",
-                args.n_gen,
-                kv_read / 1e6
-            );
-        }
+        print_table(&args, &j);
     }
     Ok(())
+}
+
+/// The human-readable report: the same figures as the JSON, read back from it by name.
+fn print_table(args: &BenchArgs, j: &serde_json::Value) {
+    let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
+    let (bandwidth, best, limit) = (
+        f("bandwidth_gb_s"),
+        f("bandwidth_best_gb_s"),
+        f("tg_limit_tok_s"),
+    );
+    let (pp_m, pp_s, tg_m, tg_s) = (
+        f("pp_tok_s"),
+        f("pp_tok_s_stddev"),
+        f("tg_tok_s"),
+        f("tg_tok_s_stddev"),
+    );
+    let (pct, pct_best, gmac) = (
+        f("tg_pct_of_bound"),
+        f("tg_pct_of_best_bound"),
+        f("ternary_gmac_s"),
+    );
+    let (kernels, pool) = (
+        j["kernels"].as_str().unwrap_or(""),
+        j["pool"].as_str().unwrap_or(""),
+    );
+    let (threads, reps) = (
+        j["threads"].as_u64().unwrap_or(0),
+        j["repetitions"].as_u64().unwrap_or(0),
+    );
+    let pp_limit = j["pp_limit_tok_s"].as_f64();
+    let pp_pct = j["pp_pct_of_bound"].as_f64();
+    let macs = f("ternary_macs_per_token");
+    let kv_read = f("kv_bytes_read_per_token");
+    let bpt = f("bytes_per_token");
+    println!(
+        "model: {}  kernels: {kernels}  pool: {pool}  threads: {threads}  reps: {reps}  kv: {}",
+        display_name(&args.model),
+        args.kv_type.name()
+    );
+    println!(
+        "read bandwidth: {bandwidth:.1} GB/s (median of {} passes; best {best:.1})   \
+         bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s",
+        j["bandwidth_passes"],
+        bpt / 1e9
+    );
+    println!("| test | tok/s | ± |");
+    println!("|---|---|---|");
+    let at = match args.depth {
+        0 => String::new(),
+        d => format!(" @ d{d}"),
+    };
+    if args.n_prompt > 0 {
+        let of_limit = match (pp_limit, pp_pct) {
+            (Some(l), Some(p)) => format!(
+                "  ({p:.1} % of the ternary kernels' limit: {l:.1} tok/s at {gmac:.1} \
+                 GMAC/s, {:.2} GMAC/token)",
+                macs / 1e9
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "| pp{}{at} | {pp_m:.2} | {pp_s:.2} |{of_limit}",
+            args.n_prompt
+        );
+    }
+    if args.n_gen > 0 {
+        println!(
+            "| tg{}{at} | {tg_m:.2} | {tg_s:.2} |  ({pct:.1} % of bandwidth limit, \
+             {pct_best:.1} % of the best pass's; KV cache read: {:.1} MB/token)",
+            args.n_gen,
+            kv_read / 1e6
+        );
+    }
 }
 
 fn display_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Tokens per second of `reps` timed runs of `run` (which evaluates `tokens` tokens), each
+/// from the session cut back to `depth`, after one untimed run that warms caches and
+/// page-faults the mapping in. `between(r)` runs after run `r` (0: the warm-up), untimed:
+/// the probes' passes interleaved with the runs.
+fn timed_runs<R>(
+    s: &mut Session,
+    depth: usize,
+    reps: usize,
+    tokens: usize,
+    mut run: impl FnMut(&mut Session) -> Result<R>,
+    mut between: impl FnMut(usize),
+) -> Result<Vec<f64>> {
+    let mut rates = Vec::with_capacity(reps);
+    for r in 0..=reps {
+        s.truncate(depth);
+        let t0 = Instant::now();
+        run(s)?;
+        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
+        if r > 0 {
+            rates.push(rate);
+        }
+        between(r);
+    }
+    Ok(rates)
 }
 
 #[cfg(test)]
