@@ -180,6 +180,12 @@ impl Arch {
         self.spec().name
     }
 
+    /// Whether `name` is the `general.architecture` of a graph written by the bitnet.cpp
+    /// tool-chain (the default chat template and pre-tokenizer of such files are 2B4T's).
+    pub fn is_bitnet_family_name(name: &str) -> bool {
+        ARCHES.iter().any(|s| s.bitnet_family && s.name == name)
+    }
+
     pub const fn upstream_name(self) -> &'static str {
         self.spec().upstream_name
     }

@@ -168,25 +168,18 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 /// Σ w·x with `w` little-endian f16 bytes (`w.len() == 2 * x.len()`).
 pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
-    debug_assert_eq!(w.len(), 2 * x.len());
-    let mut acc = [0f32; 8];
-    let cw = w.chunks_exact(16);
-    let cx = x.chunks_exact(8);
-    let (tw, tx) = (cw.remainder(), cx.remainder());
-    for (a, b) in cw.zip(cx) {
-        for i in 0..8 {
-            acc[i] += f16::from_le_bytes([a[2 * i], a[2 * i + 1]]).to_f32() * b[i];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (a, b) in tw.chunks_exact(2).zip(tx) {
-        s += f16::from_le_bytes([a[0], a[1]]).to_f32() * b;
-    }
-    s
+    dot_half(w, x, |b| f16::from_le_bytes(b).to_f32())
 }
 
 /// Σ w·x with `w` little-endian bf16 bytes.
 pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    dot_half(w, x, |b| bf16::from_le_bytes(b).to_f32())
+}
+
+/// Σ w·x over 16-bit floats that `widen` reads, in the order every SIMD twin keeps: eight
+/// lanes, reduced pairwise, then the tail in sequence.
+#[inline(always)]
+fn dot_half(w: &[u8], x: &[f32], widen: impl Fn([u8; 2]) -> f32) -> f32 {
     debug_assert_eq!(w.len(), 2 * x.len());
     let mut acc = [0f32; 8];
     let cw = w.chunks_exact(16);
@@ -194,12 +187,12 @@ pub fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
     let (tw, tx) = (cw.remainder(), cx.remainder());
     for (a, b) in cw.zip(cx) {
         for i in 0..8 {
-            acc[i] += bf16::from_le_bytes([a[2 * i], a[2 * i + 1]]).to_f32() * b[i];
+            acc[i] += widen([a[2 * i], a[2 * i + 1]]) * b[i];
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (a, b) in tw.chunks_exact(2).zip(tx) {
-        s += bf16::from_le_bytes([a[0], a[1]]).to_f32() * b;
+        s += widen([a[0], a[1]]) * b;
     }
     s
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use bitnet_formats::arch::Arch;
 use bitnet_formats::gguf::BITNET_ARCHITECTURES;
 use bitnet_formats::{GgufFile, Metadata, TensorType};
 
@@ -238,7 +239,7 @@ fn warnings(file: &GgufFile, tok: Option<&TokenizerSummary>) -> Vec<Warning> {
             });
         }
     }
-    if arch == Some("bitnet")
+    if arch == Some(Arch::Bitnet.name())
         && (has(TensorType::TQ1_0) || has(TensorType::TQ2_0))
         && !meta.contains("bitnet.hidden_act")
     {

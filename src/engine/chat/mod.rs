@@ -10,6 +10,7 @@
 
 mod env;
 
+use bitnet_formats::arch::Arch;
 use bitnet_formats::Metadata;
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
@@ -108,7 +109,7 @@ impl ChatTemplate {
         let embedded = meta
             .get_str("tokenizer.chat_template")
             .filter(|s| !s.trim().is_empty());
-        let is_bitnet = architecture.starts_with("bitnet");
+        let is_bitnet = Arch::is_bitnet_family_name(architecture);
         let (source, origin) = match embedded {
             Some(src) if !(is_bitnet && src.contains(BITNET_PLACEHOLDER_MARKER)) => {
                 (src.to_string(), TemplateSource::Embedded)

@@ -4,7 +4,7 @@
 
 use bitnet_formats::arch::{ActivationRule, Dims, HParam, Role, TensorSpec, OUTPUT, OUTPUT_NORM};
 use bitnet_formats::arch::{ATTN_NORM, TOKEN_EMBD};
-use bitnet_formats::{Metadata, TensorInfo};
+use bitnet_formats::{Metadata, TensorInfo, Value};
 
 pub use bitnet_formats::arch::{Activation, Arch, RopeStyle};
 
@@ -78,14 +78,19 @@ impl Keys<'_> {
         hp.key(self.arch_name)
     }
 
-    fn count(&self, hp: HParam) -> Result<Option<usize>, ConfigError> {
+    /// The key's full name and value; `None` for an optional key the file leaves out.
+    fn value(&self, hp: HParam) -> Result<Option<(String, &Value)>, ConfigError> {
         let full = self.key(hp);
-        let Some(v) = self.meta.get(&full) else {
-            return if hp.required() {
-                Err(ConfigError::MissingKey(full))
-            } else {
-                Ok(None)
-            };
+        match self.meta.get(&full) {
+            Some(v) => Ok(Some((full, v))),
+            None if hp.required() => Err(ConfigError::MissingKey(full)),
+            None => Ok(None),
+        }
+    }
+
+    fn count(&self, hp: HParam) -> Result<Option<usize>, ConfigError> {
+        let Some((full, v)) = self.value(hp)? else {
+            return Ok(None);
         };
         let n = v.as_u64().ok_or_else(|| ConfigError::BadValue {
             key: full.clone(),
@@ -102,13 +107,8 @@ impl Keys<'_> {
     }
 
     fn positive_float(&self, hp: HParam) -> Result<Option<f32>, ConfigError> {
-        let full = self.key(hp);
-        let Some(v) = self.meta.get(&full) else {
-            return if hp.required() {
-                Err(ConfigError::MissingKey(full))
-            } else {
-                Ok(None)
-            };
+        let Some((full, v)) = self.value(hp)? else {
+            return Ok(None);
         };
         let x = v.as_f32().ok_or_else(|| ConfigError::BadValue {
             key: full.clone(),

@@ -2,6 +2,7 @@
 //!
 //! The GGUF key `tokenizer.ggml.pre` names the regex (llama.cpp's `LLAMA_VOCAB_PRE_TYPE_*`).
 
+use bitnet_formats::arch::Arch;
 use fancy_regex::Regex;
 
 use super::TokenizerError;
@@ -32,7 +33,7 @@ impl PreTokenizerKind {
     pub fn from_name(pre: Option<&str>, architecture: &str) -> Result<Self, TokenizerError> {
         match pre {
             None | Some("") => {
-                if architecture.starts_with("bitnet") {
+                if Arch::is_bitnet_family_name(architecture) {
                     Ok(PreTokenizerKind::Llama3)
                 } else {
                     Ok(PreTokenizerKind::Gpt2)
