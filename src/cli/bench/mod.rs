@@ -89,7 +89,7 @@ fn spread(v: &[f64]) -> f64 {
 
 /// The runtime `bench` measures on: `--kernels`, `--pool` and `-t` (one thread per
 /// physical core by default).
-fn runtime(args: &BenchArgs) -> Result<Arc<Runtime>> {
+fn runtime(args: &BenchArgs, threads: usize) -> Result<Arc<Runtime>> {
     let path = args
         .kernels
         .as_deref()
@@ -103,10 +103,6 @@ fn runtime(args: &BenchArgs) -> Result<Arc<Runtime>> {
                 .with_context(|| format!("unknown pool {p:?} (expected spin or rayon)"))
         })
         .transpose()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(bitnet_kernels::physical_cores)
-        .max(1);
     Ok(Arc::new(Runtime::new(RuntimeOptions {
         threads: Some(threads),
         path,
@@ -116,14 +112,21 @@ fn runtime(args: &BenchArgs) -> Result<Arc<Runtime>> {
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     use bitnet_gguf::engine::model::{LoadOptions, Model};
-    let runtime = runtime(&args)?;
-    let threads = runtime.threads();
+    let threads = args
+        .threads
+        .unwrap_or_else(bitnet_kernels::physical_cores)
+        .max(1);
     let reps = args.reps.max(1);
     // Measured before, between the decode runs and after: other load on the machine makes
     // single measurements noisy, and the limit should be what the memory delivered while
     // we ran (the median pass; the best is reported too).
     let mut probe = BandwidthProbe::new(threads)?;
     probe.measure(6);
+    // The pool's threads start after the bandwidth probe's buffer is mapped and filled.
+    // Started before it, the compute probe read 9-16 % lower and large pp128 22-32 % higher
+    // with the same kernels (AMX Xeon, six interleaved rounds each way): the figures depend
+    // on this order, and the figures in docs/performance.md were taken with this one.
+    let runtime = runtime(&args, threads)?;
 
     let n_ctx = (args.depth + args.n_prompt + args.n_gen + 8).max(64);
     let model = Model::load(
