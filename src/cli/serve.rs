@@ -5,18 +5,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bitnet_gguf::serve::options::KeepAlive;
 use bitnet_gguf::serve::http::{self, LoadSettings, ServeConfig};
+use bitnet_gguf::serve::options::KeepAlive;
 use bitnet_gguf::serve::store::{self, Store};
 
 mod server_verbs;
 mod store_verbs;
 
 pub use server_verbs::{ps, pull, stop, PsArgs, PullArgs, StopArgs};
-pub use store_verbs::{
-    cp, create, list, rm, show, CpArgs, CreateArgs, ListArgs,
-    RmArgs, ShowArgs,
-};
+pub use store_verbs::{cp, create, list, rm, show, CpArgs, CreateArgs, ListArgs, RmArgs, ShowArgs};
 
 fn env_or<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -95,8 +92,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
-    let (env_host, env_port) =
-        http::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
+    let (env_host, env_port) = http::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
     let host = args.host.clone().unwrap_or(env_host);
     let port = args.port.unwrap_or(env_port);
     let ip: std::net::IpAddr = match host.as_str() {

@@ -6,8 +6,8 @@ use std::io::Read;
 use anyhow::Context;
 use bitnet_formats::GgufFile;
 
-use bitnet_gguf::serve::store::resolve_model;
 use bitnet_gguf::engine::tokenizer::Tokenizer;
+use bitnet_gguf::serve::store::resolve_model;
 
 #[derive(clap::Args)]
 pub struct TokenizeArgs {

@@ -315,7 +315,9 @@ fn eval(e: &Expr, dot: &Value, root: &Value) -> Result<Value, String> {
                     _ => 0,
                 }),
                 "json" => Value::String(arg(0).to_string()),
-                "currentDate" => Value::String(crate::serve::http::reply::now_rfc3339()[..10].to_string()),
+                "currentDate" => {
+                    Value::String(crate::serve::http::reply::now_rfc3339()[..10].to_string())
+                }
                 other => return Err(format!("function {other:?} is not supported")),
             }
         }

@@ -140,6 +140,9 @@ mod tests {
         );
         assert_eq!(t, "NAME             ID\nbitnet:latest    abc\n");
         let t0 = parse_rfc3339_secs("2026-11-22T01:52:00.5+01:00").unwrap();
-        assert_eq!(bitnet_gguf::serve::http::reply::rfc3339(t0), "2026-11-22T00:52:00Z");
+        assert_eq!(
+            bitnet_gguf::serve::http::reply::rfc3339(t0),
+            "2026-11-22T00:52:00Z"
+        );
     }
 }

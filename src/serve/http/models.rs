@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use super::reply::ApiError;
 use super::metrics::Metrics;
-use crate::serve::options::KeepAlive;
+use super::reply::ApiError;
 use super::scheduler::WorkerHandle;
 use super::{AppState, Loader};
+use crate::serve::options::KeepAlive;
 use crate::serve::store::Entry;
 
 /// A request's model: its display name, its GGUF, and the store entry when it has one.

@@ -5,11 +5,11 @@
 use serde_json::{Map, Value};
 
 use super::backend::{ChatTurn, TextModel};
-use crate::serve::gotemplate;
-use super::reply::ApiError;
 use super::models::ResolvedModel;
-use crate::serve::options::RunOptions;
+use super::reply::ApiError;
 use super::AppState;
+use crate::serve::gotemplate;
+use crate::serve::options::RunOptions;
 use crate::serve::store::ModelName;
 
 pub fn resolve(state: &AppState, name: &str) -> Result<ResolvedModel, ApiError> {

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::reply::{ok_json, parse_body, rfc3339, ApiError};
 use super::prompt;
+use super::reply::{ok_json, parse_body, rfc3339, ApiError};
 use super::stream;
 use super::SharedState;
 use crate::serve::store::{self, gguf_info, manifest, params, Base, CreateSpec, Entry, Message};
