@@ -367,3 +367,64 @@ fn process_alive(pid: u32) -> bool {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_count(root: &Path) -> usize {
+        fs::read_dir(root.join("blobs")).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn a_live_lease_keeps_its_blobs_through_collection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().to_path_buf(), None);
+        let lease = store.lease().unwrap();
+        let (digest, new) = lease.write_blob(b"layer").unwrap();
+        assert!(new);
+        assert_eq!(store.collect_garbage(None).unwrap(), 0);
+        assert_eq!(blob_count(dir.path()), 1);
+        let (_, again) = lease.write_blob(b"layer").unwrap();
+        assert!(!again);
+        drop(lease);
+        assert!(fs::read_dir(dir.path().join("leases"))
+            .unwrap()
+            .next()
+            .is_none());
+        assert_eq!(store.collect_garbage(None).unwrap(), 1);
+        assert!(!manifest::blob_path(dir.path(), &digest).unwrap().exists());
+    }
+
+    #[test]
+    fn temps_of_live_leases_survive_a_sweep_and_dead_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().to_path_buf(), None);
+        let lease = store.lease().unwrap();
+        let (live, _) = lease.temp_file().unwrap();
+        let dead = dir.path().join("tmp").join("12-34-5.0");
+        fs::write(&dead, "x").unwrap();
+        fs::create_dir_all(dir.path().join("partial")).unwrap();
+        fs::write(dir.path().join("partial").join("sha256-00.part"), "x").unwrap();
+        store.prepare().unwrap();
+        assert!(live.exists());
+        assert!(!dead.exists());
+        assert!(dir.path().join("partial").join("sha256-00.part").exists());
+        drop(lease);
+        store.prepare().unwrap();
+        assert!(!live.exists());
+    }
+
+    #[test]
+    fn a_recent_upload_waits_for_its_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().to_path_buf(), None);
+        let lease = store.lease().unwrap();
+        let (digest, _) = lease.write_blob(b"uploaded").unwrap();
+        store.note_upload(&lease, &digest).unwrap();
+        drop(lease);
+        assert_eq!(store.collect_garbage(None).unwrap(), 0);
+        store.forget_upload(&digest);
+        assert_eq!(store.collect_garbage(None).unwrap(), 1);
+    }
+}

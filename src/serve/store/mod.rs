@@ -162,7 +162,7 @@ impl Store {
             .write_file(&path, bytes)
             .with_context(|| format!("writing {}", path.display()))?;
         for (other, p) in manifest_files(&self.root) {
-            if other.same_as(name) && other != *name && p != path {
+            if other.same_as(name) && other != *name && !same_file(&p, &path) {
                 remove_manifest(&self.root, &p)?;
             }
         }
@@ -233,6 +233,23 @@ impl Store {
         remove_manifest(&self.root, &path)?;
         self.collect_garbage(None)?;
         Ok(())
+    }
+}
+
+/// On a case-insensitive file system two spellings of a name are one file: never remove it.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        a.to_string_lossy()
+            .eq_ignore_ascii_case(&b.to_string_lossy())
     }
 }
 
