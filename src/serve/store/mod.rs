@@ -231,7 +231,8 @@ impl Store {
             }
         };
         remove_manifest(&self.root, &path)?;
-        self.collect_garbage(None)?;
+        // The model is gone either way; blobs a failed collection keeps go with the next rm.
+        let _ = self.collect_garbage(None);
         Ok(())
     }
 }
