@@ -450,6 +450,12 @@ fn names_are_case_insensitive() {
         "{list}"
     );
     assert!(list.contains("differ only in case"), "not flagged:\n{list}");
+    let out = w.run(&["rm", "Mixed"]);
+    assert!(
+        !out.status.success(),
+        "rm of an inexact name matching two succeeded"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ambiguous"));
     w.ok(&["rm", "MIXED"]);
     assert!(
         dir.join("mixed/latest").is_file(),

@@ -381,10 +381,15 @@ pub async fn delete(State(state): State<SharedState>, body: Bytes) -> Result<Res
     if others == 0 {
         state.models.unload(&e.model_path);
     }
-    state
-        .store
-        .delete(&name)
-        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    state.store.delete(&name).map_err(|e| {
+        let msg = format!("{e:#}");
+        // Two models whose names differ only in case, and neither named exactly.
+        if msg.contains("ambiguous") {
+            ApiError::bad_request(msg)
+        } else {
+            ApiError::internal(msg)
+        }
+    })?;
     Ok(StatusCode::OK.into_response())
 }
 
