@@ -6,6 +6,7 @@
 
 pub mod arch;
 pub mod codec;
+pub mod failpoint;
 pub mod gguf;
 pub mod types;
 

@@ -363,6 +363,13 @@ fn exec(nodes: &[Node], dot: &Value, root: &Value, out: &mut String) -> Result<(
     Ok(())
 }
 
+/// Parses a template without rendering it (what `create` checks a `TEMPLATE` with).
+pub fn check(template: &str) -> Result<(), String> {
+    let toks = lex(template)?;
+    let mut pos = 0;
+    parse_nodes(&toks, &mut pos, &[]).map(|_| ())
+}
+
 pub fn render(template: &str, data: &Value) -> Result<String, String> {
     let toks = lex(template)?;
     let mut pos = 0;

@@ -195,6 +195,26 @@ def remote_import_through_blob_upload_and_pull():
 
 
 @check
+def create_blob_of_100_mb_streams_past_the_body_limit():
+    # The server's body limit (32 MiB by default) does not apply to blob uploads.
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".gguf") as f:
+        with open(GGUF, "rb") as src:
+            f.write(src.read())
+        chunk = bytes(range(256)) * 4096
+        for _ in range(100):
+            f.write(chunk)
+        f.flush()
+        digest = oc.create_blob(f.name)
+    assert http("HEAD", "/api/blobs/" + digest)[0] == 200
+    st = oc.create(model="tiny-big:v1", files={"big.gguf": digest}, stream=False)
+    assert st.status == "success"
+    assert oc.show("tiny-big:v1").details.format == "gguf"
+    oc.delete("tiny-big:v1")
+    assert http("HEAD", "/api/blobs/" + digest)[0] == 404
+
+
+@check
 def openai_chat_and_completions():
     msgs = [{"role": "user", "content": "Tell me about Elizabeth."}]
     r = oa.chat.completions.create(model=MODEL, messages=msgs, temperature=0, max_tokens=24)

@@ -2,4 +2,5 @@
 
 pub mod convert;
 pub mod dummy;
+pub mod output;
 pub mod quantize;

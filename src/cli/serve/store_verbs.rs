@@ -123,9 +123,11 @@ pub struct ListArgs {
 
 pub fn list(args: ListArgs) -> anyhow::Result<()> {
     let store = Store::from_env(args.ollama_models);
-    let rows: Vec<Vec<String>> = store
-        .list()
-        .into_iter()
+    store.prepare()?;
+    let entries = store.list();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .cloned()
         .map(|e| (e.name.to_string(), e))
         .filter(|(n, _)| {
             args.prefix
@@ -142,6 +144,17 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         })
         .collect();
     print!("{}", table(&["NAME", "ID", "SIZE", "MODIFIED"], &rows));
+    let twins: Vec<String> = entries
+        .iter()
+        .filter(|e| e.case_twin)
+        .map(|e| e.name.to_string())
+        .collect();
+    if !twins.is_empty() {
+        println!(
+            "\nnote: {} differ only in case; each answers to its exact name, `rm` removes exactly the one named",
+            twins.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -172,6 +185,7 @@ pub struct ShowArgs {
 
 pub fn show(args: ShowArgs) -> anyhow::Result<()> {
     let store = Store::from_env(args.ollama_models.clone());
+    store.prepare()?;
     let (entry, path) = match store.open(&args.model).ok().flatten() {
         Some(e) => {
             let p = e.model_path.clone();

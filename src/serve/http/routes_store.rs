@@ -12,6 +12,7 @@ use super::prompt;
 use super::reply::{ok_json, parse_body, rfc3339, ApiError};
 use super::stream;
 use super::SharedState;
+use crate::serve::store::blobs::{BlobUpload, UploadError};
 use crate::serve::store::{self, gguf_info, manifest, params, Base, CreateSpec, Entry, Message};
 
 pub fn details(e: &Entry) -> Value {
@@ -380,10 +381,15 @@ pub async fn delete(State(state): State<SharedState>, body: Bytes) -> Result<Res
     if others == 0 {
         state.models.unload(&e.model_path);
     }
-    state
-        .store
-        .delete(&name)
-        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    state.store.delete(&name).map_err(|e| {
+        let msg = format!("{e:#}");
+        // Two models whose names differ only in case, and neither named exactly.
+        if msg.contains("ambiguous") {
+            ApiError::bad_request(msg)
+        } else {
+            ApiError::internal(msg)
+        }
+    })?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -432,25 +438,58 @@ pub async fn blob_head(State(state): State<SharedState>, Path(digest): Path<Stri
     }
 }
 
+/// Streams the body into the store (no size limit: models are large), hashed as it arrives
+/// and renamed into place only when it matches the digest in the URL.
 pub async fn blob_upload(
     State(state): State<SharedState>,
     Path(digest): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     if manifest::blob_path(&state.store.root, &digest).is_none() {
         return Err(ApiError::bad_request(format!("invalid digest '{digest}'")));
     }
-    let root = state.store.root.clone();
-    let r =
-        tokio::task::spawn_blocking(move || manifest::write_blob_verified(&root, &digest, &body))
-            .await
-            .map_err(|_| ApiError::internal("upload crashed"))?;
+    let store = state.store.clone();
+    // Bounded: a slow disk slows the upload instead of buffering it in memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let writer = tokio::task::spawn_blocking(move || {
+        let lease = store
+            .lease()
+            .map_err(|e| UploadError::Io(std::io::Error::other(format!("{e:#}"))))?;
+        let mut upload = BlobUpload::new(lease, &store.root, &digest)?;
+        while let Some(chunk) = rx.blocking_recv() {
+            upload.write(&chunk)?;
+        }
+        upload.finish(&store)
+    });
+    use tokio_stream::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut receive_error = None;
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(c) => {
+                if tx.send(c).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                receive_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    drop(tx);
+    if let Some(e) = receive_error {
+        // A truncated body fails the digest check, so the writer stores nothing.
+        let _ = writer.await;
+        return Err(ApiError::bad_request(format!("upload interrupted: {e}")));
+    }
+    let r = writer
+        .await
+        .map_err(|_| ApiError::internal("upload crashed"))?;
     match r {
         Ok(true) => Ok(StatusCode::CREATED.into_response()),
         Ok(false) => Ok(StatusCode::OK.into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Err(ApiError::bad_request("digest mismatch"))
-        }
+        Err(e @ UploadError::Mismatch { .. }) => Err(ApiError::bad_request(e.to_string())),
         Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }

@@ -1,12 +1,15 @@
 //! `create`: a GGUF file (or an existing model) plus Modelfile instructions become a named model.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use super::manifest::{self, ConfigV2, Layer, Manifest};
 use super::modelfile::Modelfile;
-use super::{expand_tilde, gguf_info, params, Message, ModelName, Store};
+use super::{blobs, expand_tilde, gguf_info, params, Lease, Message, ModelName, Store};
+use crate::engine::chat::ChatTemplate;
+use crate::serve::gotemplate;
 
 #[derive(Clone, Debug, Default)]
 pub enum Base {
@@ -99,53 +102,79 @@ pub fn validate_parameters(p: &Map<String, Value>) -> anyhow::Result<()> {
 }
 
 fn add_layer(
-    store: &Store,
+    lease: &Lease,
     media: &str,
     bytes: &[u8],
     status: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Layer> {
-    let digest = format!("sha256:{}", manifest::sha256_hex(bytes));
-    let exists = manifest::blob_path(&store.root, &digest).is_some_and(|p| p.exists());
-    let layer = manifest::write_blob(&store.root, media, bytes)?;
+    let (digest, new) = lease.write_blob(bytes)?;
     status(&format!(
         "{} layer {digest}",
-        if exists {
-            "using existing"
-        } else {
+        if new {
             "creating new"
+        } else {
+            "using existing"
         }
     ));
-    Ok(layer)
+    Ok(Layer {
+        media_type: media.into(),
+        digest,
+        size: bytes.len() as u64,
+        from: None,
+    })
+}
+
+/// Refuses, before reading it whole, anything but a regular file that starts like a GGUF
+/// (`/dev/zero` would never end; a text file is a typo), then checks it parses, so that a bad
+/// `FROM` leaves no blob and its error names the user's file.
+fn check_gguf_file(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("FROM {shown}: {e}"))?;
+    if !meta.is_file() {
+        anyhow::bail!("FROM {shown}: not a regular file (a GGUF model file is expected)");
+    }
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut magic)
+    });
+    match read {
+        Ok(4) if &magic == b"GGUF" => {}
+        Ok(_) => anyhow::bail!("FROM {shown}: not a GGUF file (it does not start with \"GGUF\")"),
+        Err(e) => anyhow::bail!("FROM {shown}: {e}"),
+    }
+    gguf_info::summarize_path(path)
+        .map_err(|e| anyhow::anyhow!("FROM {shown}: not a usable GGUF file: {e}"))?;
+    Ok(())
 }
 
 /// The model layer a `create` starts from, the GGUF it names, and the model it inherits
 /// template, system prompt, parameters, messages and licence from (`FROM` another model).
 fn base_model_layer(
     store: &Store,
+    lease: &Lease,
     base: &Base,
     status: &mut dyn FnMut(&str),
 ) -> anyhow::Result<(Layer, std::path::PathBuf, Option<super::Entry>)> {
+    let model_layer = |digest: String, size| Layer {
+        media_type: manifest::MEDIA_MODEL.into(),
+        digest,
+        size,
+        from: None,
+    };
     Ok(match base {
         Base::None => anyhow::bail!("neither 'from' nor 'files' was specified"),
         Base::File(path) => {
-            let (hex, size) = manifest::sha256_file(path)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-            let dst = manifest::import_file_blob(&store.root, path, &hex)?;
+            check_gguf_file(path)?;
+            let (hex, size, dst) = blobs::import_file(lease, &store.root, path)
+                .map_err(|e| anyhow::anyhow!("copying {} into the store: {e}", path.display()))?;
             status(&format!("copying file sha256:{hex} 100%"));
-            (
-                Layer {
-                    media_type: manifest::MEDIA_MODEL.into(),
-                    digest: format!("sha256:{hex}"),
-                    size,
-                    from: None,
-                },
-                dst,
-                None,
-            )
+            (model_layer(format!("sha256:{hex}"), size), dst, None)
         }
         Base::Blob(digest) => {
             let p = manifest::blob_path(&store.root, digest)
                 .ok_or_else(|| anyhow::anyhow!("invalid digest '{digest}'"))?;
+            lease.protect(digest)?;
             let size = std::fs::metadata(&p)
                 .map_err(|_| {
                     anyhow::anyhow!(
@@ -153,16 +182,7 @@ fn base_model_layer(
                     )
                 })?
                 .len();
-            (
-                Layer {
-                    media_type: manifest::MEDIA_MODEL.into(),
-                    digest: digest.replacen('-', ":", 1),
-                    size,
-                    from: None,
-                },
-                p,
-                None,
-            )
+            (model_layer(digest.replacen('-', ":", 1), size), p, None)
         }
         Base::Model(from) => {
             let e = store
@@ -175,13 +195,31 @@ fn base_model_layer(
                 .find(|l| l.media_type == manifest::MEDIA_MODEL)
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("model '{from}' has no model layer"))?;
-            let hex = manifest::digest_hex(&layer.digest)
-                .ok_or_else(|| anyhow::anyhow!("bad digest"))?
-                .to_string();
-            let p = manifest::import_file_blob(&store.root, &e.model_path, &hex)?;
+            lease.protect(&layer.digest)?;
+            let ours = manifest::blob_path(&store.root, &layer.digest)
+                .ok_or_else(|| anyhow::anyhow!("model '{from}': bad digest {}", layer.digest))?;
+            let p = if ours.is_file() {
+                ours
+            } else if e.read_only {
+                blobs::import_file(lease, &store.root, &e.model_path)?.2
+            } else {
+                anyhow::bail!("model '{from}' was removed while a model was created from it");
+            };
             (layer, p, Some(e))
         }
     })
+}
+
+/// Refuses a `TEMPLATE` that would fail at every request, in the language it is written in.
+fn check_template(t: &str) -> anyhow::Result<()> {
+    if gotemplate::looks_like_jinja(t) {
+        ChatTemplate::from_source(t, "", "")
+            .map_err(|e| anyhow::anyhow!("TEMPLATE is not a valid Jinja template: {e}"))?;
+    } else {
+        gotemplate::check(t)
+            .map_err(|e| anyhow::anyhow!("TEMPLATE is not a valid Go template: {e}"))?;
+    }
+    Ok(())
 }
 
 /// The manifest's config blob: what Ollama's clients read as the model's family and format.
@@ -199,6 +237,8 @@ fn config_v2(summary: &gguf_info::GgufSummary) -> ConfigV2 {
     }
 }
 
+/// Creates (or replaces) the model `name`. The whole write holds a lease, so a concurrent
+/// `rm` never collects its blobs; a failed create removes the blobs only it had written.
 pub fn create(
     store: &Store,
     name: &str,
@@ -206,8 +246,53 @@ pub fn create(
     status: &mut dyn FnMut(&str),
 ) -> anyhow::Result<()> {
     let target = ModelName::parse(name)?;
+    let lease = store.lease()?;
+    let before = blob_names(&store.root);
+    let result = create_leased(store, &lease, &target, &spec, status);
+    drop(lease);
+    match result {
+        Ok(()) => {
+            if let Base::Blob(d) = &spec.base {
+                store.forget_upload(d);
+            }
+            status("success");
+            Ok(())
+        }
+        Err(e) => {
+            let mine: HashSet<String> = blob_names(&store.root)
+                .difference(&before)
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                let _ = store.collect_garbage(Some(&mine));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn blob_names(root: &Path) -> HashSet<String> {
+    std::fs::read_dir(root.join("blobs"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn create_leased(
+    store: &Store,
+    lease: &Lease,
+    target: &ModelName,
+    spec: &CreateSpec,
+    status: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    if let Some(t) = &spec.template {
+        check_template(t)?;
+    }
     status("gathering model components");
-    let (model_layer, model_path, inherited) = base_model_layer(store, &spec.base, status)?;
+    let (model_layer, model_path, inherited) = base_model_layer(store, lease, &spec.base, status)?;
     status("parsing GGUF");
     let summary = gguf_info::summarize_path(&model_path)
         .map_err(|e| anyhow::anyhow!("{} is not a usable GGUF file: {e}", model_path.display()))?;
@@ -253,7 +338,7 @@ pub fn create(
 
     if let Some(t) = &template {
         layers.push(add_layer(
-            store,
+            lease,
             manifest::MEDIA_TEMPLATE,
             t.as_bytes(),
             status,
@@ -261,7 +346,7 @@ pub fn create(
     }
     if let Some(s) = &system {
         layers.push(add_layer(
-            store,
+            lease,
             manifest::MEDIA_SYSTEM,
             s.as_bytes(),
             status,
@@ -269,7 +354,7 @@ pub fn create(
     }
     if !params.is_empty() {
         layers.push(add_layer(
-            store,
+            lease,
             manifest::MEDIA_PARAMS,
             Value::Object(params).to_string().as_bytes(),
             status,
@@ -285,7 +370,7 @@ pub fn create(
             }
         }
         layers.push(add_layer(
-            store,
+            lease,
             manifest::MEDIA_MESSAGES,
             serde_json::to_string(&messages)?.as_bytes(),
             status,
@@ -293,29 +378,27 @@ pub fn create(
     }
     for l in &license {
         layers.push(add_layer(
-            store,
+            lease,
             manifest::MEDIA_LICENSE,
             l.as_bytes(),
             status,
         )?);
     }
     let config = config_v2(&summary);
-    let config_layer = manifest::write_blob(
-        &store.root,
-        manifest::CONFIG_MEDIA,
-        serde_json::to_string(&config)?.as_bytes(),
-    )?;
+    let config_bytes = serde_json::to_string(&config)?;
+    let (config_digest, _) = lease.write_blob(config_bytes.as_bytes())?;
     let m = Manifest {
         schema_version: 2,
         media_type: manifest::MANIFEST_MEDIA.into(),
-        config: config_layer,
+        config: Layer {
+            media_type: manifest::CONFIG_MEDIA.into(),
+            digest: config_digest,
+            size: config_bytes.len() as u64,
+            from: None,
+        },
         layers,
     };
+    bitnet_formats::failpoint::pause("create-before-manifest");
     status("writing manifest");
-    manifest::write_atomic(
-        &store.root.join(target.manifest_rel_path()),
-        serde_json::to_string(&m)?.as_bytes(),
-    )?;
-    status("success");
-    Ok(())
+    store.write_manifest(lease, target, serde_json::to_string(&m)?.as_bytes())
 }

@@ -1,7 +1,7 @@
 //! Ollama's manifest (Docker distribution v2 shape) and content-addressed blobs.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -95,81 +95,4 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
         n += k as u64;
     }
     Ok((hex(&h.finalize()), n))
-}
-
-fn temp_name(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("no parent directory"))?;
-    fs::create_dir_all(dir)?;
-    let tmp = temp_name(path);
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Stores bytes as a blob; returns its layer (digest + size).
-pub fn write_blob(root: &Path, media_type: &str, bytes: &[u8]) -> io::Result<Layer> {
-    let digest = format!("sha256:{}", sha256_hex(bytes));
-    let path = blob_path(root, &digest).expect("digest is well formed");
-    if !path.exists() {
-        write_atomic(&path, bytes)?;
-    }
-    Ok(Layer {
-        media_type: media_type.into(),
-        digest,
-        size: bytes.len() as u64,
-        from: None,
-    })
-}
-
-/// Copies a file into the blob store under its (already computed) digest. A copy, not a link:
-/// editing the source later must not change a content-addressed blob.
-pub fn import_file_blob(root: &Path, src: &Path, digest_hex_str: &str) -> io::Result<PathBuf> {
-    let dst = root.join("blobs").join(format!("sha256-{digest_hex_str}"));
-    if dst.exists() {
-        return Ok(dst);
-    }
-    fs::create_dir_all(root.join("blobs"))?;
-    let tmp = temp_name(&dst);
-    let result = fs::copy(src, &tmp).and_then(|_| fs::rename(&tmp, &dst));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map(|_| dst)
-}
-
-/// Streams an upload into the blob store, checking the digest before it becomes visible.
-pub fn write_blob_verified(root: &Path, digest: &str, bytes: &[u8]) -> io::Result<bool> {
-    let path = blob_path(root, digest).ok_or_else(|| io::Error::other("bad digest"))?;
-    if path.exists() {
-        return Ok(false);
-    }
-    if format!("sha256:{}", sha256_hex(bytes)) != digest.replacen("sha256-", "sha256:", 1) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "digest mismatch",
-        ));
-    }
-    write_atomic(&path, bytes)?;
-    Ok(true)
 }

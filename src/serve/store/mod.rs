@@ -2,8 +2,10 @@
 //! under `$BITNET_MODELS` (default `~/.bitnet/models`), plus read-only access to an existing
 //! Ollama store (`--ollama-models` / `OLLAMA_MODELS`) so models imported there run here.
 
+pub mod blobs;
 pub mod create;
 pub mod gguf_info;
+pub mod lease;
 pub mod manifest;
 pub mod modelfile;
 pub mod name;
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use create::{Base, CreateSpec};
+pub use lease::Lease;
 pub use manifest::{ConfigV2, Layer, Manifest};
 pub use name::ModelName;
 
@@ -47,6 +50,9 @@ pub struct Entry {
     pub license: Vec<String>,
     /// True for models found in Ollama's store, which is never written.
     pub read_only: bool,
+    /// Another model of our store has a name differing only in case (written by an older
+    /// binary); both stay readable by their exact names.
+    pub case_twin: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -121,11 +127,13 @@ impl Store {
     }
 
     /// Every model of both stores (ours first; an Ollama model shadowed by ours is skipped).
+    /// Two names of our store differing only in case are both listed, flagged `case_twin`.
     pub fn list(&self) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
         for (root, ro) in self.roots() {
+            let ours = out.len();
             for (name, path) in manifest_files(root) {
-                if out.iter().any(|e| e.name.same_as(&name)) {
+                if out[..ours].iter().any(|e| e.name.same_as(&name)) {
                     continue;
                 }
                 if let Ok(e) = load_entry(root, &path, name, ro) {
@@ -133,8 +141,32 @@ impl Store {
                 }
             }
         }
+        let names: Vec<ModelName> = out.iter().map(|e| e.name.clone()).collect();
+        for e in &mut out {
+            e.case_twin = names.iter().any(|n| n.same_as(&e.name) && n != &e.name);
+        }
         out.sort_by_key(|e| std::cmp::Reverse(e.modified));
         out
+    }
+
+    /// Writes `name`'s manifest under `lease` (after its blobs are protected and written) and
+    /// removes any other manifest whose name differs only in case: names are case-insensitive.
+    pub fn write_manifest(
+        &self,
+        lease: &Lease,
+        name: &ModelName,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
+        let path = self.root.join(name.manifest_rel_path());
+        lease
+            .write_file(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
+        for (other, p) in manifest_files(&self.root) {
+            if other.same_as(name) && other != *name && !same_file(&p, &path) {
+                remove_manifest(&self.root, &p)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn copy(&self, src: &str, dst: &str) -> anyhow::Result<()> {
@@ -150,63 +182,93 @@ impl Store {
             };
             return create::create(self, dst, spec, &mut |_| {});
         }
+        let lease = self.lease()?;
+        let m = &entry.manifest;
+        for l in std::iter::once(&m.config).chain(&m.layers) {
+            lease.protect(&l.digest)?;
+            let present = manifest::blob_path(&self.root, &l.digest).is_some_and(|p| p.is_file());
+            if !present {
+                anyhow::bail!("model '{src}' was removed while being copied");
+            }
+        }
         let bytes = fs::read(&entry.manifest_path)?;
-        manifest::write_atomic(&self.root.join(dst_name.manifest_rel_path()), &bytes)?;
-        Ok(())
+        self.write_manifest(&lease, &dst_name, &bytes)
     }
 
-    /// Removes a model of our store and every blob no other manifest references.
+    /// Removes exactly the named model of our store (the exact name when two differ only in
+    /// case), then every blob nothing uses any more.
     pub fn delete(&self, name: &str) -> anyhow::Result<()> {
+        self.prepare()?;
         let parsed = ModelName::parse(name)?;
-        let path = self.root.join(parsed.manifest_rel_path());
-        let path = if path.is_file() {
-            path
-        } else if let Some((_, p)) = find_case_insensitive(&self.root, &parsed) {
-            p
+        let exact = self.root.join(parsed.manifest_rel_path());
+        let path = if exact.is_file() {
+            exact
         } else {
-            if let Some(e) = self.open(name)? {
-                if e.read_only {
-                    anyhow::bail!("model '{name}' is in the Ollama store, which is read-only here");
+            let found: Vec<_> = manifest_files(&self.root)
+                .into_iter()
+                .filter(|(n, _)| n.same_as(&parsed))
+                .collect();
+            match found.as_slice() {
+                [(_, p)] => p.clone(),
+                [] => {
+                    if let Some(e) = self.open(name)? {
+                        if e.read_only {
+                            anyhow::bail!(
+                                "model '{name}' is in the Ollama store, which is read-only here"
+                            );
+                        }
+                    }
+                    anyhow::bail!("model '{name}' not found");
                 }
+                several => anyhow::bail!(
+                    "model '{name}' is ambiguous: {} differ only in case; name one exactly",
+                    several
+                        .iter()
+                        .map(|(n, _)| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }
-            anyhow::bail!("model '{name}' not found");
         };
-        fs::remove_file(&path)?;
-        // Prune empty directories up to manifests/.
-        let stop = self.root.join("manifests");
-        let mut dir = path.parent().map(Path::to_path_buf);
-        while let Some(d) = dir {
-            if d == stop || !d.starts_with(&stop) || fs::remove_dir(&d).is_err() {
-                break;
-            }
-            dir = d.parent().map(Path::to_path_buf);
-        }
-        self.prune_blobs();
+        remove_manifest(&self.root, &path)?;
+        // The model is gone either way; blobs a failed collection keeps go with the next rm.
+        let _ = self.collect_garbage(None);
         Ok(())
     }
+}
 
-    fn prune_blobs(&self) {
-        let mut used = std::collections::HashSet::new();
-        for (_, path) in manifest_files(&self.root) {
-            let Ok(bytes) = fs::read(&path) else { return };
-            let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
-                return;
-            };
-            used.insert(m.config.digest.replacen(':', "-", 1));
-            for l in m.layers {
-                used.insert(l.digest.replacen(':', "-", 1));
-            }
-        }
-        let Ok(rd) = fs::read_dir(self.root.join("blobs")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("sha256-") && !used.contains(&n) {
-                let _ = fs::remove_file(e.path());
-            }
+/// On a case-insensitive file system two spellings of a name are one file: never remove it.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
         }
     }
+    #[cfg(not(unix))]
+    {
+        a.to_string_lossy()
+            .eq_ignore_ascii_case(&b.to_string_lossy())
+    }
+}
+
+/// Removes a manifest and the directories it leaves empty, up to `manifests/`.
+fn remove_manifest(root: &Path, path: &Path) -> anyhow::Result<()> {
+    fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    let stop = root.join("manifests");
+    let mut dir = path.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        if d == stop || !d.starts_with(&stop) || fs::remove_dir(&d).is_err() {
+            break;
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    if let Some(d) = path.parent() {
+        let _ = lease::sync_dir(d);
+    }
+    Ok(())
 }
 
 fn manifest_files(root: &Path) -> Vec<(ModelName, PathBuf)> {
@@ -287,6 +349,7 @@ fn load_entry(root: &Path, path: &Path, name: ModelName, read_only: bool) -> any
         messages: vec![],
         license: vec![],
         read_only,
+        case_twin: false,
         manifest_path: path.to_path_buf(),
         manifest: m.clone(),
     };

@@ -219,7 +219,7 @@ pub fn convert(
         input_bytes,
     });
     let mut output_bytes = 0u64;
-    let result = writer.write_with_progress(&opts.output, &mut |name, nbytes| {
+    let result = crate::output::write_gguf(writer, &opts.output, &mut |name, nbytes| {
         output_bytes += nbytes;
         let input_bytes = input_sizes.get(name).copied().unwrap_or(0);
         progress(Progress::Tensor {

@@ -219,7 +219,7 @@ pub fn write_dummy(opts: &DummyOptions) -> Result<DummyReport, DummyError> {
         };
         w.add_tensor(name, &ne, ty, src).map_err(write_err)?;
     }
-    w.write(&opts.output).map_err(write_err)?;
+    crate::output::write_gguf(w, &opts.output, &mut |_, _| {}).map_err(write_err)?;
     Ok(DummyReport {
         ty,
         bytes: std::fs::metadata(&opts.output).map_or(0, |m| m.len()),

@@ -268,7 +268,7 @@ pub fn quantize_file(
         tensors: file.tensors().len(),
         bytes: total,
     });
-    let result = writer.write_with_progress(output, &mut |name, bytes| {
+    let result = crate::output::write_gguf(writer, output, &mut |name, bytes| {
         progress(Progress::Tensor { name, bytes })
     });
     let shared = shared.lock().unwrap();
