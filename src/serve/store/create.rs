@@ -16,6 +16,8 @@ pub enum Base {
     Blob(String),
     /// An existing model, whose layers are inherited.
     Model(String),
+    /// A Hugging Face checkpoint directory, converted by `checkpoint::prepare_base`.
+    Checkpoint(PathBuf),
     #[default]
     None,
 }
@@ -42,12 +44,10 @@ impl CreateSpec {
         let p = if p.is_relative() { dir.join(p) } else { p };
         let base = if p.exists() {
             if p.is_dir() {
-                anyhow::bail!(
-                    "FROM {}: a safetensors directory; convert it first with `bitnet-gguf convert`",
-                    mf.from
-                );
+                Base::Checkpoint(p)
+            } else {
+                Base::File(p)
             }
-            Base::File(p)
         } else if ModelName::parse(&mf.from).is_ok() && !mf.from.ends_with(".gguf") {
             Base::Model(mf.from.clone())
         } else {
@@ -127,6 +127,10 @@ fn base_model_layer(
 ) -> anyhow::Result<(Layer, std::path::PathBuf, Option<super::Entry>)> {
     Ok(match base {
         Base::None => anyhow::bail!("neither 'from' nor 'files' was specified"),
+        Base::Checkpoint(dir) => anyhow::bail!(
+            "FROM {}: a checkpoint directory, which is converted before create",
+            dir.display()
+        ),
         Base::File(path) => {
             let (hex, size) = manifest::sha256_file(path)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;

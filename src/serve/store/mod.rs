@@ -2,12 +2,14 @@
 //! under `$BITNET_MODELS` (default `~/.bitnet/models`), plus read-only access to an existing
 //! Ollama store (`--ollama-models` / `OLLAMA_MODELS`) so models imported there run here.
 
+pub mod checkpoint;
 pub mod create;
 pub mod gguf_info;
 pub mod manifest;
 pub mod modelfile;
 pub mod name;
 pub mod params;
+pub mod pull;
 
 use std::fs;
 use std::path::{Path, PathBuf};
