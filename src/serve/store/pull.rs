@@ -143,6 +143,15 @@ fn obtain(
             completed,
         })
     };
+    if let Some(blob) = meta
+        .is_lfs()
+        .then(|| manifest::blob_path(&store.root, &format!("sha256:{}", meta.etag)))
+        .flatten()
+        .filter(|p| p.is_file())
+    {
+        report(meta.size);
+        return Ok((blob, meta.etag.clone(), false));
+    }
     if let Some(cached) = hub
         .config
         .cache
