@@ -164,8 +164,9 @@ impl Hub {
                 .max_redirects(redirects)
                 .max_redirects_will_error(false)
                 .timeout_connect(Some(Duration::from_secs(30)))
-                // A stalled transfer fails (and resumes) instead of hanging forever.
-                .timeout_recv_body(Some(Duration::from_secs(120)))
+                // A stalled transfer fails (and resumes) instead of hanging forever; a per-read
+                // limit, since a whole multi-gigabyte body may rightly take hours.
+                .timeout_per_read(Some(Duration::from_secs(60)))
                 .user_agent(format!("bitnet-gguf/{}", env!("CARGO_PKG_VERSION")))
                 .build()
                 .into()
