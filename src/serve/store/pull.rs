@@ -223,7 +223,6 @@ fn link_into(src: &Path, dst: &Path) -> io::Result<()> {
     fs::copy(src, dst).map(|_| ())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn pull_checkpoint(
     hub: &Hub,
     store: &Store,
@@ -340,8 +339,8 @@ mod tests {
             e.contains("no GGUF file of type q4_0") && e.contains("m.Q6_K.gguf"),
             "{e}"
         );
-        // "s" is part of "i2_s" but not a separated part of any name.
-        assert!(pick_gguf(&files, Some("s"), "o/r").is_err());
+        // "2_s" is inside "i2_s" but not a separated part of any name.
+        assert!(pick_gguf(&files, Some("2_s"), "o/r").is_err());
         assert_eq!(pick_gguf(&files[..1], None, "o/r").unwrap(), None);
     }
 }
