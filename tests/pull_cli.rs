@@ -97,6 +97,13 @@ fn pull_list_run_and_create_from_checkpoints() {
     ));
     // A named model answers through its chat template: some text, whatever it is.
     assert!(!text.trim().is_empty(), "{text:?}");
+    // Positionally too, as `ollama run MODEL PROMPT`.
+    let text = ok(&cli(
+        w,
+        &hub,
+        &["run", "hf.co/org/tiny-gguf", "Once upon a time", "-n", "4"],
+    ));
+    assert!(!text.trim().is_empty(), "{text:?}");
 
     // A checkpoint directory, converted to the type -q names.
     let ckpt = w.join("ckpt");

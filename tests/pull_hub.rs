@@ -201,6 +201,32 @@ fn an_interrupted_transfer_resumes_with_range() {
 }
 
 #[test]
+fn a_partial_file_left_by_an_earlier_pull_is_continued() {
+    let hub = MockHub::start();
+    let gguf = gguf_repo(&hub, "org/tiny-gguf");
+    let sha = pull_support::hex(&<sha2::Sha256 as sha2::Digest>::digest(&gguf));
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::new(work.path().join("models"), None);
+    let partial = store.root.join("partial");
+    fs::create_dir_all(&partial).unwrap();
+    let have = gguf.len() / 3;
+    fs::write(partial.join(format!("hf-{sha}")), &gguf[..have]).unwrap();
+
+    pull_events(&store, "hf.co/org/tiny-gguf", &config(&hub, None, None)).unwrap();
+    let e = store.open("hf.co/org/tiny-gguf").unwrap().unwrap();
+    assert_eq!(fs::read(&e.model_path).unwrap(), gguf);
+    let s = hub.state.lock().unwrap();
+    assert_eq!(s.ranges, vec![format!("bytes={have}-")]);
+    assert_eq!(s.body_bytes, (gguf.len() - have) as u64);
+    drop(s);
+    assert!(
+        partial_files(&store).is_empty(),
+        "{:?}",
+        partial_files(&store)
+    );
+}
+
+#[test]
 fn a_corrupted_transfer_fails_and_leaves_nothing() {
     let hub = MockHub::start();
     let gguf = gguf_repo(&hub, "org/tiny-gguf");
