@@ -128,7 +128,7 @@ fn base_model_layer(
     Ok(match base {
         Base::None => anyhow::bail!("neither 'from' nor 'files' was specified"),
         Base::Checkpoint(dir) => anyhow::bail!(
-            "FROM {}: a checkpoint directory, which is converted before create",
+            "FROM {}: a checkpoint directory; `bitnet-gguf create NAME -f Modelfile [-q TYPE]` converts it",
             dir.display()
         ),
         Base::File(path) => {
