@@ -56,10 +56,10 @@ enum Command {
     Ps(cli::serve::PsArgs),
     /// Unload a model from a running server.
     Stop(cli::serve::StopArgs),
-    /// Not available: models are local files here.
+    /// Pull a model from the Hugging Face Hub (hf.co/ORG/REPO[:TYPE]) into the store.
     Pull(cli::serve::PullArgs),
-    /// Not available: models are local files here.
-    Push(cli::serve::PullArgs),
+    /// Not available: models are not uploaded anywhere.
+    Push(cli::serve::PushArgs),
 }
 
 /// llama.cpp's single-dash long flag `-np N` (clap would read it as `-n -p`), accepted as
@@ -96,7 +96,7 @@ fn main() {
         Command::Ps(a) => cli::serve::ps(a),
         Command::Stop(a) => cli::serve::stop(a),
         Command::Pull(a) => cli::serve::pull(a),
-        Command::Push(a) => cli::serve::pull(a),
+        Command::Push(a) => cli::serve::push(a),
     };
     if let Err(err) = result {
         // Errors are for people: the whole cause chain on one line each, no backtrace.

@@ -40,6 +40,11 @@ grep -q '^tiny:latest ' "$WORK/list.out"
 grep -q '^temperature  *0.7$' "$WORK/params.out"
 
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# /api/pull downloads from a mock Hub that test_clients.py serves on this port; an empty
+# Hugging Face cache and no token keep the machine's own out of the test.
+HUB_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export HF_ENDPOINT="http://127.0.0.1:$HUB_PORT" HF_HOME="$WORK/hf"
+unset HF_TOKEN HF_HUB_CACHE
 export OLLAMA_HOST="127.0.0.1:$PORT"
 "$BIN" serve --parallel 4 > "$WORK/server.log" 2>&1 &
 PID=$!
@@ -50,7 +55,7 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-BITNET_URL="http://$OLLAMA_HOST" BITNET_BIN="$BIN" BITNET_GGUF="$GGUF" \
+BITNET_URL="http://$OLLAMA_HOST" BITNET_BIN="$BIN" BITNET_GGUF="$GGUF" BITNET_HUB_PORT="$HUB_PORT" \
   timeout 900 python3 tests/python/test_clients.py || status=$?
 
 # CLI verbs against the running server.

@@ -1,6 +1,6 @@
 //! `serve` and the Ollama-style model verbs: `create`, `list`, `show`, `rm`, `cp` (the store,
-//! in `serve/store_verbs.rs`), `ps`, `stop` and `pull`/`push` (a running server or refused, in
-//! `serve/server_verbs.rs`).
+//! in `serve/store_verbs.rs`), `ps`, `stop` and `push` (a running server or refused, in
+//! `serve/server_verbs.rs`), `pull` from the Hugging Face Hub (`serve/pull_verb.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,10 +9,12 @@ use bitnet_gguf::serve::http::{self, LoadSettings, ServeConfig};
 use bitnet_gguf::serve::options::KeepAlive;
 use bitnet_gguf::serve::store::{self, Store};
 
+mod pull_verb;
 mod server_verbs;
 mod store_verbs;
 
-pub use server_verbs::{ps, pull, stop, PsArgs, PullArgs, StopArgs};
+pub use pull_verb::{pull, PullArgs};
+pub use server_verbs::{ps, push, stop, PsArgs, PushArgs, StopArgs};
 pub use store_verbs::{cp, create, list, rm, show, CpArgs, CreateArgs, ListArgs, RmArgs, ShowArgs};
 
 fn env_or<T: std::str::FromStr>(name: &str) -> Option<T> {

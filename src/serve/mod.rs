@@ -3,5 +3,6 @@
 
 pub mod gotemplate;
 pub mod http;
+pub mod hub;
 pub mod options;
 pub mod store;

@@ -4,6 +4,7 @@ Run by scripts/ci/python-clients.sh, which starts the server. Environment:
   BITNET_URL   base URL of the running server (http://127.0.0.1:PORT)
   BITNET_BIN   the bitnet-gguf binary (for `tokenize --json` and `run`)
   BITNET_GGUF  the GGUF file the model "tiny" was created from
+  BITNET_HUB_PORT  the loopback port of HF_ENDPOINT, where this file serves a mock Hub
 Prints one line per check and a closing "N passed, N failed" line; exits 1 on any failure.
 """
 
@@ -18,8 +19,12 @@ import traceback
 import urllib.error
 import urllib.request
 
+import hashlib
+
 import ollama
 import openai
+
+import mock_hub
 
 URL = os.environ["BITNET_URL"]
 BIN = os.environ["BITNET_BIN"]
@@ -212,6 +217,39 @@ def create_blob_of_100_mb_streams_past_the_body_limit():
     assert oc.show("tiny-big:v1").details.format == "gguf"
     oc.delete("tiny-big:v1")
     assert http("HEAD", "/api/blobs/" + digest)[0] == 404
+
+
+@check
+def pull_from_the_hub_streams_progress():
+    port = os.environ.get("BITNET_HUB_PORT")
+    assert port, "BITNET_HUB_PORT is not set"
+    data = open(GGUF, "rb").read()
+    sha = hashlib.sha256(data).hexdigest()
+    hub = mock_hub.start(int(port), {"org/tiny-gguf": {"commit": "e" * 40, "files": {
+        "README.md": (b"# tiny\n", False), "tiny-i2_s.gguf": (data, True)}}})
+    try:
+        name = "hf.co/org/tiny-gguf:I2_S"
+        parts = list(oc.pull(name, stream=True))
+        statuses = [p.status for p in parts]
+        assert statuses[0] == "pulling manifest", statuses
+        progress = [p for p in parts if p.digest]
+        assert progress, statuses
+        assert progress[-1].digest == "sha256:" + sha
+        assert progress[-1].completed == progress[-1].total == len(data)
+        assert progress[-1].status == "pulling " + sha[:12]
+        assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"], statuses
+        assert name in [m.model for m in oc.list().models]
+        r = oc.generate(model=name, prompt=PROMPT, raw=True, options={"temperature": 0, "num_predict": 4}, stream=False)
+        assert r.eval_count > 0
+        assert oc.pull(name, stream=False).status == "success"
+        try:
+            list(oc.pull("hf.co/org/missing", stream=True))
+            raise AssertionError("pull of a repository the Hub does not have succeeded")
+        except ollama.ResponseError as e:
+            assert "404" in str(e), e
+        oc.delete(name)
+    finally:
+        hub.shutdown()
 
 
 @check

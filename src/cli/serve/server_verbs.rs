@@ -1,4 +1,4 @@
-//! The verbs that talk to a running server (`ps`, `stop`) and the refused `pull`/`push`.
+//! The verbs that talk to a running server (`ps`, `stop`) and the refused `push`.
 
 use std::time::{Duration, SystemTime};
 
@@ -111,17 +111,12 @@ pub fn stop(args: StopArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
-pub struct PullArgs {
+pub struct PushArgs {
     pub model: Option<String>,
 }
 
-pub fn pull(args: PullArgs) -> anyhow::Result<()> {
-    let m = args.model.unwrap_or_default();
-    anyhow::bail!(
-        "pull/push are not available: bitnet-gguf does not talk to model registries. \
-         Download a GGUF yourself and import it with `bitnet-gguf create {} -f Modelfile` (FROM ./file.gguf)",
-        if m.is_empty() { "NAME" } else { &m }
-    )
+pub fn push(_args: PushArgs) -> anyhow::Result<()> {
+    anyhow::bail!("push is not available: bitnet-gguf does not upload models to registries")
 }
 
 #[cfg(test)]

@@ -14,15 +14,14 @@ pub struct CreateArgs {
     /// The Modelfile (default ./Modelfile).
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
-    /// Re-quantise while importing (not supported: use `bitnet-gguf quantize`).
+    /// Storage of the ternary weights when FROM is a Hugging Face checkpoint (a directory, or
+    /// an hf.co/ORG/REPO of safetensors), converted on the fly: i2_s (default), tq2_0, …
+    /// A GGUF is re-quantised with `bitnet-gguf quantize` instead.
     #[arg(short = 'q', long = "quantize")]
     pub quantize: Option<String>,
 }
 
 pub fn create(args: CreateArgs) -> anyhow::Result<()> {
-    if args.quantize.is_some() {
-        anyhow::bail!("--quantize is not supported by create; quantize the GGUF first with `bitnet-gguf quantize`");
-    }
     let path = args.file.unwrap_or_else(|| PathBuf::from("Modelfile"));
     let src = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
@@ -34,9 +33,22 @@ pub fn create(args: CreateArgs) -> anyhow::Result<()> {
             p.to_path_buf()
         }
     });
-    let spec = CreateSpec::from_modelfile(&mf, &dir.unwrap_or_else(|| PathBuf::from(".")))?;
+    let mut spec = CreateSpec::from_modelfile(&mf, &dir.unwrap_or_else(|| PathBuf::from(".")))?;
     let store = Store::from_env(None);
-    store::create::create(&store, &args.name, spec, &mut |s| println!("{s}"))
+    let mut view = super::pull_verb::PullView::new();
+    // Held until `create` has written the manifest that references a converted checkpoint.
+    let lease = store.lease()?;
+    store::checkpoint::prepare_base(
+        &lease,
+        &store,
+        &mut spec,
+        args.quantize.as_deref(),
+        &bitnet_gguf::serve::hub::HubConfig::from_env(),
+        &mut |e| view.event(e),
+    )?;
+    let created = store::create::create(&store, &args.name, spec, &mut |s| println!("{s}"));
+    drop(lease);
+    created
 }
 
 /// Powers of 1000: one decimal below 10 unless whole, as Ollama's `format.HumanBytes`.

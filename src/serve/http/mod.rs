@@ -12,6 +12,7 @@ pub mod routes_embed;
 pub mod routes_misc;
 pub mod routes_ollama;
 pub mod routes_openai;
+pub mod routes_pull;
 pub mod routes_store;
 pub mod scheduler;
 pub mod stream;
@@ -182,7 +183,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/create", post(routes_store::create))
         .route("/api/copy", post(routes_store::copy))
         .route("/api/delete", axum::routing::delete(routes_store::delete))
-        .route("/api/pull", post(routes_store::pull))
+        .route("/api/pull", post(routes_pull::pull))
         .route("/api/push", post(routes_store::push))
         .route(
             "/api/blobs/{digest}",

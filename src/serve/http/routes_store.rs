@@ -1,5 +1,6 @@
 //! Inventory and management: `/api/tags`, `/api/show`, `/api/ps`, `/api/create`, `/api/copy`,
-//! `/api/delete`, `/api/blobs/…`, and the refusals for `/api/pull` and `/api/push`.
+//! `/api/delete`, `/api/blobs/…`, and the refusal for `/api/push` (`/api/pull` is in
+//! `routes_pull.rs`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -391,39 +392,6 @@ pub async fn delete(State(state): State<SharedState>, body: Bytes) -> Result<Res
         }
     })?;
     Ok(StatusCode::OK.into_response())
-}
-
-#[derive(Deserialize)]
-struct PullRequest {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
-/// No registry access: a model that is already here "pulls" successfully (clients pull
-/// defensively); anything else is a clear error.
-pub async fn pull(State(state): State<SharedState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: PullRequest = parse_body(&body)?;
-    let name = if req.model.is_empty() {
-        req.name
-    } else {
-        req.model
-    };
-    if prompt::resolve(&state, &name).is_ok() {
-        let v = json!({"status": "success"});
-        return Ok(if req.stream == Some(false) {
-            ok_json(v)
-        } else {
-            stream::ndjson_response(axum::body::Body::from(stream::line(&v)))
-        });
-    }
-    Err(ApiError::not_found(format!(
-        "pull model manifest: model '{name}' is not available locally and this server does not download models; \
-         import a GGUF with `bitnet-gguf create {name} -f Modelfile`"
-    )))
 }
 
 pub async fn push() -> ApiError {

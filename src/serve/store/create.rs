@@ -19,6 +19,8 @@ pub enum Base {
     Blob(String),
     /// An existing model, whose layers are inherited.
     Model(String),
+    /// A Hugging Face checkpoint directory, converted by `checkpoint::prepare_base`.
+    Checkpoint(PathBuf),
     #[default]
     None,
 }
@@ -45,12 +47,10 @@ impl CreateSpec {
         let p = if p.is_relative() { dir.join(p) } else { p };
         let base = if p.exists() {
             if p.is_dir() {
-                anyhow::bail!(
-                    "FROM {}: a safetensors directory; convert it first with `bitnet-gguf convert`",
-                    mf.from
-                );
+                Base::Checkpoint(p)
+            } else {
+                Base::File(p)
             }
-            Base::File(p)
         } else if ModelName::parse(&mf.from).is_ok() && !mf.from.ends_with(".gguf") {
             Base::Model(mf.from.clone())
         } else {
@@ -164,6 +164,10 @@ fn base_model_layer(
     };
     Ok(match base {
         Base::None => anyhow::bail!("neither 'from' nor 'files' was specified"),
+        Base::Checkpoint(dir) => anyhow::bail!(
+            "FROM {}: a checkpoint directory; `bitnet-gguf create NAME -f Modelfile [-q TYPE]` converts it",
+            dir.display()
+        ),
         Base::File(path) => {
             check_gguf_file(path)?;
             let (hex, size, dst) = blobs::import_file(lease, &store.root, path)

@@ -3,6 +3,7 @@
 //! Ollama store (`--ollama-models` / `OLLAMA_MODELS`) so models imported there run here.
 
 pub mod blobs;
+pub mod checkpoint;
 pub mod create;
 pub mod gguf_info;
 pub mod lease;
@@ -10,6 +11,7 @@ pub mod manifest;
 pub mod modelfile;
 pub mod name;
 pub mod params;
+pub mod pull;
 
 use std::fs;
 use std::path::{Path, PathBuf};
