@@ -215,6 +215,15 @@ pub fn start_with(
         body_limit: 1 << 20,
         store: Store::new(store_dir.path().to_path_buf(), None),
     };
+    let mut server = spawn_server(config, loader);
+    server.store_dir = store_dir;
+    server
+}
+
+/// Runs a server with `config` (its address must be a loopback one, port 0 for any) on a
+/// thread of its own until the returned handle is dropped.
+pub fn spawn_server(config: ServeConfig, loader: Loader) -> TestServer {
+    let store_dir = tempfile::tempdir().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -253,7 +262,7 @@ pub fn open_stream(
 ) -> (u16, String, BufReader<TcpStream>) {
     let mut s = TcpStream::connect(addr).unwrap();
     let b = body.to_string();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap();
     let mut r = BufReader::new(s);
     let mut status = String::new();
     r.read_line(&mut status).unwrap();
