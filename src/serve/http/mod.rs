@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod client;
 pub mod engine;
+pub mod guard;
 pub mod metrics;
 pub mod models;
 pub mod prompt;
@@ -22,9 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method, Request, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, head, post};
 use axum::Router;
 
@@ -88,79 +87,6 @@ pub fn app_state(config: ServeConfig, loader: Loader) -> SharedState {
     })
 }
 
-async fn cors_and_auth(
-    axum::extract::State(state): axum::extract::State<SharedState>,
-    req: Request<axum::body::Body>,
-    next: Next,
-) -> Response {
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let mut resp = if req.method() == Method::OPTIONS {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        let path = req.uri().path();
-        let needs_key = path.starts_with("/api/") || path.starts_with("/v1/");
-        let authorized = match (&state.config.api_key, needs_key) {
-            (Some(key), true) => req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|k| k.trim() == key)),
-            _ => true,
-        };
-        if authorized {
-            next.run(req).await
-        } else {
-            let e = reply::ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key");
-            let e = if path.starts_with("/v1/") {
-                e.openai()
-            } else {
-                e
-            };
-            e.into_response()
-        }
-    };
-    let h = resp.headers_mut();
-    if let Some(o) = origin.filter(allowed_origin) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-stainless-arch, x-stainless-async, x-stainless-custom-poll-interval, x-stainless-helper-method, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-poll-helper, x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, x-stainless-timeout"),
-        );
-    }
-    h.insert(
-        "x-bitnet-version",
-        HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-    );
-    resp
-}
-
-/// Localhost-ish origins, plus those listed in `OLLAMA_ORIGINS` (comma separated, `*` = any).
-fn allowed_origin(o: &HeaderValue) -> bool {
-    let Ok(o) = o.to_str() else { return false };
-    let extra = std::env::var("OLLAMA_ORIGINS").unwrap_or_default();
-    if extra.split(',').map(str::trim).any(|e| e == "*" || e == o) {
-        return true;
-    }
-    let host = o.split("://").nth(1).unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0")
-        || o.starts_with("app://")
-        || o.starts_with("file://")
-        || o.starts_with("tauri://")
-        || o.starts_with("vscode-webview://")
-}
-
 pub fn router(state: SharedState) -> Router {
     let limit = state.config.body_limit;
     Router::new()
@@ -204,7 +130,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(routes_misc::metrics))
         .route("/props", get(routes_misc::props))
         .fallback(routes_misc::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), cors_and_auth))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::request_checks,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
