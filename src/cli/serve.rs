@@ -173,12 +173,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    eprintln!(
-        "bitnet-gguf {} listening on http://{} ({} slots per model, store {})",
-        env!("CARGO_PKG_VERSION"),
-        config.addr,
-        config.load.n_slots,
-        config.store.root.display()
-    );
-    rt.block_on(http::run(config, http::engine::loader()))
+    // "listening on" comes from the server once the bind and the -m model load succeeded.
+    let result = rt.block_on(http::run(config, http::engine::loader()));
+    // A model load still running on a blocking thread must not hold the exit up.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result
 }

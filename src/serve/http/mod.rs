@@ -60,7 +60,8 @@ pub struct ServeConfig {
     pub max_loaded: usize,
     /// `-m FILE` with its name (`--alias`, default the file stem): served without a store entry.
     pub default_model: Option<(String, PathBuf)>,
-    /// When set, `/api/*` and `/v1/*` need `Authorization: Bearer <key>`.
+    /// When set, every route but `GET /`, `/api/version` and `/health` needs
+    /// `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     pub body_limit: usize,
     pub store: Store,
@@ -72,6 +73,8 @@ pub struct AppState {
     pub models: Models,
     pub metrics: Arc<Metrics>,
     pub started: std::time::SystemTime,
+    /// Set to true when the server begins to shut down: running generations end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -83,6 +86,7 @@ pub fn app_state(config: ServeConfig, loader: Loader) -> SharedState {
         models: Models::new(loader, metrics.clone()),
         metrics,
         started: std::time::SystemTime::now(),
+        shutdown: tokio::sync::watch::Sender::new(false),
         config,
     })
 }
@@ -138,14 +142,32 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-/// Runs the server until Ctrl-C / SIGTERM.
+/// How long in-flight requests get to finish after a shutdown signal; connections still open
+/// then are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the server until Ctrl-C / SIGTERM; a second signal exits at once.
 pub async fn run(config: ServeConfig, loader: Loader) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
-    run_on(listener, config, loader, shutdown_signal()).await
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("shutting down (a second signal exits at once)");
+        let _ = first_tx.send(());
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+    run_on(listener, config, loader, async {
+        let _ = first_rx.await;
+    })
+    .await
 }
 
+/// Serves on `listener` until `shutdown` resolves, then stops accepting, ends running
+/// generations (streams get a final error chunk) and returns once the open connections are
+/// done or `SHUTDOWN_GRACE` has passed.
 pub async fn run_on(
     listener: tokio::net::TcpListener,
     config: ServeConfig,
@@ -172,9 +194,27 @@ pub async fn run_on(
             anyhow::bail!("cannot load {}: {}", path.display(), e.message);
         }
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    eprintln!(
+        "bitnet-gguf {} listening on http://{} ({} slots per model, store {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?,
+        state.config.load.n_slots,
+        state.config.store.root.display()
+    );
+    let stopping = state.clone();
+    let signal = async move {
+        shutdown.await;
+        stopping.shutdown.send_replace(true);
+    };
+    let mut stopped = state.shutdown.subscribe();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    tokio::select! {
+        r = std::future::IntoFuture::into_future(server) => r?,
+        _ = async {
+            let _ = stopped.wait_for(|&s| s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => eprintln!("connections still open after {SHUTDOWN_GRACE:?}: closing them"),
+    }
     Ok(())
 }
 
@@ -184,9 +224,11 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
