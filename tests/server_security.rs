@@ -5,50 +5,9 @@ mod server_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use bitnet_gguf::serve::http::{self, LoadSettings, Loader, ServeConfig};
-use bitnet_gguf::serve::options::KeepAlive;
-use bitnet_gguf::serve::store::Store;
-use server_common::{fake_loader, TestServer};
-
-pub struct Server {
-    pub addr: String,
-    pub store_dir: tempfile::TempDir,
-    _inner: TestServer,
-}
-
-/// A fake-model server with `tweak` applied to its configuration.
-pub fn serve_with(loader: Loader, tweak: impl FnOnce(&mut ServeConfig)) -> Server {
-    let store_dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        load: LoadSettings {
-            n_slots: 2,
-            n_ctx: Some(256),
-            threads: None,
-            max_queue: 16,
-            kv_type: Default::default(),
-        },
-        keep_alive: KeepAlive::For(Duration::from_secs(300)),
-        max_loaded: 2,
-        default_model: Some((
-            "fake".to_string(),
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
-        )),
-        api_key: None,
-        body_limit: 1 << 20,
-        store: Store::new(store_dir.path().to_path_buf(), None),
-    };
-    tweak(&mut config);
-    let inner = server_common::spawn_server(config, loader);
-    Server {
-        addr: inner.addr.clone(),
-        store_dir,
-        _inner: inner,
-    }
-}
+use server_common::{fake_loader, serve_with};
 
 /// One request with the given extra headers; returns the status and the body.
 fn raw(

@@ -281,3 +281,37 @@ pub fn open_stream(
     r.read_line(&mut first).unwrap();
     (code, first, r)
 }
+
+/// The configuration `start` uses (2 slots, queue 16, the fake `-m` model), for tests that
+/// change a field and run it with `spawn_server`.
+pub fn test_config(store: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        load: LoadSettings {
+            n_slots: 2,
+            n_ctx: Some(256),
+            threads: None,
+            max_queue: 16,
+            kv_type: Default::default(),
+        },
+        keep_alive: KeepAlive::For(Duration::from_secs(300)),
+        max_loaded: 2,
+        default_model: Some((
+            "fake".to_string(),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
+        )),
+        api_key: None,
+        body_limit: 1 << 20,
+        store: Store::new(store.to_path_buf(), None),
+    }
+}
+
+/// A server with `tweak` applied to `test_config`, its store in a fresh temporary directory.
+pub fn serve_with(loader: Loader, tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+    let store_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(store_dir.path());
+    tweak(&mut config);
+    let mut server = spawn_server(config, loader);
+    server.store_dir = store_dir;
+    server
+}
