@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (blob uploads excepted).
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Request log format on stderr: text, or json (one object a line, for log shippers).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -169,6 +172,7 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = serve_config(&args)?;
+    http::request_log::init(&args.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

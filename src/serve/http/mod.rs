@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod models;
 pub mod prompt;
 pub mod reply;
+pub mod request_log;
 pub mod routes_embed;
 pub mod routes_misc;
 pub mod routes_ollama;
@@ -139,6 +140,10 @@ pub fn router(state: SharedState) -> Router {
             guard::request_checks,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_log::log_requests,
+        ))
         .with_state(state)
 }
 

@@ -14,6 +14,7 @@ use tokio_stream::StreamExt;
 
 use super::models::ResolvedModel;
 use super::reply::ApiError;
+use super::request_log::{self, SharedNote};
 use super::scheduler::{Done, Event, GenRequest, SubmitError, WorkerHandle};
 use super::AppState;
 use crate::engine::generation::GenerateParams;
@@ -29,6 +30,16 @@ pub struct Started {
     pub t0: Instant,
     /// Turns true when the server begins to shut down.
     pub shutdown: watch::Receiver<bool>,
+    /// The request log's note of this request.
+    pub note: Option<SharedNote>,
+}
+
+/// Records a finished generation's token counts in its request's log note.
+fn note_done(note: Option<&SharedNote>, d: &Done) {
+    request_log::note(note, |n| {
+        n.tokens_in = d.prompt_tokens as u64;
+        n.tokens_out = d.eval_tokens as u64;
+    });
 }
 
 /// The message of the final chunk a stream cut by a shutdown ends with.
@@ -113,6 +124,11 @@ pub async fn start(
             )))
         }
     }
+    let note = request_log::current();
+    request_log::note(note.as_ref(), |n| {
+        n.model = Some(model.name.clone());
+        n.tokens_in = prompt.len() as u64;
+    });
     let mut shutdown = state.shutdown.subscribe();
     let first = tokio::select! {
         ev = rx.recv() => ev,
@@ -121,6 +137,9 @@ pub async fn start(
             SHUTTING_DOWN,
         )),
     };
+    state
+        .metrics
+        .time_to_first_token(t0.elapsed().as_nanos() as u64);
     match first {
         Some(Event::Error(e)) => Err(ApiError::internal(e)),
         Some(first) => Ok(Started {
@@ -130,6 +149,7 @@ pub async fn start(
             load_ns,
             t0,
             shutdown,
+            note,
         }),
         None => Err(ApiError::internal("generation ended without a result")),
     }
@@ -142,7 +162,10 @@ pub async fn collect(mut s: Started) -> Result<(String, Done), ApiError> {
     while let Some(e) = ev.take() {
         match e {
             Event::Text(t) => text.push_str(&t),
-            Event::Done(d) => return Ok((text, d)),
+            Event::Done(d) => {
+                note_done(s.note.as_ref(), &d);
+                return Ok((text, d));
+            }
             Event::Error(e) => return Err(ApiError::internal(e)),
         }
         ev = tokio::select! {
@@ -161,7 +184,10 @@ pub async fn collect(mut s: Started) -> Result<(String, Done), ApiError> {
 /// dropping the generation's receiver cancels it in the scheduler.
 pub fn body(s: Started, mut f: impl FnMut(Event) -> String + Send + 'static) -> Body {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (mut events, mut shutdown) = (s.rx, s.shutdown);
+    let (mut events, mut shutdown, note) = (s.rx, s.shutdown, s.note);
+    if let Event::Done(d) = &s.first {
+        note_done(note.as_ref(), d);
+    }
     let first_is_last = matches!(s.first, Event::Done(_) | Event::Error(_));
     let _ = tx.send(s.first);
     tokio::spawn(async move {
@@ -176,6 +202,9 @@ pub fn body(s: Started, mut f: impl FnMut(Event) -> String + Send + 'static) -> 
                 _ = tx.closed() => None,
             };
             let Some(ev) = ev else { break };
+            if let Event::Done(d) = &ev {
+                note_done(note.as_ref(), d);
+            }
             let last = matches!(ev, Event::Done(_) | Event::Error(_));
             if tx.send(ev).is_err() || last {
                 break;
