@@ -125,3 +125,32 @@ fn cli_rm_goes_through_the_running_server() {
     let tags = request(&s.addr, "GET", "/api/tags", None).unwrap().text();
     assert!(!tags.contains("doomed"), "{tags}");
 }
+
+#[test]
+fn ps_and_stop_take_the_address_as_serve_does() {
+    let s = serve_with(fake_loader(Duration::ZERO), |_| {});
+    let (host, port) = s.addr.rsplit_once(':').unwrap();
+    let verb = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
+            .args(args)
+            .args(["--host", host, "--port", port])
+            // A wrong OLLAMA_HOST: the flags win over it, as for serve.
+            .env("OLLAMA_HOST", "127.0.0.1:1")
+            .output()
+            .unwrap()
+    };
+    let out = verb(&["ps"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.lines().any(|l| l.starts_with("fake ")), "{text}");
+    let out = verb(&["stop", "fake"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
