@@ -241,6 +241,16 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// The server's address as `serve` and the verbs that talk to it (`ps`, `stop`, `rm`) all
+/// resolve it: `--host`/`--port` when given, else `OLLAMA_HOST`, else 127.0.0.1:11434.
+pub fn resolve_addr(host: Option<&str>, port: Option<u16>) -> anyhow::Result<(String, u16)> {
+    let (env_host, env_port) = parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
+    Ok((
+        host.map_or(env_host, str::to_string),
+        port.unwrap_or(env_port),
+    ))
+}
+
 /// `OLLAMA_HOST`-style addresses: `host`, `host:port`, `:port`, `http(s)://host[:port][/path]`,
 /// `[v6]:port`. Default host 127.0.0.1, default port 11434.
 pub fn parse_host(s: &str) -> anyhow::Result<(String, u16)> {
