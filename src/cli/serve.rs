@@ -80,7 +80,7 @@ pub struct ServeArgs {
     /// Models kept in memory at once.
     #[arg(long)]
     pub max_loaded: Option<usize>,
-    /// Require `Authorization: Bearer KEY` on /api and /v1.
+    /// Require `Authorization: Bearer KEY` on every route but /, /api/version and /health.
     #[arg(long)]
     pub api_key: Option<String>,
     /// An Ollama model store to read (never written).
@@ -95,9 +95,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
-    let (env_host, env_port) = http::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
-    let host = args.host.clone().unwrap_or(env_host);
-    let port = args.port.unwrap_or(env_port);
+    let (host, port) = http::resolve_addr(args.host.as_deref(), args.port)?;
     let ip: std::net::IpAddr = match host.as_str() {
         "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
         h => h
