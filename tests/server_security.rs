@@ -114,7 +114,7 @@ fn local_origins_are_allowed() {
         "http://localhost:3000",
         "https://127.0.0.1:8443",
         "http://[::1]:5173",
-        "app://obsidian.md",
+        "app://desktop-client",
         "tauri://localhost",
     ] {
         let (code, body) = raw(
