@@ -82,7 +82,7 @@ pub struct ServeArgs {
     /// Models kept in memory at once.
     #[arg(long)]
     pub max_loaded: Option<usize>,
-    /// Require `Authorization: Bearer KEY` on /api and /v1.
+    /// Require `Authorization: Bearer KEY` on every route but /, /api/version and /health.
     #[arg(long)]
     pub api_key: Option<String>,
     /// An Ollama model store to read (never written).
@@ -91,12 +91,13 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (blob uploads excepted).
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Request log format on stderr: text, or json (one object a line, for log shippers).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
-    let (env_host, env_port) = http::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
-    let host = args.host.clone().unwrap_or(env_host);
-    let port = args.port.unwrap_or(env_port);
+    let (host, port) = http::resolve_addr(args.host.as_deref(), args.port)?;
     let ip: std::net::IpAddr = match host.as_str() {
         "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
         h => h
@@ -171,16 +172,14 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = serve_config(&args)?;
+    http::request_log::init(&args.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    eprintln!(
-        "bitnet-gguf {} listening on http://{} ({} slots per model, store {})",
-        env!("CARGO_PKG_VERSION"),
-        config.addr,
-        config.load.n_slots,
-        config.store.root.display()
-    );
-    rt.block_on(http::run(config, http::engine::loader()))
+    // "listening on" comes from the server once the bind and the -m model load succeeded.
+    let result = rt.block_on(http::run(config, http::engine::loader()));
+    // A model load still running on a blocking thread must not hold the exit up.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result
 }

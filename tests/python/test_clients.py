@@ -383,7 +383,7 @@ def disconnect_mid_stream_frees_slot():
     n_ctx = oc.ps().models[0].context_length
     body = json.dumps({"model": MODEL, "prompt": PROMPT, "raw": True, "options": {"num_predict": 100000, "temperature": 1, "stop": []}})
     s = socket.create_connection((host, int(port)))
-    s.sendall(f"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+    s.sendall(f"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
     got = b""
     while got.count(b"\n") < 12:
         got += s.recv(4096)

@@ -215,6 +215,15 @@ pub fn start_with(
         body_limit: 1 << 20,
         store: Store::new(store_dir.path().to_path_buf(), None),
     };
+    let mut server = spawn_server(config, loader);
+    server.store_dir = store_dir;
+    server
+}
+
+/// Runs a server with `config` (its address must be a loopback one, port 0 for any) on a
+/// thread of its own until the returned handle is dropped.
+pub fn spawn_server(config: ServeConfig, loader: Loader) -> TestServer {
+    let store_dir = tempfile::tempdir().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -253,7 +262,7 @@ pub fn open_stream(
 ) -> (u16, String, BufReader<TcpStream>) {
     let mut s = TcpStream::connect(addr).unwrap();
     let b = body.to_string();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap();
     let mut r = BufReader::new(s);
     let mut status = String::new();
     r.read_line(&mut status).unwrap();
@@ -271,4 +280,38 @@ pub fn open_stream(
     let mut first = String::new();
     r.read_line(&mut first).unwrap();
     (code, first, r)
+}
+
+/// The configuration `start` uses (2 slots, queue 16, the fake `-m` model), for tests that
+/// change a field and run it with `spawn_server`.
+pub fn test_config(store: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        load: LoadSettings {
+            n_slots: 2,
+            n_ctx: Some(256),
+            threads: None,
+            max_queue: 16,
+            kv_type: Default::default(),
+        },
+        keep_alive: KeepAlive::For(Duration::from_secs(300)),
+        max_loaded: 2,
+        default_model: Some((
+            "fake".to_string(),
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
+        )),
+        api_key: None,
+        body_limit: 1 << 20,
+        store: Store::new(store.to_path_buf(), None),
+    }
+}
+
+/// A server with `tweak` applied to `test_config`, its store in a fresh temporary directory.
+pub fn serve_with(loader: Loader, tweak: impl FnOnce(&mut ServeConfig)) -> TestServer {
+    let store_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(store_dir.path());
+    tweak(&mut config);
+    let mut server = spawn_server(config, loader);
+    server.store_dir = store_dir;
+    server
 }

@@ -7,8 +7,28 @@ use bitnet_gguf::serve::store;
 
 use super::store_verbs::{human_bytes, human_time, table};
 
+/// Where the running server is, resolved as `serve` resolves it.
 #[derive(clap::Args)]
-pub struct PsArgs {}
+pub struct ServerAddrArgs {
+    /// The server's host (default from OLLAMA_HOST, else 127.0.0.1).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The server's port (default from OLLAMA_HOST, else 11434).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+impl ServerAddrArgs {
+    fn addr(&self) -> anyhow::Result<String> {
+        client::server_addr(self.host.as_deref(), self.port)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct PsArgs {
+    #[command(flatten)]
+    pub server: ServerAddrArgs,
+}
 
 fn parse_rfc3339_secs(s: &str) -> Option<SystemTime> {
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
@@ -43,8 +63,8 @@ fn parse_rfc3339_secs(s: &str) -> Option<SystemTime> {
     (secs >= 0).then(|| std::time::UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
 
-pub fn ps(_args: PsArgs) -> anyhow::Result<()> {
-    let addr = client::server_addr()?;
+pub fn ps(args: PsArgs) -> anyhow::Result<()> {
+    let addr = args.server.addr()?;
     let r = client::request(&addr, "GET", "/api/ps", None)?;
     let v = r.json()?;
     if r.status != 200 {
@@ -86,10 +106,12 @@ pub fn ps(_args: PsArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 pub struct StopArgs {
     pub model: String,
+    #[command(flatten)]
+    pub server: ServerAddrArgs,
 }
 
 pub fn stop(args: StopArgs) -> anyhow::Result<()> {
-    let addr = client::server_addr()?;
+    let addr = args.server.addr()?;
     let ps = client::request(&addr, "GET", "/api/ps", None)?.json()?;
     let wanted = store::ModelName::parse(&args.model).ok();
     let loaded = ps["models"].as_array().cloned().unwrap_or_default().iter().any(|m| {

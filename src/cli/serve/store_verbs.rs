@@ -322,7 +322,7 @@ pub fn rm(args: RmArgs) -> anyhow::Result<()> {
     let store = Store::from_env(None);
     for m in &args.models {
         // Unload from a running server first, if there is one (ignore "no server").
-        if let Ok(addr) = client::server_addr() {
+        if let Ok(addr) = client::server_addr(None, None) {
             let _ = client::post_json(
                 &addr,
                 "/api/generate",

@@ -20,13 +20,14 @@ impl HttpResponse {
     }
 }
 
-/// Base address from `OLLAMA_HOST` (same forms the server accepts).
-pub fn server_addr() -> anyhow::Result<String> {
-    let (host, port) = super::parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
-    let host = if host == "0.0.0.0" {
-        "127.0.0.1".to_string()
-    } else {
-        host
+/// The address to reach a running server at, resolved as `serve` resolves the one it binds
+/// (`super::resolve_addr`); a wildcard bind is reached on loopback.
+pub fn server_addr(host: Option<&str>, port: Option<u16>) -> anyhow::Result<String> {
+    let (host, port) = super::resolve_addr(host, port)?;
+    let host = match host.as_str() {
+        "0.0.0.0" => "127.0.0.1".to_string(),
+        "::" => "::1".to_string(),
+        _ => host,
     };
     Ok(if host.contains(':') {
         format!("[{host}]:{port}")

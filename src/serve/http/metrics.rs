@@ -1,7 +1,9 @@
 //! Counters for `/metrics` (Prometheus text format, `bitnet_` prefix, names after llama.cpp's).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -18,11 +20,48 @@ pub struct Metrics {
     pub requests_processing: AtomicU64,
     pub requests_deferred: AtomicU64,
     pub models_loaded: AtomicU64,
+    /// Time from a generation request's arrival to its first event.
+    pub ttft_ns_total: AtomicU64,
+    pub ttft_count: AtomicU64,
+    /// HTTP requests by route label and status.
+    pub http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
 
 impl Metrics {
     pub fn add(c: &AtomicU64, v: u64) {
         c.fetch_add(v, Relaxed);
+    }
+
+    pub fn count_request(&self, route: &'static str, status: u16) {
+        let mut m = self.http_requests.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((route, status)).or_default() += 1;
+    }
+
+    pub fn time_to_first_token(&self, ns: u64) {
+        Self::add(&self.ttft_ns_total, ns);
+        Self::add(&self.ttft_count, 1);
+    }
+
+    /// The labelled series: requests by route and status, and the time to first token as a
+    /// summary (sum and count).
+    fn render_labelled(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP bitnet_http_requests_total HTTP requests by route and status.\n# TYPE bitnet_http_requests_total counter"
+        );
+        let m = self.http_requests.lock().unwrap_or_else(|e| e.into_inner());
+        for ((route, status), n) in m.iter() {
+            let _ = writeln!(
+                s,
+                "bitnet_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP bitnet_time_to_first_token_seconds Time from a generation request to its first token.\n# TYPE bitnet_time_to_first_token_seconds summary\nbitnet_time_to_first_token_seconds_sum {:.6}\nbitnet_time_to_first_token_seconds_count {}",
+            self.ttft_ns_total.load(Relaxed) as f64 / 1e9,
+            self.ttft_count.load(Relaxed)
+        );
     }
 
     pub fn render(&self) -> String {
@@ -139,6 +178,7 @@ impl Metrics {
                 "# HELP bitnet_{name} {help}\n# TYPE bitnet_{name} {kind}\nbitnet_{name} {value}"
             );
         }
+        self.render_labelled(&mut s);
         s
     }
 }
@@ -172,7 +212,7 @@ mod tests {
         assert_eq!(value(&text, "prompt_tokens_seconds"), "3.000");
         assert_eq!(value(&text, "n_busy_slots_per_decode"), "1.500");
         assert_eq!(value(&text, "predicted_tokens_seconds"), "0.000");
-        assert_eq!(text.matches("# HELP bitnet_").count(), 15);
+        assert_eq!(text.matches("# HELP bitnet_").count(), 17);
         assert!(text.contains("# TYPE bitnet_models_loaded gauge\n"));
         assert!(text.contains("# TYPE bitnet_requests_total counter\n"));
     }

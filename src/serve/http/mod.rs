@@ -4,10 +4,12 @@
 pub mod backend;
 pub mod client;
 pub mod engine;
+pub mod guard;
 pub mod metrics;
 pub mod models;
 pub mod prompt;
 pub mod reply;
+pub mod request_log;
 pub mod routes_embed;
 pub mod routes_misc;
 pub mod routes_ollama;
@@ -23,9 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method, Request, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, head, post};
 use axum::Router;
 
@@ -62,7 +62,8 @@ pub struct ServeConfig {
     pub max_loaded: usize,
     /// `-m FILE` with its name (`--alias`, default the file stem): served without a store entry.
     pub default_model: Option<(String, PathBuf)>,
-    /// When set, `/api/*` and `/v1/*` need `Authorization: Bearer <key>`.
+    /// When set, every route but `GET /`, `/api/version` and `/health` needs
+    /// `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     pub body_limit: usize,
     pub store: Store,
@@ -74,6 +75,8 @@ pub struct AppState {
     pub models: Models,
     pub metrics: Arc<Metrics>,
     pub started: std::time::SystemTime,
+    /// Set to true when the server begins to shut down: running generations end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -85,81 +88,9 @@ pub fn app_state(config: ServeConfig, loader: Loader) -> SharedState {
         models: Models::new(loader, metrics.clone()),
         metrics,
         started: std::time::SystemTime::now(),
+        shutdown: tokio::sync::watch::Sender::new(false),
         config,
     })
-}
-
-async fn cors_and_auth(
-    axum::extract::State(state): axum::extract::State<SharedState>,
-    req: Request<axum::body::Body>,
-    next: Next,
-) -> Response {
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let mut resp = if req.method() == Method::OPTIONS {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        let path = req.uri().path();
-        let needs_key = path.starts_with("/api/") || path.starts_with("/v1/");
-        let authorized = match (&state.config.api_key, needs_key) {
-            (Some(key), true) => req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|k| k.trim() == key)),
-            _ => true,
-        };
-        if authorized {
-            next.run(req).await
-        } else {
-            let e = reply::ApiError::new(StatusCode::UNAUTHORIZED, "invalid or missing API key");
-            let e = if path.starts_with("/v1/") {
-                e.openai()
-            } else {
-                e
-            };
-            e.into_response()
-        }
-    };
-    let h = resp.headers_mut();
-    if let Some(o) = origin.filter(allowed_origin) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-stainless-arch, x-stainless-async, x-stainless-custom-poll-interval, x-stainless-helper-method, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-poll-helper, x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, x-stainless-timeout"),
-        );
-    }
-    h.insert(
-        "x-bitnet-version",
-        HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-    );
-    resp
-}
-
-/// Localhost-ish origins, plus those listed in `OLLAMA_ORIGINS` (comma separated, `*` = any).
-fn allowed_origin(o: &HeaderValue) -> bool {
-    let Ok(o) = o.to_str() else { return false };
-    let extra = std::env::var("OLLAMA_ORIGINS").unwrap_or_default();
-    if extra.split(',').map(str::trim).any(|e| e == "*" || e == o) {
-        return true;
-    }
-    let host = o.split("://").nth(1).unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0")
-        || o.starts_with("app://")
-        || o.starts_with("file://")
-        || o.starts_with("tauri://")
-        || o.starts_with("vscode-webview://")
 }
 
 pub fn router(state: SharedState) -> Router {
@@ -205,19 +136,44 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(routes_misc::metrics))
         .route("/props", get(routes_misc::props))
         .fallback(routes_misc::not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), cors_and_auth))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::request_checks,
+        ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_log::log_requests,
+        ))
         .with_state(state)
 }
 
-/// Runs the server until Ctrl-C / SIGTERM.
+/// How long in-flight requests get to finish after a shutdown signal; connections still open
+/// then are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the server until Ctrl-C / SIGTERM; a second signal exits at once.
 pub async fn run(config: ServeConfig, loader: Loader) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
-    run_on(listener, config, loader, shutdown_signal()).await
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("shutting down (a second signal exits at once)");
+        let _ = first_tx.send(());
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+    run_on(listener, config, loader, async {
+        let _ = first_rx.await;
+    })
+    .await
 }
 
+/// Serves on `listener` until `shutdown` resolves, then stops accepting, ends running
+/// generations (streams get a final error chunk) and returns once the open connections are
+/// done or `SHUTDOWN_GRACE` has passed.
 pub async fn run_on(
     listener: tokio::net::TcpListener,
     config: ServeConfig,
@@ -244,9 +200,27 @@ pub async fn run_on(
             anyhow::bail!("cannot load {}: {}", path.display(), e.message);
         }
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    eprintln!(
+        "bitnet-gguf {} listening on http://{} ({} slots per model, store {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?,
+        state.config.load.n_slots,
+        state.config.store.root.display()
+    );
+    let stopping = state.clone();
+    let signal = async move {
+        shutdown.await;
+        stopping.shutdown.send_replace(true);
+    };
+    let mut stopped = state.shutdown.subscribe();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    tokio::select! {
+        r = std::future::IntoFuture::into_future(server) => r?,
+        _ = async {
+            let _ = stopped.wait_for(|&s| s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => eprintln!("connections still open after {SHUTDOWN_GRACE:?}: closing them"),
+    }
     Ok(())
 }
 
@@ -256,14 +230,26 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The server's address as `serve` and the verbs that talk to it (`ps`, `stop`, `rm`) all
+/// resolve it: `--host`/`--port` when given, else `OLLAMA_HOST`, else 127.0.0.1:11434.
+pub fn resolve_addr(host: Option<&str>, port: Option<u16>) -> anyhow::Result<(String, u16)> {
+    let (env_host, env_port) = parse_host(&std::env::var("OLLAMA_HOST").unwrap_or_default())?;
+    Ok((
+        host.map_or(env_host, str::to_string),
+        port.unwrap_or(env_port),
+    ))
 }
 
 /// `OLLAMA_HOST`-style addresses: `host`, `host:port`, `:port`, `http(s)://host[:port][/path]`,

@@ -91,26 +91,7 @@ impl Models {
         if let Some(h) = self.touch(model, ka) {
             return Ok((h, 0));
         }
-        // Make room: drop the least recently used idle models beyond the limit.
-        {
-            let mut l = self.lock();
-            while l.len() >= state.config.max_loaded.max(1) {
-                let idle = l
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.handle.in_flight() == 0)
-                    .min_by_key(|(_, m)| m.last_used);
-                match idle {
-                    Some((i, _)) => {
-                        l.remove(i);
-                    }
-                    None => break,
-                }
-            }
-            self.metrics
-                .models_loaded
-                .store(l.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.make_room(state.config.max_loaded.max(1)).await;
         let t0 = Instant::now();
         let loader = self.loader.clone();
         let path = model.path.clone();
@@ -139,6 +120,38 @@ impl Models {
             .models_loaded
             .store(l.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok((handle, load_ns))
+    }
+
+    /// Evicts the least recently used idle models until one more fits under `max_loaded`. When
+    /// every loaded model is busy, waits for one to go idle: loading beside it would exceed the
+    /// limit (the caller holds the load lock, so no other load can slip in meanwhile).
+    async fn make_room(&self, max_loaded: usize) {
+        loop {
+            {
+                let mut l = self.lock();
+                while l.len() >= max_loaded {
+                    let idle = l
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| m.handle.in_flight() == 0)
+                        .min_by_key(|(_, m)| m.last_used)
+                        .map(|(i, _)| i);
+                    match idle {
+                        Some(i) => drop(l.remove(i)),
+                        None => break,
+                    }
+                }
+                self.metrics
+                    .models_loaded
+                    .store(l.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                if l.len() < max_loaded {
+                    return;
+                }
+            }
+            // The scheduler threads count their requests down without telling us; a short
+            // poll is simpler than a notification from every one of them.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     fn touch(&self, model: &ResolvedModel, ka: KeepAlive) -> Option<WorkerHandle> {

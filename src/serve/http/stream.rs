@@ -8,11 +8,13 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::models::ResolvedModel;
 use super::reply::ApiError;
+use super::request_log::{self, SharedNote};
 use super::scheduler::{Done, Event, GenRequest, SubmitError, WorkerHandle};
 use super::AppState;
 use crate::engine::generation::GenerateParams;
@@ -26,6 +28,28 @@ pub struct Started {
     pub prompt: Vec<u32>,
     pub load_ns: u64,
     pub t0: Instant,
+    /// Turns true when the server begins to shut down.
+    pub shutdown: watch::Receiver<bool>,
+    /// The request log's note of this request.
+    pub note: Option<SharedNote>,
+}
+
+/// Records a finished generation's token counts in its request's log note.
+fn note_done(note: Option<&SharedNote>, d: &Done) {
+    request_log::note(note, |n| {
+        n.tokens_in = d.prompt_tokens as u64;
+        n.tokens_out = d.eval_tokens as u64;
+    });
+}
+
+/// The message of the final chunk a stream cut by a shutdown ends with.
+pub const SHUTTING_DOWN: &str = "the server is shutting down";
+
+/// Resolves once the server begins to shut down (never if its sender is gone).
+async fn shut_down(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|&stop| stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The context of one request: `num_ctx` when smaller than the slots' context.
@@ -100,7 +124,23 @@ pub async fn start(
             )))
         }
     }
-    match rx.recv().await {
+    let note = request_log::current();
+    request_log::note(note.as_ref(), |n| {
+        n.model = Some(model.name.clone());
+        n.tokens_in = prompt.len() as u64;
+    });
+    let mut shutdown = state.shutdown.subscribe();
+    let first = tokio::select! {
+        ev = rx.recv() => ev,
+        _ = shut_down(&mut shutdown) => return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SHUTTING_DOWN,
+        )),
+    };
+    state
+        .metrics
+        .time_to_first_token(t0.elapsed().as_nanos() as u64);
+    match first {
         Some(Event::Error(e)) => Err(ApiError::internal(e)),
         Some(first) => Ok(Started {
             first,
@@ -108,6 +148,8 @@ pub async fn start(
             prompt,
             load_ns,
             t0,
+            shutdown,
+            note,
         }),
         None => Err(ApiError::internal("generation ended without a result")),
     }
@@ -120,17 +162,56 @@ pub async fn collect(mut s: Started) -> Result<(String, Done), ApiError> {
     while let Some(e) = ev.take() {
         match e {
             Event::Text(t) => text.push_str(&t),
-            Event::Done(d) => return Ok((text, d)),
+            Event::Done(d) => {
+                note_done(s.note.as_ref(), &d);
+                return Ok((text, d));
+            }
             Event::Error(e) => return Err(ApiError::internal(e)),
         }
-        ev = s.rx.recv().await;
+        ev = tokio::select! {
+            ev = s.rx.recv() => ev,
+            _ = shut_down(&mut s.shutdown) => return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                SHUTTING_DOWN,
+            )),
+        };
     }
     Err(ApiError::internal("generation ended without a result"))
 }
 
 /// A streamed body: `f` maps each event to the bytes to send (empty = nothing).
+/// A shutdown ends the stream with an `Event::Error` (so each API frames it as its errors), and
+/// dropping the generation's receiver cancels it in the scheduler.
 pub fn body(s: Started, mut f: impl FnMut(Event) -> String + Send + 'static) -> Body {
-    let events = tokio_stream::once(s.first).chain(UnboundedReceiverStream::new(s.rx));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut events, mut shutdown, note) = (s.rx, s.shutdown, s.note);
+    if let Event::Done(d) = &s.first {
+        note_done(note.as_ref(), d);
+    }
+    let first_is_last = matches!(s.first, Event::Done(_) | Event::Error(_));
+    let _ = tx.send(s.first);
+    tokio::spawn(async move {
+        if first_is_last {
+            return;
+        }
+        loop {
+            let ev = tokio::select! {
+                ev = events.recv() => ev,
+                _ = shut_down(&mut shutdown) => Some(Event::Error(SHUTTING_DOWN.into())),
+                // The client went away: stop forwarding, which cancels the generation.
+                _ = tx.closed() => None,
+            };
+            let Some(ev) = ev else { break };
+            if let Event::Done(d) = &ev {
+                note_done(note.as_ref(), d);
+            }
+            let last = matches!(ev, Event::Done(_) | Event::Error(_));
+            if tx.send(ev).is_err() || last {
+                break;
+            }
+        }
+    });
+    let events = UnboundedReceiverStream::new(rx);
     let chunks = events.filter_map(move |ev| {
         let out = f(ev);
         (!out.is_empty()).then(|| Ok::<_, Infallible>(Bytes::from(out)))
