@@ -205,6 +205,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/props", get(routes_misc::props))
         .fallback(routes_misc::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), cors_and_auth))
+        .layer(middleware::from_fn(reply::json_errors))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

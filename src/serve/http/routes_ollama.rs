@@ -233,6 +233,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
             .flatten();
         let tokens = match &req.context {
             Some(ctx) if !ctx.is_empty() => {
+                check_context(&*text, ctx)?;
                 let mut t = ctx.clone();
                 t.extend(
                     text.tokenize(&rendered, false)
@@ -269,6 +270,17 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
         ka_final,
         with_context,
     ))
+}
+
+/// `context` comes back from clients: every id must be one of the model's tokens.
+fn check_context(text: &dyn super::backend::TextModel, ctx: &[u32]) -> Result<(), ApiError> {
+    let n_vocab = text.meta().n_vocab;
+    match ctx.iter().find(|&&id| id as usize >= n_vocab) {
+        Some(id) if n_vocab > 0 => Err(ApiError::bad_request(format!(
+            "invalid context: token id {id} is outside the vocabulary of {n_vocab} tokens"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn generate_final(

@@ -65,6 +65,26 @@ struct Common {
     repeat_penalty: Option<f64>,
     #[serde(default)]
     repeat_last_n: Option<i64>,
+    // Fields that change the output and are not implemented: refused unless neutral.
+    #[serde(default)]
+    echo: Option<bool>,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    best_of: Option<u32>,
+    #[serde(default)]
+    logit_bias: Option<Map<String, Value>>,
+}
+
+/// A token limit: a non-negative integer.
+fn token_limit(name: &str, v: Option<i64>) -> Result<Option<Value>, ApiError> {
+    match v {
+        Some(n) if !(0..=i64::from(i32::MAX)).contains(&n) => Err(ApiError::bad_request(format!(
+            "invalid {name}: {n} (expected an integer >= 0)"
+        ))
+        .openai()),
+        _ => Ok(v.map(Value::from)),
+    }
 }
 
 impl Common {
@@ -77,11 +97,10 @@ impl Common {
                 o.insert(k.into(), v);
             }
         };
+        let completion_limit = token_limit("max_completion_tokens", self.max_completion_tokens)?;
         put(
             "num_predict",
-            self.max_completion_tokens
-                .or(self.max_tokens)
-                .map(Value::from),
+            completion_limit.or(token_limit("max_tokens", self.max_tokens)?),
         );
         put("temperature", self.temperature.map(Value::from));
         put("top_p", self.top_p.map(Value::from));
@@ -93,6 +112,20 @@ impl Common {
         put("repeat_penalty", self.repeat_penalty.map(Value::from));
         put("repeat_last_n", self.repeat_last_n.map(Value::from));
         put("stop", self.stop.clone().filter(|v| !v.is_null()));
+        let refuse =
+            |field: &str| Err(ApiError::bad_request(format!("{field} is not supported")).openai());
+        if self.echo == Some(true) {
+            return refuse("echo");
+        }
+        if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+            return refuse("suffix");
+        }
+        if self.best_of.is_some_and(|n| n != 1) {
+            return refuse("best_of other than 1");
+        }
+        if self.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+            return refuse("logit_bias");
+        }
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("only n = 1 is supported").openai());
         }
@@ -103,6 +136,10 @@ impl Common {
             ))
             .openai());
         }
+        // Checked before the model loads; applied over the Modelfile's values later.
+        crate::serve::options::RunOptions::ollama_defaults()
+            .apply(&o)
+            .map_err(|e| ApiError::bad_request(e).openai())?;
         let mut json = (false, None);
         if let Some(rf) = self.response_format.as_ref().filter(|v| !v.is_null()) {
             match rf.get("type").and_then(Value::as_str) {
@@ -164,11 +201,16 @@ enum Kind {
 /// A chat request's `messages` as turns for the template (`developer` is OpenAI's newer name
 /// for `system`).
 fn chat_turns(v: &Value) -> Result<Vec<ChatTurn>, ApiError> {
-    let msgs = v
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let msgs = match v.get("messages") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(a)) => a.as_slice(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid messages: {other} (messages must be an array of messages)"
+            ))
+            .openai())
+        }
+    };
     if msgs.is_empty() {
         return Err(ApiError::bad_request("[] is too short - 'messages'").openai());
     }
@@ -229,8 +271,7 @@ fn whole_reply(kind: Kind, id: &str, created: u64, name: &str, out: String, done
 async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     let v: Value = parse_body(&body).map_err(ApiError::openai)?;
-    let common: Common = serde_json::from_value(v.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")).openai())?;
+    let common: Common = super::reply::from_value(&v).map_err(ApiError::openai)?;
     let model = prompt::resolve(&state, &common.model).map_err(ApiError::openai)?;
     let (request_opts, json) = common.options()?;
     let (handle, load_ns) = state
