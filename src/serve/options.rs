@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub json: bool,
     /// The schema's shape when `format` / `json_schema` gave one.
     pub json_shape: Option<Arc<Shape>>,
+    /// Log-probabilities with this many alternatives per token (`logprobs`/`top_logprobs`).
+    pub logprobs: Option<usize>,
 }
 
 impl RunOptions {
@@ -40,6 +42,7 @@ impl RunOptions {
             stop_given: false,
             json: false,
             json_shape: None,
+            logprobs: None,
         }
     }
 
@@ -147,6 +150,21 @@ impl RunOptions {
             (_, Kind::StringList) => {}
         }
         Ok(())
+    }
+}
+
+/// Most alternatives per token a request may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// `top_logprobs` (or OpenAI completions' `logprobs`): an integer from 0 to 20.
+pub fn top_logprobs(field: &str, v: Option<&Value>) -> Result<usize, String> {
+    match v {
+        None | Some(Value::Null) => Ok(0),
+        Some(x) => x
+            .as_u64()
+            .filter(|&n| n <= MAX_TOP_LOGPROBS as u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| format!("invalid {field}: {x} (expected an integer from 0 to 20)")),
     }
 }
 
