@@ -77,7 +77,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub max_queue: Option<usize>,
     /// How long an idle model stays loaded (Go duration: 5m, 1h, 0, -1 = forever).
-    #[arg(long)]
+    #[arg(long, value_parser = keep_alive_arg)]
     pub keep_alive: Option<String>,
     /// Models kept in memory at once.
     #[arg(long)]
@@ -96,6 +96,11 @@ pub struct ServeArgs {
     pub log_format: String,
 }
 
+/// Checks `--keep-alive` while parsing, so a bad value is a usage error.
+fn keep_alive_arg(s: &str) -> Result<String, String> {
+    bitnet_gguf::serve::options::parse_go_duration(s).map(|_| s.to_string())
+}
+
 pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let (host, port) = http::resolve_addr(args.host.as_deref(), args.port)?;
     let ip: std::net::IpAddr = match host.as_str() {
@@ -110,7 +115,7 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         .or_else(|| std::env::var("OLLAMA_KEEP_ALIVE").ok())
     {
         Some(s) => bitnet_gguf::serve::options::parse_go_duration(&s)
-            .ok_or_else(|| anyhow::anyhow!("bad keep-alive {s:?}"))?,
+            .map_err(|e| anyhow::anyhow!("bad keep-alive: {e}"))?,
         None => KeepAlive::For(Duration::from_secs(300)),
     };
     let store = Store::from_env(args.ollama_models.clone());

@@ -138,6 +138,61 @@ impl TokenSampler for Sampler {
     }
 }
 
+/// A chosen token's log-probability and those of the most likely tokens at its position,
+/// under the model's raw distribution: the log-softmax of the logits, before penalties,
+/// truncation, temperature and any JSON constraint (what OpenAI reports).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    /// Most likely first, lowest id first among equals.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Log-probabilities of `token` and of the `top` most likely tokens (NaN logits count as
+/// impossible).
+pub fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits
+        .iter()
+        .filter(|v| !v.is_nan())
+        .map(|&v| (v as f64 - max).exp())
+        .sum();
+    let log_z = max + sum.ln();
+    let lp = |v: f32| {
+        if v.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            (v as f64 - log_z) as f32
+        }
+    };
+    let mut best: Vec<(u32, f32)> = Vec::new();
+    if top > 0 {
+        best = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as u32, lp(v)))
+            .collect();
+        let by_prob = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if top < best.len() {
+            best.select_nth_unstable_by(top - 1, by_prob);
+            best.truncate(top);
+        }
+        best.sort_unstable_by(by_prob);
+    }
+    TokenLogprob {
+        token,
+        logprob: logits
+            .get(token as usize)
+            .map_or(f32::NEG_INFINITY, |&v| lp(v)),
+        top: best,
+    }
+}
+
 /// Index of the largest value, lowest index on ties; NaNs never win.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -285,6 +340,16 @@ impl Sampler {
 #[cfg(test)]
 mod penalty_tests {
     use super::*;
+
+    #[test]
+    fn logprobs_are_the_raw_log_softmax() {
+        let l = token_logprob(&[0.0, 2.0, 2.0, f32::NAN], 2, 3);
+        let z = (1.0f64 + 2.0 * 2f64.exp()).ln();
+        assert!((l.logprob as f64 - (2.0 - z)).abs() < 1e-6);
+        assert_eq!(l.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2, 0]);
+        assert!((l.top[2].1 as f64 + z).abs() < 1e-6);
+        assert_eq!(token_logprob(&[1.0], 0, 0).top, vec![]);
+    }
 
     /// Greedy with the penalties over a 64-token window.
     fn penalised(presence: f32, frequency: f32) -> Sampler {

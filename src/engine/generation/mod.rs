@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use crate::engine::json_constraint::schema::Shape;
 use crate::engine::json_constraint::{JsonConstraint, JsonStatus};
-use crate::engine::sampler::{SamplerConfig, TokenSampler};
+use crate::engine::sampler::{token_logprob, SamplerConfig, TokenSampler};
+
+pub use crate::engine::sampler::TokenLogprob;
 use crate::engine::tokenizer::{Tokenizer, Utf8Stream};
 
 pub use stop::StopMatcher;
@@ -31,6 +33,9 @@ pub struct GenerateParams {
     pub json: bool,
     /// With `json`: a JSON schema's shape the object must have as well.
     pub json_shape: Option<Arc<Shape>>,
+    /// Report each generated token's log-probability with this many most likely alternatives
+    /// (see [`TokenLogprob`]); `None`: none.
+    pub logprobs: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +95,10 @@ pub struct Generation<'v> {
     /// Most tokens this generation may produce: the token limit or the room in the context.
     limit: usize,
     finish: Option<FinishReason>,
+    /// `Some(top)` when log-probabilities are asked for.
+    logprobs: Option<usize>,
+    /// Log-probabilities of the tokens chosen since the last [`Generation::take_logprobs`].
+    pending_logprobs: Vec<TokenLogprob>,
 }
 
 impl<'v> Generation<'v> {
@@ -116,6 +125,8 @@ impl<'v> Generation<'v> {
             cached_tokens: cached,
             limit: params.max_tokens.map_or(room, |m| m.min(room)),
             finish: None,
+            logprobs: params.logprobs,
+            pending_logprobs: Vec::new(),
         }
     }
 
@@ -139,6 +150,10 @@ impl<'v> Generation<'v> {
             return self.end(FinishReason::Stop, String::new());
         }
         self.history.push(token);
+        if let Some(top) = self.logprobs {
+            self.pending_logprobs
+                .push(token_logprob(logits, token, top));
+        }
         let bytes = self.vocab.piece(token);
         let json_done = self
             .json
@@ -194,6 +209,12 @@ impl<'v> Generation<'v> {
         text.push_str(&self.stop.flush());
         self.finish = Some(finish);
         Step::Done { finish, text }
+    }
+
+    /// The log-probabilities of the tokens chosen since the last call (empty unless asked
+    /// for); the end-of-generation token has none.
+    pub fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        std::mem::take(&mut self.pending_logprobs)
     }
 
     /// How the generation ended, once it has.

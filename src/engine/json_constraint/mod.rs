@@ -95,10 +95,11 @@ impl JsonValidator {
         Self::default()
     }
 
-    /// A validator that also enforces a schema's shape (a top-level shape other than an
-    /// object is ignored: the output is an object either way).
+    /// A validator that also enforces a schema's shape. The top-level value may be an object,
+    /// an array, a string, a boolean or null; a top-level number (which only ends where
+    /// something follows it) or an unconstrained schema gives an object.
     pub fn with_schema(shape: Option<Arc<Shape>>) -> Self {
-        let root = shape.filter(|s| matches!(**s, Shape::Object(_) | Shape::AnyObject));
+        let root = shape.filter(|s| !matches!(**s, Shape::Any | Shape::Number | Shape::Integer));
         JsonValidator {
             root,
             ..Self::default()
@@ -230,7 +231,12 @@ impl JsonValidator {
         self.whitespace_run = 0;
         self.line_break_in_run = false;
         match self.expect {
-            Expect::TopValue => b == b'{' && self.open(Container::Object, self.root.clone()),
+            Expect::TopValue => match self.root.as_deref() {
+                None | Some(Shape::Object(_) | Shape::AnyObject) => {
+                    b == b'{' && self.open(Container::Object, self.root.clone())
+                }
+                Some(_) => self.start_value(b),
+            },
             Expect::KeyOrEnd | Expect::Key => {
                 let count = self.stack.last().map_or(0, |f| f.count);
                 let owed = self.members().map_or(0, |m| m.len().saturating_sub(count));

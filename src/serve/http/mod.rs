@@ -140,6 +140,7 @@ pub fn router(state: SharedState) -> Router {
             state.clone(),
             guard::request_checks,
         ))
+        .layer(middleware::from_fn(reply::json_errors))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

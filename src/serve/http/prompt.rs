@@ -233,3 +233,54 @@ pub fn content_text(v: &Value) -> Result<String, ApiError> {
         )),
     }
 }
+
+/// A chat request's `messages` as turns for the template (`developer` is OpenAI's newer name
+/// for `system`).
+pub fn openai_chat_turns(v: &Value) -> Result<Vec<ChatTurn>, ApiError> {
+    let msgs = match v.get("messages") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(a)) => a.as_slice(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid messages: {other} (messages must be an array of messages)"
+            ))
+            .openai())
+        }
+    };
+    if msgs.is_empty() {
+        return Err(ApiError::bad_request("[] is too short - 'messages'").openai());
+    }
+    let mut turns = Vec::new();
+    for m in msgs {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let role = if role == "developer" { "system" } else { role };
+        if !matches!(role, "system" | "user" | "assistant" | "tool") {
+            return Err(ApiError::bad_request(format!("invalid message role '{role}'")).openai());
+        }
+        let content =
+            content_text(m.get("content").unwrap_or(&Value::Null)).map_err(ApiError::openai)?;
+        turns.push(ChatTurn {
+            role: role.into(),
+            content,
+        });
+    }
+    Ok(turns)
+}
+
+/// A completion request's `prompt`: one non-empty string (alone or in a list of one).
+pub fn completion_prompt(v: &Value) -> Result<String, ApiError> {
+    let p = match v.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_string()
+        }
+        Some(Value::Array(_)) => {
+            return Err(ApiError::bad_request("only a single prompt string is supported").openai())
+        }
+        _ => return Err(ApiError::bad_request("prompt is required").openai()),
+    };
+    if p.is_empty() {
+        return Err(ApiError::bad_request("prompt is empty").openai());
+    }
+    Ok(p)
+}

@@ -3,11 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::http::{header, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{header, Request, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// An error answer. Rendered as Ollama's `{"error":"…"}` unless `openai` is set.
 #[derive(Debug)]
@@ -87,8 +88,71 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("missing request body"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    from_value(&v)
+}
+
+/// Reads a request object into `T`; a bad member is named in the error. (serde's messages do
+/// not say which field they are about: the culprit is found by reading each member alone,
+/// which works because every request field has a default.)
+pub fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    let err = match T::deserialize(v) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let culprit = v.as_object().and_then(|o| {
+        let alone = |k: &String, x: &Value| {
+            let one = Value::Object([(k.clone(), x.clone())].into_iter().collect());
+            T::deserialize(&one).err()
+        };
+        T::deserialize(&Value::Object(Map::new()))
+            .is_ok()
+            .then(|| o.iter().find_map(|(k, x)| alone(k, x).map(|e| (k, e))))
+            .flatten()
+    });
+    Err(ApiError::bad_request(match culprit {
+        Some((k, e)) => format!("invalid request body: field \"{k}\": {e}"),
+        None => format!("invalid request body: {err}"),
+    }))
+}
+
+/// Error answers made outside the handlers (axum's body-limit, method and extractor
+/// rejections) are plain text; clients read `{"error": …}` (OpenAI's shape under `/v1/`).
+pub async fn json_errors(req: Request<Body>, next: Next) -> Response {
+    let openai = req.uri().path().starts_with("/v1/");
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = ApiError {
+        status,
+        message,
+        openai,
+    }
+    .into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k, v.clone());
+        }
+    }
+    out
 }
 
 /// RFC 3339 in UTC with nanoseconds, like Go's `time.RFC3339Nano` (trailing zeros trimmed).

@@ -148,3 +148,97 @@ pub async fn embeddings(
         json!({"embedding": vecs.pop().unwrap_or_default()}),
     ))
 }
+
+#[derive(Deserialize)]
+struct EmbeddingsRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        s.push(T[(n >> 18) as usize & 63] as char);
+        s.push(T[(n >> 12) as usize & 63] as char);
+        s.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    s
+}
+
+/// OpenAI's `/v1/embeddings`.
+pub async fn openai_embeddings(
+    State(state): State<SharedState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: EmbeddingsRequest = parse_body(&body).map_err(ApiError::openai)?;
+    let base64_out = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(
+                ApiError::bad_request(format!("invalid encoding_format '{other}'")).openai(),
+            )
+        }
+    };
+    let model = prompt::resolve(&state, &req.model).map_err(ApiError::openai)?;
+    let inputs = string_inputs(&req.input).map_err(ApiError::openai)?;
+    if inputs.is_empty() {
+        return Err(ApiError::bad_request("input is required").openai());
+    }
+    let (handle, _) = state
+        .models
+        .acquire(&state, &model, None)
+        .await
+        .map_err(ApiError::openai)?;
+    let (vecs, count) = embed_texts(&handle, &inputs, true, req.dimensions)
+        .await
+        .map_err(ApiError::openai)?;
+    stream::release(&state, &model, state.config.keep_alive);
+    let data: Vec<Value> = vecs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let emb = if base64_out {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64(&bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "embedding": emb, "index": i})
+        })
+        .collect();
+    Ok(ok_json(
+        json!({"object": "list", "data": data, "model": model.name,
+        "usage": {"prompt_tokens": count, "total_tokens": count}}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
+}

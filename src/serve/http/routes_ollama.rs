@@ -16,8 +16,9 @@ use super::reply::{now_rfc3339, ok_json, parse_body, ApiError};
 use super::scheduler::{Done, Event, Finish};
 use super::stream::{self, Started};
 use super::{AppState, SharedState};
+use crate::engine::generation::{TokenLogprob, TokenText};
 use crate::engine::json_constraint::schema::Shape;
-use crate::serve::options::{parse_keep_alive, KeepAlive};
+use crate::serve::options::{parse_keep_alive, top_logprobs, KeepAlive};
 
 #[derive(Deserialize, Default)]
 pub struct GenerateRequest {
@@ -47,6 +48,10 @@ pub struct GenerateRequest {
     pub images: Option<Vec<String>>,
     #[serde(default)]
     pub think: Option<Value>,
+    #[serde(default)]
+    pub logprobs: bool,
+    #[serde(default)]
+    pub top_logprobs: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +82,28 @@ pub struct ChatRequest {
     pub keep_alive: Option<Value>,
     #[serde(default)]
     pub think: Option<Value>,
+    #[serde(default)]
+    pub logprobs: bool,
+    #[serde(default)]
+    pub top_logprobs: Option<Value>,
+}
+
+/// `logprobs` and `top_logprobs`: how many alternatives to report per token, when asked.
+fn logprobs_asked(logprobs: bool, top: &Option<Value>) -> Result<Option<usize>, ApiError> {
+    let top = top_logprobs("top_logprobs", top.as_ref()).map_err(ApiError::bad_request)?;
+    Ok(logprobs.then_some(top))
+}
+
+/// Adds `logprobs` to a reply object when they were asked for.
+fn put_logprobs(
+    o: &mut Map<String, Value>,
+    text: &dyn TokenText,
+    asked: Option<usize>,
+    lps: &[TokenLogprob],
+) {
+    if asked.is_some() {
+        o.insert("logprobs".into(), stream::logprob_entries(text, lps));
+    }
 }
 
 pub fn keep_alive(v: &Option<Value>) -> Result<Option<KeepAlive>, ApiError> {
@@ -182,6 +209,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
         req.images.as_ref().is_some_and(|i| !i.is_empty()),
     )?;
     let ka = keep_alive(&req.keep_alive)?;
+    let logprobs = logprobs_asked(req.logprobs, &req.top_logprobs)?;
     if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
         return Err(ApiError::bad_request(
             "raw mode does not support template, system, or context",
@@ -201,6 +229,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
     let text = handle.text.clone();
     let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
     (opts.json, opts.json_shape) = json;
+    opts.logprobs = logprobs;
     let (tokens, keep) = if req.raw {
         let tokens = prompt::tokenize_prompt(&*text, &text_prompt)?;
         let keep = prompt::keep_len(&*text, None, &tokens);
@@ -233,6 +262,7 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
             .flatten();
         let tokens = match &req.context {
             Some(ctx) if !ctx.is_empty() => {
+                check_context(&*text, ctx)?;
                 let mut t = ctx.clone();
                 t.extend(
                     text.tokenize(&rendered, false)
@@ -252,23 +282,36 @@ pub async fn generate(State(state): State<SharedState>, body: Bytes) -> Result<R
         let prompt_tokens = started.prompt.clone();
         let r = stream::collect(started).await;
         stream::release(&state, &model, ka_final);
-        let (text, done) = r?;
-        return Ok(ok_json(generate_final(
+        let r = r?;
+        let mut o = generate_final(
             &model.name,
-            text,
-            &done,
+            r.text,
+            &r.done,
             load_ns,
             t0,
             with_context.then_some(&prompt_tokens),
-        )));
+        );
+        put_logprobs(&mut o, &*text, logprobs, &r.logprobs);
+        return Ok(ok_json(Value::Object(o)));
     }
-    Ok(stream_generate(
-        state.clone(),
-        model,
-        started,
-        ka_final,
+    let how = StreamAs {
+        ka: ka_final,
         with_context,
-    ))
+        logprobs,
+        text,
+    };
+    Ok(stream_generate(state.clone(), model, started, how))
+}
+
+/// `context` comes back from clients: every id must be one of the model's tokens.
+fn check_context(text: &dyn super::backend::TextModel, ctx: &[u32]) -> Result<(), ApiError> {
+    let n_vocab = text.meta().n_vocab;
+    match ctx.iter().find(|&&id| id as usize >= n_vocab) {
+        Some(id) if n_vocab > 0 => Err(ApiError::bad_request(format!(
+            "invalid context: token id {id} is outside the vocabulary of {n_vocab} tokens"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn generate_final(
@@ -278,7 +321,7 @@ fn generate_final(
     load_ns: u64,
     t0: Instant,
     prompt: Option<&Vec<u32>>,
-) -> Value {
+) -> Map<String, Value> {
     let mut o = Map::new();
     o.insert("model".into(), json!(name));
     o.insert("created_at".into(), json!(now_rfc3339()));
@@ -291,37 +334,50 @@ fn generate_final(
         o.insert("context".into(), json!(ctx));
     }
     metrics_fields(&mut o, done, load_ns, t0);
-    Value::Object(o)
+    o
+}
+
+/// How a streamed `/api/generate` reply is written.
+struct StreamAs {
+    ka: KeepAlive,
+    with_context: bool,
+    logprobs: Option<usize>,
+    text: Arc<dyn super::backend::TextModel>,
 }
 
 fn stream_generate(
     state: SharedState,
     model: ResolvedModel,
     s: Started,
-    ka: KeepAlive,
-    with_context: bool,
+    how: StreamAs,
 ) -> Response {
     let (load_ns, t0, prompt_tokens) = (s.load_ns, s.t0, s.prompt.clone());
     let name = model.name.clone();
-    let body = stream::body(s, move |ev| match ev {
-        Event::Text(t) => stream::line(
-            &json!({"model": name, "created_at": now_rfc3339(), "response": t, "done": false}),
-        ),
-        Event::Done(d) => {
-            stream::release(&state, &model, ka);
-            stream::line(&generate_final(
-                &name,
-                String::new(),
-                &d,
-                load_ns,
-                t0,
-                with_context.then_some(&prompt_tokens),
-            ))
-        }
-        Event::Error(e) => {
-            stream::release(&state, &model, ka);
-            stream::line(&json!({ "error": e }))
-        }
+    let StreamAs {
+        ka,
+        with_context,
+        logprobs,
+        text,
+    } = how;
+    let body = stream::body(s, move |ev, lps| {
+        let mut o = match ev {
+            Event::Text(t) => {
+                let v = json!({"model": name, "created_at": now_rfc3339(), "response": t, "done": false});
+                v.as_object().cloned().unwrap_or_default()
+            }
+            Event::Done(d) => {
+                stream::release(&state, &model, ka);
+                let ctx = with_context.then_some(&prompt_tokens);
+                generate_final(&name, String::new(), &d, load_ns, t0, ctx)
+            }
+            Event::Error(e) => {
+                stream::release(&state, &model, ka);
+                return stream::line(&json!({ "error": e }));
+            }
+            Event::Logprobs(_) => return String::new(),
+        };
+        put_logprobs(&mut o, &*text, logprobs, &lps);
+        stream::line(&Value::Object(o))
     });
     stream::ndjson_response(body)
 }
@@ -342,6 +398,7 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
         )));
     }
     let ka = keep_alive(&req.keep_alive)?;
+    let logprobs = logprobs_asked(req.logprobs, &req.top_logprobs)?;
     if req.messages.is_empty() {
         return load_or_unload(&state, &model, ka, true).await;
     }
@@ -362,6 +419,7 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
     let text = handle.text.clone();
     let mut opts = prompt::run_options(&model, &*text, req.options.as_ref(), false)?;
     (opts.json, opts.json_shape) = json;
+    opts.logprobs = logprobs;
     let n_ctx = stream::context_len(&handle, &opts);
     let (tokens, keep) = prompt::chat_tokens(&model, &*text, &turns, n_ctx, opts.max_tokens())?;
     let ka_final = ka.unwrap_or(state.config.keep_alive);
@@ -369,28 +427,43 @@ pub async fn chat(State(state): State<SharedState>, body: Bytes) -> Result<Respo
     if req.stream == Some(false) {
         let r = stream::collect(started).await;
         stream::release(&state, &model, ka_final);
-        let (text, done) = r?;
-        return Ok(ok_json(chat_final(&model.name, text, &done, load_ns, t0)));
+        let r = r?;
+        let mut o = chat_final(&model.name, r.text, &r.done, load_ns, t0);
+        put_logprobs(&mut o, &*text, logprobs, &r.logprobs);
+        return Ok(ok_json(Value::Object(o)));
     }
     let name = model.name.clone();
     let st = state.clone();
-    let body = stream::body(started, move |ev| match ev {
-        Event::Text(t) => stream::line(&json!({
-            "model": name, "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": t}, "done": false})),
-        Event::Done(d) => {
-            stream::release(&st, &model, ka_final);
-            stream::line(&chat_final(&name, String::new(), &d, load_ns, t0))
-        }
-        Event::Error(e) => {
-            stream::release(&st, &model, ka_final);
-            stream::line(&json!({ "error": e }))
-        }
+    let body = stream::body(started, move |ev, lps| {
+        let mut o = match ev {
+            Event::Text(t) => {
+                let v = json!({"model": name, "created_at": now_rfc3339(),
+                               "message": {"role": "assistant", "content": t}, "done": false});
+                v.as_object().cloned().unwrap_or_default()
+            }
+            Event::Done(d) => {
+                stream::release(&st, &model, ka_final);
+                chat_final(&name, String::new(), &d, load_ns, t0)
+            }
+            Event::Error(e) => {
+                stream::release(&st, &model, ka_final);
+                return stream::line(&json!({ "error": e }));
+            }
+            Event::Logprobs(_) => return String::new(),
+        };
+        put_logprobs(&mut o, &*text, logprobs, &lps);
+        stream::line(&Value::Object(o))
     });
     Ok(stream::ndjson_response(body))
 }
 
-fn chat_final(name: &str, text: String, done: &Done, load_ns: u64, t0: Instant) -> Value {
+fn chat_final(
+    name: &str,
+    text: String,
+    done: &Done,
+    load_ns: u64,
+    t0: Instant,
+) -> Map<String, Value> {
     let mut o = Map::new();
     o.insert("model".into(), json!(name));
     o.insert("created_at".into(), json!(now_rfc3339()));
@@ -401,5 +474,5 @@ fn chat_final(name: &str, text: String, done: &Done, load_ns: u64, t0: Instant) 
     o.insert("done".into(), json!(true));
     o.insert("done_reason".into(), json!(done_reason(done.finish)));
     metrics_fields(&mut o, done, load_ns, t0);
-    Value::Object(o)
+    o
 }

@@ -10,15 +10,17 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::backend::ChatTurn;
+use super::backend::TextModel;
+use super::models::ResolvedModel;
 use super::prompt;
 use super::reply::{ok_json, parse_body, unix_secs, ApiError};
-use super::routes_embed::{embed_texts, string_inputs};
 use super::routes_ollama::JsonFormat;
 use super::scheduler::{Done, Event, Finish};
 use super::stream;
 use super::SharedState;
+use crate::engine::generation::{TokenLogprob, TokenText};
 use crate::engine::json_constraint::schema::Shape;
+use crate::serve::options::top_logprobs;
 
 #[derive(Deserialize, Default)]
 struct StreamOptions {
@@ -65,9 +67,52 @@ struct Common {
     repeat_penalty: Option<f64>,
     #[serde(default)]
     repeat_last_n: Option<i64>,
+    // Fields that change the output and are not implemented: refused unless neutral.
+    #[serde(default)]
+    echo: Option<bool>,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    best_of: Option<u32>,
+    #[serde(default)]
+    logit_bias: Option<Map<String, Value>>,
+    /// Chat: a boolean (with `top_logprobs`); completions: how many alternatives.
+    #[serde(default)]
+    logprobs: Option<Value>,
+    #[serde(default)]
+    top_logprobs: Option<Value>,
+}
+
+/// A token limit: a non-negative integer.
+fn token_limit(name: &str, v: Option<i64>) -> Result<Option<Value>, ApiError> {
+    match v {
+        Some(n) if !(0..=i64::from(i32::MAX)).contains(&n) => Err(ApiError::bad_request(format!(
+            "invalid {name}: {n} (expected an integer >= 0)"
+        ))
+        .openai()),
+        _ => Ok(v.map(Value::from)),
+    }
 }
 
 impl Common {
+    /// How many alternatives per token to report, when log-probabilities are asked for.
+    fn logprobs(&self, kind: Kind) -> Result<Option<usize>, ApiError> {
+        let bad = |e: String| ApiError::bad_request(e).openai();
+        match (kind, &self.logprobs) {
+            (_, None | Some(Value::Null)) => Ok(None),
+            (Kind::Chat, Some(Value::Bool(false))) => Ok(None),
+            (Kind::Chat, Some(Value::Bool(true))) => {
+                top_logprobs("top_logprobs", self.top_logprobs.as_ref())
+                    .map(Some)
+                    .map_err(bad)
+            }
+            (Kind::Chat, Some(v)) => Err(bad(format!(
+                "invalid logprobs: {v} (expected true or false)"
+            ))),
+            (Kind::Completion, v) => top_logprobs("logprobs", v.as_ref()).map(Some).map_err(bad),
+        }
+    }
+
     /// The request's sampling fields as an Ollama `options` object, and whether
     /// `response_format` asks for JSON (`json_object`; `json_schema` gives an object too).
     fn options(&self) -> Result<(Map<String, Value>, JsonFormat), ApiError> {
@@ -77,11 +122,10 @@ impl Common {
                 o.insert(k.into(), v);
             }
         };
+        let completion_limit = token_limit("max_completion_tokens", self.max_completion_tokens)?;
         put(
             "num_predict",
-            self.max_completion_tokens
-                .or(self.max_tokens)
-                .map(Value::from),
+            completion_limit.or(token_limit("max_tokens", self.max_tokens)?),
         );
         put("temperature", self.temperature.map(Value::from));
         put("top_p", self.top_p.map(Value::from));
@@ -93,6 +137,20 @@ impl Common {
         put("repeat_penalty", self.repeat_penalty.map(Value::from));
         put("repeat_last_n", self.repeat_last_n.map(Value::from));
         put("stop", self.stop.clone().filter(|v| !v.is_null()));
+        let refuse =
+            |field: &str| Err(ApiError::bad_request(format!("{field} is not supported")).openai());
+        if self.echo == Some(true) {
+            return refuse("echo");
+        }
+        if self.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+            return refuse("suffix");
+        }
+        if self.best_of.is_some_and(|n| n != 1) {
+            return refuse("best_of other than 1");
+        }
+        if self.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+            return refuse("logit_bias");
+        }
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("only n = 1 is supported").openai());
         }
@@ -103,6 +161,10 @@ impl Common {
             ))
             .openai());
         }
+        // Checked before the model loads; applied over the Modelfile's values later.
+        crate::serve::options::RunOptions::ollama_defaults()
+            .apply(&o)
+            .map_err(|e| ApiError::bad_request(e).openai())?;
         let mut json = (false, None);
         if let Some(rf) = self.response_format.as_ref().filter(|v| !v.is_null()) {
             match rf.get("type").and_then(Value::as_str) {
@@ -161,64 +223,26 @@ enum Kind {
     Completion,
 }
 
-/// A chat request's `messages` as turns for the template (`developer` is OpenAI's newer name
-/// for `system`).
-fn chat_turns(v: &Value) -> Result<Vec<ChatTurn>, ApiError> {
-    let msgs = v
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    if msgs.is_empty() {
-        return Err(ApiError::bad_request("[] is too short - 'messages'").openai());
-    }
-    let mut turns = Vec::new();
-    for m in msgs {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-        let role = if role == "developer" { "system" } else { role };
-        if !matches!(role, "system" | "user" | "assistant" | "tool") {
-            return Err(ApiError::bad_request(format!("invalid message role '{role}'")).openai());
-        }
-        let content = prompt::content_text(m.get("content").unwrap_or(&Value::Null))
-            .map_err(ApiError::openai)?;
-        turns.push(ChatTurn {
-            role: role.into(),
-            content,
-        });
-    }
-    Ok(turns)
-}
-
-/// A completion request's `prompt`: one non-empty string (alone or in a list of one).
-fn completion_prompt(v: &Value) -> Result<String, ApiError> {
-    let p = match v.get("prompt") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-            a[0].as_str().unwrap_or_default().to_string()
-        }
-        Some(Value::Array(_)) => {
-            return Err(ApiError::bad_request("only a single prompt string is supported").openai())
-        }
-        _ => return Err(ApiError::bad_request("prompt is required").openai()),
-    };
-    if p.is_empty() {
-        return Err(ApiError::bad_request("prompt is empty").openai());
-    }
-    Ok(p)
-}
-
 /// The answer to a request without `stream`: the whole text in one object.
-fn whole_reply(kind: Kind, id: &str, created: u64, name: &str, out: String, done: &Done) -> Value {
+fn whole_reply(
+    kind: Kind,
+    id: &str,
+    created: u64,
+    name: &str,
+    out: String,
+    done: &Done,
+    logprobs: Value,
+) -> Value {
     let finish = finish_reason(done.finish);
     let (object, choice) = match kind {
         Kind::Chat => (
             "chat.completion",
-            json!({"index": 0, "message": {"role": "assistant", "content": out}, "logprobs": null,
+            json!({"index": 0, "message": {"role": "assistant", "content": out}, "logprobs": logprobs,
                    "finish_reason": finish}),
         ),
         Kind::Completion => (
             "text_completion",
-            json!({"index": 0, "text": out, "logprobs": null, "finish_reason": finish}),
+            json!({"index": 0, "text": out, "logprobs": logprobs, "finish_reason": finish}),
         ),
     };
     json!({"id": id, "object": object, "created": created, "model": name,
@@ -229,10 +253,10 @@ fn whole_reply(kind: Kind, id: &str, created: u64, name: &str, out: String, done
 async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     let v: Value = parse_body(&body).map_err(ApiError::openai)?;
-    let common: Common = serde_json::from_value(v.clone())
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")).openai())?;
+    let common: Common = super::reply::from_value(&v).map_err(ApiError::openai)?;
     let model = prompt::resolve(&state, &common.model).map_err(ApiError::openai)?;
     let (request_opts, json) = common.options()?;
+    let logprobs = common.logprobs(kind)?;
     let (handle, load_ns) = state
         .models
         .acquire(&state, &model, None)
@@ -242,15 +266,16 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
     let mut opts =
         prompt::run_options(&model, &*text, Some(&request_opts), true).map_err(ApiError::openai)?;
     (opts.json, opts.json_shape) = json;
+    opts.logprobs = logprobs;
     let (tokens, keep) = match kind {
         Kind::Chat => {
-            let turns = chat_turns(&v)?;
+            let turns = prompt::openai_chat_turns(&v)?;
             let n_ctx = stream::context_len(&handle, &opts);
             prompt::chat_tokens(&model, &*text, &turns, n_ctx, opts.max_tokens())
                 .map_err(ApiError::openai)?
         }
         Kind::Completion => {
-            let p = completion_prompt(&v)?;
+            let p = prompt::completion_prompt(&v)?;
             let tokens = prompt::tokenize_prompt(&*text, &p).map_err(ApiError::openai)?;
             let keep = prompt::keep_len(&*text, None, &tokens);
             (tokens, keep)
@@ -265,30 +290,81 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
         Kind::Completion => "cmpl",
     });
     let created = unix_secs(std::time::SystemTime::now());
-    let name = model.name.clone();
     if !common.stream {
         let r = stream::collect(started).await;
         stream::release(&state, &model, ka);
-        let (out, done) = r.map_err(ApiError::openai)?;
-        return Ok(ok_json(whole_reply(kind, &id, created, &name, out, &done)));
+        let r = r.map_err(ApiError::openai)?;
+        let lp = logprobs_value(kind, &*text, logprobs, &r.logprobs, &mut 0);
+        let reply = whole_reply(kind, &id, created, &model.name, r.text, &r.done, lp);
+        return Ok(ok_json(reply));
     }
     let include_usage = common
         .stream_options
         .as_ref()
         .is_some_and(|s| s.include_usage);
+    let how = StreamAs {
+        kind,
+        id,
+        created,
+        include_usage,
+        logprobs,
+    };
+    Ok(stream_reply(state, model, started, text, how))
+}
+
+/// The `logprobs` of a choice: `null` unless asked for; chat's `{"content": […]}` or
+/// completions' parallel lists (whose text offsets start at `offset`).
+fn logprobs_value(
+    kind: Kind,
+    text: &dyn TokenText,
+    asked: Option<usize>,
+    lps: &[TokenLogprob],
+    offset: &mut usize,
+) -> Value {
+    match (asked, kind) {
+        (None, _) => Value::Null,
+        (Some(_), Kind::Chat) => json!({"content": stream::logprob_entries(text, lps)}),
+        (Some(_), Kind::Completion) => stream::completion_logprobs(text, lps, offset),
+    }
+}
+
+/// How a streamed reply is written.
+struct StreamAs {
+    kind: Kind,
+    id: String,
+    created: u64,
+    include_usage: bool,
+    logprobs: Option<usize>,
+}
+
+fn stream_reply(
+    state: SharedState,
+    model: ResolvedModel,
+    started: stream::Started,
+    text: Arc<dyn TextModel>,
+    how: StreamAs,
+) -> Response {
+    let StreamAs {
+        kind,
+        id,
+        created,
+        include_usage,
+        logprobs,
+    } = how;
     let chat = matches!(kind, Kind::Chat);
     let object = if chat {
         "chat.completion.chunk"
     } else {
         "text_completion"
     };
+    let name = model.name.clone();
     let chunk = move |choices: Value| {
         json!({"id": id, "object": object, "created": created, "model": name,
                "system_fingerprint": "fp_bitnet", "choices": choices})
     };
-    let st = state.clone();
     let mut first = true;
-    let body = stream::body(started, move |ev| {
+    let mut offset = 0;
+    let body = stream::body(started, move |ev, lps| {
         let mut out = String::new();
         if chat && first {
             out.push_str(&stream::sse(&chunk(
@@ -296,21 +372,23 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
             )));
         }
         first = false;
+        let lp = logprobs_value(kind, &*text, logprobs, &lps, &mut offset);
         match ev {
             Event::Text(t) => {
                 let c = if chat {
-                    json!([{"index": 0, "delta": {"content": t}, "finish_reason": null}])
+                    json!([{"index": 0, "delta": {"content": t}, "logprobs": lp, "finish_reason": null}])
                 } else {
-                    json!([{"index": 0, "text": t, "logprobs": null, "finish_reason": null}])
+                    json!([{"index": 0, "text": t, "logprobs": lp, "finish_reason": null}])
                 };
                 out.push_str(&stream::sse(&chunk(c)));
             }
             Event::Done(d) => {
-                stream::release(&st, &model, ka);
+                stream::release(&state, &model, state.config.keep_alive);
+                let finish = finish_reason(d.finish);
                 let c = if chat {
-                    json!([{"index": 0, "delta": {}, "finish_reason": finish_reason(d.finish)}])
+                    json!([{"index": 0, "delta": {}, "logprobs": lp, "finish_reason": finish}])
                 } else {
-                    json!([{"index": 0, "text": "", "logprobs": null, "finish_reason": finish_reason(d.finish)}])
+                    json!([{"index": 0, "text": "", "logprobs": lp, "finish_reason": finish}])
                 };
                 let mut last = chunk(c);
                 last["timings"] = timings(&d);
@@ -323,15 +401,16 @@ async fn complete(state: SharedState, body: Bytes, kind: Kind) -> Result<Respons
                 out.push_str("data: [DONE]\n\n");
             }
             Event::Error(e) => {
-                stream::release(&st, &model, ka);
+                stream::release(&state, &model, state.config.keep_alive);
                 out.push_str(&stream::sse(
                     &json!({"error": {"message": e, "type": "server_error", "param": null, "code": null}}),
                 ));
             }
+            Event::Logprobs(_) => {}
         }
         out
     });
-    Ok(stream::sse_response(body))
+    stream::sse_response(body)
 }
 
 pub async fn chat_completions(
@@ -384,95 +463,4 @@ pub async fn model(
     Ok(ok_json(model_object(&id, modified, &owner)))
 }
 
-#[derive(Deserialize)]
-struct EmbeddingsRequest {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    input: Value,
-    #[serde(default)]
-    encoding_format: Option<String>,
-    #[serde(default)]
-    dimensions: Option<usize>,
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        s.push(T[(n >> 18) as usize & 63] as char);
-        s.push(T[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        s.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    s
-}
-
-pub async fn embeddings(
-    State(state): State<SharedState>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let req: EmbeddingsRequest = parse_body(&body).map_err(ApiError::openai)?;
-    let base64_out = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(
-                ApiError::bad_request(format!("invalid encoding_format '{other}'")).openai(),
-            )
-        }
-    };
-    let model = prompt::resolve(&state, &req.model).map_err(ApiError::openai)?;
-    let inputs = string_inputs(&req.input).map_err(ApiError::openai)?;
-    if inputs.is_empty() {
-        return Err(ApiError::bad_request("input is required").openai());
-    }
-    let (handle, _) = state
-        .models
-        .acquire(&state, &model, None)
-        .await
-        .map_err(ApiError::openai)?;
-    let (vecs, count) = embed_texts(&handle, &inputs, true, req.dimensions)
-        .await
-        .map_err(ApiError::openai)?;
-    stream::release(&state, &model, state.config.keep_alive);
-    let data: Vec<Value> = vecs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let emb = if base64_out {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                json!(base64(&bytes))
-            } else {
-                json!(v)
-            };
-            json!({"object": "embedding", "embedding": emb, "index": i})
-        })
-        .collect();
-    Ok(ok_json(
-        json!({"object": "list", "data": data, "model": model.name,
-        "usage": {"prompt_tokens": count, "total_tokens": count}}),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(super::base64(b""), "");
-        assert_eq!(super::base64(b"f"), "Zg==");
-        assert_eq!(super::base64(b"fo"), "Zm8=");
-        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
-    }
-}
+pub use super::routes_embed::openai_embeddings as embeddings;

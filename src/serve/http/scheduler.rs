@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, TextModel};
 use super::metrics::Metrics;
-use crate::engine::generation::{GenerateParams, Generation, Step};
+use crate::engine::generation::{GenerateParams, Generation, Step, TokenLogprob};
 
 pub use crate::engine::generation::FinishReason as Finish;
 
@@ -32,6 +32,9 @@ pub struct Done {
 
 #[derive(Debug)]
 pub enum Event {
+    /// Log-probabilities of tokens chosen since the last event (only when asked for); the
+    /// text they produced follows.
+    Logprobs(Vec<TokenLogprob>),
     Text(String),
     Done(Done),
     Error(String),
@@ -339,6 +342,14 @@ impl<'a, B: Backend> Worker<'a, B> {
         let step = a.generation.step(logits);
         let new_tokens = a.generation.generated_tokens() - before;
         Metrics::add(&metrics.tokens_predicted_total, new_tokens as u64);
+        let logprobs = a.generation.take_logprobs();
+        if !logprobs.is_empty() && a.events.send(Event::Logprobs(logprobs)).is_err() {
+            slot.active = None; // the client went away
+            return;
+        }
+        let Some(a) = slot.active.as_mut() else {
+            return;
+        };
         let (text, finish) = match step {
             Step::Token { token, text } => {
                 a.next = token;

@@ -17,8 +17,9 @@ use super::reply::ApiError;
 use super::request_log::{self, SharedNote};
 use super::scheduler::{Done, Event, GenRequest, SubmitError, WorkerHandle};
 use super::AppState;
-use crate::engine::generation::GenerateParams;
+use crate::engine::generation::{GenerateParams, TokenLogprob, TokenText};
 use crate::serve::options::{KeepAlive, RunOptions};
+use serde_json::{json, Map, Value};
 
 /// A generation that has produced its first event (so errors before any token still get a
 /// proper status code).
@@ -105,6 +106,7 @@ pub async fn start(
             },
             json: opts.json,
             json_shape: opts.json_shape.clone(),
+            logprobs: opts.logprobs,
         },
         events: tx,
     };
@@ -155,16 +157,29 @@ pub async fn start(
     }
 }
 
+/// A whole reply: its text, summary and the log-probabilities of its tokens (when asked for).
+pub struct Reply {
+    pub text: String,
+    pub done: Done,
+    pub logprobs: Vec<TokenLogprob>,
+}
+
 /// Collects a whole reply (non-streamed requests).
-pub async fn collect(mut s: Started) -> Result<(String, Done), ApiError> {
+pub async fn collect(mut s: Started) -> Result<Reply, ApiError> {
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     let mut ev = Some(s.first);
     while let Some(e) = ev.take() {
         match e {
+            Event::Logprobs(l) => logprobs.extend(l),
             Event::Text(t) => text.push_str(&t),
-            Event::Done(d) => {
-                note_done(s.note.as_ref(), &d);
-                return Ok((text, d));
+            Event::Done(done) => {
+                note_done(s.note.as_ref(), &done);
+                return Ok(Reply {
+                    text,
+                    done,
+                    logprobs,
+                });
             }
             Event::Error(e) => return Err(ApiError::internal(e)),
         }
@@ -179,10 +194,14 @@ pub async fn collect(mut s: Started) -> Result<(String, Done), ApiError> {
     Err(ApiError::internal("generation ended without a result"))
 }
 
-/// A streamed body: `f` maps each event to the bytes to send (empty = nothing).
+/// A streamed body: `f` maps each text, end or error event, with the log-probabilities of the
+/// tokens chosen since the previous one, to the bytes to send (empty = nothing).
 /// A shutdown ends the stream with an `Event::Error` (so each API frames it as its errors), and
 /// dropping the generation's receiver cancels it in the scheduler.
-pub fn body(s: Started, mut f: impl FnMut(Event) -> String + Send + 'static) -> Body {
+pub fn body(
+    s: Started,
+    mut f: impl FnMut(Event, Vec<TokenLogprob>) -> String + Send + 'static,
+) -> Body {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (mut events, mut shutdown, note) = (s.rx, s.shutdown, s.note);
     if let Event::Done(d) = &s.first {
@@ -212,11 +231,66 @@ pub fn body(s: Started, mut f: impl FnMut(Event) -> String + Send + 'static) -> 
         }
     });
     let events = UnboundedReceiverStream::new(rx);
+    let mut pending = Vec::new();
     let chunks = events.filter_map(move |ev| {
-        let out = f(ev);
+        let out = match ev {
+            Event::Logprobs(l) => {
+                pending.extend(l);
+                String::new()
+            }
+            ev => f(ev, std::mem::take(&mut pending)),
+        };
         (!out.is_empty()).then(|| Ok::<_, Infallible>(Bytes::from(out)))
     });
     Body::from_stream(chunks)
+}
+
+/// Ollama's `logprobs` and OpenAI chat's `logprobs.content`: one entry per token with its text,
+/// log-probability, bytes and `top_logprobs` (the same three for the likeliest tokens).
+pub fn logprob_entries(text: &dyn TokenText, lps: &[TokenLogprob]) -> Value {
+    let entry = |id: u32, lp: f32| {
+        let bytes = text.piece(id);
+        json!({"token": String::from_utf8_lossy(&bytes), "logprob": lp, "bytes": bytes})
+    };
+    lps.iter()
+        .map(|l| {
+            let mut e = entry(l.token, l.logprob);
+            e["top_logprobs"] = l.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
+            e
+        })
+        .collect()
+}
+
+/// OpenAI completions' `logprobs`: parallel lists of tokens, their log-probabilities, the
+/// likeliest tokens' (text → log-probability) and each token's offset in the output text;
+/// `offset` is where this part of the output starts, advanced past it.
+pub fn completion_logprobs(
+    text: &dyn TokenText,
+    lps: &[TokenLogprob],
+    offset: &mut usize,
+) -> Value {
+    let piece = |id: u32| String::from_utf8_lossy(&text.piece(id)).into_owned();
+    let mut tokens = Vec::new();
+    let mut offsets = Vec::new();
+    for l in lps {
+        let t = piece(l.token);
+        offsets.push(*offset);
+        *offset += t.len();
+        tokens.push(t);
+    }
+    let top: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let m: Map<String, Value> = l
+                .top
+                .iter()
+                .map(|&(id, lp)| (piece(id), json!(lp)))
+                .collect();
+            Value::Object(m)
+        })
+        .collect();
+    let logprobs: Vec<f32> = lps.iter().map(|l| l.logprob).collect();
+    json!({"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": top, "text_offset": offsets})
 }
 
 pub fn ndjson_response(body: Body) -> Response {

@@ -120,8 +120,17 @@ fn schema_members_types_and_order_are_enforced() {
     v.push_bytes(br#"{"a": 1"#);
     assert!(!v.accepts(b","));
     assert!(v.accepts(b"}"));
-    // A non-object schema still gives an object; an unknown construct is unconstrained.
+    // A top-level string, array, boolean or null schema gives that value; a number schema
+    // (a number never ends at the top level) an object; an unknown construct is unconstrained.
     let mut v = JsonValidator::with_schema(shape(serde_json::json!({"type": "string"})));
+    assert!(!v.accepts(b"{"));
+    assert_eq!(v.push_bytes(br#""x y""#), JsonStatus::Complete);
+    assert!(!v.accepts(b" "));
+    let mut v = JsonValidator::with_schema(shape(serde_json::json!({"type": "array"})));
+    assert_eq!(v.push_bytes(br#"[1, "a"]"#), JsonStatus::Complete);
+    let mut v = JsonValidator::with_schema(shape(serde_json::json!({"type": "boolean"})));
+    assert_eq!(v.push_bytes(b"false"), JsonStatus::Complete);
+    let mut v = JsonValidator::with_schema(shape(serde_json::json!({"type": "number"})));
     assert_eq!(v.push_bytes(br#"{"x": [true]}"#), JsonStatus::Complete);
     let mut v =
         JsonValidator::with_schema(shape(serde_json::json!({"anyOf": [{"type": "string"}]})));
