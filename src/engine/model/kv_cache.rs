@@ -136,6 +136,33 @@ impl Buf {
         }
     }
 
+    /// Copies `n` values from `from` to `to < from` (regions may overlap).
+    fn move_down(&mut self, from: usize, to: usize, n: usize) {
+        match self {
+            Buf::F32(b) => b.copy_within(from..from + n, to),
+            Buf::F16(b) => b.copy_within(2 * from..2 * (from + n), 2 * to),
+        }
+    }
+
+    /// Applies `f` to `n` values from `at`, in f32 (an f16 run is widened, then rounded back
+    /// to nearest even as a store rounds it).
+    fn map(&mut self, at: usize, n: usize, f: &dyn Fn(&mut [f32])) {
+        match self {
+            Buf::F32(b) => f(&mut b[at..at + n]),
+            Buf::F16(b) => {
+                let run = &mut b[2 * at..2 * (at + n)];
+                let mut x: Vec<f32> = run
+                    .chunks_exact(2)
+                    .map(|v| half::f16::from_le_bytes([v[0], v[1]]).to_f32())
+                    .collect();
+                f(&mut x);
+                for (v, y) in run.chunks_exact_mut(2).zip(x) {
+                    v.copy_from_slice(&half::f16::from_f32(y).to_le_bytes());
+                }
+            }
+        }
+    }
+
     /// The same heads with `cap` positions each instead of `old_cap`, the first `filled`
     /// of each kept.
     fn relayout(&self, heads: usize, hd: usize, old_cap: usize, cap: usize, filled: usize) -> Buf {
@@ -290,6 +317,30 @@ impl KvCache {
         for lc in &mut self.layers {
             lc.filled = self.len;
         }
+    }
+
+    /// Context shift (llama.cpp's): drops positions `keep..keep + discard` and moves the ones
+    /// after them down by `discard`. `rotate_back` turns a run of whole keys (head after head
+    /// of `head_dim` values) from their old positions to their new ones, so the cache reads as
+    /// if the kept tokens had been at their new positions all along, without evaluating them
+    /// again. Values carry no position and move as they are.
+    pub fn shift(&mut self, keep: usize, discard: usize, rotate_back: &dyn Fn(&mut [f32])) {
+        let discard = discard.min(self.len.saturating_sub(keep));
+        if discard == 0 {
+            return;
+        }
+        let (hd, moved) = (self.head_dim, self.len - keep - discard);
+        for lc in &mut self.layers {
+            for h in 0..self.n_head_kv {
+                let base = h * lc.cap * hd;
+                let (from, to) = (base + (keep + discard) * hd, base + keep * hd);
+                lc.values.move_down(from, to, moved * hd);
+                lc.keys.move_down(from, to, moved * hd);
+                lc.keys.map(to, moved * hd, rotate_back);
+            }
+            lc.filled = self.len - discard;
+        }
+        self.len -= discard;
     }
 
     /// Bytes currently held (for reporting).
