@@ -136,10 +136,10 @@ fn chat_answers_twenty_turns_in_a_small_context_keeping_the_system_prompt() {
     assert_eq!(stats.len(), 20, "{err}");
     let number_before = |l: &str, key: &str| -> usize {
         let head = &l[..l.find(key).unwrap()];
-        let word = head
+        let mut word = head
             .split(|c: char| !c.is_ascii_digit())
             .filter(|w| !w.is_empty());
-        word.last().unwrap().parse().unwrap()
+        word.next_back().unwrap().parse().unwrap()
     };
     let kept: Vec<usize> = stats.iter().map(|l| number_before(l, " kept")).collect();
     for l in &stats {

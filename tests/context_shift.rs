@@ -21,7 +21,7 @@ fn tiny() -> PathBuf {
 
 /// The tiny model with its first layer only.
 fn one_layer_copy(dir: &Path) -> PathBuf {
-    let file = GgufFile::open(&tiny()).unwrap();
+    let file = GgufFile::open(tiny()).unwrap();
     let mut w = GgufWriter::new(file.dialect());
     *w.metadata_mut() = file.metadata().clone();
     let key = file

@@ -83,6 +83,8 @@ pub async fn start(
             json_shape: opts.json_shape.clone(),
         },
         events: tx,
+        // A shift must leave something to drop.
+        keep: keep.min(n_ctx / 2),
     };
     match handle.submit(req) {
         Ok(()) => {}
