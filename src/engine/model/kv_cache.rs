@@ -424,6 +424,50 @@ mod tests {
     }
 
     #[test]
+    fn shift_drops_a_range_moves_the_rest_and_maps_only_moved_keys() {
+        let rt = Runtime::detect();
+        for kind in [KvType::F32, KvType::F16] {
+            let (heads, hd) = (2, 2);
+            let mut c = KvCache::new(kind, 2, heads, hd, 20);
+            let k = rows(0, 10, heads, hd);
+            let v: Vec<f32> = k.iter().map(|x| -x).collect();
+            for l in 0..2 {
+                c.append(&rt, l, &k, &v);
+            }
+            c.commit(10);
+            // Keep 2, drop positions 2..5; the moved keys are negated, values not.
+            c.shift(2, 3, &|keys| keys.iter_mut().for_each(|x| *x = -*x));
+            assert_eq!(c.len(), 7);
+            for l in 0..2 {
+                for h in 0..heads {
+                    let kv = c.layer(l);
+                    let pos = [0, 1, 5, 6, 7, 8, 9];
+                    let held_key = |p: usize, i| if p < 2 { key(p, h, i) } else { -key(p, h, i) };
+                    let want: Vec<f32> = pos
+                        .iter()
+                        .flat_map(|&p| (0..hd).map(move |i| held_key(p, i)))
+                        .collect();
+                    assert_eq!(kv.keys(h).to_f32(), want, "{kind:?} layer {l} head {h}");
+                    let want: Vec<f32> = pos
+                        .iter()
+                        .flat_map(|&p| (0..hd).map(move |i| -key(p, h, i)))
+                        .collect();
+                    assert_eq!(kv.values(h).to_f32(), want, "{kind:?} layer {l} head {h}");
+                }
+            }
+            // Appending goes on after the kept positions.
+            for l in 0..2 {
+                c.append(&rt, l, &rows(10, 1, heads, hd), &rows(10, 1, heads, hd));
+            }
+            c.commit(1);
+            assert_eq!(
+                c.layer(0).keys(1).to_f32()[14..16],
+                [key(10, 1, 0), key(10, 1, 1)]
+            );
+        }
+    }
+
+    #[test]
     fn capacity_stops_at_the_context() {
         let rt = Runtime::detect();
         let mut c = KvCache::new(KvType::F32, 1, 1, 4, 20);
