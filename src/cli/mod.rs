@@ -1,6 +1,7 @@
 //! One module per CLI verb family. `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod chat;
 pub mod convert;
 pub mod dummy;
 pub mod inspect;

@@ -1,17 +1,17 @@
 //! `run`, `chat` and `eval`: the verbs that evaluate a model (`perplexity` has its own module).
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use bitnet_gguf::engine::chat::ChatMessage;
-use bitnet_gguf::engine::generate::{generate, GenerateParams};
+use bitnet_gguf::engine::generate::{generate_with, GenerateParams, LongRun};
 use bitnet_gguf::engine::model::{KvType, LoadOptions, Model};
 
+use super::chat::{self, fit, ChatSetup};
 use super::run_modelfile;
-use bitnet_gguf::serve::store::Entry;
 
 pub use super::perplexity::{perplexity, PerplexityArgs};
 
@@ -92,10 +92,35 @@ impl SamplingArgs {
     }
 }
 
+/// What happens when a prompt or a reply outgrows the context.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ContextArgs {
+    /// Tokens at the start of the context that a context shift keeps (default: the system
+    /// prompt's, or just the BOS).
+    #[arg(long = "keep")]
+    pub keep: Option<usize>,
+    /// Stop at a full context instead of dropping the oldest half of it and going on.
+    #[arg(long = "no-context-shift")]
+    pub no_context_shift: bool,
+    /// Never end a reply at an end-of-generation token (for tests: it runs to -n).
+    #[arg(long = "ignore-eos", hide = true)]
+    pub ignore_eos: bool,
+}
+
+impl ContextArgs {
+    fn long_run(&self, keep: usize) -> LongRun {
+        LongRun {
+            shift_keep: (!self.no_context_shift).then_some(keep),
+            ignore_eos: self.ignore_eos,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Model, as `ollama run MODEL PROMPT` takes it (same as -m).
-    #[arg(value_name = "MODEL", conflicts_with = "model")]
+    /// Model, as `ollama run MODEL PROMPT` takes it (same as -m) when it names a store model
+    /// or a .gguf file; otherwise the prompt's first word.
+    #[arg(value_name = "MODEL")]
     pub name: Option<String>,
     /// The prompt, as the words after the model (same as -p).
     #[arg(value_name = "PROMPT", conflicts_with_all = ["prompt", "file"])]
@@ -104,6 +129,8 @@ pub struct RunArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
     /// The prompt to continue.
     #[arg(short = 'p', long = "prompt")]
     pub prompt: Option<String>,
@@ -134,6 +161,8 @@ pub struct ChatArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub context: ContextArgs,
     /// System message at the start of the conversation.
     #[arg(long = "system")]
     pub system: Option<String>,
@@ -205,11 +234,16 @@ pub(crate) fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Resu
 /// `run`: continues a prompt. A named model from the store runs like `ollama run`: its
 /// Modelfile `PARAMETER`s are the defaults under the flags given, and the prompt is the user's
 /// message in a chat with its `SYSTEM` and `MESSAGE`s (only the reply is printed) unless
-/// `--raw`. Without a prompt, piped standard input is the prompt; at a terminal a named model
-/// starts an interactive chat.
+/// `--raw`. Without a prompt, piped standard input is the prompt; at a terminal the
+/// interactive chat starts. A prompt longer than the context loses its oldest part (its start,
+/// the system prompt, stays), and a reply that fills the context shifts it.
 pub fn run(mut args: RunArgs) -> Result<()> {
-    if args.name.is_some() {
-        args.model.model = args.name.take();
+    if let Some(name) = args.name.take() {
+        if args.model.model.is_none() && names_model(&name) {
+            args.model.model = Some(name);
+        } else {
+            args.words.insert(0, name);
+        }
     }
     let prompt = match (&args.prompt, &args.file) {
         (Some(p), _) => Some(p.clone()),
@@ -226,45 +260,48 @@ pub fn run(mut args: RunArgs) -> Result<()> {
         }
         (None, None) => None,
     };
+    let Some(prompt) = prompt else {
+        return chat::repl(ChatSetup {
+            model: args.model,
+            sampling: args.sampling,
+            system: args.system,
+            context: args.context,
+            verbose: args.verbose,
+        });
+    };
     let (entry, settings) = run_modelfile::modelfile_for(&mut args.model)?;
     let chat = entry.as_ref().filter(|_| !args.raw);
-    if prompt.is_none() && chat.is_none() {
-        bail!("no prompt: give it after the model name, or use -p TEXT or -f FILE");
-    }
     let model = load(&args.model, true, args.verbose)?;
     let json = args.format.is_some();
     let params =
         run_modelfile::generation_params(&model, settings, &args.sampling, chat.is_some(), json);
-    let initial = run_modelfile::initial_messages(chat, args.system.as_deref());
-    let Some(prompt) = prompt else {
-        return chat_loop(&model, chat, initial, &params, args.verbose);
-    };
-    let tok = model.tokenizer();
-    let (text, add_bos) = if chat.is_some() {
-        let mut messages = initial;
+    let n_ctx = model.default_n_ctx();
+    let fitted = if chat.is_some() {
+        let mut messages = run_modelfile::initial_messages(chat, args.system.as_deref());
         messages.push(ChatMessage::new("user", prompt.clone()));
-        let rendered = run_modelfile::render(&model, chat, &messages)?;
-        let bos = model.chat_template().bos_token();
-        let has_bos = !bos.is_empty() && rendered.starts_with(bos);
-        (rendered, tok.add_bos_default() && !has_bos)
+        let keep = args.context.keep;
+        fit::fit_chat(&model, chat, &messages, n_ctx, params.max_tokens, keep)?
     } else {
-        (prompt.clone(), tok.add_bos_default())
+        let tok = model.tokenizer();
+        let ids = tok.encode(&prompt, tok.add_bos_default(), true)?;
+        fit::fit_raw(&model, ids, n_ctx, params.max_tokens, args.context.keep)
     };
-    let ids = tok.encode(&text, add_bos, true)?;
-    if ids.is_empty() {
+    if fitted.ids.is_empty() {
         bail!("the prompt is empty");
     }
-    let mut session = model.new_session(model.default_n_ctx());
+    let mut session = model.new_session(n_ctx);
     let mut out = std::io::stdout().lock();
     if !args.no_display_prompt && chat.is_none() {
         write!(out, "{prompt}")?;
         out.flush()?;
     }
     let mut io_error = None;
-    let stats = generate(
+    let how = args.context.long_run(fitted.keep);
+    let stats = generate_with(
         &mut session,
-        &ids,
+        &fitted.ids,
         &params,
+        how,
         &mut |text| match write!(out, "{text}").and_then(|_| out.flush()) {
             Ok(()) => true,
             Err(e) => {
@@ -294,89 +331,23 @@ pub fn run(mut args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// `chat`: a conversation at the terminal. A named model brings its Modelfile (`PARAMETER`s
-/// under the flags, `SYSTEM` unless `--system`, `MESSAGE`s, `TEMPLATE`), as in `run`.
-pub fn chat(mut args: ChatArgs) -> Result<()> {
-    let (entry, settings) = run_modelfile::modelfile_for(&mut args.model)?;
-    let model = load(&args.model, true, args.verbose)?;
-    let params = run_modelfile::generation_params(&model, settings, &args.sampling, true, false);
-    let initial = run_modelfile::initial_messages(entry.as_ref(), args.system.as_deref());
-    chat_loop(&model, entry.as_ref(), initial, &params, args.verbose)
+/// Whether `run`'s first word names a model: a .gguf file, or a model in the store.
+fn names_model(word: &str) -> bool {
+    word.ends_with(".gguf")
+        || bitnet_gguf::serve::store::expand_tilde(word).is_file()
+        || matches!(run_modelfile::store_entry(word), Ok(Some(_)))
 }
 
-/// Reads user lines, answers each with the whole conversation so far (the session's cache
-/// keeps what is shared); `/clear` goes back to `initial`.
-fn chat_loop(
-    model: &Model,
-    entry: Option<&Entry>,
-    initial: Vec<ChatMessage>,
-    params: &GenerateParams,
-    verbose: bool,
-) -> Result<()> {
-    let tok = model.tokenizer();
-    let mut session = model.new_session(model.default_n_ctx());
-    let n_fixed = initial.len();
-    let mut messages = initial;
-    eprintln!(
-        "chat with {} — /clear starts over, /exit or Ctrl-D quits",
-        entry.map_or_else(
-            || model.path().display().to_string(),
-            |e| e.name.to_string()
-        )
-    );
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout();
-    loop {
-        eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            eprintln!();
-            return Ok(());
-        }
-        let line = line.trim_end_matches(['\n', '\r']);
-        match line.trim() {
-            "" => continue,
-            "/exit" | "/quit" | "/bye" => return Ok(()),
-            "/clear" => {
-                messages.truncate(n_fixed);
-                session.truncate(0);
-                continue;
-            }
-            _ => {}
-        }
-        messages.push(ChatMessage::new("user", line));
-        let rendered = run_modelfile::render(model, entry, &messages)?;
-        let bos = model.chat_template().bos_token();
-        let has_bos = !bos.is_empty() && rendered.starts_with(bos);
-        let ids = tok.encode(&rendered, tok.add_bos_default() && !has_bos, true)?;
-        if ids.len() >= session.n_ctx() {
-            messages.pop();
-            eprintln!(
-                "the conversation ({} tokens) no longer fits the context of {}; /clear to start over",
-                ids.len(),
-                session.n_ctx()
-            );
-            continue;
-        }
-        let mut answer = String::new();
-        let stats = generate(&mut session, &ids, params, &mut |text| {
-            answer.push_str(text);
-            print!("{text}");
-            out.flush().is_ok()
-        })?;
-        println!();
-        if verbose {
-            eprintln!(
-                "[{} prompt tokens ({} cached), {:.1} tok/s; {} generated, {:.1} tok/s]",
-                stats.prompt_tokens,
-                stats.cached_tokens,
-                stats.prompt_tok_per_s(),
-                stats.generated_tokens,
-                stats.gen_tok_per_s()
-            );
-        }
-        messages.push(ChatMessage::new("assistant", answer.trim().to_string()));
-    }
+/// `chat`: a conversation at the terminal. A named model brings its Modelfile (`PARAMETER`s
+/// under the flags, `SYSTEM` unless `--system`, `MESSAGE`s, `TEMPLATE`), as in `run`.
+pub fn chat(args: ChatArgs) -> Result<()> {
+    chat::repl(ChatSetup {
+        model: args.model,
+        sampling: args.sampling,
+        system: args.system,
+        context: args.context,
+        verbose: args.verbose,
+    })
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {

@@ -50,12 +50,37 @@ fn rate(n: usize, d: Duration) -> f64 {
 /// see: tokens the session already holds as a common prefix are reused from its KV cache
 /// (multi-turn chat and server requests that repeat a conversation), the rest is evaluated in
 /// one batch. `on_text` receives the new text piece by piece and returns `false` to cancel.
+/// Generation ends at a full context.
 pub fn generate(
     session: &mut Session,
     prompt: &[u32],
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<GenerationStats> {
+    generate_with(session, prompt, params, LongRun::default(), on_text)
+}
+
+/// What [`generate_with`] does beyond [`generate`]: the CLI's `run` and `chat`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LongRun {
+    /// `Some(keep)`: a full context shifts instead of ending the generation
+    /// ([`Session::shift_context`]: the first `keep` tokens stay, the oldest half of the rest
+    /// goes), so only the token limit, an end token or a stop string ends it.
+    pub shift_keep: Option<usize>,
+    /// Never pick an end-of-generation token (llama.cpp's `--ignore-eos`): the generation
+    /// runs to its token limit.
+    pub ignore_eos: bool,
+}
+
+/// [`generate`] with a context shift and end-token suppression as `how` asks.
+pub fn generate_with(
+    session: &mut Session,
+    prompt: &[u32],
+    params: &GenerateParams,
+    how: LongRun,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<GenerationStats> {
+    let shift_keep = how.shift_keep;
     anyhow::ensure!(!prompt.is_empty(), "the prompt is empty (no tokens)");
     let model = session.model();
 
@@ -70,11 +95,24 @@ pub fn generate(
     session.truncate(cached);
 
     let start = Instant::now();
+    let tok = model.tokenizer();
+    let banned: Vec<usize> = match how.ignore_eos {
+        true => (0..tok.vocab_size() as u32)
+            .filter(|&t| tok.is_end_of_generation(t))
+            .map(|t| t as usize)
+            .collect(),
+        false => Vec::new(),
+    };
+    let ban = |logits: &mut Vec<f32>| banned.iter().for_each(|&t| logits[t] = f32::NEG_INFINITY);
     let mut logits = session.forward(&prompt[cached..])?;
+    ban(&mut logits);
     let prompt_duration = start.elapsed();
 
     // The last token is never evaluated, so it may take the position after a full context.
-    let room = (session.n_ctx() + 1).saturating_sub(prompt.len());
+    let room = match shift_keep {
+        Some(_) => usize::MAX,
+        None => (session.n_ctx() + 1).saturating_sub(prompt.len()),
+    };
     let sampler = Box::new(Sampler::new(params.sampler.clone()));
     let mut generation = Generation::new(params, sampler, model.tokenizer(), prompt, cached, room);
     let start = Instant::now();
@@ -84,7 +122,15 @@ pub fn generate(
                 if !text.is_empty() && !on_text(&text) {
                     break FinishReason::Stop;
                 }
+                if session.n_past() >= session.n_ctx() {
+                    let keep = shift_keep.unwrap_or(session.n_past());
+                    if session.shift_context(keep) == 0 {
+                        // Nothing left to drop: the end of the context, as without a shift.
+                        break FinishReason::Length;
+                    }
+                }
                 logits = session.forward(&[token])?;
+                ban(&mut logits);
             }
             Step::Done { finish, text } => {
                 if !text.is_empty() {

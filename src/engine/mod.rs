@@ -2,6 +2,7 @@
 //! model-store code. Built on its own with `cargo build --lib --no-default-features`.
 
 pub mod chat;
+pub mod context;
 pub mod generate;
 pub mod generation;
 pub mod json_constraint;

@@ -34,6 +34,15 @@ impl Rope {
             .collect()
     }
 
+    /// `(sin, cos)` of the rotation that takes a key rotated at position `p` to position
+    /// `p − shift` (the inverse rotation by `shift`: the same angles, sine negated).
+    pub fn angles_back(&self, shift: usize) -> Vec<(f32, f32)> {
+        self.angles(shift)
+            .into_iter()
+            .map(|(sin, cos)| (-sin, cos))
+            .collect()
+    }
+
     /// Rotates every head of one token's q or k row (`n_heads · head_dim` values) in place.
     #[cfg(test)]
     pub fn apply(&self, row: &mut [f32], head_dim: usize, pos: usize) {

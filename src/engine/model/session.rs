@@ -57,6 +57,24 @@ impl<'m> Session<'m> {
         self.tokens.truncate(self.cache.len());
     }
 
+    /// Makes room in a full context as llama.cpp does: keeps the first `keep` tokens, drops
+    /// half of the rest (the oldest half) and re-rotates the cached keys of the tokens after
+    /// them by the position shift, with no recomputation. Returns how many tokens were
+    /// dropped (0 when `keep` leaves nothing to drop).
+    pub fn shift_context(&mut self, keep: usize) -> usize {
+        let keep = keep.min(self.n_past());
+        let discard = (self.n_past() - keep) / 2;
+        if discard == 0 {
+            return 0;
+        }
+        let (rope, hd) = (&self.model.rope, self.model.config().head_dim);
+        let angles = rope.angles_back(discard);
+        self.cache
+            .shift(keep, discard, &|keys| rope.rotate(keys, hd, &angles));
+        self.tokens.drain(keep..keep + discard);
+        discard
+    }
+
     /// Appends `tokens` and returns the logits after the last one.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let hidden = self.eval(tokens)?;

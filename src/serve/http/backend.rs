@@ -67,6 +67,17 @@ pub trait Backend: TextModel + 'static {
         seqs: &mut [&mut Self::Seq<'a>],
         tokens: &[u32],
     ) -> anyhow::Result<Vec<Vec<f32>>>;
+    /// Whether [`Backend::shift_if_full`] makes room; without it a generation ends at a full
+    /// context.
+    fn shifts(&self) -> bool {
+        false
+    }
+    /// Context shift: when the sequence fills its context, drops the oldest half of what
+    /// follows its first `keep` tokens (without recomputing the rest). Returns how many
+    /// tokens went.
+    fn shift_if_full<'a>(&'a self, _seq: &mut Self::Seq<'a>, _keep: usize) -> usize {
+        0
+    }
     /// Mean-pooled final hidden state of a fresh context.
     fn embed(&self, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;
 }

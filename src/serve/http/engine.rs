@@ -129,6 +129,15 @@ impl Backend for EngineBackend {
     fn truncate<'a>(&'a self, seq: &mut Session<'a>, n: usize) {
         seq.truncate(n)
     }
+    fn shifts(&self) -> bool {
+        true
+    }
+    fn shift_if_full<'a>(&'a self, seq: &mut Session<'a>, keep: usize) -> usize {
+        match seq.n_past() >= seq.n_ctx() {
+            true => seq.shift_context(keep),
+            false => 0,
+        }
+    }
     fn forward<'a>(&'a self, seq: &mut Session<'a>, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
         seq.forward(tokens)
     }

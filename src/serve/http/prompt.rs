@@ -119,25 +119,7 @@ pub fn tokenize_prompt(text: &dyn TextModel, prompt: &str) -> Result<Vec<u32>, A
         .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e:#}")))
 }
 
-/// Prompt tokens kept when a prompt does not fit the context: room is left for the reply (the
-/// token limit, at most half the context; a quarter of it without a limit).
-pub fn prompt_budget(n_ctx: usize, max_tokens: Option<usize>) -> usize {
-    let room = max_tokens.unwrap_or(n_ctx / 4).clamp(1, (n_ctx / 2).max(1));
-    n_ctx.saturating_sub(room).max(1)
-}
-
-/// Cuts a prompt longer than `budget` from the front, as Ollama's runner does: the first
-/// `keep` tokens (BOS, the system message; at most half the budget) and the most recent ones
-/// stay.
-pub fn truncate_front(tokens: Vec<u32>, keep: usize, budget: usize) -> Vec<u32> {
-    if tokens.len() <= budget {
-        return tokens;
-    }
-    let keep = keep.min(budget / 2);
-    let mut out = tokens[..keep].to_vec();
-    out.extend_from_slice(&tokens[tokens.len() - (budget - keep)..]);
-    out
-}
+pub use crate::engine::context::{prompt_budget, truncate_front};
 
 /// How many leading tokens of a prompt to protect from truncation: the part it shares with
 /// `system_prefix` (the conversation's system messages rendered alone: BOS and the system
@@ -162,36 +144,20 @@ pub fn chat_tokens(
     let tokenize = |ts: &[ChatTurn]| tokenize_prompt(text, &render_chat(model, text, ts)?);
     let mut tokens = tokenize(turns)?;
     if tokens.len() >= n_ctx && turns.len() > 1 {
-        // Drop the k oldest droppable messages for the smallest k that fits (found by
-        // bisection: fewer messages never render longer), or all of them.
-        let budget = prompt_budget(n_ctx, max_tokens);
         let droppable: Vec<usize> = (0..turns.len() - 1)
             .filter(|&i| turns[i].role != "system")
             .collect();
-        let without_first = |k: usize| -> Vec<ChatTurn> {
-            let dropped = &droppable[..k];
+        let without = |dropped: &[usize]| -> Vec<ChatTurn> {
             let kept = turns
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !dropped.contains(i));
             kept.map(|(_, t)| t.clone()).collect()
         };
-        let (mut lo, mut hi) = (1, droppable.len());
-        let mut fitting = None;
-        while lo <= hi {
-            let mid = (lo + hi) / 2;
-            let t = tokenize(&without_first(mid))?;
-            if t.len() <= budget {
-                fitting = Some(t);
-                hi = mid - 1;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        tokens = match fitting {
-            Some(t) => t,
-            None => tokenize(&without_first(droppable.len()))?,
-        };
+        let budget = prompt_budget(n_ctx, max_tokens);
+        tokens = crate::engine::context::drop_oldest(&droppable, budget, |dropped| {
+            tokenize(&without(dropped))
+        })?;
     }
     let system: Vec<ChatTurn> = turns
         .iter()

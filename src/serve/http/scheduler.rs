@@ -45,6 +45,8 @@ pub struct GenRequest {
     /// `max_tokens: None` = until a stop or the end of the context.
     pub params: GenerateParams,
     pub events: mpsc::UnboundedSender<Event>,
+    /// Leading prompt tokens a context shift keeps (BOS, the system prompt).
+    pub keep: usize,
 }
 
 type EmbedReply = oneshot::Sender<anyhow::Result<Vec<Vec<f32>>>>;
@@ -146,6 +148,8 @@ struct Active<'a> {
     next: u32,
     prompt_ns: u64,
     eval_start: Instant,
+    /// Leading tokens kept when the slot's context is shifted.
+    keep: usize,
 }
 
 struct Slot<'a, B: Backend> {
@@ -319,8 +323,11 @@ impl<'a, B: Backend> Worker<'a, B> {
         Metrics::add(&self.metrics.prompt_cached_tokens_total, cached as u64);
         Metrics::add(&self.metrics.prompt_ns_total, prompt_ns);
         let sampler = b.sampler(&req.params.sampler);
-        // Prompt and output together stay within the slot's context.
-        let room = n_ctx - req.prompt.len();
+        // Prompt and output together stay within the slot's context, unless it shifts.
+        let room = match b.shifts() {
+            true => usize::MAX,
+            false => n_ctx - req.prompt.len(),
+        };
         let generation = Generation::new(&req.params, sampler, b, &req.prompt, cached, room);
         slot.active = Some(Active {
             events: req.events,
@@ -328,6 +335,7 @@ impl<'a, B: Backend> Worker<'a, B> {
             next: 0,
             prompt_ns,
             eval_start: Instant::now(),
+            keep: req.keep,
         });
         Self::advance(&self.metrics, slot, &logits);
     }
@@ -383,6 +391,7 @@ impl<'a, B: Backend> Worker<'a, B> {
         let mut seqs: Vec<&mut B::Seq<'a>> = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if let (Some(a), Some(seq)) = (slot.active.as_ref(), slot.seq.as_mut()) {
+                b.shift_if_full(seq, a.keep);
                 idx.push(i);
                 toks.push(a.next);
                 seqs.push(seq);

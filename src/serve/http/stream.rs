@@ -109,6 +109,8 @@ pub async fn start(
             logprobs: opts.logprobs,
         },
         events: tx,
+        // A shift must leave something to drop.
+        keep: keep.min(n_ctx / 2),
     };
     match handle.submit(req) {
         Ok(()) => {}
