@@ -14,6 +14,7 @@ pub mod float;
 pub mod i2s;
 pub mod kquants;
 pub mod meta;
+pub mod q2;
 pub mod q4_q5_q8;
 mod row_tiles;
 pub mod table;
