@@ -127,3 +127,49 @@ fn code_11_and_short_k_are_refused() {
     let err = TernaryMatrix::new(&TernaryFormat::Q2_0, &blob, 4, 128).unwrap_err();
     assert!(err.to_string().contains("256"), "{err}");
 }
+
+/// Q1_0, and Q2_0 with code 11 (+2d), are not ternary: they run as dense block types, each
+/// row dequantised by the codec and dotted with the f32 activations.
+#[test]
+fn q1_0_and_q2_0_with_code_11_run_dequantised() {
+    let mut rng = Rng(94);
+    let rt = Runtime::detect();
+    let (m, k, n) = (6, 256, 3);
+    let mut q2_bytes = q2_blob(&mut rng, m, k, |i| 0.25 + i as f32 / 64.0);
+    q2_bytes[2] |= 0b11;
+    q2_bytes[18 * 5 + 7] = 0xff;
+    let q1_bytes: Vec<u8> = (0..m * k / 128)
+        .flat_map(|i| {
+            let d = half::f16::from_f32(0.5 + i as f32 / 32.0).to_le_bytes();
+            d.into_iter()
+                .chain((0..16).map(|_| rng.below(256) as u8))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let x = rng.f32s(n * k, 1.0);
+    for (ty, bytes) in [
+        (bitnet_formats::TensorType::Q2_0, &q2_bytes),
+        (bitnet_formats::TensorType::Q1_0, &q1_bytes),
+    ] {
+        let mut w = vec![0f32; m * k];
+        bitnet_formats::codec::dequantize(ty, bytes, &[k as u64, m as u64], &mut w).unwrap();
+        if ty == bitnet_formats::TensorType::Q2_0 {
+            assert_eq!(w[0], 2.0 * 0.25, "code 11 is +2d");
+        }
+        let dense = DenseMatrix::new(ty, bytes, m, k).unwrap();
+        let mut out = vec![0f32; n * m];
+        dense_matmul(&rt, &dense, &x, n, &mut out);
+        for t in 0..n {
+            for r in 0..m {
+                let want: f64 = (0..k)
+                    .map(|c| w[r * k + c] as f64 * x[t * k + c] as f64)
+                    .sum();
+                let got = out[t * m + r] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{ty} {t},{r}"
+                );
+            }
+        }
+    }
+}

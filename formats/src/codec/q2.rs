@@ -1,6 +1,6 @@
-//! Q2_0 and Q1_0, upstream ggml's low-bit block types (docs/formats/standard.md, 'Q2_0 and
-//! Q1_0'). Q2_0: 64 elements per block, an f16 `d` then 16 bytes of 2-bit codes, element `j` at
-//! byte `j / 4`, bits `2 · (j % 4)`; value `(code − 1) · d`, so 00 = −d, 01 = 0, 10 = +d and
+//! Q2_0 and Q1_0, upstream ggml's low-bit block types (docs/formats/q2.md, 'Layout'). Q2_0:
+//! 64 elements per block, an f16 `d` then 16 bytes of 2-bit codes, element `j` at byte
+//! `j / 4`, bits `2 · (j % 4)`; value `(code − 1) · d`, so 00 = −d, 01 = 0, 10 = +d and
 //! 11 = +2d. Q1_0: 128 elements per block, an f16 `d` then 16 bytes, element `j` at byte
 //! `j / 8`, bit `j % 8`; 1 = +d, 0 = −d.
 //!
