@@ -10,6 +10,7 @@ pub(crate) fn format_name(fmt: &TernaryFormat) -> &'static str {
         TernaryFormat::I2s(I2sLayout::RowInterleaved) => "I2_S (row-interleaved)",
         TernaryFormat::Tq1_0 => "TQ1_0",
         TernaryFormat::Tq2_0 => "TQ2_0",
+        TernaryFormat::Q2_0 => "Q2_0",
         TernaryFormat::Tl1(_) => "TL1",
         TernaryFormat::Tl2(_) => "TL2",
     }

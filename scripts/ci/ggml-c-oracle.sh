@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0 and TQ2_0 quantizers compared byte for byte with
+# Our Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0, Q2_0 and Q1_0 quantizers compared byte for byte with
 # ggml's own C reference quantizers (quantize_row_*_ref), compiled from the ggml sources that the
 # llama-cpp-python sdist on PyPI vendors. Built without FMA contraction: the portable reference
 # (an -march=native build may differ in the last bit of Q6_K's scale search).

@@ -16,7 +16,7 @@ pub struct QuantizeArgs {
     /// Output GGUF (written to a temporary file, then renamed).
     pub output: PathBuf,
     /// Storage of the ternary projections: i2_s (x86 layout), i2_s-arm, tl1, tl2 (bitnet.cpp),
-    /// tq1_0, tq2_0 (upstream llama.cpp / Ollama), f16, f32.
+    /// tq1_0, tq2_0, q2_0 (upstream llama.cpp / Ollama), f16, f32.
     #[arg(long = "type", value_parser = parse_target)]
     pub target: Target,
     /// Storage of token_embd: f16, bf16, q8_0, q6_k, q4_0, f32 (default: f32 for --type f32,

@@ -110,6 +110,7 @@ pub fn ternary_format_from_metadata(
         TensorType::I2_S => TernaryFormat::I2s(i2s_layout_from_metadata(meta)?),
         TensorType::TQ1_0 => TernaryFormat::Tq1_0,
         TensorType::TQ2_0 => TernaryFormat::Tq2_0,
+        TensorType::Q2_0 => TernaryFormat::Q2_0,
         TensorType::TL1 => {
             TernaryFormat::Tl1(tl_params_from_metadata(meta, tensor, ty, rows, cols)?)
         }
@@ -125,7 +126,7 @@ pub fn record_format(meta: &mut Metadata, tensor: &str, fmt: &TernaryFormat) {
     match fmt {
         TernaryFormat::I2s(layout) => set_i2s_layout(meta, *layout),
         TernaryFormat::Tl1(p) | TernaryFormat::Tl2(p) => tl_params_to_metadata(meta, tensor, p),
-        TernaryFormat::Tq1_0 | TernaryFormat::Tq2_0 => {}
+        TernaryFormat::Tq1_0 | TernaryFormat::Tq2_0 | TernaryFormat::Q2_0 => {}
     }
 }
 

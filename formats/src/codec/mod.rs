@@ -14,6 +14,7 @@ pub mod float;
 pub mod i2s;
 pub mod kquants;
 pub mod meta;
+pub mod q2;
 pub mod q4_q5_q8;
 mod row_tiles;
 pub mod table;
@@ -109,6 +110,8 @@ pub enum TernaryFormat {
     I2s(I2sLayout),
     Tq1_0,
     Tq2_0,
+    /// Upstream Q2_0 holding only codes 00, 01, 10 (a ternary matrix with a scale per 64).
+    Q2_0,
     Tl1(TlParams),
     Tl2(TlParams),
 }
@@ -119,6 +122,7 @@ impl TernaryFormat {
             TernaryFormat::I2s(_) => TensorType::I2_S,
             TernaryFormat::Tq1_0 => TensorType::TQ1_0,
             TernaryFormat::Tq2_0 => TensorType::TQ2_0,
+            TernaryFormat::Q2_0 => TensorType::Q2_0,
             TernaryFormat::Tl1(_) => TensorType::TL1,
             TernaryFormat::Tl2(_) => TensorType::TL2,
         }
@@ -226,6 +230,7 @@ pub fn decode_ternary(
         TernaryFormat::I2s(layout) => i2s::decode(*layout, bytes, rows, cols),
         TernaryFormat::Tq1_0 => tq::decode_tq1_0(bytes, rows, cols),
         TernaryFormat::Tq2_0 => tq::decode_tq2_0(bytes, rows, cols),
+        TernaryFormat::Q2_0 => q2::decode_q2_0_ternary(bytes, rows, cols),
         TernaryFormat::Tl1(p) => tl1::decode(p, bytes, rows, cols),
         TernaryFormat::Tl2(p) => tl2::decode(p, bytes, rows, cols),
     }
@@ -241,6 +246,7 @@ pub fn encode_ternary(fmt: &TernaryFormat, t: &TernaryTensor) -> Result<Vec<u8>,
         TernaryFormat::I2s(layout) => i2s::encode(*layout, t),
         TernaryFormat::Tq1_0 => tq::encode_tq1_0(t),
         TernaryFormat::Tq2_0 => tq::encode_tq2_0(t),
+        TernaryFormat::Q2_0 => q2::encode_q2_0(t),
         TernaryFormat::Tl1(p) => tl1::encode(p, t),
         TernaryFormat::Tl2(p) => tl2::encode(p, t),
     }

@@ -1,7 +1,7 @@
 //! The codec table: one row per tensor type with the functions that convert it, in the spirit
 //! of ggml's `type_traits`. Adding a type is adding a row here.
 
-use super::{float, kquants, q4_q5_q8, tl_params, tq, CodecError, I2sLayout, TernaryFormat};
+use super::{float, kquants, q2, q4_q5_q8, tl_params, tq, CodecError, I2sLayout, TernaryFormat};
 use crate::types::TensorType;
 
 /// Decodes whole blocks: `bytes.len() == n_blocks * block_bytes`, `out.len() == n_blocks * block_len`.
@@ -126,6 +126,8 @@ static ROWS: &[CodecRow] = &[
         kquants::dequantize_q8_k,
         Some(kquants::quantize_q8_k),
     ),
+    CodecRow::blocks(T::Q2_0, q2::dequantize_q2_0, Some(q2::quantize_q2_0)),
+    CodecRow::blocks(T::Q1_0, q2::dequantize_q1_0, Some(q2::quantize_q1_0)),
     CodecRow::ternary(
         T::TQ1_0,
         Some(tq::dequantize_tq1_0),

@@ -4,6 +4,7 @@
 // Index loops walk several arrays (rows, planes, lanes) in lockstep.
 #![allow(clippy::needless_range_loop)]
 
+use super::per_64::{mask_groups, per_64_rows, Masked};
 use super::per_block::{pack_blocks, per_block_rows};
 use super::{TernaryMatrix, WeightScale, SCALE_BLOCK};
 use crate::acts::{rows_in_layout, QuantizedActs};
@@ -144,14 +145,26 @@ fn matmul_many(
     let (mut packed, mut packed_blocks) = (Vec::new(), Vec::new());
     if let Some(g) = gemm {
         let ng = n / g.group * g.group;
-        if parts.iter().any(|p| !p.w.has_block_scales()) {
+        if parts
+            .iter()
+            .any(|p| matches!(p.w.scale, WeightScale::PerTensor(_)))
+        {
             (g.pack)(plain, kp, ng, &mut packed);
         }
-        if parts.iter().any(|p| p.w.has_block_scales()) {
+        if parts
+            .iter()
+            .any(|p| matches!(p.w.scale, WeightScale::PerBlock(_)))
+        {
             packed_blocks = pack_blocks(&g, plain, kp, ng);
         }
     }
+    // Per-64 matrices have K % 256 == 0 (`TernaryMatrix::new`), so `plain` is unpadded.
+    let masked = parts
+        .iter()
+        .any(|p| matches!(p.w.scale, WeightScale::Per64(_)))
+        .then(|| mask_groups(kt, plain, kp));
     let ctx = Ctx {
+        masked: masked.as_ref(),
         kt,
         acts,
         kp,
@@ -170,6 +183,7 @@ fn matmul_many(
                 match &p.w.scale {
                     WeightScale::PerTensor(s) => per_tensor_rows(&ctx, p, *s, lo - base, hi - base),
                     WeightScale::PerBlock(sc) => per_block_rows(&ctx, p, sc, lo - base, hi - base),
+                    WeightScale::Per64(sc) => per_64_rows(&ctx, p, sc, lo - base, hi - base),
                 }
             }
             base += p.w.rows;
@@ -221,6 +235,8 @@ pub(super) struct Ctx<'a> {
     pub(super) gemm: Option<I2Gemm>,
     packed: &'a [i8],
     pub(super) packed_blocks: &'a [i8],
+    /// The group-masked activations, when a matrix has a scale per 64 elements.
+    pub(super) masked: Option<&'a Masked>,
 }
 
 impl Ctx<'_> {

@@ -1,6 +1,7 @@
 //! Ternary weight matrices and the ternary × int8 matmul.
 
 mod matmul;
+mod per_64;
 mod per_block;
 mod rate;
 mod repack;
@@ -26,6 +27,9 @@ enum WeightScale<'a> {
     PerTensor(f32),
     /// One scale per 256 elements of each row (TQ1_0, TQ2_0), `rows * cols / 256` values.
     PerBlock(Cow<'a, [f32]>),
+    /// One scale per 64 elements of each row (Q2_0 whose 64-blocks in a 256-block
+    /// disagree), `rows * cols / 64` values.
+    Per64(Cow<'a, [f32]>),
 }
 
 impl WeightScale<'_> {
@@ -33,6 +37,7 @@ impl WeightScale<'_> {
         match self {
             WeightScale::PerTensor(s) => WeightScale::PerTensor(*s),
             WeightScale::PerBlock(s) => WeightScale::PerBlock(Cow::Borrowed(s)),
+            WeightScale::Per64(s) => WeightScale::Per64(Cow::Borrowed(s)),
         }
     }
 }
@@ -135,6 +140,19 @@ impl<'a> TernaryMatrix<'a> {
                     .map_or(WeightScale::PerBlock(Cow::Owned(s)), WeightScale::PerTensor);
                 (Cow::Owned(d), scale)
             }
+            TernaryFormat::Q2_0 => {
+                if !cols.is_multiple_of(SCALE_BLOCK) {
+                    return Err(bad_shape(fmt, rows, cols, "K not a multiple of 256"));
+                }
+                repack::need(what, bytes, n / per_64::GROUP * repack::Q2_0_BLOCK_BYTES)?;
+                let (d, s, zero) = repack::q2_0(bytes, rows, cols);
+                let scale = match per_256_scales(&s, &zero) {
+                    Some(s) => uniform_block_scale(&s, &d)
+                        .map_or(WeightScale::PerBlock(Cow::Owned(s)), WeightScale::PerTensor),
+                    None => WeightScale::Per64(Cow::Owned(s)),
+                };
+                (Cow::Owned(d), scale)
+            }
             TernaryFormat::Tl1(_) | TernaryFormat::Tl2(_) => {
                 // The LUT layouts are decoded once and repacked (2 bits per weight).
                 let t =
@@ -222,16 +240,22 @@ impl<'a> TernaryMatrix<'a> {
         self.zero_copy
     }
     /// True when the matmul applies a scale per 256-block (a TQ matrix whose blocks do not
-    /// all share one scale); false when one scale covers the whole matrix.
+    /// all share one scale) or per 64 elements (see [`Self::has_64_scales`]); false when one
+    /// scale covers the whole matrix.
     pub fn has_block_scales(&self) -> bool {
-        matches!(self.scale, WeightScale::PerBlock(_))
+        matches!(self.scale, WeightScale::PerBlock(_) | WeightScale::Per64(_))
+    }
+    /// True when the matmul applies a scale per 64 elements (a Q2_0 matrix whose 64-blocks
+    /// in a 256-block do not share one scale).
+    pub fn has_64_scales(&self) -> bool {
+        matches!(self.scale, WeightScale::Per64(_))
     }
     /// Bytes the matmul reads per call (codes plus scales).
     pub fn bytes_read(&self) -> usize {
         self.data.len()
             + match &self.scale {
                 WeightScale::PerTensor(_) => 4,
-                WeightScale::PerBlock(s) => 4 * s.len(),
+                WeightScale::PerBlock(s) | WeightScale::Per64(s) => 4 * s.len(),
             }
     }
     /// Bytes owned by this matrix beyond the caller's payload.
@@ -239,7 +263,7 @@ impl<'a> TernaryMatrix<'a> {
         let codes = if self.zero_copy { 0 } else { self.data.len() };
         match &self.scale {
             WeightScale::PerTensor(_) => codes,
-            WeightScale::PerBlock(s) => codes + 4 * s.len(),
+            WeightScale::PerBlock(s) | WeightScale::Per64(s) => codes + 4 * s.len(),
         }
     }
 
@@ -253,6 +277,7 @@ impl<'a> TernaryMatrix<'a> {
         match &self.scale {
             WeightScale::PerTensor(s) => *s,
             WeightScale::PerBlock(s) => s[m * (self.cols / SCALE_BLOCK) + k / SCALE_BLOCK],
+            WeightScale::Per64(s) => s[m * (self.cols / per_64::GROUP) + k / per_64::GROUP],
         }
     }
 
@@ -286,6 +311,7 @@ impl<'a> TernaryMatrix<'a> {
         let scale = match self.scale {
             WeightScale::PerTensor(s) => WeightScale::PerTensor(s),
             WeightScale::PerBlock(s) => WeightScale::PerBlock(Cow::Owned(s.into_owned())),
+            WeightScale::Per64(s) => WeightScale::Per64(Cow::Owned(s.into_owned())),
         };
         DetachedTernary {
             rows: self.rows,
@@ -357,4 +383,20 @@ fn uniform_block_scale(scales: &[f32], data: &[u8]) -> Option<f32> {
             d.to_bits() == common.to_bits() || (d == 0.0 && b.iter().all(|&x| x == 0x55))
         }))
     .then_some(common)
+}
+
+/// Q2_0's 64-element scales as one scale per 256-block, when every 256-block's 64-blocks
+/// that hold a non-zero weight share one (an all-zero 64-block adds 0 under any scale);
+/// `None` when some 256-block needs its four scales.
+fn per_256_scales(s64: &[f32], zero: &[bool]) -> Option<Vec<f32>> {
+    let groups = SCALE_BLOCK / per_64::GROUP;
+    s64.chunks_exact(groups)
+        .zip(zero.chunks_exact(groups))
+        .map(|(s, z)| {
+            let mut live = s.iter().zip(z).filter(|(_, &z)| !z).map(|(&d, _)| d);
+            let first = live.next().unwrap_or(s[0]);
+            live.all(|d| d.to_bits() == first.to_bits())
+                .then_some(first)
+        })
+        .collect()
 }

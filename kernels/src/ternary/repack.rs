@@ -144,6 +144,29 @@ pub fn tq2_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
     (data, scales)
 }
 
+/// Bytes of one Q2_0 block (f16 scale, then 16 bytes of 2-bit codes).
+pub const Q2_0_BLOCK_BYTES: usize = 18;
+
+/// Q2_0 -> layout A rows, one f32 scale per 64 elements, and per 64-block whether all its
+/// weights are zero (code 1 everywhere). Element j of a block is at bits 2·(j % 4) of code
+/// byte j / 4; `cols` is a multiple of 64.
+pub fn q2_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>, Vec<bool>) {
+    let blocks = &bytes[..rows * cols / 64 * Q2_0_BLOCK_BYTES];
+    let data = pack_rows(rows, cols, |m, k| {
+        let i = m * cols + k;
+        let b = &blocks[i / 64 * Q2_0_BLOCK_BYTES + 2..];
+        (b[i % 64 / 4] >> (2 * (i % 4))) & 3
+    });
+    let (scales, zero) = blocks
+        .chunks_exact(Q2_0_BLOCK_BYTES)
+        .map(|b| {
+            let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            (d, b[2..].iter().all(|&q| q == 0x55))
+        })
+        .unzip();
+    (data, scales, zero)
+}
+
 /// TQ1_0 -> layout A rows + one f32 scale per 256 elements.
 pub fn tq1_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
     const POW3: [u8; 5] = [1, 3, 9, 27, 81];

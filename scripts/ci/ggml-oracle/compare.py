@@ -29,7 +29,7 @@ cases["zeros_and_tiny"] = z
 failures = total = 0
 with tempfile.TemporaryDirectory() as tmp:
     src, a_path, b_path = (os.path.join(tmp, n) for n in ("in.f32", "ours.bin", "ggml.bin"))
-    for ty in ["Q6_K", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0"]:
+    for ty in ["Q6_K", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0", "Q2_0", "Q1_0"]:
         for name, x in cases.items():
             x.tofile(src)
             subprocess.run([ours_exe, "quantize", ty, "256", src, a_path], check=True)

@@ -30,6 +30,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(t, "Q5_1")) { quantize_row_q5_1_ref(x, y, n); bytes = n / 32 * 24; }
     else if (!strcmp(t, "TQ1_0")) { quantize_row_tq1_0_ref(x, y, n); bytes = n / 256 * 54; }
     else if (!strcmp(t, "TQ2_0")) { quantize_row_tq2_0_ref(x, y, n); bytes = n / 256 * 66; }
+    else if (!strcmp(t, "Q2_0")) { quantize_row_q2_0_ref(x, y, n); bytes = n / 64 * 18; }
+    else if (!strcmp(t, "Q1_0")) { quantize_row_q1_0_ref(x, y, n); bytes = n / 128 * 18; }
     else { fprintf(stderr, "unknown type %s\n", t); return 2; }
     FILE *o = fopen(argv[3], "wb");
     if (!o || fwrite(y, 1, bytes, o) != bytes) return 2;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use bitnet_formats::arch::{self, TensorSpec};
 use bitnet_formats::codec::ternary_format_from_metadata;
-use bitnet_formats::{GgufFile, TensorInfo};
+use bitnet_formats::{GgufFile, TensorInfo, TensorType};
 use bitnet_kernels::{
     dense_matmul, ternary_matmul, ternary_matmul_many, DenseMatrix, DetachedDense, DetachedTernary,
     QuantizedActs, Runtime, TernaryMatrix,
@@ -258,7 +258,12 @@ fn linear(rt: &Runtime, file: &GgufFile, layer: usize, proj: &TensorSpec) -> Res
     let (index, t) = tensor(file, &name)?;
     let (rows, cols) = dims(t);
     let path = file.path().display();
-    let kind = if t.ty.is_ternary() {
+    // Q2_0 without code 11 (+2d) is ternary with 64-element scales; with it, or with K not
+    // a whole number of 256-blocks, it is dequantised like any other block type.
+    let ternary_q2 = t.ty == TensorType::Q2_0
+        && cols.is_multiple_of(256)
+        && bitnet_formats::codec::q2::q2_0_is_ternary(file.tensor_data(t));
+    let kind = if t.ty.is_ternary() || ternary_q2 {
         // The layout (I2_S x86/ARM) or TL tile parameters come from our metadata keys, with
         // the published tools' defaults for foreign files.
         let fmt = ternary_format_from_metadata(file.metadata(), &name, t.ty, rows, cols)

@@ -19,11 +19,11 @@ pub(crate) fn rewrite(meta: &mut Metadata, target: Target) -> Option<String> {
         meta.remove(&k);
     }
     meta.set("general.file_type", target.file_type());
-    if target.is_ternary() {
+    if target.is_ternary() || target == Target::Q2_0 {
         meta.set("general.quantization_version", 2u32);
     }
     let arch = meta.get_str("general.architecture").map(str::to_string);
-    if matches!(target, Target::Tq1_0 | Target::Tq2_0) {
+    if target.is_upstream_low_bit() {
         // Upstream knows the 2B4T graph only as `bitnet` with the activation in a key.
         let renamed = arch
             .as_deref()

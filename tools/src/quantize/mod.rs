@@ -28,13 +28,15 @@ pub enum Target {
     Tl2,
     Tq1_0,
     Tq2_0,
+    /// Upstream Q2_0: float weights through `quantize_row_q2_0_ref`, ternary ones transcoded.
+    Q2_0,
     F16,
     F32,
 }
 
 impl Target {
     pub const NAMES: &'static [&'static str] = &[
-        "i2_s", "i2_s-arm", "tl1", "tl2", "tq1_0", "tq2_0", "f16", "f32",
+        "i2_s", "i2_s-arm", "tl1", "tl2", "tq1_0", "tq2_0", "q2_0", "f16", "f32",
     ];
 
     pub fn parse(s: &str) -> Option<Target> {
@@ -45,6 +47,7 @@ impl Target {
             "tl2" => Target::Tl2,
             "tq1_0" => Target::Tq1_0,
             "tq2_0" => Target::Tq2_0,
+            "q2_0" => Target::Q2_0,
             "f16" => Target::F16,
             "f32" => Target::F32,
             _ => return None,
@@ -59,6 +62,7 @@ impl Target {
             Target::Tl2 => TensorType::TL2,
             Target::Tq1_0 => TensorType::TQ1_0,
             Target::Tq2_0 => TensorType::TQ2_0,
+            Target::Q2_0 => TensorType::Q2_0,
             Target::F16 => TensorType::F16,
             Target::F32 => TensorType::F32,
         }
@@ -74,7 +78,7 @@ impl Target {
     }
 
     /// `general.file_type`: the fork's LLAMA_FTYPE for I2_S (40), TL1 (38), TL2 (39);
-    /// upstream's for TQ1_0 (36), TQ2_0 (37), F16 (1), F32 (0).
+    /// upstream's for TQ1_0 (36), TQ2_0 (37), Q2_0 (41), F16 (1), F32 (0).
     pub fn file_type(self) -> u32 {
         match self {
             Target::I2s(_) => 40,
@@ -82,6 +86,7 @@ impl Target {
             Target::Tl2 => 39,
             Target::Tq1_0 => 36,
             Target::Tq2_0 => 37,
+            Target::Q2_0 => 41,
             Target::F16 => 1,
             Target::F32 => 0,
         }
@@ -89,6 +94,11 @@ impl Target {
 
     pub fn is_ternary(self) -> bool {
         self.tensor_type().is_ternary()
+    }
+
+    /// Types only upstream llama.cpp / Ollama read (the bitnet architecture name there).
+    pub fn is_upstream_low_bit(self) -> bool {
+        matches!(self, Target::Tq1_0 | Target::Tq2_0 | Target::Q2_0)
     }
 }
 

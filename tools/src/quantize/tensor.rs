@@ -58,7 +58,10 @@ pub(crate) fn plan(
     opts: &QuantizeOptions,
 ) -> Result<Plan, String> {
     let (rows, cols) = shape(info);
-    let from_format = if info.ty.is_ternary() {
+    // A Q2_0 payload without code 11 is ternary (64-element scales).
+    let ternary_q2 =
+        info.ty == TensorType::Q2_0 && codec::q2::q2_0_is_ternary(file.tensor_data(info));
+    let from_format = if info.ty.is_ternary() || ternary_q2 {
         Some(
             ternary_format_from_metadata(file.metadata(), &info.name, info.ty, rows, cols)
                 .map_err(|e| e.to_string())?,
@@ -66,8 +69,9 @@ pub(crate) fn plan(
     } else {
         None
     };
-    let ternary_weight =
-        info.ty.is_ternary() || (info.ne.len() == 2 && is_ternary_weight_name(&info.name));
+    let ternary_weight = info.ty.is_ternary()
+        || ternary_q2
+        || (info.ne.len() == 2 && is_ternary_weight_name(&info.name));
     if ternary_weight {
         let to = opts.target.tensor_type();
         let format = match opts.target {
@@ -80,6 +84,8 @@ pub(crate) fn plan(
             )),
             Target::Tq1_0 => Some(TernaryFormat::Tq1_0),
             Target::Tq2_0 => Some(TernaryFormat::Tq2_0),
+            // Float weights go through ggml's reference quantizer, as llama-quantize does.
+            Target::Q2_0 => from_format.map(|_| TernaryFormat::Q2_0),
             Target::F16 | Target::F32 => None,
         };
         let action = if format.is_some() && format == from_format {
@@ -207,7 +213,9 @@ pub(crate) fn convert(
                 .as_ref()
                 .expect("ternary plan has an output format");
             let rel = match fmt {
-                TernaryFormat::Tq1_0 | TernaryFormat::Tq2_0 => tq_scale_rel_error(&t),
+                TernaryFormat::Tq1_0 | TernaryFormat::Tq2_0 | TernaryFormat::Q2_0 => {
+                    tq_scale_rel_error(&t)
+                }
                 _ => 0.0,
             };
             Ok((encode_ternary(fmt, &t).map_err(err)?, rel))
