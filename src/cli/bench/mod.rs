@@ -13,6 +13,7 @@ use bitnet_gguf::engine::model::Session;
 use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 
 mod probes;
+mod readloop;
 
 use probes::median;
 pub use probes::{BandwidthProbe, ComputeProbe};
@@ -214,6 +215,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "threads": threads, "repetitions": reps,
         "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
         "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes().count(),
+        "bandwidth_loads": probe.loads(),
         "tg_pct_of_best_bound": pct_best,
         "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
         "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
