@@ -49,6 +49,12 @@ fn ternary_outputs(rt: &Runtime, rng: &mut Rng) -> (Vec<f32>, QuantizedActs) {
         (33, 330, 17),
         (70, 1000, 33),
         (501, 330, 1),
+        // A server's batched decode step: 2 to 7 tokens, every row against all of them
+        // four tokens per call (a partial last group), rows from the chunk's quarters.
+        (1003, 256, 2),
+        (501, 330, 3),
+        (67, 512, 5),
+        (130, 256, 7),
     ] {
         let x = rng.f32s(n * k, 1.0);
         let codes = rng.ternary(m * k);
