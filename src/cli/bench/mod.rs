@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bitnet_gguf::engine::model::Session;
 use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 
+mod breakdown;
 mod probes;
 mod readloop;
 
@@ -51,6 +52,11 @@ pub struct BenchArgs {
     /// at depth reads the KV cache as well as the weights.
     #[arg(short = 'd', long = "depth", default_value_t = 0)]
     pub depth: usize,
+    /// Count where decode's time goes (head, ternary matmuls, attention, norms, pool
+    /// waits) and report it (`breakdown` in the JSON); the counting costs a few
+    /// microseconds per token.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Bytes of weights one decoded token reads: every tensor, except that with a separate
@@ -176,16 +182,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         )?;
     }
     let mut tg = Vec::new();
+    let mut profile = None;
     if args.n_gen > 0 {
+        let decode_ns = std::cell::Cell::new(0u64);
         let decode = |s: &mut Session| -> Result<()> {
+            let t0 = Instant::now();
             for i in 0..args.n_gen {
                 s.forward(&[token(i + 1)])?;
             }
+            decode_ns.set(decode_ns.get() + t0.elapsed().as_nanos() as u64);
             Ok(())
         };
+        breakdown::start(args.profile);
         tg = timed_runs(&mut s, args.depth, reps, args.n_gen, decode, |_| {
             probe.measure(2);
         })?;
+        // The warm-up run is counted too: the same work as the timed ones.
+        let b = breakdown::finish((reps + 1) * args.n_gen, decode_ns.get());
+        profile = args.profile.then_some(b);
     }
     let best = probe.measure(4);
     let bandwidth = probe.passes().median();
@@ -226,6 +240,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "ternary_gmac_s_best": measured.then(|| cp.best()),
         "compute_passes": cp.count(),
         "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
+        "breakdown": profile,
     });
     if args.json {
         println!("{j}");
@@ -305,6 +320,12 @@ fn print_table(args: &BenchArgs, j: &serde_json::Value) {
             args.n_gen,
             kv_read / 1e6
         );
+    }
+    if !j["breakdown"].is_null() {
+        println!("decode time per token:");
+        for line in breakdown::lines(&j["breakdown"]) {
+            println!("{line}");
+        }
     }
 }
 
