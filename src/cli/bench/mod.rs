@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// microseconds per token.
     #[arg(long)]
     pub profile: bool,
+    /// Re-quantise an F16/BF16 output matrix in memory at load: q8_0 or q6_k (the file is
+    /// not changed; `bytes_per_token` counts the re-quantised head).
+    #[arg(long = "head-type")]
+    pub head_type: Option<String>,
 }
 
 /// Bytes of weights one decoded token reads: every tensor, except that with a separate
@@ -73,6 +77,24 @@ pub fn bytes_per_token(file: &GgufFile) -> u64 {
             }
         })
         .sum()
+}
+
+/// [`bytes_per_token`] with the head re-quantised to `ty`: the file's head bytes replaced by
+/// the new type's, and a tied embedding then only looked up (one row).
+fn with_repacked_head(file: &GgufFile, bpt: u64, ty: bitnet_formats::TensorType) -> u64 {
+    let output = file.tensor("output.weight");
+    let Some(head) = output.or_else(|| file.tensor("token_embd.weight")) else {
+        return bpt;
+    };
+    let (rows, cols) = (head.rows(), head.cols());
+    let blocks = cols / ty.block_len().max(1);
+    let new = rows * blocks * ty.block_bytes();
+    let lookup = if output.is_none() {
+        head.nbytes / rows.max(1)
+    } else {
+        0
+    };
+    bpt - head.nbytes + new + lookup
 }
 
 /// Multiply-adds of the ternary matrices per token of a prompt (rows × columns of every
@@ -136,7 +158,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let runtime = runtime(&args, threads)?;
 
     let n_ctx = (args.depth + args.n_prompt + args.n_gen + 8).max(64);
-    let model = Model::load(
+    let mut model = Model::load(
         &args.model,
         &LoadOptions {
             n_ctx: Some(n_ctx),
@@ -146,7 +168,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
-    let bpt = bytes_per_token(model.gguf());
+    let mut bpt = bytes_per_token(model.gguf());
+    let mut repack_ms = None;
+    if let Some(name) = &args.head_type {
+        let ty = bitnet_gguf::engine::model::head_type_from_name(name)?;
+        let t0 = Instant::now();
+        model.repack_head(ty)?;
+        repack_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+        bpt = with_repacked_head(model.gguf(), bpt, ty);
+    }
     let vocab = model.config().n_vocab.max(1) as u32;
     let token = |i: usize| ((i as u64 * 2_654_435_761) % vocab as u64) as u32;
     let context: Vec<u32> = (0..args.depth).map(|i| token(i + 7919)).collect();
@@ -241,6 +271,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "compute_passes": cp.count(),
         "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
         "breakdown": profile,
+        "head_type": args.head_type, "head_repack_ms": repack_ms,
     });
     if args.json {
         println!("{j}");
