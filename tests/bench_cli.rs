@@ -133,3 +133,69 @@ fn bench_refuses_an_unknown_kernel_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sse9"), "{err}");
 }
+
+#[test]
+fn bench_profile_breaks_decode_down_and_head_type_shrinks_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    let m = model.to_str().unwrap();
+    let out = bitnet_gguf(&["dummy", "--shape", "tiny", "--type", "i2_s", "-o", m]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["bench", "-m", m, "-p", "0", "-n", "2", "-r", "1", "--json"];
+        args.extend_from_slice(extra);
+        let out = bitnet_gguf(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let plain = run(&[]);
+    assert!(plain["breakdown"].is_null(), "{plain}");
+    assert!(plain["head_repack_ms"].is_null(), "{plain}");
+    let prof = run(&["--profile", "--head-type", "q8_0"]);
+    let b = &prof["breakdown"];
+    // Warm-up and one timed run of two tokens each.
+    assert_eq!(b["tokens"], 4, "{prof}");
+    let share = |k: &str| b[k]["share"].as_f64().unwrap_or(-1.0);
+    for k in [
+        "head",
+        "ternary",
+        "attention",
+        "norms",
+        "sync_wait",
+        "other",
+    ] {
+        assert!((0.0..=1.0).contains(&share(k)), "{k}: {prof}");
+    }
+    assert!(share("head") > 0.0 && share("ternary") > 0.0, "{prof}");
+    let total: f64 = [
+        "head",
+        "ternary",
+        "attention",
+        "norms",
+        "sync_wait",
+        "other",
+    ]
+    .iter()
+    .map(|k| share(k))
+    .sum();
+    assert!((total - 1.0).abs() < 1e-6, "{prof}");
+    // The F16 tied head (every row read per token) becomes Q8_0 (34 bytes per 32 weights)
+    // plus one embedding row looked up.
+    assert_eq!(prof["head_type"], "q8_0");
+    assert!(num(&prof, "head_repack_ms") >= 0.0, "{prof}");
+    assert!(
+        num(&prof, "bytes_per_token") < num(&plain, "bytes_per_token"),
+        "{prof} vs {plain}"
+    );
+    let out = bitnet_gguf(&["bench", "-m", m, "-n", "1", "--head-type", "q4_k"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("q8_0 or q6_k"));
+}

@@ -293,9 +293,9 @@ fn attention_head_128x512(b: Bencher, which: &str) {
     });
 }
 
-/// Decode (1 token) and prefill (64, 128 tokens) through the public matmul: the 2B4T FFN-up
-/// shape.
-#[divan::bench(args = [1, 64, 128], sample_count = 20)]
+/// Decode (1 token), a server's batched decode step (2, 4 tokens: ideally barely slower
+/// than 1) and prefill (64, 128 tokens) through the public matmul: the 2B4T FFN-up shape.
+#[divan::bench(args = [1, 2, 4, 64, 128], sample_count = 20)]
 fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
     let m = 6912;
     let w = TernaryMatrix::from_ternary(&rand_codes(m * K, 4), m, K, 0.5).unwrap();
@@ -368,6 +368,21 @@ fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
     let x = rand_f32(K, 7);
     let mut out = vec![0f32; m];
     b.bench_local(|| dense_matmul(rt(), &w, black_box(&x), 1, &mut out));
+}
+
+/// An F16 head against a batched decode step's tokens (one row × four tokens per call):
+/// memory-bound, so 2 to 8 tokens should cost little more than 1.
+#[divan::bench(args = [1, 2, 4, 8], sample_count = 20)]
+fn dense_f16_batch_8192x2560(b: Bencher, n: usize) {
+    let m = 8192;
+    let bytes: Vec<u8> = rand_f32(m * K, 6)
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let w = DenseMatrix::new(TensorType::F16, &bytes, m, K).unwrap();
+    let x = rand_f32(n * K, 7);
+    let mut out = vec![0f32; n * m];
+    b.bench_local(|| dense_matmul(rt(), &w, black_box(&x), n, &mut out));
 }
 
 /// A prompt's widened head rows: 2 rows × 3 tokens, as one tile call ("tile") or as six

@@ -141,6 +141,11 @@ pub struct Kernels {
     /// that row on the same path; the rows are read side by side (decode's output head).
     pub dot_f16_rows4: fn([&[u8]; 4], &[f32]) -> [f32; 4],
     pub dot_bf16_rows4: fn([&[u8]; 4], &[f32]) -> [f32; 4],
+    /// One row against four activation rows, each result bit-identical to `dot_f16`
+    /// (`dot_bf16`) of that pair on the same path: a batched decode step's head, whose
+    /// weights are then read and widened once for four tokens.
+    pub dot_f16_x4: fn(&[u8], [&[f32]; 4]) -> [f32; 4],
+    pub dot_bf16_x4: fn(&[u8], [&[f32]; 4]) -> [f32; 4],
     pub sum_sq: fn(&[f32]) -> f64,
     pub scale_mul: fn(&[f32], &[f32], f32, &mut [f32]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
@@ -179,6 +184,8 @@ pub static SCALAR: Kernels = Kernels {
     dot_q4_0_q8k: portable::dot_q4_0_q8k,
     dot_f16_rows4: |w, x| w.map(|r| portable::dot_f16(r, x)),
     dot_bf16_rows4: |w, x| w.map(|r| portable::dot_bf16(r, x)),
+    dot_f16_x4: |w, x| x.map(|t| portable::dot_f16(w, t)),
+    dot_bf16_x4: |w, x| x.map(|t| portable::dot_bf16(w, t)),
     sum_sq: portable::sum_sq,
     scale_mul: portable::scale_mul,
     axpy: portable::axpy,

@@ -15,6 +15,7 @@ mod format;
 pub mod ops;
 mod pool;
 pub mod portable;
+pub mod profile;
 mod runtime;
 mod ternary;
 pub mod testing;

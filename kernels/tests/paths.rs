@@ -49,6 +49,12 @@ fn ternary_outputs(rt: &Runtime, rng: &mut Rng) -> (Vec<f32>, QuantizedActs) {
         (33, 330, 17),
         (70, 1000, 33),
         (501, 330, 1),
+        // A server's batched decode step: 2 to 7 tokens, every row against all of them
+        // four tokens per call (a partial last group), rows from the chunk's quarters.
+        (1003, 256, 2),
+        (501, 330, 3),
+        (67, 512, 5),
+        (130, 256, 7),
     ] {
         let x = rng.f32s(n * k, 1.0);
         let codes = rng.ternary(m * k);
@@ -121,7 +127,14 @@ fn dense_outputs(rt: &Runtime, rng: &mut Rng) -> Vec<f32> {
     // Small, a decode-sized F16 head over several chunks (four-row calls, row counts not
     // multiples of four), K = 13 · 32 (32-blocks with a short last 256-block), and a prompt
     // over several widened row blocks (64 rows each at this K) with a partial last one.
-    for (m, k, n) in [(33, 512, 5), (1003, 256, 3), (37, 416, 3), (150, 2048, 4)] {
+    // Then a batch of 18 tokens, past the one-row-by-four-tokens range.
+    for (m, k, n) in [
+        (33, 512, 5),
+        (1003, 256, 3),
+        (37, 416, 3),
+        (150, 2048, 4),
+        (70, 256, 18),
+    ] {
         let wf = rng.f32s(m * k, 0.1);
         let x = rng.f32s(n * k, 1.0);
         let f32b: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -213,11 +226,19 @@ fn dense_outputs(rt: &Runtime, rng: &mut Rng) -> Vec<f32> {
                 }
                 // F16 and BF16 rows give the same bits dotted in place (decode) as widened
                 // (a prompt): the conversion is exact and the dots add in the same order.
+                // So do the tokens of a batched decode step (one row against four tokens),
+                // each against its own one-token matmul.
                 if matches!(ty, TensorType::F16 | TensorType::BF16) {
                     if nt == 1 {
                         first_token = out.clone();
                     } else {
                         assert_eq!(bits(&out[..m]), bits(&first_token), "{ty} n={nt}");
+                        let mut alone = vec![0f32; m];
+                        for t in 1..nt {
+                            dense_matmul(rt, &w, &x[t * k..(t + 1) * k], 1, &mut alone);
+                            let got = &out[t * m..(t + 1) * m];
+                            assert_eq!(bits(got), bits(&alone), "{ty} n={nt} token {t}");
+                        }
                     }
                 }
                 dense.extend(out);

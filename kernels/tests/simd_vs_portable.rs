@@ -487,6 +487,32 @@ fn half_row_quads_equal_single_rows_bit_for_bit() {
                     }
                 }
             }
+            // One row × four tokens (a batched decode step's head): the tokens differ in
+            // sign, order and zeros, and each must equal its own one-token dot.
+            let x: Vec<f32> = xs[0].iter().map(|v| v.clamp(-1e3, 1e3)).collect();
+            let toks: [Vec<f32>; 4] = [
+                x.clone(),
+                x.iter().rev().copied().collect(),
+                vec![0.0; n],
+                x.iter().map(|v| -3.0 * v).collect(),
+            ];
+            let four: [&[f32]; 4] = std::array::from_fn(|t| &toks[t][..]);
+            for (rows, x4, one, name) in [
+                (&f16_rows, k.dot_f16_x4, k.dot_f16, "f16"),
+                (&bf16_rows, k.dot_bf16_x4, k.dot_bf16, "bf16"),
+            ] {
+                for (r, row) in rows.iter().enumerate() {
+                    let got = x4(row, four);
+                    for t in 0..4 {
+                        assert_eq!(
+                            got[t].to_bits(),
+                            one(row, four[t]).to_bits(),
+                            "{} dot_{name}_x4 n={n} row {r} token {t}",
+                            k.path.name()
+                        );
+                    }
+                }
+            }
         }
     }
 }

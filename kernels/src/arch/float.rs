@@ -29,8 +29,24 @@ macro_rules! float_entry_points {
             unsafe { $crate::arch::float::dot_rows4::<$v, $crate::arch::float::Bf16>(w, x) }
         }
     };
+    (@x4 $features:literal, $v:ty, $f16_x4:ident, $bf16_x4:ident) => {
+        /// One F16 row against four `xs`; `result[t] == dot_f16(w, xs[t])` bit for bit.
+        #[target_feature(enable = $features)]
+        pub fn $f16_x4(w: &[u8], xs: [&[f32]; 4]) -> [f32; 4] {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot_tokens::<$v, $crate::arch::float::F16, 4>(w, xs) }
+        }
+
+        /// One BF16 row against four `xs`; `result[t] == dot_bf16(w, xs[t])` bit for bit.
+        #[target_feature(enable = $features)]
+        pub fn $bf16_x4(w: &[u8], xs: [&[f32]; 4]) -> [f32; 4] {
+            // SAFETY: this function enables the vector type's features.
+            unsafe { $crate::arch::float::dot_tokens::<$v, $crate::arch::float::Bf16, 4>(w, xs) }
+        }
+    };
     ($features:literal, $v:ty) => {
         float_entry_points!(@rows4 $features, $v, dot_f16_rows4, dot_bf16_rows4);
+        float_entry_points!(@x4 $features, $v, dot_f16_x4, dot_bf16_x4);
 
         #[target_feature(enable = $features)]
         pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -210,7 +226,7 @@ pub(crate) unsafe fn dot<V: F32Vector, W: Weights>(w: &[W::Elem], x: &[f32]) -> 
 /// `V`'s target features are enabled, and `n` is at most `x.len()` and `w`'s length in
 /// weights.
 #[inline(always)]
-unsafe fn dot_finish<V: F32Vector, W: Weights>(
+pub(crate) unsafe fn dot_finish<V: F32Vector, W: Weights>(
     a: &mut [V; 4],
     w: &[W::Elem],
     x: &[f32],
@@ -276,6 +292,42 @@ pub(crate) unsafe fn dot_rows4<V: F32Vector, W: Weights>(
     let body = i;
     // SAFETY: the caller enables `V`'s features; `n` bounds every row and `x`.
     std::array::from_fn(|r| unsafe { dot_finish::<V, W>(&mut a[r], w[r], x, body, n) })
+}
+
+/// [`dot`] of one weight row against `T` activation rows: every token keeps its own four
+/// accumulators and [`dot`]'s operations in its order, so `result[t]` is bit-identical to
+/// `dot(w, xs[t])`; each weight is loaded and widened once for all `T` tokens (a batched
+/// decode step's output head reads the row from memory once).
+///
+/// # Safety
+/// `V`'s target features are enabled.
+#[inline(always)]
+pub(crate) unsafe fn dot_tokens<V: F32Vector, W: Weights, const T: usize>(
+    w: &[W::Elem],
+    xs: [&[f32]; T],
+) -> [f32; T] {
+    let (l, s) = (V::LANES, W::STEP);
+    let n = xs.iter().fold(w.len() / s, |n, x| n.min(x.len()));
+    // SAFETY: the caller enables `V`'s features.
+    let mut a = [[unsafe { V::zero() }; 4]; T];
+    let mut i = 0;
+    while i + 4 * l <= n {
+        // SAFETY: a prefetch never faults; every load reads below `i + 4·LANES ≤ n`
+        // weights of `w` and elements of every `xs[t]`.
+        unsafe {
+            V::prefetch(w.as_ptr().wrapping_add(i * s + V::PREFETCH_AHEAD).cast());
+            for j in 0..4 {
+                let wv = W::load::<V>(w.as_ptr().add((i + l * j) * s));
+                for (x, at) in xs.iter().zip(a.iter_mut()) {
+                    at[j] = wv.mul_add(V::load(x.as_ptr().add(i + l * j)), at[j]);
+                }
+            }
+        }
+        i += 4 * l;
+    }
+    let body = i;
+    // SAFETY: the caller enables `V`'s features; `n` bounds the row and every `xs[t]`.
+    std::array::from_fn(|t| unsafe { dot_finish::<V, W>(&mut a[t], w, xs[t], body, n) })
 }
 
 /// [`dot`] of `R` f32 rows against `T` activation rows at once, every pair with its own

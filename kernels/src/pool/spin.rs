@@ -133,6 +133,7 @@ impl SpinPool {
         claim_and_run(sh, e);
         // Wait for chunks the workers are still running; yield soon, because on a busy
         // machine the worker we wait for may need this core.
+        let waiting = crate::profile::enabled().then(std::time::Instant::now);
         let mut spins = 0u32;
         while sh.done.load(Ordering::Acquire) < n_chunks {
             spins += 1;
@@ -142,6 +143,7 @@ impl SpinPool {
                 std::thread::yield_now();
             }
         }
+        crate::profile::add_wait(waiting);
         if sh.panicked.swap(false, Ordering::Relaxed) {
             panic!("a kernel task panicked on a pool thread");
         }

@@ -300,6 +300,9 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
 /// Rows `r0..r1` × tokens `ta..tb` of a per-tensor-scale matrix: 2-row × 8-token tiles, then
 /// the rest four tokens at a time and one by one.
 fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, tb: usize) {
+    if (2..8).contains(&(tb - ta)) {
+        return per_tensor_batch(c, p, s, r0, r1, ta, tb);
+    }
     let (w, acts, kt) = (p.w, c.acts, c.kt);
     let m_rows = w.rows;
     let write = |t: usize, m: usize, dot: i32| {
@@ -366,6 +369,38 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
                 // SAFETY: as in `write`; these outputs are contiguous.
                 let out = unsafe { p.out.slice(t * m_rows + m, r1 - m) };
                 (kt.i2s_epilogue_row)(&dots, acts.sum[t], acts.scale[t], s, out);
+            }
+        }
+    }
+}
+
+/// A batched decode step's tokens (2 to 7, too few for the 2 × 8 tiles): every row read
+/// from memory once, against all of them four tokens per call, rows taken from the range's
+/// four quarters in turn so that four streams read at once (as the one-token mat-vec
+/// does). A last group of fewer than four tokens repeats its last token and drops the
+/// extra dots. Before, the tokens past a multiple of four each ran a full mat-vec, so
+/// two or three tokens read the weights two or three times. Integer dots: the same
+/// results in any order.
+fn per_tensor_batch(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, tb: usize) {
+    let (w, acts, kt) = (p.w, c.acts, c.kt);
+    let m_rows = w.rows;
+    let groups: [[&[i8]; 4]; 2] =
+        std::array::from_fn(|g| std::array::from_fn(|i| c.qrow((ta + 4 * g + i).min(tb - 1))));
+    let n_groups = (tb - ta).div_ceil(4);
+    let quarter = (r1 - r0) / 4;
+    let order = (0..quarter)
+        .flat_map(|i| (0..4).map(move |j| r0 + j * quarter + i))
+        .chain(r0 + 4 * quarter..r1);
+    for m in order {
+        let row = w.row(m);
+        for (g, q) in groups.iter().enumerate().take(n_groups) {
+            let t0 = ta + 4 * g;
+            for (i, &d) in raw_dot4(kt, row, *q).iter().enumerate().take(tb - t0) {
+                let t = t0 + i;
+                let v = i2s_epilogue(d, acts.sum[t], acts.scale[t], s);
+                // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to
+                // this task.
+                unsafe { p.out.write(t * m_rows + m, v) }
             }
         }
     }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use bitnet_gguf::engine::model::Session;
 use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 
+mod breakdown;
 mod probes;
+mod readloop;
 
 use probes::median;
 pub use probes::{BandwidthProbe, ComputeProbe};
@@ -50,6 +52,15 @@ pub struct BenchArgs {
     /// at depth reads the KV cache as well as the weights.
     #[arg(short = 'd', long = "depth", default_value_t = 0)]
     pub depth: usize,
+    /// Count where decode's time goes (head, ternary matmuls, attention, norms, pool
+    /// waits) and report it (`breakdown` in the JSON); the counting costs a few
+    /// microseconds per token.
+    #[arg(long)]
+    pub profile: bool,
+    /// Re-quantise an F16/BF16 output matrix in memory at load: q8_0 or q6_k (the file is
+    /// not changed; `bytes_per_token` counts the re-quantised head).
+    #[arg(long = "head-type")]
+    pub head_type: Option<String>,
 }
 
 /// Bytes of weights one decoded token reads: every tensor, except that with a separate
@@ -66,6 +77,24 @@ pub fn bytes_per_token(file: &GgufFile) -> u64 {
             }
         })
         .sum()
+}
+
+/// [`bytes_per_token`] with the head re-quantised to `ty`: the file's head bytes replaced by
+/// the new type's, and a tied embedding then only looked up (one row).
+fn with_repacked_head(file: &GgufFile, bpt: u64, ty: bitnet_formats::TensorType) -> u64 {
+    let output = file.tensor("output.weight");
+    let Some(head) = output.or_else(|| file.tensor("token_embd.weight")) else {
+        return bpt;
+    };
+    let (rows, cols) = (head.rows(), head.cols());
+    let blocks = cols / ty.block_len().max(1);
+    let new = rows * blocks * ty.block_bytes();
+    let lookup = if output.is_none() {
+        head.nbytes / rows.max(1)
+    } else {
+        0
+    };
+    bpt - head.nbytes + new + lookup
 }
 
 /// Multiply-adds of the ternary matrices per token of a prompt (rows × columns of every
@@ -129,7 +158,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let runtime = runtime(&args, threads)?;
 
     let n_ctx = (args.depth + args.n_prompt + args.n_gen + 8).max(64);
-    let model = Model::load(
+    let mut model = Model::load(
         &args.model,
         &LoadOptions {
             n_ctx: Some(n_ctx),
@@ -139,7 +168,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
-    let bpt = bytes_per_token(model.gguf());
+    let mut bpt = bytes_per_token(model.gguf());
+    let mut repack_ms = None;
+    if let Some(name) = &args.head_type {
+        let ty = bitnet_gguf::engine::model::head_type_from_name(name)?;
+        let t0 = Instant::now();
+        model.repack_head(ty)?;
+        repack_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+        bpt = with_repacked_head(model.gguf(), bpt, ty);
+    }
     let vocab = model.config().n_vocab.max(1) as u32;
     let token = |i: usize| ((i as u64 * 2_654_435_761) % vocab as u64) as u32;
     let context: Vec<u32> = (0..args.depth).map(|i| token(i + 7919)).collect();
@@ -175,16 +212,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         )?;
     }
     let mut tg = Vec::new();
+    let mut profile = None;
     if args.n_gen > 0 {
+        let decode_ns = std::cell::Cell::new(0u64);
         let decode = |s: &mut Session| -> Result<()> {
+            let t0 = Instant::now();
             for i in 0..args.n_gen {
                 s.forward(&[token(i + 1)])?;
             }
+            decode_ns.set(decode_ns.get() + t0.elapsed().as_nanos() as u64);
             Ok(())
         };
+        breakdown::start(args.profile);
         tg = timed_runs(&mut s, args.depth, reps, args.n_gen, decode, |_| {
             probe.measure(2);
         })?;
+        // The warm-up run is counted too: the same work as the timed ones.
+        let b = breakdown::finish((reps + 1) * args.n_gen, decode_ns.get());
+        profile = args.profile.then_some(b);
     }
     let best = probe.measure(4);
     let bandwidth = probe.passes().median();
@@ -214,6 +259,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "threads": threads, "repetitions": reps,
         "bandwidth_gb_s": bandwidth, "bytes_per_token": bpt,
         "bandwidth_best_gb_s": best, "bandwidth_passes": probe.passes().count(),
+        "bandwidth_loads": probe.loads(),
         "tg_pct_of_best_bound": pct_best,
         "tg_limit_tok_s": limit, "tg_pct_of_bound": pct, "kernels": kernels,
         "pool": pool, "tg_effective_gb_s": tg_m * bpt as f64 / 1e9,
@@ -224,6 +270,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "ternary_gmac_s_best": measured.then(|| cp.best()),
         "compute_passes": cp.count(),
         "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
+        "breakdown": profile,
+        "head_type": args.head_type, "head_repack_ms": repack_ms,
     });
     if args.json {
         println!("{j}");
@@ -303,6 +351,12 @@ fn print_table(args: &BenchArgs, j: &serde_json::Value) {
             args.n_gen,
             kv_read / 1e6
         );
+    }
+    if !j["breakdown"].is_null() {
+        println!("decode time per token:");
+        for line in breakdown::lines(&j["breakdown"]) {
+            println!("{line}");
+        }
     }
 }
 

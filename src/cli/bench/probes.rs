@@ -2,11 +2,13 @@
 //! are ratios to a limit seen under the same load: the read bandwidth (decode's limit) and
 //! the ternary kernels' compute rate (prefill's).
 
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bitnet_kernels::Runtime;
+
+use super::readloop::{self, HugeBuf, Shape};
 
 /// The values of a probe's passes: other tenants' load makes the VM's speed drift, so a
 /// probe is repeated during the run and its limit is the median pass (the best is reported
@@ -38,28 +40,24 @@ impl Passes {
 /// median pass, compared with the median decode run; the best pass is reported beside it
 /// (the maximum of many noisy passes sits above what a several-second decode run can see).
 pub struct BandwidthProbe {
-    buf: memmap2::MmapMut,
+    buf: HugeBuf,
     threads: usize,
     /// GB/s of every pass so far, for the spread the VM's drift gives.
     passes: Passes,
 }
 
+/// 1 GiB: larger than any last-level cache (this project's test machine reports 300 MB of
+/// L3), so the passes read DRAM as a decoded token of a 2B model does.
+const PROBE_BYTES: usize = 1 << 30;
+
 impl BandwidthProbe {
     pub fn new(threads: usize) -> Result<BandwidthProbe> {
-        // 1 GiB: larger than any last-level cache (this project's test machine reports
-        // 300 MB of L3), so the passes read DRAM as a decoded token of a 2B model does.
-        let bytes = 1usize << 30;
-        let mut buf = memmap2::MmapMut::map_anon(bytes)
-            .context("cannot map 1 GiB for the bandwidth probe")?;
-        // The kernel may back the model's page cache with huge pages (it did on the Zen 3
-        // test machine), so its mmap reads see fewer TLB misses than 4 KiB anonymous pages
-        // would; ask for huge pages here too, or decode "beats" the probe (111 % of it on
-        // the 2B4T shape). A refusal only leaves the small pages.
-        #[cfg(target_os = "linux")]
-        let _ = buf.advise(memmap2::Advice::HugePage);
-        for (i, w) in buf.chunks_exact_mut(8).enumerate() {
-            w.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9).to_le_bytes());
-        }
+        Self::with_bytes(threads, PROBE_BYTES)
+    }
+
+    fn with_bytes(threads: usize, bytes: usize) -> Result<BandwidthProbe> {
+        let buf = HugeBuf::new(bytes)
+            .with_context(|| format!("cannot map {bytes} bytes for the bandwidth probe"))?;
         Ok(BandwidthProbe {
             buf,
             threads: threads.max(1),
@@ -67,80 +65,69 @@ impl BandwidthProbe {
         })
     }
 
-    fn words(&self) -> &[u64] {
-        // SAFETY: the map is page-aligned, `len` is a multiple of 8, and every bit pattern
-        // is a valid u64; the slice borrows `self`, so the map outlives it.
-        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u64, self.buf.len() / 8) }
-    }
-
     /// Runs `passes` passes; returns the best GB/s seen so far.
+    ///
+    /// A pass reads the buffer once per [`Shape`] (each thread's part as one stream, as a
+    /// plain compiled sum loop does, and as four streams, as the decode kernels do) and
+    /// counts the faster: the probe then cannot read slower than either loop. The threads
+    /// start before the clock and meet at a barrier, so a pass times the reads alone.
     pub fn measure(&mut self, passes: usize) -> f64 {
-        let chunk = self.words().len().div_ceil(self.threads);
-        for _ in 0..passes {
-            // Each thread reads its part as four streams side by side (on the test machine a
-            // single stream per thread reads ~30 % slower; the decode kernels read four rows
-            // from four places at once), prefetching 2 or 4 KiB ahead, alternating per pass:
-            // the limit is the faster of the two.
-            // Odd passes (first, third, ...) prefetch 4 KiB ahead, even ones 2 KiB.
-            let ahead = if self.passes.count().is_multiple_of(2) {
-                512
-            } else {
-                256
-            };
-            let t0 = Instant::now();
-            let total: u64 = std::thread::scope(|s| {
-                let hs: Vec<_> = self
-                    .words()
-                    .chunks(chunk)
-                    .map(|c| s.spawn(move || sum_four_streams(c, ahead)))
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().unwrap_or(0))
-                    .fold(0u64, |a, b| a.wrapping_add(b))
-            });
-            std::hint::black_box(total);
-            let gbs = self.buf.len() as f64 / t0.elapsed().as_secs_f64() / 1e9;
+        let bytes = self.buf.bytes();
+        // Parts on 64-byte boundaries: whole cache lines per thread.
+        let chunk = bytes.len().div_ceil(self.threads).next_multiple_of(64);
+        let shapes = [Shape::OneStream, Shape::FourStreams];
+        let start = Barrier::new(self.threads + 1);
+        let done = Barrier::new(self.threads + 1);
+        let mut seen = Vec::with_capacity(passes);
+        std::thread::scope(|s| {
+            for part in bytes.chunks(chunk) {
+                let (start, done) = (&start, &done);
+                s.spawn(move || {
+                    for _ in 0..passes {
+                        for shape in shapes {
+                            start.wait();
+                            std::hint::black_box(readloop::read(part, shape));
+                            done.wait();
+                        }
+                    }
+                });
+            }
+            // `chunks` may give fewer parts than threads for a tiny buffer; the barriers
+            // count the threads actually started.
+            let missing = self.threads - bytes.chunks(chunk).count();
+            for _ in 0..missing {
+                s.spawn(|| {
+                    for _ in 0..passes * shapes.len() {
+                        start.wait();
+                        done.wait();
+                    }
+                });
+            }
+            for _ in 0..passes {
+                let mut fastest = Duration::MAX;
+                for _ in shapes {
+                    start.wait();
+                    let t0 = Instant::now();
+                    done.wait();
+                    fastest = fastest.min(t0.elapsed());
+                }
+                seen.push(bytes.len() as f64 / fastest.as_secs_f64().max(1e-9) / 1e9);
+            }
+        });
+        for gbs in seen {
             self.passes.push(gbs);
         }
         self.passes.best()
     }
 
+    /// The vector loads the passes use (`avx512`, `avx2`, `neon` or `scalar`).
+    pub fn loads(&self) -> &'static str {
+        readloop::widest_loads()
+    }
+
     pub fn passes(&self) -> &Passes {
         &self.passes
     }
-}
-
-/// Wrapping sum of `c` read as four equal streams in lockstep, 64 bytes from each in turn.
-fn sum_four_streams(c: &[u64], ahead: usize) -> u64 {
-    let len = c.len() / 32 * 8;
-    let parts: [&[u64]; 4] = std::array::from_fn(|i| &c[i * len..(i + 1) * len]);
-    // Eight independent lanes let the compiler vectorise the loads.
-    let mut acc = [0u64; 8];
-    for j in (0..len).step_by(8) {
-        for p in parts {
-            prefetch_ahead(p, j, ahead);
-            let w = &p[j..j + 8];
-            for i in 0..8 {
-                acc[i] = acc[i].wrapping_add(w[i]);
-            }
-        }
-    }
-    let tail = c[4 * len..].iter().fold(0u64, |a, b| a.wrapping_add(*b));
-    acc.iter().fold(tail, |a, b| a.wrapping_add(*b))
-}
-
-/// Software prefetch `ahead` words ahead, as the streaming kernels do: without it this
-/// probe reads slower than the kernels and the "% of the limit" would overstate them.
-#[inline(always)]
-fn prefetch_ahead(buf: &[u64], at: usize, ahead: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint and never faults, whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(buf.as_ptr().wrapping_add(at + ahead) as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buf, at, ahead);
 }
 
 pub fn median(v: &mut [f64]) -> f64 {
@@ -201,8 +188,16 @@ mod tests {
 
     #[test]
     fn bandwidth_and_stats() {
-        assert!(BandwidthProbe::new(1).unwrap().measure(6) > 0.0);
-        let mut probe = BandwidthProbe::new(2).unwrap();
+        // Small buffers: the statistics, not the machine, are under test here.
+        assert!(BandwidthProbe::with_bytes(1, 8 << 20).unwrap().measure(6) > 0.0);
+        // Three threads on a buffer that splits unevenly.
+        assert!(
+            BandwidthProbe::with_bytes(3, (4 << 20) + 192)
+                .unwrap()
+                .measure(1)
+                > 0.0
+        );
+        let mut probe = BandwidthProbe::with_bytes(2, 8 << 20).unwrap();
         assert_eq!((probe.passes().count(), probe.passes().median()), (0, 0.0));
         let best = probe.measure(3);
         assert_eq!(probe.passes().count(), 3);

@@ -5,6 +5,7 @@
 //! step is many sequences with one token each. Only attention looks at the sequences
 //! separately; everything else works on the stacked rows.
 
+use bitnet_kernels::profile::{section, Op};
 use bitnet_kernels::{ops, quantize_acts, rms_norm, QuantizedActs, Runtime, PARALLEL_MIN_TOKENS};
 
 use bitnet_formats::GgufFile;
@@ -90,10 +91,12 @@ fn forward_in_pool(
     };
 
     // Embedding lookup.
+    let embedding = section(Op::Norms);
     let embd = w.token_embd();
     for (t, &id) in tokens.iter().enumerate() {
         embd.row_to_f32(rt, id as usize, &mut b.x[t * d..(t + 1) * d]);
     }
+    drop(embedding);
     let file = w.file();
     let heads = Heads {
         n_head: cfg.n_head,
@@ -109,6 +112,7 @@ fn forward_in_pool(
     for (l, lw) in w.layers.iter().enumerate() {
         // --- attention ---
         norm_rows(rt, &b.x, &lw.attn_norm, cfg.eps, &mut b.h);
+        let qkv = section(Op::Ternary);
         quantize_acts(rt, &b.h, d, &mut b.acts);
         forward_many(
             rt,
@@ -117,6 +121,8 @@ fn forward_in_pool(
             &b.acts,
             &mut b.dequant,
         );
+        drop(qkv);
+        let attention = section(Op::Attention);
 
         let mut row = 0;
         for seq in seqs.iter_mut() {
@@ -142,6 +148,7 @@ fn forward_in_pool(
             );
             row += m;
         }
+        drop(attention);
 
         if let Some(sub) = &lw.attn_sub_norm {
             norm_rows(rt, &b.att, sub, cfg.eps, &mut b.att_normed);
@@ -153,6 +160,7 @@ fn forward_in_pool(
 
         // --- feed-forward ---
         norm_rows(rt, &b.x, &lw.ffn_norm, cfg.eps, &mut b.h);
+        let gate_up = section(Op::Ternary);
         quantize_acts(rt, &b.h, d, &mut b.acts);
         forward_many(
             rt,
@@ -161,6 +169,8 @@ fn forward_in_pool(
             &b.acts,
             &mut b.dequant,
         );
+        drop(gate_up);
+        let activation = section(Op::Norms);
         let up = &b.up;
         per_token(rt, &mut b.gate, ff, |t, gate| {
             let up = &up[t * ff..(t + 1) * ff];
@@ -176,6 +186,7 @@ fn forward_in_pool(
                 Activation::Silu => ops::silu_mul(rt, gate, up),
             }
         });
+        drop(activation);
         if let Some(sub) = &lw.ffn_sub_norm {
             norm_rows(rt, &b.gate, sub, cfg.eps, &mut b.gate_normed);
             std::mem::swap(&mut b.gate, &mut b.gate_normed);
@@ -201,6 +212,7 @@ fn project_add(
     k: usize,
     b: &mut Buffers,
 ) {
+    let _ternary = section(Op::Ternary);
     quantize_acts(rt, input, k, &mut b.acts);
     w.forward(rt, file, &b.acts, &mut b.dequant, &mut b.o);
     let d = b.x.len() / (input.len() / k).max(1);
@@ -213,6 +225,7 @@ fn project_add(
 }
 
 fn norm_rows(rt: &Runtime, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let _norms = section(Op::Norms);
     let d = weight.len();
     per_token(rt, out, d, |t, dst| {
         rms_norm(rt, &x[t * d..(t + 1) * d], weight, eps, dst)

@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod config;
 pub mod forward;
+mod head_repack;
 pub mod kv_cache;
 pub mod session;
 pub mod weights;
@@ -23,6 +24,7 @@ use crate::engine::chat::ChatTemplate;
 use crate::engine::tokenizer::Tokenizer;
 
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
+pub use head_repack::head_type_from_name;
 pub use kv_cache::KvType;
 pub use session::{forward_batch, Session};
 
@@ -109,6 +111,15 @@ impl Model {
             chat_template,
             path,
         })
+    }
+
+    /// Re-quantises an F16/BF16/F32 output matrix in memory to `ty` (`--head-type`: Q8_0
+    /// or Q6_K), leaving the file and the embedding lookups as they are.
+    pub fn repack_head(&mut self, ty: bitnet_formats::TensorType) -> Result<()> {
+        let path = self.path.display().to_string();
+        self.weights
+            .repack_head(&self.runtime, ty)
+            .with_context(|| format!("{path}: cannot re-quantise the output matrix"))
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -196,6 +196,7 @@ pub fn forward_batch(sessions: &mut [&mut Session<'_>], tokens: &[u32]) -> Resul
 impl Model {
     /// Applies the LM head to `n` final hidden states.
     pub(super) fn logits(&self, hidden: &[f32], n: usize) -> Vec<f32> {
+        let _head = bitnet_kernels::profile::section(bitnet_kernels::profile::Op::Head);
         let mut out = vec![0.0; n * self.config.n_vocab];
         dense_matmul(&self.runtime, &self.weights.head(), hidden, n, &mut out);
         out

@@ -140,6 +140,8 @@ pub struct Weights {
     pub output_norm: Vec<f32>,
     /// `None`: the head is `token_embd` (tied).
     output: Option<Dense>,
+    /// The head re-quantised in memory (`--head-type`), used instead of the file's.
+    repacked_head: Option<super::head_repack::RepackedHead>,
     pub layers: Vec<LayerWeights>,
 }
 
@@ -181,7 +183,15 @@ impl Weights {
             },
             layers,
             file,
+            repacked_head: None,
         })
+    }
+
+    /// Re-quantises the head in memory to `ty` (Q8_0 or Q6_K); see `head_repack`.
+    pub fn repack_head(&mut self, rt: &Runtime, ty: bitnet_formats::TensorType) -> Result<()> {
+        let packed = super::head_repack::repack_head(rt, &self.head(), ty)?;
+        self.repacked_head = Some(packed);
+        Ok(())
     }
 
     /// The file the weights read.
@@ -196,6 +206,9 @@ impl Weights {
 
     /// The LM head: `output.weight`, or the embedding when tied.
     pub fn head(&self) -> DenseMatrix<'_> {
+        if let Some(h) = &self.repacked_head {
+            return h.matrix();
+        }
         self.output
             .as_ref()
             .unwrap_or(&self.token_embd)

@@ -11,6 +11,7 @@ mod avxvnni;
 mod epilogue;
 mod gemm;
 mod gemm512;
+mod head512;
 mod kquant;
 mod simd;
 
@@ -52,6 +53,8 @@ pub static AVX2: Kernels = Kernels {
     dot_q4_0_q8k: |w, q, d, s| probed!(kquant::dot_q4_0_q8k, w, q, d, s),
     dot_f16_rows4: |w, x| probed!(simd::dot_f16_rows4, w, x),
     dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4, w, x),
+    dot_f16_x4: |w, x| probed!(simd::dot_f16_x4, w, x),
+    dot_bf16_x4: |w, x| probed!(simd::dot_bf16_x4, w, x),
     sum_sq: |x| probed!(simd::sum_sq, x),
     scale_mul: |x, w, s, o| probed!(simd::scale_mul, x, w, s, o),
     axpy: |a, x, y| probed!(simd::axpy, a, x, y),
@@ -99,8 +102,16 @@ pub static AVX512_VNNI: Kernels = Kernels {
     i2_gemm: chunked_gemm(gemm512::TOKENS, |rows, rb, k, packed, n, out| {
         probed!(gemm512::i2_gemm32, rows, rb, k, packed, n, out)
     }),
-    dot_f16_rows4: |w, x| probed!(simd::dot_f16_rows4_evex, w, x),
-    dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4_evex, w, x),
+    dot_f16_rows4: |w, x| match head512::head_dot_zmm() {
+        true => probed!(head512::dot_f16_rows4_zmm, w, x),
+        false => probed!(simd::dot_f16_rows4_evex, w, x),
+    },
+    dot_bf16_rows4: |w, x| match head512::head_dot_zmm() {
+        true => probed!(head512::dot_bf16_rows4_zmm, w, x),
+        false => probed!(simd::dot_bf16_rows4_evex, w, x),
+    },
+    dot_f16_x4: |w, x| probed!(simd::dot_f16_x4_evex, w, x),
+    dot_bf16_x4: |w, x| probed!(simd::dot_bf16_x4_evex, w, x),
     dot_q6k_q8k: |w, q, d, s| probed!(kquant::dot_q6k_q8k_avx512, w, q, d, s),
     dot_f32_tile: |w, x| probed!(simd::dot_f32_tile_evex, w, x),
     silu_mul: |g, u| probed!(activation::silu_mul_avx512, g, u),

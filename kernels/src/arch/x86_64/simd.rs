@@ -325,6 +325,8 @@ float_entry_points!("avx2,fma,f16c", __m256);
 // The four-row dots compiled with AVX-512VL, whose 32 vector registers hold the sixteen
 // accumulators without spilling. The same ymm instructions (EVEX-encoded), so the same bits.
 float_entry_points!(@rows4 "avx2,fma,f16c,avx512f,avx512vl", __m256, dot_f16_rows4_evex, dot_bf16_rows4_evex);
+// One row × four tokens: sixteen accumulators, which spill on AVX2 but not here.
+float_entry_points!(@x4 "avx2,fma,f16c,avx512f,avx512vl", __m256, dot_f16_x4_evex, dot_bf16_x4_evex);
 
 /// Two rows × three tokens of [`dot_f32`]: one row at a time, whose twelve accumulators fit
 /// AVX2's sixteen registers.
