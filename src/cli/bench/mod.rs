@@ -351,6 +351,7 @@ mod tests {
             ty: ty.into(),
             output: out.clone(),
             seed: 3,
+            dialect: None,
         })
         .unwrap();
         out
