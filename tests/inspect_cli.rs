@@ -240,39 +240,74 @@ fn mini_i2s_warnings() {
     assert!((bpw - 160.0 * 8.0 / 512.0).abs() < 1e-9);
 }
 
+/// A one-tensor upstream `bitnet` TQ2_0 file with the given activation key and value.
+fn write_upstream_tq(path: &Path, act: Option<(&str, &str)>) {
+    let mut w = GgufWriter::new(Dialect::Upstream);
+    w.set("general.architecture", "bitnet");
+    if let Some((key, value)) = act {
+        w.set(key, value);
+    }
+    w.set(
+        "test.nested",
+        Value::array_of(ValueType::Array, [Value::strings(["x"])]),
+    );
+    w.add_tensor(
+        "blk.0.ffn_up.weight",
+        &[256, 2],
+        TensorType::TQ2_0,
+        TensorSource::Owned(vec![0; 132]),
+    )
+    .unwrap();
+    w.write(path).unwrap();
+}
+
+fn has_code(path: &Path, code: &str) -> bool {
+    warning_codes(&json(&[], path)).iter().any(|c| c == code)
+}
+
 #[test]
 fn upstream_bitnet_with_tq_needs_the_activation_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tq.gguf");
-    let write = |act: bool| {
-        let mut w = GgufWriter::new(Dialect::Upstream);
-        w.set("general.architecture", "bitnet");
-        if act {
-            w.set("bitnet.hidden_act", "relu2");
-        }
-        w.set(
-            "test.nested",
-            Value::array_of(ValueType::Array, [Value::strings(["x"])]),
-        );
-        w.add_tensor(
-            "blk.0.ffn_up.weight",
-            &[256, 2],
-            TensorType::TQ2_0,
-            TensorSource::Owned(vec![0; 132]),
-        )
-        .unwrap();
-        w.write(&path).unwrap();
-    };
-    write(false);
+    write_upstream_tq(&path, None);
     let doc = json(&[], &path);
     assert!(warning_codes(&doc)
         .iter()
         .any(|c| c == "missing-activation-key"));
     assert_eq!(doc["metadata"][1]["value"], serde_json::json!([["x"]]));
-    write(true);
-    assert!(!warning_codes(&json(&[], &path))
-        .iter()
-        .any(|c| c == "missing-activation-key"));
+    write_upstream_tq(&path, Some(("bitnet.hidden_activation", "silu")));
+    assert!(!has_code(&path, "missing-activation-key"));
+    assert!(!has_code(&path, "upstream-computes-silu"));
+}
+
+#[test]
+fn relu2_under_upstream_bitnet_says_upstream_computes_silu_and_serve_is_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tq.gguf");
+    for key in ["bitnet.hidden_act", "bitnet.hidden_activation"] {
+        write_upstream_tq(&path, Some((key, "relu2")));
+        let text = stdout_ok(&[], &path);
+        assert!(text.contains("[upstream-computes-silu]"), "{text}");
+        assert!(
+            text.contains("computes SiLU for this architecture")
+                && text.contains("wrong text")
+                && text.contains("bitnet-gguf serve"),
+            "{text}"
+        );
+        assert!(!has_code(&path, "missing-activation-key"));
+    }
+}
+
+#[test]
+fn tl1_warns_that_bitnet_cpp_runs_it_only_on_arm() {
+    let path = fixture("golden/mini_tl1.gguf");
+    let text = stdout_ok(&[], &path);
+    assert!(text.contains("[tl1-arm-only]"), "{text}");
+    assert!(text.contains("only in its ARM builds"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let tq = dir.path().join("tq.gguf");
+    write_upstream_tq(&tq, Some(("bitnet.hidden_act", "silu")));
+    assert!(!has_code(&tq, "tl1-arm-only"));
 }
 
 #[test]

@@ -168,3 +168,80 @@ fn streaming_decode_holds_back_partial_characters() {
     assert_eq!(stream.push(byte_f0), "");
     assert_eq!(stream.finish(), "\u{FFFD}");
 }
+
+/// Tokenizer metadata converted from a checkpoint directory holding only `model` as its
+/// SentencePiece `tokenizer.model`.
+fn convert_spm(model: &str, vocab_size: usize) -> Tokenizer {
+    use bitnet_tools::convert::tokenizer_meta::{tokenizer_metadata, TokenizerInputs};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/spm")
+            .join(model),
+        dir.path().join("tokenizer.model"),
+    )
+    .unwrap();
+    let converted = tokenizer_metadata(&TokenizerInputs {
+        dir: dir.path(),
+        vocab_size,
+        config_bos: None,
+        config_eos: None,
+        config_pad: None,
+        pre_override: None,
+    })
+    .unwrap();
+    let mut meta = bitnet_formats::Metadata::new();
+    meta.set("general.architecture", "llama");
+    for (k, v) in converted.entries {
+        meta.set(k, v);
+    }
+    assert_eq!(meta.get_str("tokenizer.ggml.model"), Some("llama"));
+    Tokenizer::from_gguf(&meta, "llama").expect("build tokenizer")
+}
+
+#[test]
+fn spm_only_checkpoint_converts_to_the_llama_vocab_llama_cpp_tests() {
+    let original = load("ggml-vocab-llama-spm.gguf");
+    let tok = convert_spm("llama-spm.model", 32000);
+    assert_eq!(tok.model_kind(), ModelKind::SentencePiece);
+    assert_eq!(tok.bos_id(), Some(1));
+    assert!(tok.add_bos_default());
+    let all = cases("ggml-vocab-llama-spm.gguf");
+    for (text, expected) in &all {
+        assert_eq!(
+            &tok.encode(text, false, false).unwrap(),
+            expected,
+            "{text:?}"
+        );
+        assert_eq!(&tok.decode(expected, false), text);
+    }
+    assert_eq!(tok.vocab_size(), original.vocab_size());
+}
+
+#[test]
+fn trained_spm_model_converts_and_tokenizes_as_sentencepiece() {
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spm/trained.cases.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // A model whose config declares more ids than the tokenizer has gets [PAD<id>] fillers.
+    let tok = convert_spm("trained.model", 640);
+    assert_eq!(tok.vocab_size(), 640);
+    for case in cases.as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let expected: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            tok.encode(text, false, false).unwrap(),
+            expected,
+            "{text:?}"
+        );
+    }
+}

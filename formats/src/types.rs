@@ -31,6 +31,44 @@ impl Dialect {
     pub fn is_bitnet(self) -> bool {
         !matches!(self, Dialect::Upstream)
     }
+
+    /// Parses a `--dialect` value (the names [`Dialect::name`] prints).
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Dialect::ALL
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The dialect writers use when none is asked for, by the type of the projection weights:
+    /// upstream's low-bit types (TQ1_0, TQ2_0, Q1_0, Q2_0) are read by upstream llama.cpp and
+    /// Ollama, so their files take upstream's numbering and architecture names; everything
+    /// else takes the current bitnet.cpp's (TL2 = 42).
+    pub fn default_for(weights: TensorType) -> Dialect {
+        match weights {
+            TensorType::TQ1_0 | TensorType::TQ2_0 | TensorType::Q1_0 | TensorType::Q2_0 => {
+                Dialect::Upstream
+            }
+            _ => Dialect::Bitnet,
+        }
+    }
+
+    /// Why a file of this dialect cannot hold `ty`, naming the type to use instead; `None`
+    /// when `ty` has an id here. Writers check this before they start.
+    pub fn refusal(self, ty: TensorType) -> Option<String> {
+        if ty.id(self).is_some() {
+            return None;
+        }
+        let instead = match (self, ty.is_ternary() || ty.is_bitnet_only()) {
+            (Dialect::Upstream, true) => {
+                "; upstream llama.cpp and Ollama read ternary weights as tq2_0 or tq1_0"
+            }
+            (_, true) => "; use i2_s, or --dialect bitnet for tl2",
+            _ => "",
+        };
+        Some(format!(
+            "type {ty} has no id in the {self} dialect{instead}"
+        ))
+    }
 }
 
 impl fmt::Display for Dialect {
@@ -309,6 +347,21 @@ mod tests {
             Some(TensorType::Q2_0)
         );
         assert_eq!(TensorType::from_id(40, Dialect::Bitnet2024), None);
+    }
+
+    #[test]
+    fn writers_refuse_types_a_dialect_cannot_number() {
+        let msg = Dialect::Upstream.refusal(TensorType::I2_S).unwrap();
+        assert!(msg.contains("I2_S") && msg.contains("tq2_0"), "{msg}");
+        assert!(Dialect::Upstream.refusal(TensorType::TL2).is_some());
+        assert!(Dialect::Upstream.refusal(TensorType::TQ2_0).is_none());
+        assert_eq!(TensorType::TL2.id(Dialect::Bitnet2024), Some(39));
+        assert_eq!(TensorType::TL2.id(Dialect::Bitnet), Some(42));
+        assert_eq!(Dialect::from_name("bitnet-2024"), Some(Dialect::Bitnet2024));
+        assert_eq!(Dialect::from_name("ollama"), None);
+        assert_eq!(Dialect::default_for(TensorType::TQ1_0), Dialect::Upstream);
+        assert_eq!(Dialect::default_for(TensorType::Q2_0), Dialect::Upstream);
+        assert_eq!(Dialect::default_for(TensorType::F16), Dialect::Bitnet);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_formats::TensorType;
+use bitnet_formats::{Dialect, TensorType};
 use bitnet_tools::convert::{self, ConvertOptions, Progress, WeightType};
 
 #[derive(clap::Args)]
@@ -35,6 +35,16 @@ pub struct ConvertArgs {
     /// Overwrite OUT.gguf if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Type ids and architecture names of the output: upstream (llama.cpp / Ollama: `bitnet`,
+    /// TQ types; refuses i2_s/tl*), bitnet (bitnet.cpp: TL2 = 42), bitnet-2024 (the 2024 fork:
+    /// TL2 = 39). Default: upstream for tq1_0/tq2_0, bitnet otherwise.
+    #[arg(long, value_parser = parse_dialect)]
+    pub dialect: Option<Dialect>,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    Dialect::from_name(s)
+        .ok_or_else(|| format!("unknown dialect {s:?}; choose upstream, bitnet or bitnet-2024"))
 }
 
 fn parse_weight_type(s: &str) -> Result<WeightType, String> {
@@ -60,6 +70,7 @@ pub fn main(args: ConvertArgs) -> anyhow::Result<()> {
         name: args.name,
         force: args.force,
         tokenizer_pre: args.tokenizer_pre,
+        dialect: args.dialect,
     };
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_formats::TensorType;
+use bitnet_formats::{Dialect, TensorType};
 use bitnet_tools::quantize::{self, Progress, QuantizeOptions, Target, TensorAction};
 
 #[derive(clap::Args)]
@@ -29,6 +29,16 @@ pub struct QuantizeArgs {
     /// Overwrite OUT.gguf if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Type ids and architecture names of the output: upstream (llama.cpp / Ollama: `bitnet`,
+    /// TQ types; refuses i2_s/tl*), bitnet (bitnet.cpp: TL2 = 42), bitnet-2024 (the 2024 fork:
+    /// TL2 = 39). Default: upstream for tq1_0/tq2_0, bitnet otherwise.
+    #[arg(long, value_parser = parse_dialect)]
+    pub dialect: Option<Dialect>,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    Dialect::from_name(s)
+        .ok_or_else(|| format!("unknown dialect {s:?}; choose upstream, bitnet or bitnet-2024"))
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -52,6 +62,7 @@ pub fn main(args: QuantizeArgs) -> anyhow::Result<()> {
         embed_type: args.embed_type,
         output_type: args.output_type,
         force: args.force,
+        dialect: args.dialect,
     };
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();

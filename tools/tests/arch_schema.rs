@@ -83,6 +83,7 @@ fn dummy_models_hold_exactly_the_schema_tensors() {
             ty: ty.into(),
             output: output.clone(),
             seed: 3,
+            dialect: None,
         })
         .unwrap();
         assert!(
@@ -103,6 +104,7 @@ fn dummy_rejects_unknown_shapes_and_types_before_writing() {
         ty: ty.into(),
         output: output.clone(),
         seed: 1,
+        dialect: None,
     };
     let e = write_dummy(&opts("13b", "i2_s")).unwrap_err();
     assert!(matches!(e, DummyError::UnknownShape(_)), "{e}");

@@ -20,12 +20,15 @@ pub enum HParam {
     RmsEpsilon,
     /// Read only by architectures whose activation is [`super::ActivationRule::FromKey`].
     HiddenAct,
+    /// Upstream gguf-py's spelling of the same key (`add_hidden_act`); writers set both, readers
+    /// prefer `hidden_act`.
+    HiddenActivation,
     RopeScalingType,
     RopeScalingFactor,
 }
 
 impl HParam {
-    pub const ALL: [HParam; 14] = [
+    pub const ALL: [HParam; 15] = [
         HParam::VocabSize,
         HParam::ContextLength,
         HParam::EmbeddingLength,
@@ -38,6 +41,7 @@ impl HParam {
         HParam::RopeFreqBase,
         HParam::RmsEpsilon,
         HParam::HiddenAct,
+        HParam::HiddenActivation,
         HParam::RopeScalingType,
         HParam::RopeScalingFactor,
     ];
@@ -56,6 +60,7 @@ impl HParam {
             HParam::RopeFreqBase => "rope.freq_base",
             HParam::RmsEpsilon => "attention.layer_norm_rms_epsilon",
             HParam::HiddenAct => "hidden_act",
+            HParam::HiddenActivation => "hidden_activation",
             HParam::RopeScalingType => "rope.scaling.type",
             HParam::RopeScalingFactor => "rope.scaling.factor",
         }

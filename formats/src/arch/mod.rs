@@ -11,6 +11,8 @@ mod tensors;
 
 use std::fmt;
 
+use crate::types::Dialect;
+
 pub use hparams::HParam;
 pub use tensors::{
     is_ternary_projection, parse_layer_name, Dim, Dims, Role, TensorSpec, ATTN_K, ATTN_NORM,
@@ -26,7 +28,8 @@ pub enum Arch {
     /// The early 2B checkpoint; same graph as `bitnet-b1.58`.
     Bitnet25,
     /// 1bitLLM (and upstream llama.cpp's name for all BitNets): sub-norms, NEOX RoPE,
-    /// activation from `bitnet.hidden_act`, SiLU when absent.
+    /// activation from `bitnet.hidden_act` (or upstream's `bitnet.hidden_activation`), SiLU
+    /// when both are absent. Upstream llama.cpp itself always computes SiLU for `bitnet`.
     Bitnet,
     /// Llama-1.58 models (HF1BitLLM, Falcon3-1.58): plain LLaMA graph with permuted q/k
     /// (normal RoPE), SiLU, no sub-norms, separate head.
@@ -51,6 +54,19 @@ impl Activation {
         }
     }
 
+    /// The keys writers record for this activation in an `arch_name` file: our
+    /// `{arch}.hidden_act`, and where the architecture takes its activation from keys (`bitnet`)
+    /// also upstream gguf-py's `{arch}.hidden_activation` with the same value.
+    pub fn metadata(self, arch_name: &str) -> Vec<(String, &'static str)> {
+        let keyed = Arch::from_name(arch_name)
+            .is_ok_and(|a| matches!(a.spec().activation, ActivationRule::FromKey { .. }));
+        let mut keys = vec![(HParam::HiddenAct.key(arch_name), self.name())];
+        if keyed {
+            keys.push((HParam::HiddenActivation.key(arch_name), self.name()));
+        }
+        keys
+    }
+
     /// Reads a `hidden_act` value, accepting the aliases Hugging Face configs use.
     pub fn from_name(name: &str) -> Option<Activation> {
         match name {
@@ -66,7 +82,8 @@ impl Activation {
 pub enum ActivationRule {
     /// Implied by the architecture name; `hidden_act` is not read.
     Fixed(Activation),
-    /// Read from `{arch}.hidden_act`, with this default when the key is absent.
+    /// Read from `{arch}.hidden_act`, else `{arch}.hidden_activation`, with this default when
+    /// both are absent.
     FromKey { default: Activation },
 }
 
@@ -190,6 +207,16 @@ impl Arch {
         self.spec().upstream_name
     }
 
+    /// `general.architecture` for a file written in `dialect`: upstream llama.cpp knows every
+    /// BitNet graph as `bitnet`; both bitnet.cpp generations know our names (the 2024 fork
+    /// registers `bitnet`, `bitnet-25` and `bitnet-b1.58`, as the current one does).
+    pub const fn name_in(self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Upstream => self.upstream_name(),
+            Dialect::Bitnet | Dialect::Bitnet2024 => self.name(),
+        }
+    }
+
     /// BitNet graphs normalise the attention output and the FFN product before the output
     /// projections.
     pub const fn has_sub_norms(self) -> bool {
@@ -281,5 +308,16 @@ mod tests {
         assert_eq!(all[all.len() - 2], "output_norm.weight");
         assert_eq!(all[all.len() - 1], "output.weight");
         assert_eq!(Arch::Bitnet.tensors(1, false).count(), 11 + 2);
+    }
+
+    #[test]
+    fn upstream_knows_every_bitnet_graph_as_bitnet() {
+        assert_eq!(Arch::BitnetB158.name_in(Dialect::Upstream), "bitnet");
+        assert_eq!(
+            Arch::BitnetB158.name_in(Dialect::Bitnet2024),
+            "bitnet-b1.58"
+        );
+        assert_eq!(Arch::BitnetB158.name_in(Dialect::Bitnet), "bitnet-b1.58");
+        assert_eq!(Arch::Llama.name_in(Dialect::Upstream), "llama");
     }
 }

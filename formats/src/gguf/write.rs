@@ -131,12 +131,9 @@ impl<'a> GgufWriter<'a> {
                 },
             )
         };
-        let raw_type = ty.id(self.dialect).ok_or_else(|| {
-            bad(format!(
-                "type {ty} has no id in the {} dialect",
-                self.dialect
-            ))
-        })?;
+        let Some(raw_type) = ty.id(self.dialect) else {
+            return Err(bad(self.dialect.refusal(ty).unwrap_or_default()));
+        };
         let nbytes = ty
             .nbytes(ne)
             .ok_or_else(|| bad(format!("type {ty} cannot hold shape {ne:?}")))?;

@@ -405,6 +405,7 @@ mod tests {
             ty: ty.into(),
             output: out.clone(),
             seed: 3,
+            dialect: None,
         })
         .unwrap();
         out

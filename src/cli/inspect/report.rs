@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use bitnet_formats::arch::Arch;
+use bitnet_formats::arch::{Activation, Arch, HParam};
 use bitnet_formats::gguf::BITNET_ARCHITECTURES;
 use bitnet_formats::{GgufFile, Metadata, TensorType};
 
@@ -239,16 +239,13 @@ fn warnings(file: &GgufFile, tok: Option<&TokenizerSummary>) -> Vec<Warning> {
             });
         }
     }
-    if arch == Some(Arch::Bitnet.name())
-        && (has(TensorType::TQ1_0) || has(TensorType::TQ2_0))
-        && !meta.contains("bitnet.hidden_act")
-    {
+    out.extend(activation_warnings(file, arch));
+    if has(TensorType::TL1) {
         out.push(Warning {
-            code: "missing-activation-key",
-            message:
-                "architecture `bitnet` with TQ tensors but no bitnet.hidden_act: upstream \
-                      llama.cpp then uses SiLU, which is wrong for 2B4T-style models (squared ReLU)"
-                    .into(),
+            code: "tl1-arm-only",
+            message: "TL1 tensors: bitnet.cpp has TL1 kernels only in its ARM builds; an x86 \
+                      build of bitnet.cpp crashes on this file (bitnet-gguf runs it everywhere)"
+                .into(),
         });
     }
     if has(TensorType::I2_S) && !meta.contains(I2S_LAYOUT_KEY) {
@@ -288,6 +285,42 @@ fn warnings(file: &GgufFile, tok: Option<&TokenizerSummary>) -> Vec<Warning> {
         });
     }
     out
+}
+
+/// What upstream llama.cpp does with the activation of a `bitnet` file: its `bitnet` graph
+/// always computes SiLU (no key selects anything else), so a squared-ReLU model gives wrong text
+/// there; and a file without any activation key is read as SiLU by every reader.
+fn activation_warnings(file: &GgufFile, arch: Option<&str>) -> Vec<Warning> {
+    if arch != Some(Arch::Bitnet.name()) {
+        return Vec::new();
+    }
+    let meta = file.metadata();
+    let keys = [HParam::HiddenAct, HParam::HiddenActivation].map(|hp| hp.key(arch.unwrap_or("")));
+    let act = keys.iter().find_map(|k| meta.get_str(k));
+    let upstream_loadable = !file.tensors().iter().any(|t| t.ty.is_bitnet_only());
+    let has_tq = file
+        .tensors()
+        .iter()
+        .any(|t| matches!(t.ty, TensorType::TQ1_0 | TensorType::TQ2_0));
+    match act.and_then(Activation::from_name) {
+        Some(Activation::Relu2) if upstream_loadable => vec![Warning {
+            code: "upstream-computes-silu",
+            message: "squared-ReLU model under upstream's `bitnet` architecture: upstream \
+                      llama.cpp (and engines built on it, such as Ollama) computes SiLU for this \
+                      architecture whatever bitnet.hidden_act / bitnet.hidden_activation say, and \
+                      will produce wrong text; `bitnet-gguf serve` serves this file over the \
+                      Ollama API correctly"
+                .into(),
+        }],
+        None if act.is_none() && has_tq => vec![Warning {
+            code: "missing-activation-key",
+            message: "architecture `bitnet` without bitnet.hidden_act or \
+                      bitnet.hidden_activation: readers assume SiLU, which is wrong for \
+                      2B4T-style models (squared ReLU)"
+                .into(),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 pub fn analyse(file: &GgufFile) -> Report {

@@ -128,11 +128,15 @@ impl Keys<'_> {
         match rule {
             ActivationRule::Fixed(a) => Ok(a),
             ActivationRule::FromKey { default } => {
-                match self.meta.get_str(&self.key(HParam::HiddenAct)) {
+                // Ours first; upstream gguf-py's key when a file has only that one.
+                let found = [HParam::HiddenAct, HParam::HiddenActivation]
+                    .into_iter()
+                    .find_map(|hp| Some((hp, self.meta.get_str(&self.key(hp))?)));
+                match found {
                     None => Ok(default),
-                    Some(name) => {
+                    Some((hp, name)) => {
                         Activation::from_name(name).ok_or_else(|| ConfigError::BadValue {
-                            key: self.key(HParam::HiddenAct),
+                            key: self.key(hp),
                             why: format!("activation '{name}' is not supported (silu, relu2)"),
                         })
                     }
@@ -404,5 +408,18 @@ mod tests {
             e.to_string(),
             "architecture 'mamba' is not supported (known: bitnet-b1.58, bitnet-25, bitnet, llama)"
         );
+    }
+
+    #[test]
+    fn bitnet_activation_comes_from_either_key_ours_first() {
+        let (meta, tensors) = model(Arch::Bitnet);
+        let act = |m: &Metadata| ModelConfig::from_gguf(m, &tensors).unwrap().activation;
+        assert_eq!(act(&meta), Activation::Silu);
+        let mut upstream_only = meta.clone();
+        upstream_only.set("bitnet.hidden_activation", "relu2");
+        assert_eq!(act(&upstream_only), Activation::Relu2);
+        let mut both = upstream_only.clone();
+        both.set("bitnet.hidden_act", "silu");
+        assert_eq!(act(&both), Activation::Silu);
     }
 }

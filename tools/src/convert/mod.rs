@@ -10,6 +10,7 @@ pub mod error;
 pub mod hf_config;
 pub mod payload;
 pub mod safetensors_input;
+pub mod spm;
 pub mod ternarise;
 pub mod tokenizer_meta;
 mod writer;

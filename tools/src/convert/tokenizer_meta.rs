@@ -18,6 +18,9 @@ const TOKEN_USER_DEFINED: i32 = 4;
 /// The Llama 3 pre-tokeniser regex, as `tokenizer.json` spells it (`llama-bpe` in llama.cpp).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Falcon-E vocabularies have 32,768 tokens, Falcon3's 131,072.
+const FALCON_E_MAX_VOCAB: usize = 65536;
+
 /// Everything the tokenizer files tell us, ready to be written.
 #[derive(Debug, Default)]
 pub struct TokenizerMetadata {
@@ -68,9 +71,15 @@ fn detect_pre(tok: &Json, vocab: &HashMap<String, u32>) -> Option<&'static str> 
         .and_then(|r| r.as_str());
     match (kinds.as_slice(), split_regex) {
         (["Split", "ByteLevel"], Some(re)) if re == LLAMA3_REGEX => {
-            // Falcon3 reuses the Llama 3 regex with its own vocabulary.
+            // Falcon3 reuses the Llama 3 regex with its own vocabulary (131k tokens); Falcon-E
+            // (Falcon Edge) shares it with a 32k vocabulary, which bitnet.cpp's converter names
+            // `falcon_e` (same pre-tokenizer as Llama 3 in its llama.cpp).
             if vocab.contains_key(">>TITLE<<") {
-                Some("falcon3")
+                Some(if vocab.len() <= FALCON_E_MAX_VOCAB {
+                    "falcon_e"
+                } else {
+                    "falcon3"
+                })
             } else {
                 Some("llama-bpe")
             }
@@ -230,12 +239,11 @@ fn read_merges(
 
 pub fn tokenizer_metadata(inp: &TokenizerInputs) -> Result<TokenizerMetadata, ConvertError> {
     let tok_path = inp.dir.join("tokenizer.json");
-    let tok = read_json(&tok_path)?.ok_or_else(|| ConvertError::MissingFile {
-        path: tok_path.clone(),
-        what: "tokenizer (SentencePiece-only checkpoints are not supported yet)",
-    })?;
     let cfg_path = inp.dir.join("tokenizer_config.json");
     let cfg = read_json(&cfg_path)?.unwrap_or(Json::Null);
+    let Some(tok) = read_json(&tok_path)? else {
+        return spm_metadata(inp, &cfg);
+    };
     let gen = read_json(&inp.dir.join("generation_config.json"))?.unwrap_or(Json::Null);
     let terr = |m: String| ConvertError::Tokenizer {
         path: tok_path.clone(),
@@ -355,6 +363,48 @@ pub fn tokenizer_metadata(inp: &TokenizerInputs) -> Result<TokenizerMetadata, Co
     })
 }
 
+/// A checkpoint with only a SentencePiece `tokenizer.model`: llama.cpp's `llama` vocabulary
+/// keys, `add_bos_token`/`add_eos_token` from `tokenizer_config.json` (SentencePiece's
+/// defaults, true and false, otherwise) and the chat template.
+fn spm_metadata(inp: &TokenizerInputs, cfg: &Json) -> Result<TokenizerMetadata, ConvertError> {
+    let model = inp.dir.join("tokenizer.model");
+    if !model.is_file() {
+        return Err(ConvertError::MissingFile {
+            path: inp.dir.join("tokenizer.json"),
+            what: "tokenizer (tokenizer.json or a SentencePiece tokenizer.model)",
+        });
+    }
+    let mut entries = super::spm::spm_entries(&model, inp.vocab_size)?;
+    let flag = |key: &str, default: bool| cfg.get(key).and_then(|b| b.as_bool()).unwrap_or(default);
+    entries.push((
+        "tokenizer.ggml.add_bos_token".into(),
+        Value::Bool(flag("add_bos_token", true)),
+    ));
+    entries.push((
+        "tokenizer.ggml.add_eos_token".into(),
+        Value::Bool(flag("add_eos_token", false)),
+    ));
+    let mut warnings = Vec::new();
+    let templates = chat_templates(inp.dir, cfg)?;
+    if templates.is_empty() {
+        warnings.push(
+            "no chat template in the checkpoint; chat falls back to the runtime default".into(),
+        );
+    }
+    for (name, template) in templates {
+        let key = match name {
+            None => "tokenizer.chat_template".to_owned(),
+            Some(n) => format!("tokenizer.chat_template.{n}"),
+        };
+        entries.push((key, Value::String(template)));
+    }
+    Ok(TokenizerMetadata {
+        entries,
+        warnings,
+        n_tokens: inp.vocab_size,
+    })
+}
+
 fn first_id(v: &Json) -> Option<u32> {
     match v {
         Json::Number(n) => n.as_u64().and_then(|i| u32::try_from(i).ok()),
@@ -406,6 +456,10 @@ mod tests {
         let gpt2: Json =
             serde_json::json!({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}});
         assert_eq!(detect_pre(&gpt2, &vocab), Some("gpt-2"));
+        let mut falcon: HashMap<String, u32> = HashMap::from([(">>TITLE<<".to_owned(), 0)]);
+        assert_eq!(detect_pre(&llama3, &falcon), Some("falcon_e"));
+        falcon.extend((1..70_000).map(|i| (format!("t{i}"), i)));
+        assert_eq!(detect_pre(&llama3, &falcon), Some("falcon3"));
         let other: Json = serde_json::json!({"pre_tokenizer": {"type": "Whitespace"}});
         assert_eq!(detect_pre(&other, &vocab), None);
     }

@@ -11,7 +11,7 @@ use bitnet_formats::{Dialect, GgufWriter, Metadata, TensorSource, TensorType, Va
 
 use super::arch::{plan_tensors, unused_tensors, PlannedTensor, TensorRole};
 use super::error::ConvertError;
-use super::hf_config::{HfConfig, ModelFamily};
+use super::hf_config::HfConfig;
 use super::payload::{float_payload, load_ternary, ternary_payload, WeightType};
 use super::safetensors_input::Checkpoint;
 use super::tokenizer_meta::{tokenizer_metadata, TokenizerInputs};
@@ -33,6 +33,9 @@ pub struct ConvertOptions {
     pub force: bool,
     /// llama.cpp pre-tokeniser name, when detection from `tokenizer.json` fails.
     pub tokenizer_pre: Option<String>,
+    /// Type ids and architecture names of the output (default: [`Dialect::default_for`] the
+    /// weight type).
+    pub dialect: Option<Dialect>,
 }
 
 impl ConvertOptions {
@@ -46,6 +49,7 @@ impl ConvertOptions {
             name: None,
             force: false,
             tokenizer_pre: None,
+            dialect: None,
         }
     }
 }
@@ -74,21 +78,13 @@ pub struct ConvertReport {
     pub warnings: Vec<String>,
 }
 
-/// The GGUF architecture string for a family in the dialect of an output type: bitnet.cpp
-/// names for I2_S/TL/float outputs, the names upstream llama.cpp knows for TQ outputs.
-pub fn architecture_name(family: ModelFamily, wt: WeightType) -> &'static str {
-    let arch = family.arch();
-    match wt {
-        WeightType::Tq1_0 | WeightType::Tq2_0 => arch.upstream_name(),
-        _ => arch.name(),
-    }
-}
-
-fn dialect_for(wt: WeightType) -> Dialect {
-    match wt {
-        WeightType::Tq1_0 | WeightType::Tq2_0 => Dialect::Upstream,
-        // TL2 gets the current fork's id (42), as `bitnet-gguf quantize` writes it.
-        _ => Dialect::Bitnet,
+/// The output dialect, refusing weight types it has no id for before any work is done.
+fn output_dialect(opts: &ConvertOptions) -> Result<Dialect, ConvertError> {
+    let wt = opts.weight_type.tensor_type();
+    let dialect = opts.dialect.unwrap_or_else(|| Dialect::default_for(wt));
+    match dialect.refusal(wt) {
+        Some(why) => Err(ConvertError::Options(format!("--type: {why}"))),
+        None => Ok(dialect),
     }
 }
 
@@ -142,10 +138,10 @@ pub fn convert(
         .map(|n| format!("checkpoint tensor {n} is not used"))
         .collect();
 
-    let dialect = dialect_for(wt);
+    let dialect = output_dialect(opts)?;
     let tl_tiles = check_ternary_shapes(&plan, wt)?;
 
-    let arch = architecture_name(cfg.family, wt);
+    let arch = cfg.family.arch().name_in(dialect);
     let name = model_name(opts);
 
     // Declared before the writer: its lazy tensors borrow it.
@@ -307,9 +303,11 @@ fn set_hyper_parameters(
     meta.set(k(HeadCountKv), Value::U32(cfg.num_kv_heads as u32));
     meta.set(k(RmsEpsilon), Value::F32(cfg.rms_norm_eps));
     meta.set(k(RopeFreqBase), Value::F32(cfg.rope_theta));
-    // Upstream llama.cpp's `bitnet` graph picks squared ReLU vs SiLU from this key (default
-    // SiLU); bitnet.cpp ignores it. We always write it so no reader has to guess.
-    meta.set(k(HiddenAct), Value::from(cfg.activation.name()));
+    // Our reader takes the `bitnet` graph's activation from these keys; bitnet.cpp names the
+    // graph instead, and upstream llama.cpp computes SiLU for `bitnet` whatever they say.
+    for (key, value) in cfg.activation.metadata(arch) {
+        meta.set(key, Value::from(value));
+    }
     if let Some(rs) = &cfg.rope_scaling {
         let kind = rs
             .get("type")

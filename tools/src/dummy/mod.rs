@@ -153,6 +153,8 @@ pub enum DummyError {
     UnknownType(String),
     #[error("writing {path}: {source}")]
     Write { path: PathBuf, source: GgufError },
+    #[error("--type: {0}")]
+    Dialect(String),
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +165,8 @@ pub struct DummyOptions {
     pub ty: String,
     pub output: PathBuf,
     pub seed: u64,
+    /// Type ids and architecture names (default: [`Dialect::default_for`] the type).
+    pub dialect: Option<Dialect>,
 }
 
 #[derive(Clone, Debug)]
@@ -193,11 +197,11 @@ pub fn write_dummy(opts: &DummyOptions) -> Result<DummyReport, DummyError> {
         path: opts.output.clone(),
         source,
     };
-    let mut w = GgufWriter::new(if ty.is_bitnet_only() {
-        Dialect::Bitnet
-    } else {
-        Dialect::Upstream
-    });
+    let dialect = opts.dialect.unwrap_or_else(|| Dialect::default_for(ty));
+    if let Some(why) = dialect.refusal(ty) {
+        return Err(DummyError::Dialect(why));
+    }
+    let mut w = GgufWriter::new(dialect);
     write_metadata(&mut w, &sh, ty, layout);
     let mut fallbacks = Vec::new();
     let dims = sh.dims();
@@ -227,19 +231,17 @@ pub fn write_dummy(opts: &DummyOptions) -> Result<DummyReport, DummyError> {
     })
 }
 
-/// Hyper-parameters, file type and tokenizer. TQ files go to upstream llama.cpp, which knows
-/// the 2B4T graph only as `bitnet` with its activation in a key (as `convert --type tq2_0`
-/// writes it), so they use the upstream name.
+/// Hyper-parameters, file type and tokenizer, with the architecture named as the writer's
+/// dialect knows it (upstream knows the 2B4T graph only as `bitnet`, as `convert --type tq2_0`
+/// writes it) and the activation in keys when the name no longer implies it.
 fn write_metadata(w: &mut GgufWriter, sh: &Shape, ty: TensorType, layout: Option<I2sLayout>) {
-    let a = if ty.is_bitnet_only() {
-        sh.arch.name()
-    } else {
-        sh.arch.upstream_name()
-    };
+    let a = sh.arch.name_in(w.dialect());
     w.set("general.architecture", a);
     if a != sh.arch.name() {
         if let bitnet_formats::arch::ActivationRule::Fixed(act) = sh.arch.spec().activation {
-            w.set(HParam::HiddenAct.key(a), act.name());
+            for (key, value) in act.metadata(a) {
+                w.set(key, value);
+            }
         }
     }
     w.set("general.name", sh.name);

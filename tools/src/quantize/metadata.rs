@@ -1,14 +1,20 @@
 //! Metadata changes for the output file: file type, quantisation version, our codec keys, and
 //! for TQ outputs the architecture name upstream llama.cpp / Ollama know.
 
-use bitnet_formats::arch::{ActivationRule, Arch, HParam};
+use bitnet_formats::arch::{Activation, ActivationRule, Arch, HParam};
 use bitnet_formats::codec::meta::{I2S_LAYOUT_KEY, TL_KEY_PREFIX};
-use bitnet_formats::{Metadata, Value};
+use bitnet_formats::{Dialect, Metadata, Value};
 
 use super::Target;
 
-/// Rewrites copied metadata for `target`; returns the output architecture.
-pub(crate) fn rewrite(meta: &mut Metadata, target: Target) -> Option<String> {
+/// Rewrites copied metadata for `target`; returns the output architecture. With `names`, the
+/// architecture takes its name in that dialect (upstream knows the 2B4T graph only as
+/// `bitnet`), and a graph whose activation the old name implied gets it written in keys.
+pub(crate) fn rewrite(
+    meta: &mut Metadata,
+    target: Target,
+    names: Option<Dialect>,
+) -> Option<String> {
     // Codec keys describe the input's tensors; the writer records the output's afresh.
     let stale: Vec<String> = meta
         .keys()
@@ -23,25 +29,26 @@ pub(crate) fn rewrite(meta: &mut Metadata, target: Target) -> Option<String> {
         meta.set("general.quantization_version", 2u32);
     }
     let arch = meta.get_str("general.architecture").map(str::to_string);
-    if target.is_upstream_low_bit() {
-        // Upstream knows the 2B4T graph only as `bitnet` with the activation in a key.
-        let renamed = arch
-            .as_deref()
-            .and_then(|a| Arch::from_name(a).ok())
-            .filter(|a| a.upstream_name() != a.name());
-        if let Some(a) = renamed {
-            let to = a.upstream_name();
-            *meta = rename_arch(meta, a.name(), to);
-            let act_key = HParam::HiddenAct.key(to);
-            if let ActivationRule::Fixed(act) = a.spec().activation {
-                if !meta.contains(&act_key) {
-                    meta.set(act_key, act.name());
-                }
-            }
-            return Some(to.to_string());
+    let known = arch.as_deref().and_then(|a| Arch::from_name(a).ok());
+    let (Some(a), Some(dialect)) = (known, names) else {
+        return arch;
+    };
+    let to = a.name_in(dialect);
+    if to != a.name() {
+        *meta = rename_arch(meta, a.name(), to);
+    }
+    let act = match a.spec().activation {
+        ActivationRule::Fixed(act) if to != a.name() => Some(act),
+        _ => [HParam::HiddenAct, HParam::HiddenActivation]
+            .iter()
+            .find_map(|hp| meta.get_str(&hp.key(to)).and_then(Activation::from_name)),
+    };
+    for (key, value) in act.iter().flat_map(|act| act.metadata(to)) {
+        if !meta.contains(&key) {
+            meta.set(key, value);
         }
     }
-    arch
+    Some(to.to_string())
 }
 
 /// A copy of `meta` with `general.architecture = to` and every `{from}.*` key moved to
@@ -76,12 +83,13 @@ mod tests {
         m.set("general.file_type", 40u32);
         m.set("bitnet.tl.blk.0.attn_q.weight.bm", 64u32);
         m.set(I2S_LAYOUT_KEY, "x86");
-        let arch = rewrite(&mut m, Target::Tq2_0);
+        let arch = rewrite(&mut m, Target::Tq2_0, Some(Dialect::Upstream));
         assert_eq!(arch.as_deref(), Some("bitnet"));
         assert_eq!(m.get_str("general.architecture"), Some("bitnet"));
         assert_eq!(m.get_u32("bitnet.block_count"), Some(30));
         assert!(!m.contains("bitnet-b1.58.block_count"));
         assert_eq!(m.get_str("bitnet.hidden_act"), Some("relu2"));
+        assert_eq!(m.get_str("bitnet.hidden_activation"), Some("relu2"));
         assert_eq!(m.get_u32("general.file_type"), Some(37));
         assert_eq!(m.get_u32("general.quantization_version"), Some(2));
         assert!(!m.contains(I2S_LAYOUT_KEY));
@@ -94,10 +102,27 @@ mod tests {
         let mut m = Metadata::new();
         m.set("general.architecture", "bitnet-b1.58");
         assert_eq!(
-            rewrite(&mut m, Target::I2s(Default::default())).as_deref(),
+            rewrite(&mut m, Target::I2s(Default::default()), None).as_deref(),
             Some("bitnet-b1.58")
         );
         assert_eq!(m.get_u32("general.file_type"), Some(40));
         assert!(!m.contains("bitnet.hidden_act"));
+    }
+
+    #[test]
+    fn upstream_f16_output_is_renamed_and_keeps_a_keyed_activation() {
+        let mut m = Metadata::new();
+        m.set("general.architecture", "bitnet-b1.58");
+        assert_eq!(
+            rewrite(&mut m, Target::F16, Some(Dialect::Upstream)).as_deref(),
+            Some("bitnet")
+        );
+        assert_eq!(m.get_str("bitnet.hidden_activation"), Some("relu2"));
+        // A file already named `bitnet` gains upstream's key beside ours.
+        let mut m = Metadata::new();
+        m.set("general.architecture", "bitnet");
+        m.set("bitnet.hidden_act", "silu");
+        rewrite(&mut m, Target::Tq1_0, Some(Dialect::Upstream));
+        assert_eq!(m.get_str("bitnet.hidden_activation"), Some("silu"));
     }
 }

@@ -68,13 +68,9 @@ impl Target {
         }
     }
 
-    /// bitnet.cpp types go to the bitnet dialect (TL2 = 42, the current fork's id); everything
-    /// else to the upstream numbering, which llama.cpp and Ollama read.
+    /// The dialect of the output when none is asked for ([`Dialect::default_for`]).
     pub fn dialect(self) -> Dialect {
-        match self {
-            Target::I2s(_) | Target::Tl1 | Target::Tl2 => Dialect::Bitnet,
-            _ => Dialect::Upstream,
-        }
+        Dialect::default_for(self.tensor_type())
     }
 
     /// `general.file_type`: the fork's LLAMA_FTYPE for I2_S (40), TL1 (38), TL2 (39);
@@ -94,11 +90,6 @@ impl Target {
 
     pub fn is_ternary(self) -> bool {
         self.tensor_type().is_ternary()
-    }
-
-    /// Types only upstream llama.cpp / Ollama read (the bitnet architecture name there).
-    pub fn is_upstream_low_bit(self) -> bool {
-        matches!(self, Target::Tq1_0 | Target::Tq2_0 | Target::Q2_0)
     }
 }
 
@@ -125,15 +116,28 @@ pub struct QuantizeOptions {
     pub output_type: Option<TensorType>,
     /// Overwrite an existing output file.
     pub force: bool,
+    /// Type ids and architecture names of the output; `None` keeps the input's architecture
+    /// name and takes [`Target::dialect`].
+    pub dialect: Option<Dialect>,
 }
 
 impl QuantizeOptions {
+    /// The output dialect, or why the target type cannot be written in the one asked for.
+    pub fn output_dialect(&self) -> Result<Dialect, String> {
+        let dialect = self.dialect.unwrap_or_else(|| self.target.dialect());
+        match dialect.refusal(self.target.tensor_type()) {
+            Some(why) => Err(format!("--type: {why}")),
+            None => Ok(dialect),
+        }
+    }
+
     pub fn new(target: Target) -> Self {
         QuantizeOptions {
             target,
             embed_type: None,
             output_type: None,
             force: false,
+            dialect: None,
         }
     }
 }
@@ -209,9 +213,19 @@ pub fn quantize_file(
         path: input.into(),
         source,
     })?;
-    let mut writer = GgufWriter::new(opts.target.dialect());
+    let dialect = opts
+        .output_dialect()
+        .map_err(|message| QuantizeError::Input {
+            path: output.into(),
+            message,
+        })?;
+    let mut writer = GgufWriter::new(dialect);
     *writer.metadata_mut() = file.metadata().clone();
-    let arch = metadata::rewrite(writer.metadata_mut(), opts.target);
+    // Without --dialect only upstream output is renamed, as before the option existed.
+    let names = opts
+        .dialect
+        .or((dialect == Dialect::Upstream).then_some(dialect));
+    let arch = metadata::rewrite(writer.metadata_mut(), opts.target, names);
 
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut report = QuantizeReport {
