@@ -83,7 +83,10 @@ fn one_log_line_per_request_without_text_and_metrics_by_route() {
         assert_eq!(f["status"], 200);
         assert_eq!(f["model"], "fake");
         // The templated prompt's bytes (one token each) in, the alphabet out.
-        assert!(f["tokens_in"].as_u64().unwrap() > secret.len() as u64, "{f}");
+        assert!(
+            f["tokens_in"].as_u64().unwrap() > secret.len() as u64,
+            "{f}"
+        );
         assert_eq!(f["tokens_out"], 26, "{f}");
         assert!(f["duration_ms"].as_f64().is_some(), "{f}");
     }

@@ -7,8 +7,8 @@ use std::path::Path;
 use bitnet_tools::convert::{self, ConvertOptions, WeightType};
 
 use super::create::{Base, CreateSpec};
-use super::pull::{self, PullEvent, PullOptions};
 use super::lease::Lease;
+use super::pull::{self, PullEvent, PullOptions};
 use super::{manifest, Store};
 use crate::serve::hub::{HubConfig, HubRef};
 

@@ -7,8 +7,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::create::{self, Base, CreateSpec};
 use super::blobs;
+use super::create::{self, Base, CreateSpec};
 use super::lease::{commit_temp, Lease};
 use super::{manifest, ModelName, Store};
 use crate::serve::hub::{cache, download, FileMeta, Hub, HubConfig, HubRef, RepoInfo};
@@ -282,7 +282,8 @@ fn pull_checkpoint(
     events(PullEvent::Status("verifying sha256 digest"));
     events(PullEvent::Status(&format!("converting to {weight_type}")));
     let model = repo.rsplit('/').next().unwrap_or(repo).to_string();
-    let digest = super::checkpoint::convert_into_store(lease, store, &ckpt, &weight_type, Some(model))?;
+    let digest =
+        super::checkpoint::convert_into_store(lease, store, &ckpt, &weight_type, Some(model))?;
     finish(store, name, &digest, events)?;
     let _ = fs::remove_dir_all(&ckpt);
     for f in owned_files {
@@ -320,7 +321,16 @@ pub fn pull(
         );
     }
     match pick_gguf(&info.files, hub_ref.tag.as_deref(), &hub_ref.repo)? {
-        Some(file) => pull_gguf(&lease, &hub, store, name, &hub_ref.repo, &info, file, events),
+        Some(file) => pull_gguf(
+            &lease,
+            &hub,
+            store,
+            name,
+            &hub_ref.repo,
+            &info,
+            file,
+            events,
+        ),
         None => pull_checkpoint(&lease, &hub, store, name, &hub_ref, &info, opts, events),
     }
 }
