@@ -228,6 +228,27 @@ fn chat_stop_strings_and_options() {
     assert!(ps["models"][0]["expires_at"].is_string());
 }
 
+/// `/api/ps` reports the weights plus the KV cache actually written (the fake model: a
+/// 1000-byte file, 10 bytes of cache per token), not the whole context of every slot.
+#[test]
+fn ps_size_counts_the_cache_written_not_the_context() {
+    let s = start(4, 16, Duration::ZERO);
+    let size = || {
+        let ps = request(&s.addr, "GET", "/api/ps", None)
+            .unwrap()
+            .json()
+            .unwrap();
+        ps["models"][0]["size"].as_u64().unwrap()
+    };
+    assert_eq!(size(), 1000);
+    let body = json!({"model": "fake", "prompt": "x.", "raw": true, "stream": false,
+                      "options": {"num_predict": 3}});
+    let v = post_json(&s.addr, "/api/generate", &body).unwrap();
+    assert_eq!(v.status, 200, "{}", v.text());
+    let kv = size() - 1000;
+    assert!(kv % 10 == 0 && (30..=60).contains(&kv), "{kv} bytes of KV");
+}
+
 #[test]
 fn a_zero_token_limit_generates_nothing() {
     let s = start(1, 16, Duration::ZERO);

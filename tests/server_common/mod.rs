@@ -147,6 +147,8 @@ pub fn fake_loader(step_delay: Duration) -> Loader {
             architecture: "fake".into(),
             n_ctx_train: 512,
             n_vocab: 259,
+            file_size: 1000,
+            kv_bytes_per_token: 10,
             ..Default::default()
         };
         let cfg = SchedConfig {
