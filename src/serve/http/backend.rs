@@ -14,7 +14,8 @@ pub struct ModelMeta {
     pub n_embd: usize,
     pub n_vocab: usize,
     pub n_params: u64,
-    /// Bytes of the weights file (resident size reported by `/api/ps` adds the KV caches).
+    /// Bytes of the weights file (the size `/api/ps` reports adds the KV cache the slots
+    /// have written).
     pub file_size: u64,
     /// Bytes of KV cache per token of context (all layers, K and V).
     pub kv_bytes_per_token: u64,
@@ -58,6 +59,10 @@ pub trait Backend: TextModel + 'static {
     fn new_seq(&self, n_ctx: usize) -> Self::Seq<'_>;
     /// Tokens currently held in the sequence's cache.
     fn seq_tokens<'a>(&'a self, seq: &Self::Seq<'a>) -> Vec<u32>;
+    /// How many tokens the sequence's cache holds.
+    fn seq_len<'a>(&'a self, seq: &Self::Seq<'a>) -> usize {
+        self.seq_tokens(seq).len()
+    }
     fn truncate<'a>(&'a self, seq: &mut Self::Seq<'a>, n: usize);
     /// Appends tokens; returns the logits of the last one.
     fn forward<'a>(&'a self, seq: &mut Self::Seq<'a>, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;

@@ -126,6 +126,9 @@ impl Backend for EngineBackend {
     fn seq_tokens<'a>(&'a self, seq: &Session<'a>) -> Vec<u32> {
         seq.tokens().to_vec()
     }
+    fn seq_len<'a>(&'a self, seq: &Session<'a>) -> usize {
+        seq.tokens().len()
+    }
     fn truncate<'a>(&'a self, seq: &mut Session<'a>, n: usize) {
         seq.truncate(n)
     }

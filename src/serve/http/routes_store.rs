@@ -170,7 +170,7 @@ pub async fn ps(State(state): State<SharedState>) -> Response {
         .iter()
         .map(|m| {
             let meta = m.handle.text.meta();
-            let kv = meta.kv_bytes_per_token * (m.handle.config.n_ctx * m.handle.config.n_slots) as u64;
+            let kv = meta.kv_bytes_per_token * m.handle.kv_tokens() as u64;
             let expires = m.expires.map(rfc3339).unwrap_or_else(|| "2318-01-01T00:00:00Z".into());
             let details = match &m.entry {
                 Some(e) => details(e),

@@ -78,6 +78,7 @@ pub struct WorkerHandle {
     pub config: SchedConfig,
     queued: Arc<AtomicUsize>,
     busy: Arc<AtomicUsize>,
+    kv_tokens: Arc<AtomicUsize>,
 }
 
 impl WorkerHandle {
@@ -101,6 +102,13 @@ impl WorkerHandle {
             .map_err(|_| anyhow::anyhow!("model was unloaded"))?
     }
 
+    /// Context positions whose KV cache memory the slots have written so far (the caches are
+    /// allocated zeroed and untouched pages cost nothing, so this, not the context size, is
+    /// what the caches occupy).
+    pub fn kv_tokens(&self) -> usize {
+        self.kv_tokens.load(Ordering::Relaxed)
+    }
+
     /// Requests holding a slot or waiting for one.
     pub fn in_flight(&self) -> usize {
         self.queued.load(Ordering::SeqCst) + self.busy.load(Ordering::SeqCst)
@@ -115,12 +123,14 @@ pub fn spawn<B: Backend>(
     let (tx, rx) = std_mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicUsize::new(0));
+    let kv_tokens = Arc::new(AtomicUsize::new(0));
     let handle = WorkerHandle {
         tx,
         text: backend.clone() as Arc<dyn TextModel>,
         config,
         queued: queued.clone(),
         busy: busy.clone(),
+        kv_tokens: kv_tokens.clone(),
     };
     std::thread::Builder::new()
         .name("bitnet-scheduler".into())
@@ -131,6 +141,7 @@ pub fn spawn<B: Backend>(
                 metrics,
                 queued,
                 busy,
+                kv_tokens,
                 slots: Vec::new(),
                 pending: VecDeque::new(),
             };
@@ -155,6 +166,8 @@ struct Active<'a> {
 struct Slot<'a, B: Backend> {
     seq: Option<B::Seq<'a>>,
     active: Option<Active<'a>>,
+    /// The longest the sequence has been: its cache's pages up to there are written.
+    kv_high: usize,
 }
 
 struct Worker<'a, B: Backend> {
@@ -163,6 +176,7 @@ struct Worker<'a, B: Backend> {
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
     busy: Arc<AtomicUsize>,
+    kv_tokens: Arc<AtomicUsize>,
     slots: Vec<Slot<'a, B>>,
     pending: VecDeque<GenRequest>,
 }
@@ -173,6 +187,7 @@ impl<'a, B: Backend> Worker<'a, B> {
             .map(|_| Slot {
                 seq: None,
                 active: None,
+                kv_high: 0,
             })
             .collect();
         let mut open = true;
@@ -228,7 +243,17 @@ impl<'a, B: Backend> Worker<'a, B> {
         }
     }
 
-    fn sync_gauges(&self) {
+    fn sync_gauges(&mut self) {
+        let b = self.b;
+        let mut kv = 0;
+        for slot in &mut self.slots {
+            slot.kv_high = match &slot.seq {
+                Some(seq) => slot.kv_high.max(b.seq_len(seq)),
+                None => 0,
+            };
+            kv += slot.kv_high;
+        }
+        self.kv_tokens.store(kv, Ordering::Relaxed);
         let busy = self.slots.iter().filter(|s| s.active.is_some()).count();
         self.busy.store(busy, Ordering::SeqCst);
         self.metrics
