@@ -118,6 +118,7 @@ pub fn load_ternary(
             cols,
             codes,
             scale,
+            negative_zeros: Vec::new(),
         }
     } else {
         let w = view.to_f32()?;
@@ -128,6 +129,9 @@ pub fn load_ternary(
     } = t.role
     {
         tern.codes = permute_rows_llama(&tern.codes, rows, cols, heads);
+        if !tern.negative_zeros.is_empty() {
+            tern.negative_zeros = permute_rows_llama(&tern.negative_zeros, rows, cols, heads);
+        }
     }
     Ok(tern)
 }
@@ -139,6 +143,7 @@ pub fn ternary_payload(tern: Ternary, wt: WeightType, name: &str) -> Result<Vec<
         cols,
         codes,
         scale,
+        negative_zeros,
     } = tern;
     match wt.ternary_format(rows, cols)? {
         Some(fmt) => {
@@ -157,7 +162,12 @@ pub fn ternary_payload(tern: Ternary, wt: WeightType, name: &str) -> Result<Vec<
             codec::encode_ternary(&fmt, &t).map_err(err)
         }
         None => {
-            let values: Vec<f32> = codes.par_iter().map(|&c| c as f32 * scale).collect();
+            let mut values: Vec<f32> = codes.par_iter().map(|&c| c as f32 * scale).collect();
+            // bitnet.cpp's converter stores `round(W·s)/s`, which is -0.0 for a negative latent
+            // weight rounded to zero; keep those bits.
+            for (v, _) in values.iter_mut().zip(&negative_zeros).filter(|(_, &nz)| nz) {
+                *v = -0.0;
+            }
             Ok(floats_to_bytes(&values, wt.tensor_type()))
         }
     }
@@ -284,6 +294,23 @@ pub fn float_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_outputs_keep_negative_zeros() {
+        let tern = absmean_ternarise(&[-0.4, 0.4, -3.0, 3.0], 1, 4);
+        for wt in [WeightType::F32, WeightType::F16] {
+            let bytes = ternary_payload(tern.clone(), wt, "w").unwrap();
+            let signs: Vec<bool> = if wt == WeightType::F32 {
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()).is_sign_negative())
+                    .collect()
+            } else {
+                bytes.chunks_exact(2).map(|c| c[1] & 0x80 != 0).collect()
+            };
+            assert_eq!(signs, vec![true, false, true, false], "{wt:?}");
+        }
+    }
 
     #[test]
     fn parallel_encoding_matches_the_codec_byte_for_byte() {

@@ -17,6 +17,10 @@ pub struct Ternary {
     pub cols: usize,
     pub codes: Vec<i8>,
     pub scale: f32,
+    /// Per element, whether the weight the model computes with is `-0.0` (a negative latent
+    /// weight rounded to zero, as `round` keeps the sign); empty when the source has no sign
+    /// for zeros (packed checkpoints). Only float outputs can store it.
+    pub negative_zeros: Vec<bool>,
 }
 
 /// Sum of |w| in f64 over fixed-size chunks, added in chunk order: deterministic whatever the
@@ -45,12 +49,16 @@ pub fn absmean_ternarise(w: &[f32], rows: usize, cols: usize) -> Ternary {
     let m = mean.max(1e-5);
     let s = 1.0f32 / m;
     let mut codes = vec![0i8; w.len()];
+    let mut negative_zeros = vec![false; w.len()];
     codes
         .par_chunks_mut(1 << 16)
+        .zip(negative_zeros.par_chunks_mut(1 << 16))
         .zip(w.par_chunks(1 << 16))
-        .for_each(|(c, x)| {
-            for (c, &x) in c.iter_mut().zip(x) {
-                *c = (x * s).round_ties_even().clamp(-1.0, 1.0) as i8;
+        .for_each(|((c, nz), x)| {
+            for ((c, nz), &x) in c.iter_mut().zip(nz).zip(x) {
+                let t = (x * s).round_ties_even().clamp(-1.0, 1.0);
+                *c = t as i8;
+                *nz = t == 0.0 && t.is_sign_negative();
             }
         });
     Ternary {
@@ -58,6 +66,7 @@ pub fn absmean_ternarise(w: &[f32], rows: usize, cols: usize) -> Ternary {
         cols,
         codes,
         scale: 1.0f32 / s,
+        negative_zeros,
     }
 }
 
@@ -160,7 +169,19 @@ mod tests {
         // mean|w| = (0.5 + 1.5 + 0 + 2)/4 = 1.0 → codes round(w/1) clamped.
         let t = absmean_ternarise(&[0.5, -1.5, 0.0, 2.0], 2, 2);
         assert_eq!(t.codes, vec![0, -1, 0, 1]); // 0.5 rounds to even (0)
+        assert_eq!(t.negative_zeros, vec![false; 4]);
         assert_eq!(t.scale, 1.0);
+    }
+
+    #[test]
+    fn negative_latent_weights_rounded_to_zero_keep_their_sign() {
+        // mean|w| = 1: -0.4 and -0.5 round to -0.0, -0.0 stays -0.0, 0.4 to +0.0.
+        let t = absmean_ternarise(&[-0.4, -0.5, -0.0, 0.4, -3.1, 2.5, 0.1, 0.1], 2, 4);
+        assert_eq!(t.codes, vec![0, 0, 0, 0, -1, 1, 0, 0]);
+        assert_eq!(
+            t.negative_zeros,
+            vec![true, true, true, false, false, false, false, false]
+        );
     }
 
     #[test]
