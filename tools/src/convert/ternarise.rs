@@ -175,9 +175,10 @@ mod tests {
 
     #[test]
     fn negative_latent_weights_rounded_to_zero_keep_their_sign() {
-        // mean|w| = 1: -0.4 and -0.5 round to -0.0, -0.0 stays -0.0, 0.4 to +0.0.
-        let t = absmean_ternarise(&[-0.4, -0.5, -0.0, 0.4, -3.1, 2.5, 0.1, 0.1], 2, 4);
-        assert_eq!(t.codes, vec![0, 0, 0, 0, -1, 1, 0, 0]);
+        // mean|w| = 8/8 = 1 exactly: -0.25 and -0.5 (ties to even) round to -0.0, -0.0 stays
+        // -0.0, 0.25 and 0.5 round to +0.0.
+        let t = absmean_ternarise(&[-0.25, -0.5, -0.0, 0.25, -3.0, 2.5, 0.5, 1.0], 2, 4);
+        assert_eq!(t.codes, vec![0, 0, 0, 0, -1, 1, 0, 1]);
         assert_eq!(
             t.negative_zeros,
             vec![true, true, true, false, false, false, false, false]
