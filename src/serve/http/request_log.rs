@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::State;
 use axum::http::Request;
 use axum::middleware::Next;
@@ -134,6 +134,12 @@ pub async fn log_requests(
         t0,
     };
     let (parts, body) = resp.into_parts();
+    if body.size_hint().exact().is_some() {
+        // A body of known size is already complete: log now and keep its Content-Length
+        // (a wrapped stream would be sent chunked, which HEAD replies and some clients mind).
+        drop(guard);
+        return Response::from_parts(parts, body);
+    }
     let body = body.into_data_stream().map(move |chunk| {
         let _ = &guard;
         chunk
