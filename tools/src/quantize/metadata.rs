@@ -24,9 +24,17 @@ pub(crate) fn rewrite(
     for k in stale {
         meta.remove(&k);
     }
-    meta.set("general.file_type", target.file_type());
-    if target.is_ternary() || target == Target::Q2_0 {
+    if names == Some(Dialect::Upstream) {
+        // llama-quantize sets both keys last, in this order, whatever the type: the same bytes.
+        meta.remove("general.quantization_version");
+        meta.remove("general.file_type");
         meta.set("general.quantization_version", 2u32);
+        meta.set("general.file_type", target.file_type());
+    } else {
+        meta.set("general.file_type", target.file_type());
+        if target.is_ternary() || target == Target::Q2_0 {
+            meta.set("general.quantization_version", 2u32);
+        }
     }
     let arch = meta.get_str("general.architecture").map(str::to_string);
     let known = arch.as_deref().and_then(|a| Arch::from_name(a).ok());
@@ -74,6 +82,21 @@ fn rename_arch(meta: &Metadata, from: &str, to: &str) -> Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_output_ends_with_the_keys_llama_quantize_appends() {
+        let mut m = Metadata::new();
+        m.set("general.architecture", "bitnet-b1.58");
+        m.set("general.file_type", 1u32);
+        m.set("tokenizer.ggml.model", "gpt2");
+        rewrite(&mut m, Target::Q2_0, Some(Dialect::Upstream));
+        let keys: Vec<&str> = m.keys().collect();
+        assert_eq!(
+            keys[keys.len() - 2..],
+            ["general.quantization_version", "general.file_type"]
+        );
+        assert_eq!(m.get_str("tokenizer.ggml.model"), Some("gpt2"));
+    }
 
     #[test]
     fn tq_output_uses_the_upstream_bitnet_architecture() {
