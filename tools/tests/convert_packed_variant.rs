@@ -76,7 +76,10 @@ fn packed_offline_variant_yields_identical_codes_and_scales() {
         let mut signed = 0;
         for (wa, wb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
             if wa != wb {
-                assert!(zero(wa) && zero(wb), "F32: outputs differ beyond signed zeros");
+                assert!(
+                    zero(wa) && zero(wb),
+                    "F32: outputs differ beyond signed zeros"
+                );
                 assert_eq!(wb, [0u8; 4], "the packed variant has no negative zero");
                 signed += 1;
             }

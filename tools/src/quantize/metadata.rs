@@ -24,18 +24,26 @@ pub(crate) fn rewrite(
     for k in stale {
         meta.remove(&k);
     }
+    if names != Some(Dialect::Upstream) {
+        meta.set("general.file_type", target.file_type());
+        if target.is_ternary() || target == Target::Q2_0 {
+            meta.set("general.quantization_version", 2u32);
+        }
+    }
+    let arch = rename(meta, names);
     if names == Some(Dialect::Upstream) {
         // llama-quantize sets both keys last, in this order, whatever the type: the same bytes.
         meta.remove("general.quantization_version");
         meta.remove("general.file_type");
         meta.set("general.quantization_version", 2u32);
         meta.set("general.file_type", target.file_type());
-    } else {
-        meta.set("general.file_type", target.file_type());
-        if target.is_ternary() || target == Target::Q2_0 {
-            meta.set("general.quantization_version", 2u32);
-        }
     }
+    arch
+}
+
+/// The architecture's name in `names`' dialect, with the activation its old name implied
+/// written in keys; returns the output architecture.
+fn rename(meta: &mut Metadata, names: Option<Dialect>) -> Option<String> {
     let arch = meta.get_str("general.architecture").map(str::to_string);
     let known = arch.as_deref().and_then(|a| Arch::from_name(a).ok());
     let (Some(a), Some(dialect)) = (known, names) else {

@@ -93,6 +93,16 @@ impl Target {
     }
 }
 
+/// llama.cpp's loader order of a tensor name: `(None, name)` outside the layers sorts before
+/// `(Some(layer), name)`.
+fn llama_order_key(name: &str) -> (Option<u64>, &str) {
+    let layer = name
+        .strip_prefix("blk.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|n| n.parse().ok());
+    (layer, name)
+}
+
 /// Types accepted by `--embed-type` / `--output-type`.
 pub const DENSE_TYPES: &[TensorType] = &[
     TensorType::F16,
@@ -233,7 +243,13 @@ pub fn quantize_file(
         ..QuantizeReport::default()
     };
     let mut total = 0u64;
-    for info in file.tensors() {
+    let mut order: Vec<&bitnet_formats::TensorInfo> = file.tensors().iter().collect();
+    if dialect == Dialect::Upstream {
+        // llama-quantize writes tensors in its loader's order: tensors outside the layers
+        // first, then layer by layer, each group by name.
+        order.sort_by_key(|t| llama_order_key(&t.name));
+    }
+    for info in order {
         let plan = tensor::plan(&file, info, opts).map_err(|message| QuantizeError::Tensor {
             path: input.into(),
             tensor: info.name.clone(),
@@ -311,4 +327,31 @@ pub fn quantize_file(
     report.max_scale_rel_error = shared.max_rel;
     report.max_scale_rel_error_tensor = shared.max_rel_tensor.clone();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::llama_order_key;
+
+    #[test]
+    fn upstream_tensor_order_is_llama_cpps_loader_order() {
+        let mut names = [
+            "blk.10.attn_q.weight",
+            "token_embd.weight",
+            "blk.2.ffn_up.weight",
+            "blk.2.attn_norm.weight",
+            "output_norm.weight",
+        ];
+        names.sort_by_key(|n| llama_order_key(n));
+        assert_eq!(
+            names,
+            [
+                "output_norm.weight",
+                "token_embd.weight",
+                "blk.2.attn_norm.weight",
+                "blk.2.ffn_up.weight",
+                "blk.10.attn_q.weight",
+            ]
+        );
+    }
 }
