@@ -483,6 +483,35 @@ fn a_newer_store_format_is_refused() {
 }
 
 #[test]
+fn serve_refuses_a_newer_store_and_sweeps_dead_temps_at_start() {
+    let w = Work::new();
+    fs::create_dir_all(w.store().join("tmp")).unwrap();
+    fs::write(w.store().join("store-version"), "999\n").unwrap();
+    let out = w.run(&["serve", "--host", "127.0.0.1", "--port", "0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store-version") && err.contains("999"), "{err}");
+
+    // A temp file of a writer that is gone (no live lease holds its id) is removed when the
+    // server starts, before any request.
+    fs::write(w.store().join("store-version"), "1\n").unwrap();
+    let stale = w.store().join("tmp").join("dead-writer.0");
+    fs::write(&stale, b"half a blob").unwrap();
+    let mut child = w
+        .cmd(&["serve", "--host", "127.0.0.1", "--port", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stale.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!stale.exists(), "the dead writer's temp file survived the server's start");
+}
+
+#[test]
 fn a_store_gets_a_version_file() {
     let w = Work::new();
     let t = tiny().display().to_string();
