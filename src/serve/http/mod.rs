@@ -182,6 +182,9 @@ pub async fn run_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = app_state(config, loader);
+    // A store newer than this binary is refused before anything is served; the temporary
+    // files of writers that died since the last run go now, not at the first write.
+    state.store.prepare()?;
     let sweeper = state.clone();
     tokio::spawn(async move {
         loop {
