@@ -490,7 +490,10 @@ fn serve_refuses_a_newer_store_and_sweeps_dead_temps_at_start() {
     let out = w.run(&["serve", "--host", "127.0.0.1", "--port", "0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("store-version") && err.contains("999"), "{err}");
+    assert!(
+        err.contains("store-version") && err.contains("999"),
+        "{err}"
+    );
 
     // A temp file of a writer that is gone (no live lease holds its id) is removed when the
     // server starts, before any request.
@@ -508,7 +511,10 @@ fn serve_refuses_a_newer_store_and_sweeps_dead_temps_at_start() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(!stale.exists(), "the dead writer's temp file survived the server's start");
+    assert!(
+        !stale.exists(),
+        "the dead writer's temp file survived the server's start"
+    );
 }
 
 #[test]
