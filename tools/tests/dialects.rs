@@ -126,3 +126,26 @@ fn bitnet_2024_numbers_tl2_39_and_bitnet_42() {
     let f = GgufFile::open(&out).unwrap();
     assert_eq!(raw_type_of_projections(&f), vec![39]);
 }
+
+#[test]
+fn falcon_e_pre_tokenizer_is_named_as_each_dialect_knows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dialect, want) in [
+        (Dialect::Upstream, "falcon3"),
+        (Dialect::Bitnet, "falcon_e"),
+    ] {
+        let out = tmp.path().join(format!("{dialect:?}.gguf"));
+        let mut opts = ConvertOptions::new(tiny_dir(), &out);
+        opts.weight_type = WeightType::F16;
+        opts.force = true;
+        opts.dialect = Some(dialect);
+        opts.tokenizer_pre = Some("falcon_e".into());
+        convert(&opts, &mut |_| {}).unwrap();
+        let f = GgufFile::open(&out).unwrap();
+        assert_eq!(
+            f.metadata().get_str("tokenizer.ggml.pre"),
+            Some(want),
+            "{dialect:?}"
+        );
+    }
+}

@@ -176,6 +176,16 @@ pub fn convert(
     })?;
     warnings.extend(tok.warnings);
     for (key, value) in tok.entries {
+        // Upstream llama.cpp has no `falcon_e` pre-tokenizer and refuses a file naming one; it
+        // reads Falcon-E's (Falcon 3's) tokenizer as `falcon3`. bitnet.cpp knows `falcon_e`.
+        let value = match (&value, dialect) {
+            (Value::String(pre), Dialect::Upstream)
+                if key == "tokenizer.ggml.pre" && pre == "falcon_e" =>
+            {
+                Value::from("falcon3")
+            }
+            _ => value,
+        };
         meta.set(key, value);
     }
 
