@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bitnet_gguf::engine::model::Session;
 use bitnet_kernels::{KernelPath, Runtime, RuntimeOptions};
 
+mod batch;
 mod breakdown;
 mod probes;
 mod readloop;
@@ -61,6 +62,11 @@ pub struct BenchArgs {
     /// not changed; `bytes_per_token` counts the re-quantised head).
     #[arg(long = "head-type")]
     pub head_type: Option<String>,
+    /// Also decode this many sequences together, one token each per step, as the server's
+    /// batched step does, and report the aggregate rate beside the one-sequence decode
+    /// (`batch_tg_tok_s`, `batch_speedup`).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 /// Bytes of weights one decoded token reads: every tensor, except that with a separate
@@ -231,6 +237,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let b = breakdown::finish((reps + 1) * args.n_gen, decode_ns.get());
         profile = args.profile.then_some(b);
     }
+    let mut batched = None;
+    if args.n_gen > 0 && args.batch > 1 {
+        let run = batch::run(
+            &model,
+            n_ctx,
+            &context,
+            args.batch,
+            args.n_gen,
+            reps,
+            args.profile,
+            token,
+            || {
+                probe.measure(2);
+            },
+        )?;
+        batched = Some(run);
+    }
     let best = probe.measure(4);
     let bandwidth = probe.passes().median();
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
@@ -273,6 +296,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "breakdown": profile,
         "head_type": args.head_type, "head_repack_ms": repack_ms,
     });
+    let mut j = j;
+    if let Some(mut run) = batched {
+        let rate = median(&mut run.rates);
+        j["batch"] = args.batch.into();
+        j["batch_tg_tok_s"] = rate.into();
+        j["batch_tg_tok_s_stddev"] = spread(&run.rates).into();
+        j["batch_step_ms"] = (1e3 * args.batch as f64 / rate).into();
+        j["batch_speedup"] = (rate / tg_m).into();
+        j["batch_breakdown"] = run.breakdown.into();
+    }
     if args.json {
         println!("{j}");
     } else {
@@ -352,9 +385,26 @@ fn print_table(args: &BenchArgs, j: &serde_json::Value) {
             kv_read / 1e6
         );
     }
+    if !j["batch"].is_null() {
+        println!(
+            "| tg{} × {} sequences{at} | {:.2} | {:.2} |  ({:.2}× one sequence; {:.2} ms per step)",
+            args.n_gen,
+            args.batch,
+            f("batch_tg_tok_s"),
+            f("batch_tg_tok_s_stddev"),
+            f("batch_speedup"),
+            f("batch_step_ms"),
+        );
+    }
     if !j["breakdown"].is_null() {
         println!("decode time per token:");
         for line in breakdown::lines(&j["breakdown"]) {
+            println!("{line}");
+        }
+    }
+    if !j["batch_breakdown"].is_null() {
+        println!("batched decode time per step:");
+        for line in breakdown::lines(&j["batch_breakdown"]) {
             println!("{line}");
         }
     }
