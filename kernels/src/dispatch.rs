@@ -97,6 +97,10 @@ pub struct I2Gemm {
     pub group: usize,
     /// Fewest tokens for which the GEMM beats the tiles (it unpacks its 32 rows per call).
     pub min_tokens: usize,
+    /// Fewest tokens left over after whole groups that are worth padding with zero tokens
+    /// to one more group instead of running them through the tiles (`usize::MAX`: never).
+    /// Only calls whose matrices all have one scale pad.
+    pub pad_from: usize,
     /// `(q, k, n, out)`: packs `n` plain activation rows of `k` (a multiple of 128).
     pub pack: fn(&[i8], usize, usize, &mut Vec<i8>),
     /// `(rows, row_bytes, k, packed, n, out)`: the dots [`portable::i2_gemm32`] gives on the
@@ -117,6 +121,10 @@ pub struct Kernels {
     pub i2_dot4: fn(&[u8], [&[i8]; 4]) -> [i32; 4],
     #[allow(clippy::type_complexity)] // the tile's shape is the type
     pub i2_tile: fn([&[u8]; 2], [&[i8]; 8]) -> [[i32; 8]; 2],
+    /// Two rows against four tokens: a batched decode step's tile, where each activation
+    /// load meets two rows and each unpacked code four tokens.
+    #[allow(clippy::type_complexity)] // the tile's shape is the type
+    pub i2_rows2x4: fn([&[u8]; 2], [&[i8]; 4]) -> [[i32; 4]; 2],
     /// `(rows, row_bytes, q, dots)`: decode's mat-vec over whole blocks, see
     /// `portable::i2_matvec`; the result does not depend on how a path orders the rows.
     pub i2_matvec: fn(&[u8], usize, &[i8], &mut [i32]),
@@ -172,6 +180,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_dot: portable::i2_dot,
     i2_dot4: portable::i2_dot4,
     i2_tile: portable::i2_tile,
+    i2_rows2x4: portable::i2_rows2x4,
     i2_matvec: portable::i2_matvec,
     i2_gemm: None,
     i2s_epilogue_row: portable::i2s_epilogue_row,

@@ -37,6 +37,9 @@ fn ternary_outputs(rt: &Runtime, rng: &mut Rng) -> (Vec<f32>, QuantizedActs) {
         (77, 640, 16),
         (96, 384, 49),
         (45, 1280, 37),
+        // Fifteen tokens past a group (padded to one more on AMX) and one (not padded).
+        (40, 512, 31),
+        (35, 384, 33),
         // The AVX2 GEMM's column chunks: three uneven ones, an odd token count.
         (64, 4352, 19),
         // Decode over several chunks whose row counts are not multiples of four (each

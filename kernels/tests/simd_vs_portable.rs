@@ -183,6 +183,15 @@ fn i2_dot_identical() {
                     "{} tile blocks={blocks}",
                     k.path.name()
                 );
+                // A batched decode step's 2-row × 4-token tile, one token repeated (how a
+                // step of fewer than four tokens fills its group).
+                let four = [3, 1, 4, 4];
+                assert_eq!(
+                    (k.i2_rows2x4)([&w, &other], four.map(|i| &kq[i][..])),
+                    (SCALAR.i2_rows2x4)([&w, &other], four.map(|i| &qs[i][..])),
+                    "{} rows2x4 blocks={blocks}",
+                    k.path.name()
+                );
             }
         }
     }

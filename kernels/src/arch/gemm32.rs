@@ -57,6 +57,8 @@ pub(crate) const fn chunked_gemm(group: usize, run: I2GemmRun) -> Option<I2Gemm>
     Some(I2Gemm {
         group,
         min_tokens: 16,
+        // Their groups are 2 or 4 tokens: what is left over is too little to pad.
+        pad_from: usize::MAX,
         pack: pack_acts_chunks,
         run,
     })

@@ -142,14 +142,35 @@ fn matmul_many(
     // A GEMM takes whole groups of tokens; rows go to it in 32s. Per-tensor matrices read
     // the activations packed over the whole width, per-block ones packed block by block.
     let gemm = kt.i2_gemm.filter(|g| n >= g.min_tokens.max(g.group));
+    let one_scale = parts
+        .iter()
+        .all(|p| matches!(p.w.scale, WeightScale::PerTensor(_)));
+    let gemm_tokens = gemm.map_or(0, |g| {
+        let whole = n / g.group * g.group;
+        match one_scale && n - whole >= g.pad_from {
+            true => whole + g.group,
+            false => whole,
+        }
+    });
     let (mut packed, mut packed_blocks) = (Vec::new(), Vec::new());
     if let Some(g) = gemm {
-        let ng = n / g.group * g.group;
+        let ng = gemm_tokens;
         if parts
             .iter()
             .any(|p| matches!(p.w.scale, WeightScale::PerTensor(_)))
         {
-            (g.pack)(plain, kp, ng, &mut packed);
+            // Padded to a whole group: the extra tokens are zero rows, whose dots are
+            // computed and dropped.
+            let zero_padded;
+            let rows = if ng > n {
+                let mut z = vec![0i8; ng * kp];
+                z[..plain.len()].copy_from_slice(plain);
+                zero_padded = z;
+                &zero_padded[..]
+            } else {
+                plain
+            };
+            (g.pack)(rows, kp, ng, &mut packed);
         }
         if parts
             .iter()
@@ -171,6 +192,7 @@ fn matmul_many(
         kq: &kq,
         block_sums: &block_sums,
         gemm,
+        gemm_tokens,
         packed: &packed,
         packed_blocks: &packed_blocks,
     };
@@ -233,6 +255,9 @@ pub(super) struct Ctx<'a> {
     /// over the whole width (when a matrix has one scale) and one 256-column block at a
     /// time (`pack_blocks`, when one has per-block scales).
     pub(super) gemm: Option<I2Gemm>,
+    /// The tokens the GEMM runs, whole groups: the first ones (the rest go to the tiles),
+    /// or all of them and zero tokens after (`I2Gemm::pad_from`).
+    gemm_tokens: usize,
     packed: &'a [i8],
     pub(super) packed_blocks: &'a [i8],
     /// The group-masked activations, when a matrix has a scale per 64 elements.
@@ -271,9 +296,10 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
     // The GEMM takes 32-row groups × whole token groups; the kernels below the rest.
     let (w, acts) = (p.w, c.acts);
     let (m_rows, kp) = (w.rows, c.kp);
-    let ng = n / gemm.group * gemm.group;
+    let ng = c.gemm_tokens;
     let mut dots = vec![0i32; GEMM_ROWS * ng];
-    let (sums, scales) = (&acts.sum[..ng], &acts.scale[..ng]);
+    let done = ng.min(n);
+    let (sums, scales) = (&acts.sum[..done], &acts.scale[..done]);
     let mut m = r0;
     while m + GEMM_ROWS <= r1 {
         (gemm.run)(
@@ -286,14 +312,16 @@ fn per_tensor_rows(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize) {
         );
         // Each token's 32 dots and outputs are contiguous: the epilogue runs straight into
         // the output (scalar transposing stores had cost 5 % of prefill).
-        for (t, d) in dots.chunks_exact(GEMM_ROWS).enumerate() {
+        for (t, d) in dots.chunks_exact(GEMM_ROWS).take(done).enumerate() {
             // SAFETY: as in `per_tensor_block`.
             let dst = unsafe { p.out.slice(t * m_rows + m, GEMM_ROWS) };
             (c.kt.i2s_epilogue_row)(d, sums[t], scales[t], s, dst);
         }
         m += GEMM_ROWS;
     }
-    per_tensor_block(c, p, s, r0, m, ng, n);
+    if done < n {
+        per_tensor_block(c, p, s, r0, m, done, n);
+    }
     per_tensor_block(c, p, s, m, r1, 0, n);
 }
 
@@ -375,33 +403,51 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
 }
 
 /// A batched decode step's tokens (2 to 7, too few for the 2 × 8 tiles): every row read
-/// from memory once, against all of them four tokens per call, rows taken from the range's
-/// four quarters in turn so that four streams read at once (as the one-token mat-vec
-/// does). A last group of fewer than four tokens repeats its last token and drops the
-/// extra dots. Before, the tokens past a multiple of four each ran a full mat-vec, so
-/// two or three tokens read the weights two or three times. Integer dots: the same
-/// results in any order.
+/// from memory once, two rows against four tokens per call (each activation load meets both
+/// rows, each unpacked code four tokens), row pairs taken from the range's four quarters in
+/// turn so that four streams read at once (as the one-token mat-vec does). A last group of
+/// fewer than four tokens repeats its last token and drops the extra dots. Integer dots:
+/// the same results in any order.
 fn per_tensor_batch(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, tb: usize) {
     let (w, acts, kt) = (p.w, c.acts, c.kt);
     let m_rows = w.rows;
     let groups: [[&[i8]; 4]; 2] =
         std::array::from_fn(|g| std::array::from_fn(|i| c.qrow((ta + 4 * g + i).min(tb - 1))));
     let n_groups = (tb - ta).div_ceil(4);
-    let quarter = (r1 - r0) / 4;
-    let order = (0..quarter)
-        .flat_map(|i| (0..4).map(move |j| r0 + j * quarter + i))
-        .chain(r0 + 4 * quarter..r1);
-    for m in order {
+    let write = |m: usize, g: usize, dots: &[i32; 4]| {
+        let t0 = ta + 4 * g;
+        for (i, &d) in dots.iter().enumerate().take(tb - t0) {
+            let t = t0 + i;
+            let v = i2s_epilogue(d, acts.sum[t], acts.scale[t], s);
+            // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to this
+            // task.
+            unsafe { p.out.write(t * m_rows + m, v) }
+        }
+    };
+    let kb = c.kp / I2_BLOCK * I2_BLOCK_BYTES;
+    let pair = |m: usize| {
+        let rows = [&w.row(m)[..kb], &w.row(m + 1)[..kb]];
+        for (g, q) in groups.iter().enumerate().take(n_groups) {
+            let d = (kt.i2_rows2x4)(rows, *q);
+            write(m, g, &d[0]);
+            write(m + 1, g, &d[1]);
+        }
+    };
+    let quarter = (r1 - r0) / 8 * 2;
+    for i in (0..quarter).step_by(2) {
+        for j in 0..4 {
+            pair(r0 + j * quarter + i);
+        }
+    }
+    let mut m = r0 + 4 * quarter;
+    while m + 2 <= r1 {
+        pair(m);
+        m += 2;
+    }
+    if m < r1 {
         let row = w.row(m);
         for (g, q) in groups.iter().enumerate().take(n_groups) {
-            let t0 = ta + 4 * g;
-            for (i, &d) in raw_dot4(kt, row, *q).iter().enumerate().take(tb - t0) {
-                let t = t0 + i;
-                let v = i2s_epilogue(d, acts.sum[t], acts.scale[t], s);
-                // SAFETY: (t, m) is in bounds (checked by the caller) and row m belongs to
-                // this task.
-                unsafe { p.out.write(t * m_rows + m, v) }
-            }
+            write(m, g, &raw_dot4(kt, row, *q));
         }
     }
 }

@@ -136,7 +136,10 @@ unsafe fn masked_rows<const R: usize>(w: [&[u8]; R], q: &[i8]) -> [i32; R] {
 /// # Safety
 /// The CPU supports AVX-512 F, BW, VL and VNNI.
 #[inline(always)]
-unsafe fn tile<const R: usize, const T: usize>(w: [&[u8]; R], q: [&[i8]; T]) -> [[i32; T]; R] {
+unsafe fn tile<const R: usize, const T: usize, const PREFETCH: bool>(
+    w: [&[u8]; R],
+    q: [&[i8]; T],
+) -> [[i32; T]; R] {
     // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI, which every intrinsic here needs;
     // the loads stay in bounds: pair p < nb / 2 reads bytes p·64..+64 of each weight row (nb
     // ≤ len / 32) and p·256..+256 of each token row (nb ≤ len / 128), the odd block nb − 1
@@ -154,6 +157,13 @@ unsafe fn tile<const R: usize, const T: usize>(w: [&[u8]; R], q: [&[i8]; T]) -> 
         for p in 0..nb / 2 {
             let mut codes = [[_mm512_setzero_si512(); 4]; R];
             for r in 0..R {
+                if PREFETCH {
+                    // From memory (a batched decode step): ask for the row ahead of the
+                    // out-of-order window; a prefetch past the row never faults.
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        w[r].as_ptr().wrapping_add(p * 64 + PREFETCH_AHEAD_ROWS4) as *const i8,
+                    );
+                }
                 let b = _mm512_loadu_si512(w[r].as_ptr().add(p * 64) as *const _);
                 codes[r] = [
                     _mm512_and_si512(_mm512_srli_epi16(b, 6), m3),
@@ -207,12 +217,19 @@ unsafe fn tile<const R: usize, const T: usize>(w: [&[u8]; R], q: [&[i8]; T]) -> 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub fn i2_dot4(w: &[u8], q: [&[i8]; 4]) -> [i32; 4] {
     // SAFETY: this function enables AVX-512 F/BW/VL/VNNI, all the helper needs.
-    unsafe { tile::<1, 4>([w], q)[0] }
+    unsafe { tile::<1, 4, true>([w], q)[0] }
+}
+
+/// Two weight rows against four tokens (pairs layout): a batched decode step's tile. Exact.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
+    // SAFETY: this function enables AVX-512 F/BW/VL/VNNI, all the helper needs.
+    unsafe { tile::<2, 4, true>(w, q) }
 }
 
 /// Two weight rows against eight tokens (pairs layout): the prefill micro-kernel. Exact.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
     // SAFETY: this function enables AVX-512 F/BW/VL/VNNI, all the helper needs.
-    unsafe { tile::<2, 8>(w, q) }
+    unsafe { tile::<2, 8, false>(w, q) }
 }

@@ -73,6 +73,13 @@ macro_rules! vnni256_kernels {
             acc.map(|a| hsum_epi32(a))
         }
 
+        /// Two rows against four tokens: a batched decode step's tile.
+        #[target_feature(enable = $features)]
+        pub fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
+            // SAFETY: this function enables the module's features, all `rows2x4` needs.
+            unsafe { rows2x4(w, q) }
+        }
+
         /// Prefill's 2-row × 8-token tile as two passes of 2 rows × 4 tokens, one code plane of both
         /// rows at a time, so that each activation load meets both rows (as `simd::i2_rows2x4`).
         #[target_feature(enable = $features)]

@@ -1,4 +1,5 @@
-//! The four-row F16/BF16 dot (decode's output head) on 512-bit registers, bit-identical to
+//! The four-row and four-token F16/BF16 dots (decode's and a batched step's output head) on
+//! 512-bit registers, bit-identical to
 //! the 256-bit one: `dot` keeps four 8-lane accumulators per row, `a[j]` summing elements
 //! `i + 8j .. i + 8j + 8` of every 32-element step. A zmm register holds two of them side by
 //! side, `(a0 | a1)` and `(a2 | a3)`, and one 512-bit FMA does exactly the two 256-bit FMAs
@@ -64,19 +65,85 @@ unsafe fn rows4_zmm<W: Wide>(w: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
     }
     let body = i;
     std::array::from_fn(|r| {
-        let [lo, hi] = z[r];
         // SAFETY: the features are enabled (this function's contract); `n` bounds the row
         // and `x`.
-        unsafe {
-            let mut a: [__m256; 4] = [
-                _mm512_castps512_ps256(lo),
-                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(lo))),
-                _mm512_castps512_ps256(hi),
-                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(hi))),
-            ];
-            dot_finish::<__m256, W>(&mut a, w[r], x, body, n)
-        }
+        unsafe { finish_halves::<W>(z[r], w[r], x, body, n) }
     })
+}
+
+/// One row against four tokens' activations, each pair bit-identical to the 256-bit `dot`
+/// (the accumulator halves as in [`rows4_zmm`]): a batched decode step's head, where each
+/// widened weight meets four tokens.
+///
+/// # Safety
+/// AVX2, FMA, F16C, AVX-512F and AVX-512VL are enabled.
+#[inline(always)]
+unsafe fn tokens4_zmm<W: Wide>(w: &[u8], xs: [&[f32]; 4]) -> [f32; 4] {
+    let n = xs.iter().fold(w.len() / 2, |n, x| n.min(x.len()));
+    // SAFETY: AVX-512F is enabled (this function's contract).
+    let mut z = [[unsafe { _mm512_setzero_ps() }; 2]; 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: a prefetch never faults; the loads read elements `i..i + 32` of the row
+        // (bytes `2i..2i + 64`) and of every `xs[t]`, below `n`.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(
+                w.as_ptr().wrapping_add(2 * i + PREFETCH_AHEAD_ROWS4).cast(),
+            );
+            let w0 = W::load16(w.as_ptr().add(2 * i));
+            let w1 = W::load16(w.as_ptr().add(2 * i + 32));
+            for (x, zt) in xs.iter().zip(z.iter_mut()) {
+                zt[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x.as_ptr().add(i)), zt[0]);
+                zt[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x.as_ptr().add(i + 16)), zt[1]);
+            }
+        }
+        i += 32;
+    }
+    let body = i;
+    std::array::from_fn(|t| {
+        // SAFETY: the features are enabled (this function's contract); `n` bounds the row
+        // and every `xs[t]`.
+        unsafe { finish_halves::<W>(z[t], w, xs[t], body, n) }
+    })
+}
+
+/// The 256-bit `dot`'s four accumulators from the two zmm halves, and its finish.
+///
+/// # Safety
+/// AVX2, FMA, F16C, AVX-512F and AVX-512VL are enabled; `n` bounds `w` and `x`.
+#[inline(always)]
+unsafe fn finish_halves<W: Wide>(
+    z: [__m512; 2],
+    w: &[u8],
+    x: &[f32],
+    body: usize,
+    n: usize,
+) -> f32 {
+    let [lo, hi] = z;
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut a: [__m256; 4] = [
+            _mm512_castps512_ps256(lo),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(lo))),
+            _mm512_castps512_ps256(hi),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(hi))),
+        ];
+        dot_finish::<__m256, W>(&mut a, w, x, body, n)
+    }
+}
+
+/// One F16 row against four `xs`; `result[t] == dot_f16(w, xs[t])` bit for bit.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+pub fn dot_f16_x4_zmm(w: &[u8], xs: [&[f32]; 4]) -> [f32; 4] {
+    // SAFETY: this function enables every feature `tokens4_zmm` needs.
+    unsafe { tokens4_zmm::<F16>(w, xs) }
+}
+
+/// One BF16 row against four `xs`; `result[t] == dot_bf16(w, xs[t])` bit for bit.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+pub fn dot_bf16_x4_zmm(w: &[u8], xs: [&[f32]; 4]) -> [f32; 4] {
+    // SAFETY: this function enables every feature `tokens4_zmm` needs.
+    unsafe { tokens4_zmm::<Bf16>(w, xs) }
 }
 
 /// Four F16 rows against one `x`; `result[r] == dot_f16(w[r], x)` bit for bit.

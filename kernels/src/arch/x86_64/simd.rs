@@ -226,7 +226,7 @@ pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {
 /// ymm registers. Exact.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
+pub fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
     let nb = q
         .iter()
         .fold(w[0].len().min(w[1].len()) / 32, |n, r| n.min(r.len() / 128));
