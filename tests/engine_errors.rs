@@ -5,7 +5,7 @@
 mod engine_support;
 
 use bitnet_formats::{GgufFile, GgufWriter, TensorSource, Value};
-use bitnet_gguf::engine::model::{forward_batch, LoadOptions, Model};
+use bitnet_gguf::engine::model::{forward_batch, forward_seqs, LoadOptions, Model};
 use engine_support::{load_model, repo_path};
 
 const TINY: &str = "models/tiny-bitnet-b1.58.gguf";
@@ -170,6 +170,51 @@ fn batched_decode_equals_separate_sessions() {
         assert_eq!(alone, batched[i], "session {i}");
         assert_eq!(sessions[i].n_past(), p.len() + 1);
     }
+}
+
+#[test]
+fn prompts_and_decode_tokens_in_one_batch_equal_separate_sessions() {
+    // A server step: two prompts being admitted (one with a cached prefix) and two
+    // sequences decoding, in one pass; and a prompt longer than one pass's token budget.
+    let model = load_model(TINY);
+    let ids = |n: usize, seed: u32| -> Vec<u32> {
+        (0..n as u32)
+            .map(|i| 4 + (i * 7919 + seed * 104_729) % 4000)
+            .collect()
+    };
+    let history = [ids(5, 1), ids(0, 0), ids(9, 2), ids(3, 3), ids(0, 0)];
+    let new = [ids(1, 4), ids(12, 5), ids(7, 6), ids(1, 7), ids(600, 8)];
+    let mut sessions: Vec<_> = history.iter().map(|_| model.new_session(700)).collect();
+    for (s, h) in sessions.iter_mut().zip(&history) {
+        if !h.is_empty() {
+            s.forward(h).unwrap();
+        }
+    }
+    let lists: Vec<&[u32]> = new.iter().map(|t| &t[..]).collect();
+    let batched = {
+        let mut refs: Vec<_> = sessions.iter_mut().collect();
+        forward_seqs(&mut refs, &lists).unwrap()
+    };
+    for i in 0..history.len() {
+        let mut s = model.new_session(700);
+        if !history[i].is_empty() {
+            s.forward(&history[i]).unwrap();
+        }
+        let alone = s.forward(&new[i]).unwrap();
+        assert_eq!(alone, batched[i], "session {i}");
+        assert_eq!(sessions[i].n_past(), history[i].len() + new[i].len());
+        assert_eq!(sessions[i].tokens(), s.tokens(), "session {i}");
+    }
+    // Nothing is evaluated when one list is empty or too long for its context.
+    let n_past: Vec<usize> = sessions.iter().map(|s| s.n_past()).collect();
+    let mut refs: Vec<_> = sessions.iter_mut().collect();
+    let empty: [&[u32]; 5] = [&[5], &[], &[5], &[5], &[5]];
+    assert!(forward_seqs(&mut refs, &empty).is_err());
+    let too_long = vec![5u32; 700];
+    let long: [&[u32]; 5] = [&[5], &[5], &too_long, &[5], &[5]];
+    assert!(forward_seqs(&mut refs, &long).is_err());
+    let after: Vec<usize> = refs.iter().map(|s| s.n_past()).collect();
+    assert_eq!(after, n_past);
 }
 
 #[test]

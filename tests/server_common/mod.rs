@@ -120,19 +120,14 @@ impl Backend for Fake {
     fn truncate(&self, s: &mut Seq, n: usize) {
         s.0.truncate(n)
     }
-    fn forward(&self, s: &mut Seq, t: &[u32]) -> anyhow::Result<Vec<f32>> {
-        std::thread::sleep(self.step_delay);
-        s.0.extend_from_slice(t);
-        Ok(self.logits(*t.last().unwrap()))
-    }
-    fn forward_batch(&self, seqs: &mut [&mut Seq], t: &[u32]) -> anyhow::Result<Vec<Vec<f32>>> {
+    fn forward_seqs(&self, seqs: &mut [&mut Seq], t: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
         std::thread::sleep(self.step_delay);
         Ok(seqs
             .iter_mut()
             .zip(t)
-            .map(|(s, &tok)| {
-                s.0.push(tok);
-                self.logits(tok)
+            .map(|(s, toks)| {
+                s.0.extend_from_slice(toks);
+                self.logits(*toks.last().unwrap())
             })
             .collect())
     }

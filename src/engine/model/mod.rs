@@ -26,7 +26,7 @@ use crate::engine::tokenizer::Tokenizer;
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
 pub use head_repack::head_type_from_name;
 pub use kv_cache::KvType;
-pub use session::{forward_batch, Session};
+pub use session::{forward_batch, forward_seqs, Session};
 
 use attention::Rope;
 use weights::Weights;

@@ -148,9 +148,19 @@ impl<'m> Session<'m> {
 /// One decode step for several sessions of the same model at once: `tokens[i]` is appended to
 /// `sessions[i]`. The matmuls run once over all of them. Returns each session's logits.
 pub fn forward_batch(sessions: &mut [&mut Session<'_>], tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let each: Vec<&[u32]> = tokens.iter().map(std::slice::from_ref).collect();
+    forward_seqs(sessions, &each)
+}
+
+/// Appends `tokens[i]` to `sessions[i]` for every `i` (a prompt, or one token of a decode
+/// step) in as few passes as [`MAX_BATCH`] allows: each pass stacks the sessions' next tokens,
+/// so the matmuls run once over all of them and a server admitting several prompts while
+/// others decode reads the weights once. Returns the logits after each session's last
+/// token. Every token gets the results it would get evaluated alone.
+pub fn forward_seqs(sessions: &mut [&mut Session<'_>], tokens: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
     ensure!(
         sessions.len() == tokens.len(),
-        "forward_batch: {} sessions but {} tokens",
+        "forward_seqs: {} sessions but {} token lists",
         sessions.len(),
         tokens.len()
     );
@@ -158,35 +168,66 @@ pub fn forward_batch(sessions: &mut [&mut Session<'_>], tokens: &[u32]) -> Resul
         return Ok(Vec::new());
     };
     let model = first.model;
-    for s in sessions.iter() {
+    for (s, t) in sessions.iter().zip(tokens) {
         ensure!(
             std::ptr::eq(s.model, model),
-            "forward_batch: sessions belong to different models"
+            "forward_seqs: sessions belong to different models"
         );
-        s.check_room(1)?;
+        ensure!(!t.is_empty(), "nothing to evaluate: a token list is empty");
+        s.check_room(t.len())?;
+        model.check_ids(t)?;
     }
-    model.check_ids(tokens)?;
-    let hidden = {
-        let mut slots: Vec<SeqSlot> = sessions
-            .iter_mut()
-            .map(|s| SeqSlot {
-                cache: &mut s.cache,
-                n_tokens: 1,
-            })
-            .collect();
-        forward(
-            &model.runtime,
-            &model.weights,
-            &model.config,
-            &model.rope,
-            tokens,
-            &mut slots,
-        )
-    };
-    for (s, &t) in sessions.iter_mut().zip(tokens) {
-        s.tokens.push(t);
+    let d = model.config().n_embd;
+    let mut last = vec![0f32; sessions.len() * d];
+    let mut done = vec![0usize; sessions.len()];
+    while done.iter().zip(tokens).any(|(&k, t)| k < t.len()) {
+        // This pass: the sessions' next tokens, in order, up to MAX_BATCH in all.
+        let mut budget = MAX_BATCH;
+        let mut taken = Vec::new();
+        let mut stacked = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            let n = (t.len() - done[i]).min(budget);
+            if n > 0 {
+                stacked.extend_from_slice(&t[done[i]..done[i] + n]);
+                taken.push((i, n));
+                budget -= n;
+            }
+        }
+        let hidden = {
+            let mut slots: Vec<SeqSlot> = Vec::with_capacity(taken.len());
+            let mut rest = &mut sessions[..];
+            let mut offset = 0;
+            for &(i, n) in &taken {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(i - offset + 1);
+                slots.push(SeqSlot {
+                    cache: &mut head[i - offset].cache,
+                    n_tokens: n,
+                });
+                rest = tail;
+                offset = i + 1;
+            }
+            forward(
+                &model.runtime,
+                &model.weights,
+                &model.config,
+                &model.rope,
+                &stacked,
+                &mut slots,
+            )
+        };
+        let mut row = 0;
+        for (i, n) in taken {
+            sessions[i]
+                .tokens
+                .extend_from_slice(&tokens[i][done[i]..done[i] + n]);
+            done[i] += n;
+            row += n;
+            if done[i] == tokens[i].len() {
+                last[i * d..(i + 1) * d].copy_from_slice(&hidden[(row - 1) * d..row * d]);
+            }
+        }
     }
-    let logits = model.logits(&hidden, tokens.len());
+    let logits = model.logits(&last, sessions.len());
     Ok(logits
         .chunks_exact(model.config().n_vocab)
         .map(|c| c.to_vec())

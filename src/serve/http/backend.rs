@@ -64,13 +64,13 @@ pub trait Backend: TextModel + 'static {
         self.seq_tokens(seq).len()
     }
     fn truncate<'a>(&'a self, seq: &mut Self::Seq<'a>, n: usize);
-    /// Appends tokens; returns the logits of the last one.
-    fn forward<'a>(&'a self, seq: &mut Self::Seq<'a>, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;
-    /// One decode step for several sequences (one token each).
-    fn forward_batch<'a>(
+    /// Appends each sequence's tokens (a prompt being admitted, or one token of a decode
+    /// step) in one batch, so the weights are read once for all of them; returns the logits
+    /// after each sequence's last token.
+    fn forward_seqs<'a>(
         &'a self,
         seqs: &mut [&mut Self::Seq<'a>],
-        tokens: &[u32],
+        tokens: &[&[u32]],
     ) -> anyhow::Result<Vec<Vec<f32>>>;
     /// Whether [`Backend::shift_if_full`] makes room; without it a generation ends at a full
     /// context.

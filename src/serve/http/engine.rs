@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::engine::chat::{ChatMessage, ChatTemplate};
 use crate::engine::generation::TokenText;
-use crate::engine::model::{forward_batch, KvType, LoadOptions, Model, Session};
+use crate::engine::model::{forward_seqs, KvType, LoadOptions, Model, Session};
 use crate::engine::sampler::{Sampler, SamplerConfig, TokenSampler};
 use crate::engine::tokenizer::Tokenizer;
 use crate::serve::store::gguf_info;
@@ -141,15 +141,12 @@ impl Backend for EngineBackend {
             false => 0,
         }
     }
-    fn forward<'a>(&'a self, seq: &mut Session<'a>, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
-        seq.forward(tokens)
-    }
-    fn forward_batch<'a>(
+    fn forward_seqs<'a>(
         &'a self,
         seqs: &mut [&mut Session<'a>],
-        tokens: &[u32],
+        tokens: &[&[u32]],
     ) -> anyhow::Result<Vec<Vec<f32>>> {
-        forward_batch(seqs, tokens)
+        forward_seqs(seqs, tokens)
     }
     fn embed(&self, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
         let mut s = self.model.new_session(tokens.len().max(1));

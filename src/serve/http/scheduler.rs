@@ -1,6 +1,6 @@
 //! One scheduler thread per loaded model: `n_slots` sequences share the model; every step
-//! evaluates newly admitted prompts, then decodes one token for all running sequences in one
-//! batch. Requests beyond the free slots wait in a bounded queue. A request whose client went
+//! evaluates the newly admitted prompts and one token of every running sequence in one
+//! batch, so the weights are read once per step. Requests beyond the free slots wait in a bounded queue. A request whose client went
 //! away (its event receiver was dropped) is cancelled at the next step and frees its slot.
 
 use std::collections::VecDeque;
@@ -157,6 +157,9 @@ struct Active<'a> {
     generation: Generation<'a>,
     /// The token the next decode step evaluates.
     next: u32,
+    /// Prompt tokens still to evaluate (those past the cached prefix): set at admission,
+    /// taken by the next step, which evaluates them with the other slots' tokens.
+    prefill: Vec<u32>,
     prompt_ns: u64,
     eval_start: Instant,
     /// Leading tokens kept when the slot's context is shifted.
@@ -333,20 +336,8 @@ impl<'a, B: Backend> Worker<'a, B> {
             .count();
         let cached = common.min(req.prompt.len() - 1);
         b.truncate(seq, cached);
-        let t0 = Instant::now();
-        let logits = match b.forward(seq, &req.prompt[cached..]) {
-            Ok(l) => l,
-            Err(e) => {
-                slot.seq = None;
-                Metrics::add(&self.metrics.requests_failed_total, 1);
-                let _ = req.events.send(Event::Error(format!("{e:#}")));
-                return;
-            }
-        };
-        let prompt_ns = t0.elapsed().as_nanos() as u64;
         Metrics::add(&self.metrics.prompt_tokens_total, req.prompt.len() as u64);
         Metrics::add(&self.metrics.prompt_cached_tokens_total, cached as u64);
-        Metrics::add(&self.metrics.prompt_ns_total, prompt_ns);
         let sampler = b.sampler(&req.params.sampler);
         // Prompt and output together stay within the slot's context, unless it shifts.
         let room = match b.shifts() {
@@ -358,11 +349,11 @@ impl<'a, B: Backend> Worker<'a, B> {
             events: req.events,
             generation,
             next: 0,
-            prompt_ns,
+            prefill: req.prompt[cached..].to_vec(),
+            prompt_ns: 0,
             eval_start: Instant::now(),
             keep: req.keep,
         });
-        Self::advance(&self.metrics, slot, &logits);
     }
 
     /// Feeds a slot's logits row to its generation: sends the text that became final, and the
@@ -409,16 +400,29 @@ impl<'a, B: Backend> Worker<'a, B> {
         let _ = a.events.send(Event::Done(done));
     }
 
+    /// One pass over every active slot: the prompts admitted since the last step and one
+    /// token of each running generation, evaluated together (the weights are read once).
     fn decode(&mut self) {
         let b = self.b;
         let mut idx = Vec::new();
-        let mut toks = Vec::new();
+        let mut toks: Vec<Vec<u32>> = Vec::new();
         let mut seqs: Vec<&mut B::Seq<'a>> = Vec::new();
+        // Whether each slot's tokens are its prompt (admitted since the last step).
+        let mut new = Vec::new();
+        let (mut prompt_tokens, mut decode_tokens) = (0usize, 0usize);
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let (Some(a), Some(seq)) = (slot.active.as_ref(), slot.seq.as_mut()) {
-                b.shift_if_full(seq, a.keep);
+            if let (Some(a), Some(seq)) = (slot.active.as_mut(), slot.seq.as_mut()) {
+                if a.prefill.is_empty() {
+                    b.shift_if_full(seq, a.keep);
+                    toks.push(vec![a.next]);
+                    decode_tokens += 1;
+                    new.push(false);
+                } else {
+                    prompt_tokens += a.prefill.len();
+                    toks.push(std::mem::take(&mut a.prefill));
+                    new.push(true);
+                }
                 idx.push(i);
-                toks.push(a.next);
                 seqs.push(seq);
             }
         }
@@ -426,22 +430,32 @@ impl<'a, B: Backend> Worker<'a, B> {
             return;
         }
         let t0 = Instant::now();
-        let result = if seqs.len() == 1 {
-            b.forward(seqs[0], &toks).map(|l| vec![l])
-        } else {
-            b.forward_batch(&mut seqs, &toks)
-        };
+        let lists: Vec<&[u32]> = toks.iter().map(|t| &t[..]).collect();
+        let result = b.forward_seqs(&mut seqs, &lists);
         drop(seqs);
-        Metrics::add(
-            &self.metrics.tokens_predicted_ns_total,
-            t0.elapsed().as_nanos() as u64,
-        );
-        Metrics::add(&self.metrics.decode_steps_total, 1);
-        Metrics::add(&self.metrics.decode_batch_tokens_total, idx.len() as u64);
+        // A step's time is shared between the prompt and the decode figures by their tokens.
+        let ns = t0.elapsed().as_nanos() as u64;
+        let total = (prompt_tokens + decode_tokens).max(1) as u64;
+        let prompt_ns = ns * prompt_tokens as u64 / total;
+        Metrics::add(&self.metrics.prompt_ns_total, prompt_ns);
+        if decode_tokens > 0 {
+            Metrics::add(&self.metrics.tokens_predicted_ns_total, ns - prompt_ns);
+            Metrics::add(&self.metrics.decode_steps_total, 1);
+            Metrics::add(
+                &self.metrics.decode_batch_tokens_total,
+                decode_tokens as u64,
+            );
+        }
         match result {
             Ok(all) => {
-                for (k, logits) in idx.into_iter().zip(all) {
-                    Self::advance(&self.metrics, &mut self.slots[k], &logits);
+                for ((k, logits), &admitted) in idx.into_iter().zip(all).zip(&new) {
+                    let slot = &mut self.slots[k];
+                    if let Some(a) = slot.active.as_mut().filter(|_| admitted) {
+                        // The prompt took the step it was evaluated in; generation starts now.
+                        a.prompt_ns = ns;
+                        a.eval_start = Instant::now();
+                    }
+                    Self::advance(&self.metrics, slot, &logits);
                 }
             }
             Err(e) => {
