@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use bitnet_formats::TensorType;
 use bitnet_gguf::engine::chat::ChatMessage;
 use bitnet_gguf::engine::generate::{generate_with, GenerateParams, LongRun};
 use bitnet_gguf::engine::model::{KvType, LoadOptions, Model};
@@ -34,6 +35,25 @@ pub struct ModelArgs {
     /// default).
     #[arg(long = "kv-type", default_value = "f32")]
     pub kv_type: KvType,
+    #[command(flatten)]
+    pub head: HeadTypeArg,
+}
+
+/// `--head-type`, shared by every verb that loads a model (and `serve`, for every model the
+/// server loads).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct HeadTypeArg {
+    /// Re-quantise an F16/BF16/F32 output head in memory at load: q8_0 or q6_k (faster
+    /// decode, slightly different logits; the file is not changed). A head of that type
+    /// already is left as it is; another quantised head is refused. With `serve`, applies
+    /// to every model the server loads.
+    #[arg(long = "head-type", value_name = "TYPE", value_parser = head_type_arg)]
+    pub head_type: Option<TensorType>,
+}
+
+/// Checks `--head-type` while parsing, so a bad value is a usage error.
+fn head_type_arg(s: &str) -> std::result::Result<TensorType, String> {
+    bitnet_gguf::engine::model::head_type_from_name(s).map_err(|e| e.to_string())
 }
 
 /// Sampling options, in llama.cpp's spelling. Unset ones keep Ollama's defaults.
@@ -212,8 +232,13 @@ pub(crate) fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Resu
         threads: args.threads,
         kv_type: args.kv_type,
         runtime: None,
+        head_type: args.head.head_type,
     };
     let model = Model::load(&path, &opts)?;
+    if let Some(repack) = model.head_repack() {
+        // Always shown: the user asked for it, and the load-time cost is the price of it.
+        eprintln!("{repack}");
+    }
     if verbose {
         let c = model.config();
         eprintln!(

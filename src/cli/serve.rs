@@ -73,6 +73,8 @@ pub struct ServeArgs {
     /// KV cache type: f32 or f16 (default from OLLAMA_KV_CACHE_TYPE, else f32).
     #[arg(long = "kv-type")]
     pub kv_type: Option<bitnet_gguf::engine::model::KvType>,
+    #[command(flatten)]
+    pub head: super::run::HeadTypeArg,
     /// Requests that may wait for a slot; more get 503.
     #[arg(long)]
     pub max_queue: Option<usize>,
@@ -153,6 +155,7 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
                 Some(t) => t,
                 None => kv_type_from_env(),
             },
+            head_type: args.head.head_type,
             max_queue: args
                 .max_queue
                 .or_else(|| env_or("OLLAMA_MAX_QUEUE"))

@@ -58,10 +58,9 @@ pub struct BenchArgs {
     /// microseconds per token.
     #[arg(long)]
     pub profile: bool,
-    /// Re-quantise an F16/BF16 output matrix in memory at load: q8_0 or q6_k (the file is
-    /// not changed; `bytes_per_token` counts the re-quantised head).
-    #[arg(long = "head-type")]
-    pub head_type: Option<String>,
+    /// (`bytes_per_token` counts a re-quantised head.)
+    #[command(flatten)]
+    pub head: crate::cli::run::HeadTypeArg,
     /// Also decode this many sequences together, one token each per step, as the server's
     /// batched step does, and report the aggregate rate beside the one-sequence decode
     /// (`batch_tg_tok_s`, `batch_speedup`).
@@ -164,25 +163,25 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let runtime = runtime(&args, threads)?;
 
     let n_ctx = (args.depth + args.n_prompt + args.n_gen + 8).max(64);
-    let mut model = Model::load(
+    let model = Model::load(
         &args.model,
         &LoadOptions {
             n_ctx: Some(n_ctx),
             threads: Some(threads),
             kv_type: args.kv_type,
             runtime: Some(runtime.clone()),
+            head_type: args.head.head_type,
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
     let mut bpt = bytes_per_token(model.gguf());
-    let mut repack_ms = None;
-    if let Some(name) = &args.head_type {
-        let ty = bitnet_gguf::engine::model::head_type_from_name(name)?;
-        let t0 = Instant::now();
-        model.repack_head(ty)?;
-        repack_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
-        bpt = with_repacked_head(model.gguf(), bpt, ty);
-    }
+    let repack_ms = model
+        .head_repack()
+        .and_then(|r| Some((r.to, r.elapsed?)))
+        .map(|(ty, t)| {
+            bpt = with_repacked_head(model.gguf(), bpt, ty);
+            t.as_secs_f64() * 1e3
+        });
     let vocab = model.config().n_vocab.max(1) as u32;
     let token = |i: usize| ((i as u64 * 2_654_435_761) % vocab as u64) as u32;
     let context: Vec<u32> = (0..args.depth).map(|i| token(i + 7919)).collect();
@@ -294,7 +293,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "compute_passes": cp.count(),
         "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
         "breakdown": profile,
-        "head_type": args.head_type, "head_repack_ms": repack_ms,
+        "head_type": args.head.head_type.map(|t| t.name().to_ascii_lowercase()),
+        "head_repack_ms": repack_ms,
     });
     let mut j = j;
     if let Some(mut run) = batched {

@@ -3,6 +3,8 @@
 //! embedding is over half of a decoded token's bytes) decodes at a quantised head's speed.
 //! The file is not changed; the embedding lookups keep reading the original rows.
 
+use std::time::Duration;
+
 use anyhow::{ensure, Context, Result};
 use bitnet_formats::TensorType;
 use bitnet_kernels::{DenseMatrix, DetachedDense, DisjointMut, Runtime};
@@ -17,6 +19,59 @@ impl RepackedHead {
     pub fn matrix(&self) -> DenseMatrix<'_> {
         self.matrix.attach(&self.bytes)
     }
+}
+
+/// What `LoadOptions::head_type` did to a model's head at load.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeadRepack {
+    /// The head's type in the file.
+    pub from: TensorType,
+    /// The type asked for.
+    pub to: TensorType,
+    /// Time spent re-quantising; `None` when the head already had the type asked for.
+    pub elapsed: Option<Duration>,
+}
+
+impl std::fmt::Display for HeadRepack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.elapsed {
+            Some(t) => write!(
+                f,
+                "re-quantised the {} output head to {} in {:.0} ms",
+                self.from.name(),
+                self.to.name(),
+                t.as_secs_f64() * 1e3
+            ),
+            None => write!(
+                f,
+                "the output head is {} in the file already: --head-type changes nothing",
+                self.to.name()
+            ),
+        }
+    }
+}
+
+/// Whether a head stored as `from` is re-quantised to `to` (true) or left as it is (false,
+/// it has that type already). Another quantised type is refused: re-quantising it would
+/// stack a second rounding on the first, and a user asking for a faster head would get a
+/// less accurate one without knowing.
+pub fn needs_repack(from: TensorType, to: TensorType) -> Result<bool> {
+    ensure!(
+        matches!(to, TensorType::Q8_0 | TensorType::Q6_K),
+        "--head-type: cannot re-quantise to {}: expected Q8_0 or Q6_K",
+        to.name()
+    );
+    if from == to {
+        return Ok(false);
+    }
+    ensure!(
+        matches!(from, TensorType::F16 | TensorType::BF16 | TensorType::F32),
+        "--head-type {}: the output head is {} in the file; only an F16, BF16 or F32 head \
+         is re-quantised",
+        to.name().to_ascii_lowercase(),
+        from.name()
+    );
+    Ok(true)
 }
 
 /// The types `--head-type` accepts, by name.
@@ -35,11 +90,10 @@ pub fn repack_head(rt: &Runtime, head: &DenseMatrix, ty: TensorType) -> Result<R
         TensorType::Q6_K => bitnet_formats::codec::kquants::quantize_q6_k,
         other => anyhow::bail!("--head-type: cannot re-quantise to {}", other.name()),
     };
-    let from = head.tensor_type();
     ensure!(
-        matches!(from, TensorType::F16 | TensorType::BF16 | TensorType::F32),
-        "--head-type re-quantises an F16, BF16 or F32 head; this head is {} already",
-        from.name()
+        needs_repack(head.tensor_type(), ty)?,
+        "--head-type: the head is {} already",
+        ty.name()
     );
     let (rows, cols) = (head.rows(), head.cols());
     let block = ty.block_len() as usize;
@@ -112,5 +166,32 @@ mod tests {
         assert!(repack_head(&rt, &q6.matrix(), TensorType::Q8_0).is_err());
         assert_eq!(head_type_from_name("q6_k").unwrap(), TensorType::Q6_K);
         assert!(head_type_from_name("q4_0").is_err());
+    }
+
+    #[test]
+    fn only_a_float_head_is_requantised_and_the_same_type_is_left_alone() {
+        use TensorType::*;
+        for from in [F16, BF16, F32] {
+            assert!(needs_repack(from, Q6_K).unwrap());
+            assert!(needs_repack(from, Q8_0).unwrap());
+        }
+        assert!(!needs_repack(Q6_K, Q6_K).unwrap());
+        assert!(!needs_repack(Q8_0, Q8_0).unwrap());
+        let err = needs_repack(Q6_K, Q8_0).unwrap_err().to_string();
+        assert!(
+            err.contains("q8_0") && err.contains("Q6_K in the file"),
+            "{err}"
+        );
+        assert!(needs_repack(Q4_0, Q6_K).is_err());
+        assert!(needs_repack(Q4_K, Q4_K).is_err());
+        let done = HeadRepack {
+            from: F16,
+            to: Q6_K,
+            elapsed: Some(Duration::from_millis(412)),
+        };
+        assert_eq!(
+            done.to_string(),
+            "re-quantised the F16 output head to Q6_K in 412 ms"
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::engine::chat::ChatTemplate;
 use crate::engine::tokenizer::Tokenizer;
 
 pub use config::{Activation, Arch, ModelConfig, RopeStyle};
-pub use head_repack::head_type_from_name;
+pub use head_repack::{head_type_from_name, HeadRepack};
 pub use kv_cache::KvType;
 pub use session::{forward_batch, forward_seqs, Session};
 
@@ -43,6 +43,10 @@ pub struct LoadOptions {
     pub runtime: Option<Arc<Runtime>>,
     /// Element type of new sessions' KV caches.
     pub kv_type: KvType,
+    /// `--head-type`: re-quantise an F16/BF16/F32 output matrix in memory to this type
+    /// (Q8_0 or Q6_K) at load; a head of that type already is left as it is, another
+    /// quantised head is refused. The file is not changed.
+    pub head_type: Option<bitnet_formats::TensorType>,
 }
 
 /// A loaded model: the mapped file, its validated configuration, prepared weights and the
@@ -57,6 +61,7 @@ pub struct Model {
     tokenizer: Tokenizer,
     chat_template: ChatTemplate,
     path: PathBuf,
+    head_repack: Option<HeadRepack>,
 }
 
 impl Model {
@@ -93,7 +98,14 @@ impl Model {
                 .with_context(|| format!("{}: cannot start the kernels", path.display()))?,
             ),
         };
-        let weights = Weights::load(&runtime, Arc::new(file), &config)?;
+        let mut weights = Weights::load(&runtime, Arc::new(file), &config)?;
+        let head_repack = match opts.head_type {
+            Some(ty) => Some(
+                repack_head(&mut weights, &runtime, ty)
+                    .with_context(|| format!("{}: cannot re-quantise the head", path.display()))?,
+            ),
+            None => None,
+        };
         let n_ctx = match opts.n_ctx {
             Some(0) => anyhow::bail!("context length must be at least 1"),
             Some(n) => n,
@@ -110,16 +122,19 @@ impl Model {
             tokenizer,
             chat_template,
             path,
+            head_repack,
         })
     }
 
-    /// Re-quantises an F16/BF16/F32 output matrix in memory to `ty` (`--head-type`: Q8_0
-    /// or Q6_K), leaving the file and the embedding lookups as they are.
-    pub fn repack_head(&mut self, ty: bitnet_formats::TensorType) -> Result<()> {
-        let path = self.path.display().to_string();
-        self.weights
-            .repack_head(&self.runtime, ty)
-            .with_context(|| format!("{path}: cannot re-quantise the output matrix"))
+    /// What `LoadOptions::head_type` did at load (`None` when it was not set); its
+    /// `Display` is the line the CLI and the server print.
+    pub fn head_repack(&self) -> Option<HeadRepack> {
+        self.head_repack
+    }
+
+    /// The type of the head the forward pass reads (after any `--head-type` repack).
+    pub fn head_type(&self) -> bitnet_formats::TensorType {
+        self.weights.head().tensor_type()
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -160,4 +175,24 @@ impl Model {
     pub fn new_session(&self, n_ctx: usize) -> Session<'_> {
         Session::new(self, n_ctx.max(1))
     }
+}
+
+/// Applies `--head-type` to freshly loaded weights, timing the re-quantisation.
+fn repack_head(
+    weights: &mut Weights,
+    rt: &Runtime,
+    ty: bitnet_formats::TensorType,
+) -> Result<HeadRepack> {
+    let from = weights.head().tensor_type();
+    let mut done = HeadRepack {
+        from,
+        to: ty,
+        elapsed: None,
+    };
+    if head_repack::needs_repack(from, ty)? {
+        let start = std::time::Instant::now();
+        weights.repack_head(rt, ty)?;
+        done.elapsed = Some(start.elapsed());
+    }
+    Ok(done)
 }

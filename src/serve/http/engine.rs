@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::engine::chat::{ChatMessage, ChatTemplate};
 use crate::engine::generation::TokenText;
-use crate::engine::model::{forward_seqs, KvType, LoadOptions, Model, Session};
+use crate::engine::model::{forward_seqs, LoadOptions, Model, Session};
 use crate::engine::sampler::{Sampler, SamplerConfig, TokenSampler};
 use crate::engine::tokenizer::Tokenizer;
 use crate::serve::store::gguf_info;
@@ -31,19 +31,23 @@ fn messages(turns: &[ChatTurn]) -> Vec<ChatMessage> {
 impl EngineBackend {
     pub fn load(
         path: &std::path::Path,
-        threads: Option<usize>,
-        kv_type: KvType,
+        settings: &super::LoadSettings,
     ) -> anyhow::Result<EngineBackend> {
+        let kv_type = settings.kv_type;
         let model = Model::load(
             path,
             &LoadOptions {
                 n_ctx: None,
-                threads,
+                threads: settings.threads,
                 kv_type,
                 // Its own pool: another model loaded beside it keeps its threads.
                 runtime: None,
+                head_type: settings.head_type,
             },
         )?;
+        if let Some(repack) = model.head_repack() {
+            eprintln!("{}: {repack}", path.display());
+        }
         let file = model.gguf();
         let arch = file.architecture().unwrap_or("").to_string();
         let tokenizer = Tokenizer::from_gguf(file.metadata(), &arch)
@@ -157,7 +161,7 @@ impl Backend for EngineBackend {
 /// Loads GGUF files with the engine and starts a scheduler for each.
 pub fn loader() -> Loader {
     Arc::new(|path, settings, metrics| {
-        let backend = EngineBackend::load(path, settings.threads, settings.kv_type)?;
+        let backend = EngineBackend::load(path, settings)?;
         let n_ctx = settings
             .n_ctx
             .unwrap_or(backend.meta.n_ctx_train.min(4096))

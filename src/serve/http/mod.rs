@@ -48,6 +48,8 @@ pub struct LoadSettings {
     pub threads: Option<usize>,
     pub max_queue: usize,
     pub kv_type: crate::engine::model::KvType,
+    /// `--head-type`: every model loaded gets its F16/BF16/F32 head re-quantised to this.
+    pub head_type: Option<bitnet_formats::TensorType>,
 }
 
 /// Loads a GGUF and starts its scheduler (the real engine, or a fake one in tests).
