@@ -58,7 +58,7 @@ pub struct BenchArgs {
     /// microseconds per token.
     #[arg(long)]
     pub profile: bool,
-    /// (`bytes_per_token` counts a re-quantised head.)
+    // `bytes_per_token` counts a re-quantised head.
     #[command(flatten)]
     pub head: crate::cli::run::HeadTypeArg,
     /// Also decode this many sequences together, one token each per step, as the server's

@@ -132,11 +132,6 @@ impl Model {
         self.head_repack
     }
 
-    /// The type of the head the forward pass reads (after any `--head-type` repack).
-    pub fn head_type(&self) -> bitnet_formats::TensorType {
-        self.weights.head().tensor_type()
-    }
-
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
