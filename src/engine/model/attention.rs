@@ -109,6 +109,21 @@ pub struct Heads {
 /// `h / (n_head / n_head_kv)`. Every token's result is what it would get alone (the same
 /// kernel calls on the same blocks, in the same order), bit for bit.
 pub fn attend(rt: &Runtime, q: &[f32], kv: &LayerKv, n_past: usize, heads: Heads, out: &mut [f32]) {
+    attend_seqs(rt, &[SeqAttention { q, kv, n_past }], heads, out);
+}
+
+/// One sequence's part of [`attend_seqs`]: its new tokens' queries, its cache (holding
+/// them already) and how many positions came before them.
+pub struct SeqAttention<'a, 'k> {
+    pub q: &'a [f32],
+    pub kv: &'a LayerKv<'k>,
+    pub n_past: usize,
+}
+
+/// [`attend`] for several sequences in one parallel region (a server step: one token of
+/// each running sequence, or prompts): `out` holds their outputs stacked in order. A
+/// region per sequence left all but one thread idle on a decode step's short contexts.
+pub fn attend_seqs(rt: &Runtime, seqs: &[SeqAttention], heads: Heads, out: &mut [f32]) {
     let Heads {
         n_head,
         n_head_kv,
@@ -116,22 +131,34 @@ pub fn attend(rt: &Runtime, q: &[f32], kv: &LayerKv, n_past: usize, heads: Heads
     } = heads;
     let q_dim = n_head * hd;
     let group = n_head / n_head_kv;
-    let n_new = q.len() / q_dim;
-    assert!(out.len() >= n_new * q_dim, "attend: output too short");
     let scale = 1.0 / (hd as f32).sqrt();
-    // One work item per (token tile, KV head), for all query heads of its group: each block
-    // of keys and values is fetched once and read from L1 by the group's heads and the
-    // tile's tokens (attention at depth 1024 on the 2B shape, four query heads per KV head:
-    // ~10 % faster than per head). A task gets at least ~16k multiply-adds, so a short
-    // context is not cut finer than a wake-up is worth.
-    let n_tiles = n_new.div_ceil(TOKEN_TILE);
-    let items = n_tiles * n_head_kv;
-    let n_keys_max = n_past + n_new;
-    let min_items = (16384 / (2 * n_keys_max * hd * group * TOKEN_TILE.min(n_new)).max(1)).max(1);
+    // Per sequence: its first work item and first output row.
+    let mut starts = Vec::with_capacity(seqs.len());
+    let (mut items, mut rows, mut widest, mut most_new) = (0, 0, 0, 0);
+    for s in seqs {
+        let n_new = s.q.len() / q_dim;
+        starts.push((items, rows));
+        items += n_new.div_ceil(TOKEN_TILE) * n_head_kv;
+        rows += n_new;
+        widest = widest.max(s.n_past + n_new);
+        most_new = most_new.max(n_new);
+    }
+    assert!(out.len() >= rows * q_dim, "attend: output too short");
+    // One work item per (sequence, token tile, KV head), for all query heads of its group:
+    // each block of keys and values is fetched once and read from L1 by the group's heads
+    // and the tile's tokens (attention at depth 1024 on the 2B shape, four query heads per
+    // KV head: ~10 % faster than per head). A task gets at least ~16k multiply-adds, so a
+    // short context is not cut finer than a wake-up is worth.
+    let min_items = (16384 / (2 * widest * hd * group * TOKEN_TILE.min(most_new)).max(1)).max(1);
     // Each item writes its own tokens' outputs for its own KV head group.
     let dst = DisjointMut::new(out);
     let item = |item: usize| {
-        let (tile, g) = (item / n_head_kv, item % n_head_kv);
+        let s = starts.partition_point(|&(first, _)| first <= item) - 1;
+        let (first, row0) = starts[s];
+        let SeqAttention { q, kv, n_past } = seqs[s];
+        let n_new = q.len() / q_dim;
+        let local = item - first;
+        let (tile, g) = (local / n_head_kv, local % n_head_kv);
         let (t0, t1) = (tile * TOKEN_TILE, ((tile + 1) * TOKEN_TILE).min(n_new));
         // Keys seen by token t0 + i, and the blocks of every token of the tile.
         let n_keys = |i: usize| n_past + t0 + i + 1;
@@ -169,7 +196,8 @@ pub fn attend(rt: &Runtime, q: &[f32], kv: &LayerKv, n_past: usize, heads: Heads
         }
         // SAFETY: the tile's tokens' outputs for this group's heads belong to this item
         // alone, and lie inside `out` (checked above).
-        let o = |i: usize| unsafe { dst.slice((t0 + i) * q_dim + g * group * hd, group * hd) };
+        let o =
+            |i: usize| unsafe { dst.slice((row0 + t0 + i) * q_dim + g * group * hd, group * hd) };
         for i in 0..t1 - t0 {
             o(i).fill(0.0);
         }
@@ -186,7 +214,7 @@ pub fn attend(rt: &Runtime, q: &[f32], kv: &LayerKv, n_past: usize, heads: Heads
         }
     };
     let task = |a: usize, b: usize| (a..b).for_each(item);
-    if n_new > 1 {
+    if most_new > 1 {
         rt.pool()
             .parallel_ranges_balanced(items, ATTEND_TASKS_PER_THREAD, min_items, 1, task);
     } else {
@@ -321,6 +349,66 @@ mod tests {
                     "{kind:?}: token {t} differs from attending alone"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn several_sequences_in_one_call_get_what_they_get_alone() {
+        let rt = Runtime::detect();
+        // A server step: three decoding sequences of different depths and a 13-token prompt
+        // on a fourth, each with its own cache, in one region.
+        let (n_head, n_kv, hd) = (4, 2, 16);
+        let heads = Heads {
+            n_head,
+            n_head_kv: n_kv,
+            head_dim: hd,
+        };
+        let q_dim = n_head * hd;
+        let mut seed = 0x9e37_79b9_u64;
+        let mut r = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
+        };
+        let shapes = [(5usize, 1usize), (130, 1), (0, 13), (64, 1)];
+        let caches: Vec<KvCache> = shapes
+            .iter()
+            .map(|&(past, new)| {
+                let total = past + new;
+                let k: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
+                let v: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
+                let mut c = KvCache::new(KvType::F32, 1, n_kv, hd, total);
+                c.append(&rt, 0, &k, &v);
+                c
+            })
+            .collect();
+        let qs: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|&(_, new)| (0..new * q_dim).map(|_| r()).collect())
+            .collect();
+        let layers: Vec<_> = caches.iter().map(|c| c.layer(0)).collect();
+        let parts: Vec<SeqAttention> = shapes
+            .iter()
+            .zip(&qs)
+            .zip(&layers)
+            .map(|((&(n_past, _), q), kv)| SeqAttention { q, kv, n_past })
+            .collect();
+        let rows: usize = shapes.iter().map(|s| s.1).sum();
+        let mut all = vec![f32::NAN; rows * q_dim];
+        attend_seqs(&rt, &parts, heads, &mut all);
+        let mut row = 0;
+        for (i, &(n_past, new)) in shapes.iter().enumerate() {
+            let mut alone = vec![f32::NAN; new * q_dim];
+            attend(&rt, &qs[i], &layers[i], n_past, heads, &mut alone);
+            let got = &all[row * q_dim..(row + new) * q_dim];
+            assert!(
+                got.iter()
+                    .zip(&alone)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "sequence {i} differs from attending alone"
+            );
+            row += new;
         }
     }
 

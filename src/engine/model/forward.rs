@@ -10,7 +10,7 @@ use bitnet_kernels::{ops, quantize_acts, rms_norm, QuantizedActs, Runtime, PARAL
 
 use bitnet_formats::GgufFile;
 
-use super::attention::{attend, Heads, Rope};
+use super::attention::{attend_seqs, Heads, Rope, SeqAttention};
 use super::config::{Activation, ModelConfig};
 use super::kv_cache::KvCache;
 use super::weights::{forward_many, Linear, Weights};
@@ -125,6 +125,7 @@ fn forward_in_pool(
         let attention = section(Op::Attention);
 
         let mut row = 0;
+        let mut past = Vec::with_capacity(seqs.len());
         for seq in seqs.iter_mut() {
             let (n_past, m) = (seq.cache.len(), seq.n_tokens);
             for t in 0..m {
@@ -138,16 +139,23 @@ fn forward_in_pool(
                 &b.k[row * kvd..(row + m) * kvd],
                 &b.v[row * kvd..(row + m) * kvd],
             );
-            attend(
-                rt,
-                &b.q[row * qd..(row + m) * qd],
-                &seq.cache.layer(l),
-                n_past,
-                heads,
-                &mut b.att[row * qd..(row + m) * qd],
-            );
+            past.push(n_past);
             row += m;
         }
+        // Every sequence's attention in one region.
+        let layers: Vec<_> = seqs.iter().map(|s| s.cache.layer(l)).collect();
+        let mut row = 0;
+        let parts: Vec<SeqAttention> = seqs
+            .iter()
+            .zip(&layers)
+            .zip(&past)
+            .map(|((s, kv), &n_past)| {
+                let q = &b.q[row * qd..(row + s.n_tokens) * qd];
+                row += s.n_tokens;
+                SeqAttention { q, kv, n_past }
+            })
+            .collect();
+        attend_seqs(rt, &parts, heads, &mut b.att[..n * qd]);
         drop(attention);
 
         if let Some(sub) = &lw.attn_sub_norm {
