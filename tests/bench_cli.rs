@@ -1,14 +1,9 @@
 //! `bitnet-gguf bench --json`: the fields the performance issue names, and that they agree
 //! with each other (the limit and the percentage are derived from the measured bandwidth).
 
-use std::process::Command;
+mod cli_common;
 
-fn bitnet_gguf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .output()
-        .expect("running bitnet-gguf")
-}
+use cli_common::bitnet_gguf;
 
 fn num(v: &serde_json::Value, key: &str) -> f64 {
     v[key]

@@ -1,93 +1,54 @@
 //! `run` and `chat` with a context smaller than the prompt and the reply: the prompt loses its
 //! oldest part and the reply shifts the context instead of ending (the committed tiny model).
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod cli_common;
+
+use std::process::Output;
 
 use bitnet_gguf::engine::model::{LoadOptions, Model};
-
-const TINY: &str = "models/tiny-bitnet-b1.58.gguf";
+use cli_common::{cli, output_with_stdin, succeeded, tiny, verbose_counts, TINY};
 
 fn bitnet_gguf(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running bitnet-gguf");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The numbers after `prompt:` and `generation:` in `run --verbose`'s summary.
-fn run_counts(out: &Output) -> (usize, usize) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.starts_with("prompt: ")).unwrap();
-    let n = |key: &str| -> usize {
-        let rest = &line[line.find(key).unwrap() + key.len()..];
-        rest.split_whitespace().next().unwrap().parse().unwrap()
-    };
-    (n("prompt: "), n("generation: "))
+    succeeded(args, output_with_stdin(cli(args), stdin))
 }
 
 fn long_prompt() -> String {
     let text = "the quick brown fox jumps over the lazy dog and runs away ".repeat(20);
-    let model = Model::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(TINY),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let model = Model::load(&tiny(), &LoadOptions::default()).unwrap();
     let n = model.tokenizer().encode(&text, true, true).unwrap().len();
     assert!(n >= 200, "the prompt has {n} tokens");
     text
 }
 
+/// `run --verbose` of the tiny model in a 64-token context, generating `n` tokens.
+fn run_in_64(n: &str) -> [&str; 9] {
+    [
+        "run",
+        "-m",
+        TINY,
+        "-c",
+        "64",
+        "-n",
+        n,
+        "--ignore-eos",
+        "--verbose",
+    ]
+}
+
 #[test]
 fn a_prompt_longer_than_the_context_is_cut_and_generates() {
     let prompt = long_prompt();
-    let args = [
-        "run",
-        "-m",
-        TINY,
-        "-c",
-        "64",
-        "-n",
-        "10",
-        "--ignore-eos",
-        "--verbose",
-    ];
-    let out = bitnet_gguf(&[&args[..], &["-p", &prompt]].concat(), "");
-    let (prompt_tokens, generated) = run_counts(&out);
+    let out = bitnet_gguf(&[&run_in_64("10")[..], &["-p", &prompt]].concat(), "");
+    let (prompt_tokens, generated) = verbose_counts(&out);
     assert!(prompt_tokens < 64, "{prompt_tokens} prompt tokens");
     assert_eq!(generated, 10);
     // Without a shift it still fits the prompt, and then stops at the full context.
-    let args = [
-        "run",
-        "-m",
-        TINY,
-        "-c",
-        "64",
-        "-n",
-        "300",
-        "--ignore-eos",
-        "--verbose",
-    ];
-    let no_shift = [&args[..], &["--no-context-shift", "-p", &prompt]].concat();
-    let (p, g) = run_counts(&bitnet_gguf(&no_shift, ""));
+    let no_shift = [
+        &run_in_64("300")[..],
+        &["--no-context-shift", "-p", &prompt],
+    ]
+    .concat();
+    let (p, g) = verbose_counts(&bitnet_gguf(&no_shift, ""));
     assert_eq!(
         p + g,
         65,
@@ -97,19 +58,11 @@ fn a_prompt_longer_than_the_context_is_cut_and_generates() {
 
 #[test]
 fn a_reply_longer_than_the_context_shifts_it() {
-    let args = [
-        "run",
-        "-m",
-        TINY,
-        "-c",
-        "64",
-        "-n",
-        "300",
-        "--ignore-eos",
-        "--verbose",
-    ];
-    let out = bitnet_gguf(&[&args[..], &["-p", "Once upon a time"]].concat(), "");
-    assert_eq!(run_counts(&out).1, 300);
+    let out = bitnet_gguf(
+        &[&run_in_64("300")[..], &["-p", "Once upon a time"]].concat(),
+        "",
+    );
+    assert_eq!(verbose_counts(&out).1, 300);
 }
 
 #[test]

@@ -2,14 +2,9 @@
 //! the TQ types under upstream llama.cpp's `bitnet` architecture (with the 2B4T activation
 //! as a key), the fork's types under the fork's architecture names.
 
-use std::process::Command;
+mod cli_common;
 
-fn bitnet_gguf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .output()
-        .expect("running bitnet-gguf")
-}
+use cli_common::bitnet_gguf;
 
 fn metadata(path: &std::path::Path) -> Vec<(String, serde_json::Value)> {
     let out = bitnet_gguf(&["inspect", "--json", path.to_str().unwrap()]);

@@ -1,18 +1,10 @@
 //! The `eval --json` and `run` verbs end to end on the committed tiny model.
 
+mod cli_common;
 mod engine_support;
 
-use std::process::Command;
-
-use engine_support::{load_prompts, repo_path, TOL};
-
-fn bitnet_gguf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("running bitnet-gguf")
-}
+use cli_common::bitnet_gguf;
+use engine_support::{load_prompts, TOL};
 
 #[test]
 fn eval_json_matches_the_reference() {

@@ -2,15 +2,12 @@
 //! at load changes the logits a little (and only a little), a head of the asked type is left
 //! alone, another quantised head is refused, and `perplexity` and `serve` take the flag.
 
-mod engine_support;
+mod cli_common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Stdio;
 
-use engine_support::repo_path;
+use cli_common::{bitnet_gguf, cli, ServeProcess, TINY};
 
-const TINY: &str = "models/tiny-bitnet-b1.58.gguf";
 const PROMPT: &str = "It is a truth universally acknowledged, that a single man in possession";
 /// The opening of Pride and Prejudice (public domain): a few chunks of 64 tokens of the
 /// kind of text the tiny model was trained on.
@@ -24,14 +21,6 @@ is,\" returned she; \"for Mrs. Long has just been here, and she told me all abou
 Bennet made no answer. \"Do you not want to know who has taken it?\" cried his wife \
 impatiently. \"You want to tell me, and I have no objection to hearing it.\" This was \
 invitation enough.";
-
-fn bitnet_gguf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("running bitnet-gguf")
-}
 
 fn ok(out: std::process::Output) -> (String, String) {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -188,65 +177,29 @@ fn perplexity_with_a_q6_k_head_stays_within_a_few_per_cent() {
     assert!((q6 / plain - 1.0).abs() < 0.03, "q6_k {q6} against {plain}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn serve_loads_its_model_with_the_head_requantised() {
     let store = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .current_dir(repo_path(""))
-        .args([
-            "serve",
-            "-m",
-            TINY,
-            "--alias",
-            "tiny",
-            "--head-type",
-            "q6_k",
-        ])
-        .args([
-            "--threads",
-            "1",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
+    let mut serve = cli(&[
+        "serve",
+        "-m",
+        TINY,
+        "--alias",
+        "tiny",
+        "--head-type",
+        "q6_k",
+        "--threads",
+        "1",
+    ]);
+    serve
         .env("BITNET_MODELS", store.path())
-        .env_remove("OLLAMA_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let ready = (0..300).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        bitnet_gguf::serve::http::client::request(&addr, "GET", "/", None)
-            .is_ok_and(|r| r.status == 200)
-    });
+        .stderr(Stdio::piped());
+    let mut server = ServeProcess::start(serve);
     let body = serde_json::json!({"model": "tiny", "prompt": "It is a truth", "stream": false,
                                   "raw": true, "options": {"num_predict": 4, "temperature": 0}});
-    let reply = ready.then(|| {
-        bitnet_gguf::serve::http::client::post_json(&addr, "/api/generate", &body).unwrap()
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(ready, "the server did not come up: {err}");
-    let reply = reply.unwrap();
+    let reply =
+        bitnet_gguf::serve::http::client::post_json(&server.addr, "/api/generate", &body).unwrap();
+    let err = server.stop();
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json().unwrap()["eval_count"], 4);
     assert!(

@@ -2,80 +2,45 @@
 //! `ollama run`: the Modelfile's PARAMETERs are the defaults, flags override them, and the
 //! prompt is the user's message after its SYSTEM and MESSAGEs, rendered with the chat template.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod cli_common;
+
+use std::path::Path;
+use std::process::{Command, Output};
 
 use bitnet_gguf::engine::chat::ChatMessage;
 use bitnet_gguf::engine::generate::{generate, GenerateParams};
 use bitnet_gguf::engine::model::{LoadOptions, Model};
 use bitnet_gguf::engine::sampler::SamplerConfig;
+use cli_common::{output_with_stdin, succeeded, tiny, verbose_counts};
 
 const QUESTION: &str = "Who is Mr. Knightley?";
 
-fn gguf() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny-bitnet-b1.58.gguf")
+/// The binary with `args` on the store `store`.
+fn store_cli(store: &Path, args: &[&str]) -> Command {
+    let mut cmd = cli_common::cli(args);
+    cmd.env("BITNET_MODELS", store).env_remove("OLLAMA_MODELS");
+    cmd
 }
 
 fn cli(store: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .env("BITNET_MODELS", store)
-        .env_remove("OLLAMA_MODELS")
+    let out = store_cli(store, args)
         .output()
         .expect("running bitnet-gguf");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeded(args, out)
 }
 
 /// Runs with `input` on standard input.
 fn cli_stdin(store: &Path, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(args)
-        .env("BITNET_MODELS", store)
-        .env_remove("OLLAMA_MODELS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running bitnet-gguf");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeded(args, output_with_stdin(store_cli(store, args), input))
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-/// `(prompt tokens, generated tokens)` from `--verbose`.
-fn counts(o: &Output) -> (usize, usize) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    let line = err.lines().find(|l| l.starts_with("prompt: ")).unwrap();
-    let num = |key: &str| -> usize {
-        let rest = &line[line.find(key).unwrap() + key.len()..];
-        rest.split_whitespace().next().unwrap().parse().unwrap()
-    };
-    (num("prompt: "), num("generation: "))
-}
-
 fn create(store: &Path, name: &str, modelfile: &str) {
     let mf = store.join(format!("{name}.Modelfile"));
-    std::fs::write(&mf, format!("FROM {}\n{modelfile}", gguf().display())).unwrap();
+    std::fs::write(&mf, format!("FROM {}\n{modelfile}", tiny().display())).unwrap();
     cli(store, &["create", name, "-f", mf.to_str().unwrap()]);
 }
 
@@ -108,7 +73,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
         "PARAMETER temperature 0\nPARAMETER num_predict 12\nSYSTEM \"\"\"You are Emma.\"\"\"\n\
          MESSAGE user Hello\nMESSAGE assistant Good day, sir.\n",
     );
-    let model = Model::load(&gguf(), &LoadOptions::default()).unwrap();
+    let model = Model::load(&tiny(), &LoadOptions::default()).unwrap();
     let messages = vec![
         ChatMessage::new("system", "You are Emma."),
         ChatMessage::new("user", "Hello"),
@@ -129,7 +94,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
     // is printed.
     let out = cli(store, &["run", "emma", QUESTION, "--verbose"]);
     assert_eq!(stdout(&out), format!("{reply}\n"));
-    assert_eq!(counts(&out), (prompt_len, 12));
+    assert_eq!(verbose_counts(&out), (prompt_len, 12));
     // The words after the name form the prompt; -m/-p say the same.
     let words: Vec<&str> = QUESTION.split(' ').collect();
     let mut args = vec!["run", "emma"];
@@ -148,7 +113,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
 
     // Flags win: -n, --system.
     let out = cli(store, &["run", "emma", QUESTION, "-n", "5", "--verbose"]);
-    assert_eq!(counts(&out).1, 5);
+    assert_eq!(verbose_counts(&out).1, 5);
     assert_eq!(
         stdout(&out),
         format!("{}\n", expected_reply(&model, &messages, &greedy(5)).1)
@@ -167,7 +132,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
         ],
     );
     let (other_len, other_reply) = expected_reply(&model, &other, &greedy(12));
-    assert_eq!(counts(&out).0, other_len);
+    assert_eq!(verbose_counts(&out).0, other_len);
     assert_eq!(stdout(&out), format!("{other_reply}\n"));
 
     // --format json: one JSON object, within the Modelfile's 12 tokens.
@@ -184,7 +149,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
     let raw_ids = tok
         .encode("It is a truth", tok.add_bos_default(), true)
         .unwrap();
-    assert_eq!(counts(&out), (raw_ids.len(), 12));
+    assert_eq!(verbose_counts(&out), (raw_ids.len(), 12));
     assert!(stdout(&out).starts_with("It is a truth"));
 }
 
@@ -192,7 +157,7 @@ fn run_applies_the_modelfile_and_flags_override_it() {
 fn run_applies_stop_seed_and_context_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path();
-    let model = Model::load(&gguf(), &LoadOptions::default()).unwrap();
+    let model = Model::load(&tiny(), &LoadOptions::default()).unwrap();
     let messages = vec![ChatMessage::new("user", QUESTION)];
     let params = GenerateParams {
         max_tokens: Some(24),

@@ -1,6 +1,7 @@
 //! Graceful shutdown: running streams end with a final error chunk (NDJSON `{"error":…}`, SSE
 //! error event) instead of hanging, and the process exits soon after SIGTERM.
 
+mod cli_common;
 mod server_common;
 
 use std::io::{BufRead, BufReader, Read};
@@ -9,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cli_common::{cli, ServeProcess, TINY};
 use serde_json::{json, Value};
 use server_common::{open_stream, start};
 
@@ -93,48 +95,27 @@ fn shutdown_ends_running_streams_with_an_error_chunk() {
     stopper.join().unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn sigterm_during_eight_streams_exits_promptly() {
     let store = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tiny-bitnet-b1.58.gguf");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet-gguf"))
-        .args(["serve", "-m", model, "--alias", "tiny", "--parallel", "8"])
+    let mut serve = cli(&["serve", "-m", TINY, "--alias", "tiny", "--parallel", "8"]);
+    serve
         .args(["--ctx-size", "4096", "--threads", "1"])
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .env("BITNET_MODELS", store.path())
-        .env_remove("OLLAMA_HOST")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let ready = (0..300).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        bitnet_gguf::serve::http::client::request(&addr, "GET", "/", None)
-            .is_ok_and(|r| r.status == 200)
-    });
-    assert!(ready, "the server did not come up");
+        .stderr(Stdio::piped());
+    let mut server = ServeProcess::start(serve);
     let body = json!({"model": "tiny", "prompt": "Once upon a time",
                       "options": {"num_predict": 100000, "temperature": 0}});
     let streams: Vec<_> = (0..8)
         .map(|_| {
-            let (code, first, r) = open_stream(&addr, "/api/generate", &body);
+            let (code, first, r) = open_stream(&server.addr, "/api/generate", &body);
             assert_eq!(code, 200, "{first}");
             r
         })
         .collect();
     let t0 = Instant::now();
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -143,11 +124,10 @@ fn sigterm_during_eight_streams_exits_promptly() {
         .map(|r| std::thread::spawn(move || rest_of_stream(r)))
         .collect();
     let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = server.child.try_wait().unwrap() {
             break st;
         }
         if t0.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
             panic!("still running 5 s after SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -162,12 +142,6 @@ fn sigterm_during_eight_streams_exits_promptly() {
             "{last}"
         );
     }
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = server.stderr_text();
     assert!(status.success(), "exit {status:?}: {err}");
 }

@@ -3,6 +3,8 @@
 //! `create` killed mid-copy, refused `FROM` files, broken templates, case-insensitive names,
 //! the store format version, and Ctrl-C during `quantize`.
 
+mod cli_common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,15 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cli_common::{cli, tiny, ServeProcess};
 use sha2::{Digest, Sha256};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_bitnet-gguf")
-}
-
-fn tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-bitnet-b1.58.gguf")
-}
 
 struct Work {
     dir: tempfile::TempDir,
@@ -37,9 +32,8 @@ impl Work {
         self.path().join("models")
     }
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.args(args)
-            .env("BITNET_MODELS", self.store())
+        let mut c = cli(args);
+        c.env("BITNET_MODELS", self.store())
             .env("HOME", self.path())
             .env_remove("OLLAMA_MODELS")
             .env_remove("BITNET_FAILPOINT")
@@ -132,42 +126,13 @@ fn assert_store_clean(store: &Path) {
     assert!(files_under(&store.join("tmp")).is_empty(), "tmp/ not empty");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(w: &Work, failpoint: Option<&str>) -> Server {
-    let addr = format!("127.0.0.1:{}", free_port());
+fn serve(w: &Work, failpoint: Option<&str>) -> ServeProcess {
     let mut c = w.cmd(&["serve"]);
-    c.env("OLLAMA_HOST", &addr)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.stderr(Stdio::null());
     if let Some(f) = failpoint {
         c.env("BITNET_FAILPOINT", f);
     }
-    let child = c.spawn().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "server not up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, addr }
+    ServeProcess::start(c)
 }
 
 fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {

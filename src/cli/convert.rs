@@ -1,12 +1,13 @@
 //! `bitnet-gguf convert HF_DIR -o OUT.gguf`: Hugging Face BitNet checkpoint → GGUF.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_formats::{Dialect, TensorType};
+use bitnet_formats::TensorType;
 use bitnet_tools::convert::{self, ConvertOptions, Progress, WeightType};
+
+use super::gguf_output::{parse_named_type, ByteProgress, DialectArg};
 
 #[derive(clap::Args)]
 pub struct ConvertArgs {
@@ -35,25 +36,12 @@ pub struct ConvertArgs {
     /// Overwrite OUT.gguf if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Type ids and architecture names of the output: upstream (llama.cpp / Ollama: `bitnet`,
-    /// TQ types; refuses i2_s/tl*), bitnet (bitnet.cpp: TL2 = 42), bitnet-2024 (the 2024 fork:
-    /// TL2 = 39). Default: upstream for tq1_0/tq2_0, bitnet otherwise.
-    #[arg(long, value_parser = parse_dialect)]
-    pub dialect: Option<Dialect>,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    Dialect::from_name(s)
-        .ok_or_else(|| format!("unknown dialect {s:?}; choose upstream, bitnet or bitnet-2024"))
+    #[command(flatten)]
+    pub dialect: DialectArg,
 }
 
 fn parse_weight_type(s: &str) -> Result<WeightType, String> {
-    WeightType::parse(s).ok_or_else(|| {
-        format!(
-            "unknown type {s:?}; choose one of {}",
-            WeightType::NAMES.join(", ")
-        )
-    })
+    parse_named_type(s, WeightType::parse, WeightType::NAMES)
 }
 
 fn parse_dense_type(s: &str) -> Result<TensorType, String> {
@@ -70,39 +58,18 @@ pub fn main(args: ConvertArgs) -> anyhow::Result<()> {
         name: args.name,
         force: args.force,
         tokenizer_pre: args.tokenizer_pre,
-        dialect: args.dialect,
+        dialect: args.dialect.dialect,
     };
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut done_input = 0u64;
+    let mut bar = ByteProgress::new();
     let report = convert::convert(&opts, &mut |event| match event {
-        Progress::Start { input_bytes, .. } => {
-            if tty {
-                let b = indicatif::ProgressBar::new(input_bytes);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
-                    )
-                    .expect("static template"),
-                );
-                bar = Some(b);
-            }
-        }
+        Progress::Start { input_bytes, .. } => bar.start(input_bytes),
         Progress::Tensor {
             name, input_bytes, ..
-        } => {
-            done_input += input_bytes;
-            if let Some(b) = &bar {
-                b.set_position(done_input);
-                b.set_message(name.to_owned());
-            }
-        }
+        } => bar.advance(name, input_bytes),
     })
     .with_context(|| format!("converting {}", args.hf_dir.display()))?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

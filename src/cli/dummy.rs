@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use bitnet_formats::Dialect;
 use bitnet_tools::dummy::{write_dummy, DummyOptions};
+
+use super::gguf_output::DialectArg;
 
 #[derive(clap::Args)]
 pub struct DummyArgs {
@@ -22,16 +23,8 @@ pub struct DummyArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Type ids and architecture names of the output: upstream (llama.cpp / Ollama: `bitnet`,
-    /// TQ types; refuses i2_s/tl*), bitnet (bitnet.cpp: TL2 = 42), bitnet-2024 (the 2024 fork:
-    /// TL2 = 39). Default: upstream for tq1_0/tq2_0, bitnet otherwise.
-    #[arg(long, value_parser = parse_dialect)]
-    pub dialect: Option<Dialect>,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    Dialect::from_name(s)
-        .ok_or_else(|| format!("unknown dialect {s:?}; choose upstream, bitnet or bitnet-2024"))
+    #[command(flatten)]
+    pub dialect: DialectArg,
 }
 
 pub fn dummy(args: DummyArgs) -> Result<()> {
@@ -41,7 +34,7 @@ pub fn dummy(args: DummyArgs) -> Result<()> {
         ty: args.ty,
         output: args.output.clone(),
         seed: args.seed,
-        dialect: args.dialect,
+        dialect: args.dialect.dialect,
     })?;
     eprintln!(
         "wrote {} ({} {}, {:.2} GB) in {:.1} s",

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod convert;
 pub mod dummy;
+mod gguf_output;
 pub mod inspect;
 pub mod perplexity;
 pub mod quantize;

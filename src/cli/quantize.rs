@@ -1,13 +1,14 @@
 //! `bitnet-gguf quantize IN.gguf OUT.gguf --type T`: re-quantise a GGUF, or move its ternary
 //! weights to another ternary format without touching the codes.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_formats::{Dialect, TensorType};
+use bitnet_formats::TensorType;
 use bitnet_tools::quantize::{self, Progress, QuantizeOptions, Target, TensorAction};
+
+use super::gguf_output::{parse_named_type, ByteProgress, DialectArg};
 
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
@@ -29,25 +30,12 @@ pub struct QuantizeArgs {
     /// Overwrite OUT.gguf if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Type ids and architecture names of the output: upstream (llama.cpp / Ollama: `bitnet`,
-    /// TQ types; refuses i2_s/tl*), bitnet (bitnet.cpp: TL2 = 42), bitnet-2024 (the 2024 fork:
-    /// TL2 = 39). Default: upstream for tq1_0/tq2_0, bitnet otherwise.
-    #[arg(long, value_parser = parse_dialect)]
-    pub dialect: Option<Dialect>,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    Dialect::from_name(s)
-        .ok_or_else(|| format!("unknown dialect {s:?}; choose upstream, bitnet or bitnet-2024"))
+    #[command(flatten)]
+    pub dialect: DialectArg,
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
-    Target::parse(s).ok_or_else(|| {
-        format!(
-            "unknown type {s:?}; choose one of {}",
-            Target::NAMES.join(", ")
-        )
-    })
+    parse_named_type(s, Target::parse, Target::NAMES)
 }
 
 fn parse_dense(s: &str) -> Result<TensorType, String> {
@@ -62,38 +50,17 @@ pub fn main(args: QuantizeArgs) -> anyhow::Result<()> {
         embed_type: args.embed_type,
         output_type: args.output_type,
         force: args.force,
-        dialect: args.dialect,
+        dialect: args.dialect.dialect,
     };
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut done = 0u64;
+    let mut bar = ByteProgress::new();
     let report =
         quantize::quantize_file(&args.input, &args.output, &opts, &mut |event| match event {
-            Progress::Start { bytes, .. } => {
-                if tty {
-                    let b = indicatif::ProgressBar::new(bytes);
-                    b.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
-                        )
-                        .expect("static template"),
-                    );
-                    bar = Some(b);
-                }
-            }
-            Progress::Tensor { name, bytes } => {
-                done += bytes;
-                if let Some(b) = &bar {
-                    b.set_position(done);
-                    b.set_message(name.to_owned());
-                }
-            }
+            Progress::Start { bytes, .. } => bar.start(bytes),
+            Progress::Tensor { name, bytes } => bar.advance(name, bytes),
         })
         .with_context(|| format!("quantizing {}", args.input.display()))?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     let count = |a: TensorAction| report.tensors.iter().filter(|t| t.action == a).count();
     eprintln!(
         "wrote {} ({} tensors: {} transcoded, {} ternarised, {} re-quantised, {} copied; {:.1} MB) in {:.2} s",

@@ -2,7 +2,6 @@
 //! output, renamed over it when complete; and on Ctrl-C / SIGTERM, which end the process
 //! without running destructors, a handler that deletes the temporary files still open.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
@@ -50,46 +49,20 @@ impl Drop for Registered {
 }
 
 /// Writes `writer` to `path` through `.gguf-write-XXXX` in the same directory and a rename,
-/// calling `progress(tensor name, payload bytes)` after each tensor.
+/// calling `progress(tensor name, payload bytes)` after each tensor; the temporary file is
+/// registered for removal on a signal while it exists.
 pub fn write_gguf(
     writer: GgufWriter,
     path: &Path,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<(), GgufError> {
     install_signal_cleanup();
-    let label = path.display().to_string();
-    let io_err = |error: std::io::Error| GgufError::Io {
-        file: label.clone(),
-        error,
+    let mut first = true;
+    let mut progress = |name: &str, bytes: u64| {
+        progress(name, bytes);
+        if std::mem::take(&mut first) {
+            bitnet_formats::failpoint::pause("gguf-write-mid");
+        }
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".gguf-write-");
-    // Temporary files default to 0600; the finished model gets the usual mode (0666 minus
-    // the umask), like any file the user creates.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let tmp = builder.tempfile_in(dir).map_err(io_err)?;
-    let registered = Registered::new(tmp.path());
-    {
-        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let mut first = true;
-        writer.write_to(&mut out, &label, &mut |name, bytes| {
-            progress(name, bytes);
-            if std::mem::take(&mut first) {
-                bitnet_formats::failpoint::pause("gguf-write-mid");
-            }
-        })?;
-        out.flush().map_err(io_err)?;
-    }
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    drop(registered);
-    Ok(())
+    writer.write_via_temp(path, &mut progress, Registered::new)
 }

@@ -198,7 +198,19 @@ impl<'a> GgufWriter<'a> {
         path: impl AsRef<Path>,
         progress: &mut dyn FnMut(&str, u64),
     ) -> Result<(), GgufError> {
-        let path = path.as_ref();
+        self.write_via_temp(path.as_ref(), progress, |_| ())
+    }
+
+    /// Writes the file like `write_with_progress`, first calling `on_temp` with the path of
+    /// the temporary file (created, still empty) and keeping what it returns until the
+    /// temporary file is renamed or removed: a caller can register the path for removal on a
+    /// signal, which ends the process without running destructors.
+    pub fn write_via_temp<Guard>(
+        self,
+        path: &Path,
+        progress: &mut dyn FnMut(&str, u64),
+        on_temp: impl FnOnce(&Path) -> Guard,
+    ) -> Result<(), GgufError> {
         let label = path.display().to_string();
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -216,6 +228,8 @@ impl<'a> GgufWriter<'a> {
         let tmp = builder
             .tempfile_in(dir)
             .map_err(|e| GgufError::io(&label, e))?;
+        // Declared after `tmp`, so dropped before it on the error paths.
+        let _guard = on_temp(tmp.path());
         {
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
             self.write_to(&mut out, &label, progress)?;

@@ -455,7 +455,7 @@ mod tests {
             ty: ty.into(),
             output: out.clone(),
             seed: 3,
-            dialect: None,
+            dialect: Default::default(),
         })
         .unwrap();
         out
