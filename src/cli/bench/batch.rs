@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::Result;
 use bitnet_gguf::engine::model::{forward_batch, Model, Session};
 
-use super::breakdown;
+use super::probes::median;
+use super::{breakdown, spread};
 
 /// What the batched test measured: aggregate tokens per second of each timed repetition,
 /// and (with `--profile`) where a step's time went.
@@ -66,4 +67,19 @@ pub fn run(
         rates,
         breakdown: profile.then_some(b),
     })
+}
+
+impl BatchRun {
+    /// Adds the batched test's figures to the report: `batch`, the median aggregate rate and
+    /// its spread, the step time, the rate against `one_seq` tok/s of the one-sequence
+    /// decode, and the per-step breakdown.
+    pub fn report(mut self, batch: usize, one_seq: f64, j: &mut serde_json::Value) {
+        let rate = median(&mut self.rates);
+        j["batch"] = batch.into();
+        j["batch_tg_tok_s"] = rate.into();
+        j["batch_tg_tok_s_stddev"] = spread(&self.rates).into();
+        j["batch_step_ms"] = (1e3 * batch as f64 / rate).into();
+        j["batch_speedup"] = (rate / one_seq).into();
+        j["batch_breakdown"] = self.breakdown.into();
+    }
 }

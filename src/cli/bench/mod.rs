@@ -2,7 +2,7 @@
 //! limit measured in the same run: decode against the memory bandwidth, prefill against the
 //! ternary kernels' compute rate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -16,6 +16,7 @@ mod batch;
 mod breakdown;
 mod probes;
 mod readloop;
+mod table;
 
 use probes::median;
 pub use probes::{BandwidthProbe, ComputeProbe};
@@ -236,23 +237,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let b = breakdown::finish((reps + 1) * args.n_gen, decode_ns.get());
         profile = args.profile.then_some(b);
     }
-    let mut batched = None;
-    if args.n_gen > 0 && args.batch > 1 {
-        let run = batch::run(
-            &model,
-            n_ctx,
-            &context,
-            args.batch,
-            args.n_gen,
-            reps,
-            args.profile,
-            token,
-            || {
-                probe.measure(2);
-            },
-        )?;
-        batched = Some(run);
-    }
+    let batched = (args.n_gen > 0 && args.batch > 1)
+        .then(|| {
+            batch::run(
+                &model,
+                n_ctx,
+                &context,
+                args.batch,
+                args.n_gen,
+                reps,
+                args.profile,
+                token,
+                || {
+                    probe.measure(2);
+                },
+            )
+        })
+        .transpose()?;
     let best = probe.measure(4);
     let bandwidth = probe.passes().median();
     let (pp_s, tg_s) = (spread(&pp), spread(&tg));
@@ -274,7 +275,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let pp_pct = pp_limit.map(|l| 100.0 * pp_m / l);
     let kernels = runtime.path().name();
     let pool = runtime.pool_kind().name();
-    let j = serde_json::json!({
+    let mut j = serde_json::json!({
         "model": args.model.display().to_string(),
         "pp_tok_s": pp_m, "pp_tok_s_stddev": pp_s, "n_prompt": args.n_prompt,
         "tg_tok_s": tg_m, "tg_tok_s_stddev": tg_s, "n_gen": args.n_gen,
@@ -296,124 +297,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "head_type": args.head.head_type.map(|t| t.name().to_ascii_lowercase()),
         "head_repack_ms": repack_ms,
     });
-    let mut j = j;
-    if let Some(mut run) = batched {
-        let rate = median(&mut run.rates);
-        j["batch"] = args.batch.into();
-        j["batch_tg_tok_s"] = rate.into();
-        j["batch_tg_tok_s_stddev"] = spread(&run.rates).into();
-        j["batch_step_ms"] = (1e3 * args.batch as f64 / rate).into();
-        j["batch_speedup"] = (rate / tg_m).into();
-        j["batch_breakdown"] = run.breakdown.into();
+    if let Some(run) = batched {
+        run.report(args.batch, tg_m, &mut j);
     }
     if args.json {
         println!("{j}");
     } else {
-        print_table(&args, &j);
+        table::print_table(&args, &j);
     }
     Ok(())
-}
-
-/// The human-readable report: the same figures as the JSON, read back from it by name.
-fn print_table(args: &BenchArgs, j: &serde_json::Value) {
-    let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
-    let (bandwidth, best, limit) = (
-        f("bandwidth_gb_s"),
-        f("bandwidth_best_gb_s"),
-        f("tg_limit_tok_s"),
-    );
-    let (pp_m, pp_s, tg_m, tg_s) = (
-        f("pp_tok_s"),
-        f("pp_tok_s_stddev"),
-        f("tg_tok_s"),
-        f("tg_tok_s_stddev"),
-    );
-    let (pct, pct_best, gmac) = (
-        f("tg_pct_of_bound"),
-        f("tg_pct_of_best_bound"),
-        f("ternary_gmac_s"),
-    );
-    let (kernels, pool) = (
-        j["kernels"].as_str().unwrap_or(""),
-        j["pool"].as_str().unwrap_or(""),
-    );
-    let (threads, reps) = (
-        j["threads"].as_u64().unwrap_or(0),
-        j["repetitions"].as_u64().unwrap_or(0),
-    );
-    let pp_limit = j["pp_limit_tok_s"].as_f64();
-    let pp_pct = j["pp_pct_of_bound"].as_f64();
-    let macs = f("ternary_macs_per_token");
-    let kv_read = f("kv_bytes_read_per_token");
-    let bpt = f("bytes_per_token");
-    println!(
-        "model: {}  kernels: {kernels}  pool: {pool}  threads: {threads}  reps: {reps}  kv: {}",
-        display_name(&args.model),
-        args.kv_type.name()
-    );
-    println!(
-        "read bandwidth: {bandwidth:.1} GB/s (median of {} passes; best {best:.1})   \
-         bytes/token: {:.3} GB   decode limit: {limit:.1} tok/s",
-        j["bandwidth_passes"],
-        bpt / 1e9
-    );
-    println!("| test | tok/s | ± |");
-    println!("|---|---|---|");
-    let at = match args.depth {
-        0 => String::new(),
-        d => format!(" @ d{d}"),
-    };
-    if args.n_prompt > 0 {
-        let of_limit = match (pp_limit, pp_pct) {
-            (Some(l), Some(p)) => format!(
-                "  ({p:.1} % of the ternary kernels' limit: {l:.1} tok/s at {gmac:.1} \
-                 GMAC/s, {:.2} GMAC/token)",
-                macs / 1e9
-            ),
-            _ => String::new(),
-        };
-        println!(
-            "| pp{}{at} | {pp_m:.2} | {pp_s:.2} |{of_limit}",
-            args.n_prompt
-        );
-    }
-    if args.n_gen > 0 {
-        println!(
-            "| tg{}{at} | {tg_m:.2} | {tg_s:.2} |  ({pct:.1} % of bandwidth limit, \
-             {pct_best:.1} % of the best pass's; KV cache read: {:.1} MB/token)",
-            args.n_gen,
-            kv_read / 1e6
-        );
-    }
-    if !j["batch"].is_null() {
-        println!(
-            "| tg{} × {} sequences{at} | {:.2} | {:.2} |  ({:.2}× one sequence; {:.2} ms per step)",
-            args.n_gen,
-            args.batch,
-            f("batch_tg_tok_s"),
-            f("batch_tg_tok_s_stddev"),
-            f("batch_speedup"),
-            f("batch_step_ms"),
-        );
-    }
-    if !j["breakdown"].is_null() {
-        println!("decode time per token:");
-        for line in breakdown::lines(&j["breakdown"]) {
-            println!("{line}");
-        }
-    }
-    if !j["batch_breakdown"].is_null() {
-        println!("batched decode time per step:");
-        for line in breakdown::lines(&j["batch_breakdown"]) {
-            println!("{line}");
-        }
-    }
-}
-
-fn display_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
 }
 
 /// Tokens per second of `reps` timed runs of `run` (which evaluates `tokens` tokens), each
@@ -445,6 +337,7 @@ fn timed_runs<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use crate::cli::dummy::{dummy, DummyArgs};
     use bitnet_gguf::engine::model::{LoadOptions, Model};
 
