@@ -183,29 +183,23 @@ pub fn forward_seqs(sessions: &mut [&mut Session<'_>], tokens: &[&[u32]]) -> Res
     while done.iter().zip(tokens).any(|(&k, t)| k < t.len()) {
         // This pass: the sessions' next tokens, in order, up to MAX_BATCH in all.
         let mut budget = MAX_BATCH;
-        let mut taken = Vec::new();
+        let mut take = vec![0usize; tokens.len()];
         let mut stacked = Vec::new();
-        for (i, t) in tokens.iter().enumerate() {
-            let n = (t.len() - done[i]).min(budget);
-            if n > 0 {
-                stacked.extend_from_slice(&t[done[i]..done[i] + n]);
-                taken.push((i, n));
-                budget -= n;
-            }
+        for ((t, n), &k) in tokens.iter().zip(&mut take).zip(&done) {
+            *n = (t.len() - k).min(budget);
+            stacked.extend_from_slice(&t[k..k + *n]);
+            budget -= *n;
         }
         let hidden = {
-            let mut slots: Vec<SeqSlot> = Vec::with_capacity(taken.len());
-            let mut rest = &mut sessions[..];
-            let mut offset = 0;
-            for &(i, n) in &taken {
-                let (head, tail) = std::mem::take(&mut rest).split_at_mut(i - offset + 1);
-                slots.push(SeqSlot {
-                    cache: &mut head[i - offset].cache,
+            let mut slots: Vec<SeqSlot> = sessions
+                .iter_mut()
+                .zip(&take)
+                .filter(|(_, &n)| n > 0)
+                .map(|(s, &n)| SeqSlot {
+                    cache: &mut s.cache,
                     n_tokens: n,
-                });
-                rest = tail;
-                offset = i + 1;
-            }
+                })
+                .collect();
             forward(
                 &model.runtime,
                 &model.weights,
@@ -216,7 +210,7 @@ pub fn forward_seqs(sessions: &mut [&mut Session<'_>], tokens: &[&[u32]]) -> Res
             )
         };
         let mut row = 0;
-        for (i, n) in taken {
+        for (i, &n) in take.iter().enumerate().filter(|(_, &n)| n > 0) {
             sessions[i]
                 .tokens
                 .extend_from_slice(&tokens[i][done[i]..done[i] + n]);
