@@ -229,6 +229,16 @@ mod tests {
     use crate::engine::model::kv_cache::{KvCache, KvType};
     use bitnet_kernels::Runtime;
 
+    /// Seeded values uniform in [−span/2, span/2) (a 64-bit LCG's high bits).
+    fn uniform(mut seed: u64, span: f32) -> impl FnMut() -> f32 {
+        move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * span
+        }
+    }
+
     #[test]
     fn neox_rotates_pairs_half_apart() {
         let rope = Rope::new(RopeStyle::Neox, 4, 10000.0);
@@ -276,13 +286,7 @@ mod tests {
             n_head_kv: n_kv,
             head_dim: hd,
         };
-        let mut seed = 0x9e37_79b9_u64;
-        let mut r = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-        };
+        let mut r = uniform(0x9e37_79b9_u64, 4.0);
         let total = n_past + n;
         let k: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
         let v: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
@@ -320,13 +324,7 @@ mod tests {
             n_head_kv: n_kv,
             head_dim: hd,
         };
-        let mut seed = 0x2545_f491_u64;
-        let mut r = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
-        };
+        let mut r = uniform(0x2545_f491_u64, 6.0);
         let total = n_past + n;
         let k: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
         let v: Vec<f32> = (0..total * n_kv * hd).map(|_| r()).collect();
@@ -364,13 +362,7 @@ mod tests {
             head_dim: hd,
         };
         let q_dim = n_head * hd;
-        let mut seed = 0x9e37_79b9_u64;
-        let mut r = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
-        };
+        let mut r = uniform(0x9e37_79b9_u64, 6.0);
         let shapes = [(5usize, 1usize), (130, 1), (0, 13), (64, 1)];
         let caches: Vec<KvCache> = shapes
             .iter()
