@@ -12,6 +12,7 @@ pub mod types;
 
 pub use arch::{Arch, ArchSpec, HParam, TensorSpec, UnknownArch};
 pub use gguf::{
-    Array, GgufError, GgufFile, GgufWriter, Metadata, TensorInfo, TensorSource, Value, ValueType,
+    Array, GgufError, GgufFile, GgufWriter, Metadata, Residency, TensorInfo, TensorSource, Value,
+    ValueType,
 };
 pub use types::{Dialect, SizeRule, TensorType};

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use bitnet_formats::TensorType;
+use bitnet_formats::{Residency, TensorType};
 use bitnet_gguf::engine::chat::ChatMessage;
 use bitnet_gguf::engine::generate::{generate_with, GenerateParams, LongRun};
 use bitnet_gguf::engine::model::{KvType, LoadOptions, Model};
@@ -36,19 +36,35 @@ pub struct ModelArgs {
     #[arg(long = "kv-type", default_value = "f32")]
     pub kv_type: KvType,
     #[command(flatten)]
-    pub head: HeadTypeArg,
+    pub load: LoadArgs,
 }
 
-/// `--head-type`, shared by every verb that loads a model (and `serve`, for every model the
-/// server loads).
+/// `--head-type` and `--no-mmap`, shared by every verb that loads a model (and `serve`,
+/// for every model the server loads).
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
-pub struct HeadTypeArg {
+pub struct LoadArgs {
     /// Re-quantise an F16/BF16/F32 output head in memory at load: q8_0 or q6_k (faster
     /// decode, slightly different logits; the file is not changed). A head of that type
     /// already is left as it is; another quantised head is refused. With `serve`, applies
     /// to every model the server loads.
     #[arg(long = "head-type", value_name = "TYPE", value_parser = head_type_arg)]
     pub head_type: Option<TensorType>,
+    /// Read the model into memory instead of mapping the file: a load-time copy and the
+    /// file's size in private memory, but 2 MiB pages whatever state the page cache is in
+    /// (decode streams every weight, and 4 KiB pages slow it). With `serve`, applies to
+    /// every model the server loads.
+    #[arg(long = "no-mmap")]
+    pub no_mmap: bool,
+}
+
+impl LoadArgs {
+    pub fn residency(&self) -> Residency {
+        if self.no_mmap {
+            Residency::Copied
+        } else {
+            Residency::Mapped
+        }
+    }
 }
 
 /// Checks `--head-type` while parsing, so a bad value is a usage error.
@@ -232,7 +248,8 @@ pub(crate) fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Resu
         threads: args.threads,
         kv_type: args.kv_type,
         runtime: None,
-        head_type: args.head.head_type,
+        head_type: args.load.head_type,
+        residency: args.load.residency(),
     };
     let model = Model::load(&path, &opts)?;
     if let Some(repack) = model.head_repack() {

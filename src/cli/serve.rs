@@ -74,7 +74,7 @@ pub struct ServeArgs {
     #[arg(long = "kv-type")]
     pub kv_type: Option<bitnet_gguf::engine::model::KvType>,
     #[command(flatten)]
-    pub head: super::run::HeadTypeArg,
+    pub load: super::run::LoadArgs,
     /// Requests that may wait for a slot; more get 503.
     #[arg(long)]
     pub max_queue: Option<usize>,
@@ -155,7 +155,8 @@ pub fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
                 Some(t) => t,
                 None => kv_type_from_env(),
             },
-            head_type: args.head.head_type,
+            head_type: args.load.head_type,
+            residency: args.load.residency(),
             max_queue: args
                 .max_queue
                 .or_else(|| env_or("OLLAMA_MAX_QUEUE"))

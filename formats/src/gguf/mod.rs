@@ -6,6 +6,7 @@ mod dialect;
 mod error;
 mod metadata;
 mod read;
+mod storage;
 mod value;
 mod write;
 
@@ -13,6 +14,7 @@ pub use dialect::BITNET_ARCHITECTURES;
 pub use error::{GgufError, Problem};
 pub use metadata::Metadata;
 pub use read::{GgufFile, MAX_ARRAY_NESTING, MAX_DIMS};
+pub use storage::Residency;
 pub use value::{Array, Value, ValueType};
 pub use write::{GgufWriter, TensorSource};
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::dialect::{resolve_layout, RawTensorInfo};
 use super::error::{GgufError, Problem};
 use super::metadata::Metadata;
+use super::storage::{Residency, Storage};
 use super::value::{Array, Value, ValueType};
 use super::{TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC};
 use crate::types::Dialect;
@@ -286,11 +287,6 @@ pub(crate) fn alignment_of(metadata: &Metadata) -> Result<u64, Problem> {
     }
 }
 
-enum Storage {
-    Mmap(memmap2::Mmap),
-    Bytes(Vec<u8>),
-}
-
 /// An open GGUF file: parsed header, metadata and tensor infos over a memory map (or an
 /// owned buffer); tensor data is handed out as borrowed slices.
 pub struct GgufFile {
@@ -321,20 +317,23 @@ impl GgufFile {
     /// Opens and memory-maps a file. The whole structure is validated here; later calls
     /// cannot fail.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        Self::open_with(path, Residency::Mapped)
+    }
+
+    /// Opens a file, holding its bytes as `how` says (see `Residency`).
+    pub fn open_with(path: impl AsRef<Path>, how: Residency) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let label = path.display().to_string();
         let file = File::open(path).map_err(|e| GgufError::io(&label, e))?;
         let len = file.metadata().map_err(|e| GgufError::io(&label, e))?.len();
-        let storage = if len == 0 {
-            // Mapping an empty file fails on some systems; parse the empty slice instead.
-            Storage::Bytes(Vec::new())
-        } else {
-            // SAFETY: the map is read-only. Like every mmap-based model loader we rely on
-            // the file not being truncated or modified while it is open.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| GgufError::io(&label, e))?;
-            Storage::Mmap(map)
-        };
+        let storage = Storage::open(&file, len, how, &label)?;
         Self::from_storage(storage, path.to_path_buf(), &label)
+    }
+
+    /// Bytes of the file's memory that the kernel currently backs with 2 MiB pages; `None`
+    /// where that cannot be read (off Linux).
+    pub fn huge_page_bytes(&self) -> Option<u64> {
+        super::storage::huge_page_bytes(self.bytes())
     }
 
     /// Parses a file held in memory; `label` names it in errors.
@@ -343,11 +342,7 @@ impl GgufFile {
     }
 
     fn from_storage(storage: Storage, path: PathBuf, label: &str) -> Result<GgufFile, GgufError> {
-        let bytes: &[u8] = match &storage {
-            Storage::Mmap(m) => m,
-            Storage::Bytes(b) => b,
-        };
-        let p = parse(bytes, label)?;
+        let p = parse(storage.bytes(), label)?;
         let by_name = p
             .tensors
             .iter()
@@ -368,10 +363,7 @@ impl GgufFile {
     }
 
     fn bytes(&self) -> &[u8] {
-        match &self.storage {
-            Storage::Mmap(m) => m,
-            Storage::Bytes(b) => b,
-        }
+        self.storage.bytes()
     }
 
     pub fn path(&self) -> &Path {

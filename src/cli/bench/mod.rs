@@ -61,7 +61,7 @@ pub struct BenchArgs {
     pub profile: bool,
     // `bytes_per_token` counts a re-quantised head.
     #[command(flatten)]
-    pub head: crate::cli::run::HeadTypeArg,
+    pub load: crate::cli::run::LoadArgs,
     /// Also decode this many sequences together, one token each per step, as the server's
     /// batched step does, and report the aggregate rate beside the one-sequence decode
     /// (`batch_tg_tok_s`, `batch_speedup`).
@@ -171,7 +171,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             threads: Some(threads),
             kv_type: args.kv_type,
             runtime: Some(runtime.clone()),
-            head_type: args.head.head_type,
+            head_type: args.load.head_type,
+            residency: args.load.residency(),
         },
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
@@ -294,8 +295,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "compute_passes": cp.count(),
         "pp_limit_tok_s": pp_limit, "pp_pct_of_bound": pp_pct,
         "breakdown": profile,
-        "head_type": args.head.head_type.map(|t| t.name().to_ascii_lowercase()),
+        "head_type": args.load.head_type.map(|t| t.name().to_ascii_lowercase()),
         "head_repack_ms": repack_ms,
+        "no_mmap": args.load.no_mmap,
+        // After the runs, when every weight has been read at least once.
+        "weights_huge_page_pct": model.gguf().huge_page_bytes()
+            .map(|b| 100.0 * b as f64 / model.gguf().file_size().max(1) as f64),
     });
     if let Some(run) = batched {
         run.report(args.batch, tg_m, &mut j);
@@ -337,9 +342,9 @@ fn timed_runs<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use crate::cli::dummy::{dummy, DummyArgs};
     use bitnet_gguf::engine::model::{LoadOptions, Model};
+    use std::path::Path;
 
     fn write_dummy(dir: &Path, ty: &str) -> PathBuf {
         let out = dir.join(format!("tiny-{ty}.gguf"));

@@ -48,6 +48,19 @@ pub(super) fn print_table(args: &BenchArgs, j: &serde_json::Value) {
         j["bandwidth_passes"],
         bpt / 1e9
     );
+    if let Some(huge) = j["weights_huge_page_pct"].as_f64() {
+        let how = if args.load.no_mmap {
+            "read into memory"
+        } else {
+            "mapped"
+        };
+        let hint = if huge < 50.0 && !args.load.no_mmap {
+            " (decode streams every weight and 4 KiB pages slow it: try --no-mmap)"
+        } else {
+            ""
+        };
+        println!("weights: {how}, {huge:.0} % in 2 MiB pages{hint}");
+    }
     println!("| test | tok/s | ± |");
     println!("|---|---|---|");
     let at = match args.depth {

@@ -47,6 +47,8 @@ pub struct LoadOptions {
     /// (Q8_0 or Q6_K) at load; a head of that type already is left as it is, another
     /// quantised head is refused. The file is not changed.
     pub head_type: Option<bitnet_formats::TensorType>,
+    /// Map the file (the default) or read it into memory (`--no-mmap`).
+    pub residency: bitnet_formats::Residency,
 }
 
 /// A loaded model: the mapped file, its validated configuration, prepared weights and the
@@ -66,7 +68,7 @@ pub struct Model {
 
 impl Model {
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model> {
-        let file = GgufFile::open(path)
+        let file = GgufFile::open_with(path, opts.residency)
             .with_context(|| format!("cannot load model {}", path.display()))?;
         Self::from_gguf(file, opts)
     }

@@ -43,6 +43,7 @@ impl EngineBackend {
                 // Its own pool: another model loaded beside it keeps its threads.
                 runtime: None,
                 head_type: settings.head_type,
+                residency: settings.residency,
             },
         )?;
         if let Some(repack) = model.head_repack() {

@@ -50,6 +50,8 @@ pub struct LoadSettings {
     pub kv_type: crate::engine::model::KvType,
     /// `--head-type`: every model loaded gets its F16/BF16/F32 head re-quantised to this.
     pub head_type: Option<bitnet_formats::TensorType>,
+    /// `--no-mmap`: every model loaded is read into memory instead of mapped.
+    pub residency: bitnet_formats::Residency,
 }
 
 /// Loads a GGUF and starts its scheduler (the real engine, or a fake one in tests).
