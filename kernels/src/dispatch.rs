@@ -96,6 +96,7 @@ pub struct I2Gemm {
     /// `n` must be a multiple of this; the tokens left over go through `i2_tile` and the dots.
     pub group: usize,
     /// Fewest tokens for which the GEMM beats the tiles (it unpacks its 32 rows per call).
+    /// Below one group, the tokens are padded to a group (`pad_from` permitting).
     pub min_tokens: usize,
     /// Fewest tokens left over after whole groups that are worth padding with zero tokens
     /// to one more group instead of running them through the tiles (`usize::MAX`: never).

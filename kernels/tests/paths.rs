@@ -40,6 +40,10 @@ fn ternary_outputs(rt: &Runtime, rng: &mut Rng) -> (Vec<f32>, QuantizedActs) {
         // Fifteen tokens past a group (padded to one more on AMX) and one (not padded).
         (40, 512, 31),
         (35, 384, 33),
+        // Fewer tokens than one group: 5 and 15 are padded to one on AMX, 4 is not.
+        (70, 640, 5),
+        (33, 384, 15),
+        (64, 256, 4),
         // The AVX2 GEMM's column chunks: three uneven ones, an odd token count.
         (64, 4352, 19),
         // Decode over several chunks whose row counts are not multiples of four (each

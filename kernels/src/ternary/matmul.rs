@@ -141,17 +141,18 @@ fn matmul_many(
     let min_rows = (32 * 1024 / row_bytes.max(1)).max(4);
     // A GEMM takes whole groups of tokens; rows go to it in 32s. Per-tensor matrices read
     // the activations packed over the whole width, per-block ones packed block by block.
-    let gemm = kt.i2_gemm.filter(|g| n >= g.min_tokens.max(g.group));
     let one_scale = parts
         .iter()
         .all(|p| matches!(p.w.scale, WeightScale::PerTensor(_)));
-    let gemm_tokens = gemm.map_or(0, |g| {
+    let gemm_tokens = kt.i2_gemm.map_or(0, |g| {
         let whole = n / g.group * g.group;
-        match one_scale && n - whole >= g.pad_from {
-            true => whole + g.group,
-            false => whole,
+        match (n >= g.min_tokens, one_scale && n - whole >= g.pad_from) {
+            (false, _) => 0,
+            (true, true) => whole + g.group,
+            (true, false) => whole,
         }
     });
+    let gemm = kt.i2_gemm.filter(|_| gemm_tokens > 0);
     let (mut packed, mut packed_blocks) = (Vec::new(), Vec::new());
     if let Some(g) = gemm {
         let ng = gemm_tokens;

@@ -147,10 +147,12 @@ pub static AMX: Kernels = Kernels {
     path: KernelPath::Amx,
     i2_gemm: Some(I2Gemm {
         group: 16,
-        min_tokens: 16,
-        // One more 16-token group costs the tile unit little once the rows are unpacked;
-        // four or more tokens through the VNNI tiles cost more (large shape, AMX Xeon:
-        // prompts of 22 and 28 tokens +32 % and +39 %, 18 and 19 no difference).
+        // 5 to 15 tokens run as one group padded with zero tokens: on the 6912 × 2560
+        // matmul (2 threads, AMX Xeon) 16 tokens took 340 µs, against 475–495 µs for 5 to
+        // 8 tokens and 810 µs for 12 through the VNNI tiles, and 250 µs for 4.
+        min_tokens: 5,
+        // Tokens left over after whole groups: one more group costs the tile unit 150–340
+        // µs, four or more tokens through the VNNI tiles 250 µs or more.
         pad_from: 4,
         pack: |q, k, n, out| pack_acts_tiles16(q, k, n / 16, out),
         run: |rows, rb, k, packed, n, out| probed!(amx::i2_gemm32, rows, rb, k, packed, n, out),
