@@ -126,6 +126,10 @@ pub struct Kernels {
     /// load meets two rows and each unpacked code four tokens.
     #[allow(clippy::type_complexity)] // the tile's shape is the type
     pub i2_rows2x4: fn([&[u8]; 2], [&[i8]; 4]) -> [[i32; 4]; 2],
+    /// Two rows against two tokens: a step of two (or six) sequences, which the 2 × 4 tile
+    /// would run at the cost of four.
+    #[allow(clippy::type_complexity)] // the tile's shape is the type
+    pub i2_rows2x2: fn([&[u8]; 2], [&[i8]; 2]) -> [[i32; 2]; 2],
     /// `(rows, row_bytes, q, dots)`: decode's mat-vec over whole blocks, see
     /// `portable::i2_matvec`; the result does not depend on how a path orders the rows.
     pub i2_matvec: fn(&[u8], usize, &[i8], &mut [i32]),
@@ -182,6 +186,7 @@ pub static SCALAR: Kernels = Kernels {
     i2_dot4: portable::i2_dot4,
     i2_tile: portable::i2_tile,
     i2_rows2x4: portable::i2_rows2x4,
+    i2_rows2x2: portable::i2_rows2x2,
     i2_matvec: portable::i2_matvec,
     i2_gemm: None,
     i2s_epilogue_row: portable::i2s_epilogue_row,

@@ -192,6 +192,13 @@ fn i2_dot_identical() {
                     "{} rows2x4 blocks={blocks}",
                     k.path.name()
                 );
+                let two = [4, 1];
+                assert_eq!(
+                    (k.i2_rows2x2)([&w, &other], two.map(|i| &kq[i][..])),
+                    (SCALAR.i2_rows2x2)([&w, &other], two.map(|i| &qs[i][..])),
+                    "{} rows2x2 blocks={blocks}",
+                    k.path.name()
+                );
             }
         }
     }

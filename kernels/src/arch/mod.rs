@@ -166,6 +166,18 @@ pub(crate) fn tile_from_dot4(
     })
 }
 
+/// A 2-row × 2-token tile from a path's 2 × 4 tile, the second token repeated: the same
+/// cost, for paths without a kernel of their own for this shape.
+#[inline(always)]
+#[allow(dead_code)] // unused on targets without a SIMD table
+pub(crate) fn rows2x2_from_rows2x4(
+    w: [&[u8]; 2],
+    q: [&[i8]; 2],
+    rows2x4: impl Fn([&[u8]; 2], [&[i8]; 4]) -> [[i32; 4]; 2],
+) -> [[i32; 2]; 2] {
+    rows2x4(w, [q[0], q[1], q[1], q[1]]).map(|d| [d[0], d[1]])
+}
+
 /// The 2 × 8 tile from its two 2-row × 4-token halves (tokens 0..4 and 4..8), for paths that
 /// compute it in two passes.
 #[inline(always)]

@@ -100,6 +100,11 @@ pub fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
     w.map(|row| i2_dot4(row, q))
 }
 
+/// [`i2_dot`] of two weight rows against two tokens: `out[r][t] = i2_dot(w[r], q[t])`.
+pub fn i2_rows2x2(w: [&[u8]; 2], q: [&[i8]; 2]) -> [[i32; 2]; 2] {
+    w.map(|row| q.map(|t| i2_dot(row, t)))
+}
+
 /// Decode's mat-vec over whole blocks: `dots[m] = i2_dot(row m, q)`, where row `m` is the
 /// first `q.len() / 128 · 32` bytes from `w[m · row_bytes..]` (`q.len()` a multiple of 128).
 pub fn i2_matvec(w: &[u8], row_bytes: usize, q: &[i8], dots: &mut [i32]) {

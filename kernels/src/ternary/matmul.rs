@@ -407,15 +407,16 @@ fn per_tensor_block(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
 /// from memory once, two rows against four tokens per call (each activation load meets both
 /// rows, each unpacked code four tokens), row pairs taken from the range's four quarters in
 /// turn so that four streams read at once (as the one-token mat-vec does). A last group of
-/// fewer than four tokens repeats its last token and drops the extra dots. Integer dots:
-/// the same results in any order.
+/// one or two tokens goes through the 2 × 2 tile; one of three repeats its last token and
+/// drops the extra dots. Integer dots: the same results in any order.
 fn per_tensor_batch(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, tb: usize) {
     let (w, acts, kt) = (p.w, c.acts, c.kt);
     let m_rows = w.rows;
     let groups: [[&[i8]; 4]; 2] =
         std::array::from_fn(|g| std::array::from_fn(|i| c.qrow((ta + 4 * g + i).min(tb - 1))));
     let n_groups = (tb - ta).div_ceil(4);
-    let write = |m: usize, g: usize, dots: &[i32; 4]| {
+    let last_two = tb - ta - 4 * (n_groups - 1) <= 2;
+    let write = |m: usize, g: usize, dots: &[i32]| {
         let t0 = ta + 4 * g;
         for (i, &d) in dots.iter().enumerate().take(tb - t0) {
             let t = t0 + i;
@@ -429,9 +430,15 @@ fn per_tensor_batch(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
     let pair = |m: usize| {
         let rows = [&w.row(m)[..kb], &w.row(m + 1)[..kb]];
         for (g, q) in groups.iter().enumerate().take(n_groups) {
-            let d = (kt.i2_rows2x4)(rows, *q);
-            write(m, g, &d[0]);
-            write(m + 1, g, &d[1]);
+            if last_two && g + 1 == n_groups {
+                let d = (kt.i2_rows2x2)(rows, [q[0], q[1]]);
+                write(m, g, &d[0]);
+                write(m + 1, g, &d[1]);
+            } else {
+                let d = (kt.i2_rows2x4)(rows, *q);
+                write(m, g, &d[0]);
+                write(m + 1, g, &d[1]);
+            }
         }
     };
     let quarter = (r1 - r0) / 8 * 2;

@@ -30,6 +30,9 @@ pub static NEON: Kernels = Kernels {
     i2_dot4: |w, q| probed!(simd::i2_dot4, w, q),
     i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| probed!(simd::i2_dot4, w, q)),
     i2_rows2x4: |w, q| w.map(|r| probed!(simd::i2_dot4, r, q)),
+    i2_rows2x2: |w, q| {
+        crate::arch::rows2x2_from_rows2x4(w, q, |w, q| w.map(|r| probed!(simd::i2_dot4, r, q)))
+    },
     i2_matvec: |w, rb, q, d| probed!(simd::i2_matvec, w, rb, q, d),
     i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| {
         probed!(gemm::i2_gemm32, rows, rb, k, packed, n, out)
@@ -67,6 +70,9 @@ pub static NEON_DOTPROD: Kernels = Kernels {
     i2_dot4: |w, q| probed!(simd::i2_dot4_sdot, w, q),
     i2_tile: |w, q| crate::arch::tile_from_dot4(w, q, |w, q| probed!(simd::i2_dot4_sdot, w, q)),
     i2_rows2x4: |w, q| w.map(|r| probed!(simd::i2_dot4_sdot, r, q)),
+    i2_rows2x2: |w, q| {
+        crate::arch::rows2x2_from_rows2x4(w, q, |w, q| w.map(|r| probed!(simd::i2_dot4_sdot, r, q)))
+    },
     i2_matvec: |w, rb, q, d| probed!(simd::i2_matvec_sdot, w, rb, q, d),
     i2_gemm: chunked_gemm(gemm::TOKENS, |rows, rb, k, packed, n, out| {
         probed!(gemm::i2_gemm32_sdot, rows, rb, k, packed, n, out)

@@ -227,6 +227,13 @@ pub fn i2_rows2x4(w: [&[u8]; 2], q: [&[i8]; 4]) -> [[i32; 4]; 2] {
     unsafe { tile::<2, 4, true>(w, q) }
 }
 
+/// Two weight rows against two tokens (pairs layout): a batched decode step of two. Exact.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub fn i2_rows2x2(w: [&[u8]; 2], q: [&[i8]; 2]) -> [[i32; 2]; 2] {
+    // SAFETY: this function enables AVX-512 F/BW/VL/VNNI, all the helper needs.
+    unsafe { tile::<2, 2, true>(w, q) }
+}
+
 /// Two weight rows against eight tokens (pairs layout): the prefill micro-kernel. Exact.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub fn i2_tile(w: [&[u8]; 2], q: [&[i8]; 8]) -> [[i32; 8]; 2] {

@@ -40,6 +40,9 @@ pub static AVX2: Kernels = Kernels {
     i2_dot4: |w, q| probed!(simd::i2_dot4, w, q),
     i2_tile: |w, q| probed!(simd::i2_tile, w, q),
     i2_rows2x4: |w, q| probed!(simd::i2_rows2x4, w, q),
+    i2_rows2x2: |w, q| {
+        crate::arch::rows2x2_from_rows2x4(w, q, |w, q| probed!(simd::i2_rows2x4, w, q))
+    },
     i2_matvec: |w, rb, q, d| probed!(simd::i2_matvec, w, rb, q, d),
     i2_gemm: chunked_gemm(2, |rows, rb, k, packed, n, out| {
         probed!(gemm::i2_gemm32, rows, rb, k, packed, n, out)
@@ -76,6 +79,9 @@ pub static AVX_VNNI: Kernels = Kernels {
     i2_dot4: |w, q| probed!(avxvnni::vex::i2_dot4, w, q),
     i2_tile: |w, q| probed!(avxvnni::vex::i2_tile, w, q),
     i2_rows2x4: |w, q| probed!(avxvnni::vex::i2_rows2x4, w, q),
+    i2_rows2x2: |w, q| {
+        crate::arch::rows2x2_from_rows2x4(w, q, |w, q| probed!(avxvnni::vex::i2_rows2x4, w, q))
+    },
     i2_matvec: |w, rb, q, d| probed!(avxvnni::vex::i2_matvec, w, rb, q, d),
     i2_gemm: chunked_gemm(2, |rows, rb, k, packed, n, out| {
         probed!(avxvnni::vex::i2_gemm32, rows, rb, k, packed, n, out)
@@ -91,6 +97,9 @@ pub static AVX_VNNI_EVEX: Kernels = Kernels {
     i2_dot4: |w, q| probed!(avxvnni::evex::i2_dot4, w, q),
     i2_tile: |w, q| probed!(avxvnni::evex::i2_tile, w, q),
     i2_rows2x4: |w, q| probed!(avxvnni::evex::i2_rows2x4, w, q),
+    i2_rows2x2: |w, q| {
+        crate::arch::rows2x2_from_rows2x4(w, q, |w, q| probed!(avxvnni::evex::i2_rows2x4, w, q))
+    },
     i2_matvec: |w, rb, q, d| probed!(avxvnni::evex::i2_matvec, w, rb, q, d),
     i2_gemm: chunked_gemm(2, |rows, rb, k, packed, n, out| {
         probed!(avxvnni::evex::i2_gemm32, rows, rb, k, packed, n, out)
@@ -137,6 +146,7 @@ pub static AVX512_PAIRS: Kernels = Kernels {
     i2_dot4: |w, q| probed!(avx512::i2_dot4, w, q),
     i2_tile: |w, q| probed!(avx512::i2_tile, w, q),
     i2_rows2x4: |w, q| probed!(avx512::i2_rows2x4, w, q),
+    i2_rows2x2: |w, q| probed!(avx512::i2_rows2x2, w, q),
     i2_matvec: |w, rb, q, d| probed!(avx512::i2_matvec, w, rb, q, d),
     i2_gemm: None,
     ..AVX512_VNNI
