@@ -238,8 +238,8 @@ pub fn dense_matmul(rt: &Runtime, w: &DenseMatrix, x: &[f32], n: usize, out: &mu
     }
     let by_tokens4 = match w.ty {
         _ if !(2..=MAX_TOKENS_X4).contains(&n) => None,
-        TensorType::F16 => Some(kt.dot_f16_x4),
-        TensorType::BF16 => Some(kt.dot_bf16_x4),
+        TensorType::F16 => Some((kt.dot_f16_x4, kt.dot_f16_rows2_x4)),
+        TensorType::BF16 => Some((kt.dot_bf16_x4, kt.dot_bf16_rows2_x4)),
         _ => None,
     };
     let dst = DisjointMut::new(out);
@@ -247,8 +247,8 @@ pub fn dense_matmul(rt: &Runtime, w: &DenseMatrix, x: &[f32], n: usize, out: &mu
         // SAFETY: every caller passes t < n and m in this task's rows r0..r1, so the element
         // is inside `out` (checked above) and this task's alone.
         let write = |t: usize, m: usize, v: f32| unsafe { dst.write(t * m_rows + m, v) };
-        if let Some(x4) = by_tokens4 {
-            return rows_by_tokens4(w, x, n, r0, r1, x4, &write);
+        if let Some(dots) = by_tokens4 {
+            return rows_by_tokens4(w, x, n, r0, r1, dots, &write);
         }
         let mut r_single = r0;
         if let Some(rows4) = rows4 {
@@ -298,36 +298,50 @@ pub fn dense_matmul(rt: &Runtime, w: &DenseMatrix, x: &[f32], n: usize, out: &mu
 const MAX_TOKENS_X4: usize = 16;
 
 /// Rows `r0..r1` of an F16/BF16 matrix against `n` tokens, each row read from memory once
-/// and widened once per four tokens (`x4`: one row × four tokens, each result bit-identical
-/// to the one-token dot, so a batched step gives every sequence the bits it would get
-/// alone). Rows are taken from the range's four quarters in turn, so that four streams read
-/// at once, as in decode's four-row dot. A last group of fewer than four tokens repeats its
-/// last token and drops the extra results.
+/// and widened once per four tokens (`rows2_x4`: two rows × four tokens, and `x4` for a
+/// row left over; each result bit-identical to the one-token dot, so a batched step gives
+/// every sequence the bits it would get alone). Rows are taken from the range's four
+/// quarters in turn, so that four streams read at once, as in decode's four-row dot. A last
+/// group of fewer than four tokens repeats its last token and drops the extra results.
 fn rows_by_tokens4(
     w: &DenseMatrix,
     x: &[f32],
     n: usize,
     r0: usize,
     r1: usize,
-    x4: fn(&[u8], [&[f32]; 4]) -> [f32; 4],
+    (x4, rows2_x4): (X4, Rows2X4),
     write: &impl Fn(usize, usize, f32),
 ) {
     let k = w.cols;
     let xt = |t: usize| &x[t.min(n - 1) * k..(t.min(n - 1) + 1) * k];
+    let tokens = |t0: usize| -> [&[f32]; 4] { std::array::from_fn(|i| xt(t0 + i)) };
+    let put = |m: usize, t0: usize, v: [f32; 4]| {
+        for (i, &v) in v.iter().enumerate().take(n - t0) {
+            write(t0 + i, m, v);
+        }
+    };
+    // Rows in pairs from the range's four quarters (quarters 0 and 1, then 2 and 3), so
+    // that four streams read at once.
     let quarter = (r1 - r0) / 4;
-    let order = (0..quarter)
-        .flat_map(|i| (0..4).map(move |j| r0 + j * quarter + i))
-        .chain(r0 + 4 * quarter..r1);
-    for m in order {
-        let raw = w.row_raw(m);
-        for t0 in (0..n).step_by(4) {
-            let v = x4(raw, std::array::from_fn(|i| xt(t0 + i)));
-            for (i, &v) in v.iter().enumerate().take(n - t0) {
-                write(t0 + i, m, v);
+    for i in 0..quarter {
+        for j in [0, 2] {
+            let (a, b) = (r0 + j * quarter + i, r0 + (j + 1) * quarter + i);
+            for t0 in (0..n).step_by(4) {
+                let [va, vb] = rows2_x4([w.row_raw(a), w.row_raw(b)], tokens(t0));
+                put(a, t0, va);
+                put(b, t0, vb);
             }
         }
     }
+    for m in r0 + 4 * quarter..r1 {
+        for t0 in (0..n).step_by(4) {
+            put(m, t0, x4(w.row_raw(m), tokens(t0)));
+        }
+    }
 }
+
+type X4 = fn(&[u8], [&[f32]; 4]) -> [f32; 4];
+type Rows2X4 = fn([&[u8]; 2], [&[f32]; 4]) -> [[f32; 4]; 2];
 
 /// Rows `r0..r1` widened to f32 a block at a time (≤ 512 KiB, so the block stays in L2),
 /// each block then dotted with every token. Widening and dotting one row at a time read

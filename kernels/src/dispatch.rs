@@ -159,6 +159,12 @@ pub struct Kernels {
     /// weights are then read and widened once for four tokens.
     pub dot_f16_x4: fn(&[u8], [&[f32]; 4]) -> [f32; 4],
     pub dot_bf16_x4: fn(&[u8], [&[f32]; 4]) -> [f32; 4],
+    /// Two rows against four tokens (`out[r] == dot_*_x4(w[r], x)`, the same bits): where a
+    /// path has a kernel for it, each activation load meets two rows.
+    #[allow(clippy::type_complexity)] // the tile's shape is the type
+    pub dot_f16_rows2_x4: fn([&[u8]; 2], [&[f32]; 4]) -> [[f32; 4]; 2],
+    #[allow(clippy::type_complexity)] // the tile's shape is the type
+    pub dot_bf16_rows2_x4: fn([&[u8]; 2], [&[f32]; 4]) -> [[f32; 4]; 2],
     pub sum_sq: fn(&[f32]) -> f64,
     pub scale_mul: fn(&[f32], &[f32], f32, &mut [f32]),
     pub axpy: fn(f32, &[f32], &mut [f32]),
@@ -201,6 +207,8 @@ pub static SCALAR: Kernels = Kernels {
     dot_bf16_rows4: |w, x| w.map(|r| portable::dot_bf16(r, x)),
     dot_f16_x4: |w, x| x.map(|t| portable::dot_f16(w, t)),
     dot_bf16_x4: |w, x| x.map(|t| portable::dot_bf16(w, t)),
+    dot_f16_rows2_x4: |w, x| w.map(|r| x.map(|t| portable::dot_f16(r, t))),
+    dot_bf16_rows2_x4: |w, x| w.map(|r| x.map(|t| portable::dot_bf16(r, t))),
     sum_sq: portable::sum_sq,
     scale_mul: portable::scale_mul,
     axpy: portable::axpy,

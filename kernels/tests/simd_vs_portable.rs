@@ -513,19 +513,33 @@ fn half_row_quads_equal_single_rows_bit_for_bit() {
                 x.iter().map(|v| -3.0 * v).collect(),
             ];
             let four: [&[f32]; 4] = std::array::from_fn(|t| &toks[t][..]);
-            for (rows, x4, one, name) in [
-                (&f16_rows, k.dot_f16_x4, k.dot_f16, "f16"),
-                (&bf16_rows, k.dot_bf16_x4, k.dot_bf16, "bf16"),
+            for (rows, x4, rows2, one, name) in [
+                (
+                    &f16_rows,
+                    k.dot_f16_x4,
+                    k.dot_f16_rows2_x4,
+                    k.dot_f16,
+                    "f16",
+                ),
+                (
+                    &bf16_rows,
+                    k.dot_bf16_x4,
+                    k.dot_bf16_rows2_x4,
+                    k.dot_bf16,
+                    "bf16",
+                ),
             ] {
                 for (r, row) in rows.iter().enumerate() {
-                    let got = x4(row, four);
+                    // Two rows × four tokens: this row and the next (the last with the first).
+                    let other = &rows[(r + 1) % rows.len()];
+                    let (got, pair) = (x4(row, four), rows2([row, other], four));
                     for t in 0..4 {
-                        assert_eq!(
-                            got[t].to_bits(),
-                            one(row, four[t]).to_bits(),
-                            "{} dot_{name}_x4 n={n} row {r} token {t}",
-                            k.path.name()
-                        );
+                        let want = one(row, four[t]).to_bits();
+                        let name = format!("{} dot_{name} n={n} row {r} token {t}", k.path.name());
+                        assert_eq!(got[t].to_bits(), want, "{name}: x4");
+                        assert_eq!(pair[0][t].to_bits(), want, "{name}: rows2_x4");
+                        let want_other = one(other, four[t]).to_bits();
+                        assert_eq!(pair[1][t].to_bits(), want_other, "{name}: rows2_x4, row 2");
                     }
                 }
             }

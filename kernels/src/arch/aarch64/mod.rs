@@ -49,6 +49,8 @@ pub static NEON: Kernels = Kernels {
     dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4, w, x),
     dot_f16_x4: |w, x| probed!(simd::dot_f16_x4, w, x),
     dot_bf16_x4: |w, x| probed!(simd::dot_bf16_x4, w, x),
+    dot_f16_rows2_x4: |w, x| w.map(|r| probed!(simd::dot_f16_x4, r, x)),
+    dot_bf16_rows2_x4: |w, x| w.map(|r| probed!(simd::dot_bf16_x4, r, x)),
     sum_sq: |x| probed!(simd::sum_sq, x),
     scale_mul: |x, w, s, o| probed!(simd::scale_mul, x, w, s, o),
     axpy: |a, x, y| probed!(simd::axpy, a, x, y),

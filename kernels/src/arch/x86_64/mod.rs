@@ -59,6 +59,8 @@ pub static AVX2: Kernels = Kernels {
     dot_bf16_rows4: |w, x| probed!(simd::dot_bf16_rows4, w, x),
     dot_f16_x4: |w, x| probed!(simd::dot_f16_x4, w, x),
     dot_bf16_x4: |w, x| probed!(simd::dot_bf16_x4, w, x),
+    dot_f16_rows2_x4: |w, x| w.map(|r| probed!(simd::dot_f16_x4, r, x)),
+    dot_bf16_rows2_x4: |w, x| w.map(|r| probed!(simd::dot_bf16_x4, r, x)),
     sum_sq: |x| probed!(simd::sum_sq, x),
     scale_mul: |x, w, s, o| probed!(simd::scale_mul, x, w, s, o),
     axpy: |a, x, y| probed!(simd::axpy, a, x, y),
@@ -129,6 +131,14 @@ pub static AVX512_VNNI: Kernels = Kernels {
     dot_bf16_x4: |w, x| match head512::head_dot_zmm() {
         true => probed!(head512::dot_bf16_x4_zmm, w, x),
         false => probed!(simd::dot_bf16_x4_evex, w, x),
+    },
+    dot_f16_rows2_x4: |w, x| match head512::head_dot_zmm() {
+        true => probed!(head512::dot_f16_rows2_x4_zmm, w, x),
+        false => w.map(|r| probed!(simd::dot_f16_x4_evex, r, x)),
+    },
+    dot_bf16_rows2_x4: |w, x| match head512::head_dot_zmm() {
+        true => probed!(head512::dot_bf16_rows2_x4_zmm, w, x),
+        false => w.map(|r| probed!(simd::dot_bf16_x4_evex, r, x)),
     },
     dot_q6k_q8k: |w, q, d, s| probed!(kquant::dot_q6k_q8k_avx512, w, q, d, s),
     dot_f32_tile: |w, x| probed!(simd::dot_f32_tile_evex, w, x),
