@@ -294,7 +294,8 @@ fn attention_head_128x512(b: Bencher, which: &str) {
 }
 
 /// Decode (1 token), a server's batched decode step (2, 4 tokens: ideally barely slower
-/// than 1) and prefill (64, 128 tokens) through the public matmul: the 2B4T FFN-up shape.
+/// than 1; 6 goes through the AMX GEMM padded to 16 where there is one) and prefill (16, 64,
+/// 128 tokens) through the public matmul: the 2B4T FFN-up shape.
 #[divan::bench(args = [1, 2, 3, 4, 6, 16, 64, 128], sample_count = 20)]
 fn ternary_matmul_6912x2560(b: Bencher, n: usize) {
     let m = 6912;
@@ -370,8 +371,8 @@ fn dense_matvec_8192x2560(b: Bencher, ty: TensorType) {
     b.bench_local(|| dense_matmul(rt(), &w, black_box(&x), 1, &mut out));
 }
 
-/// An F16 head against a batched decode step's tokens (one row × four tokens per call):
-/// memory-bound, so 2 to 8 tokens should cost little more than 1.
+/// An F16 head against a batched decode step's tokens (two rows × four tokens per call):
+/// memory-bound from DRAM, so 2 to 8 tokens should cost little more than 1.
 #[divan::bench(args = [1, 2, 4, 8], sample_count = 20)]
 fn dense_f16_batch_8192x2560(b: Bencher, n: usize) {
     let m = 8192;
