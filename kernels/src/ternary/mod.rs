@@ -56,16 +56,6 @@ pub struct TernaryMatrix<'a> {
     zero_copy: bool,
 }
 
-/// `BITNET_COPY_I2S=1`: copy I2_S codes already in the kernel layout to anonymous memory
-/// instead of reading them from the file's mapping, as every repacked format is. A decode
-/// of the same shape read faster from TQ2_0 (repacked) than from I2_S (borrowed) on one
-/// machine; this switch tells whether the memory's source (page cache against anonymous,
-/// possibly huge, pages) is the difference. Read once; the results are the same.
-fn copy_i2s() -> bool {
-    static COPY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *COPY.get_or_init(|| std::env::var("BITNET_COPY_I2S").is_ok_and(|v| v == "1"))
-}
-
 fn bad_shape(fmt: &TernaryFormat, rows: usize, cols: usize, reason: &str) -> KernelError {
     KernelError::BadShape {
         what: format_name(fmt).to_string(),
@@ -99,11 +89,8 @@ impl<'a> TernaryMatrix<'a> {
                 let scale =
                     f32::from_le_bytes(bytes[packed..packed + 4].try_into().expect("4 bytes"));
                 let data = match layout {
-                    I2sLayout::X86 if cols.is_multiple_of(I2_BLOCK) && !copy_i2s() => {
-                        Cow::Borrowed(&bytes[..packed])
-                    }
                     I2sLayout::X86 if cols.is_multiple_of(I2_BLOCK) => {
-                        Cow::Owned(bytes[..packed].to_vec())
+                        Cow::Borrowed(&bytes[..packed])
                     }
                     I2sLayout::X86 | I2sLayout::Arm => {
                         let block = if *layout == I2sLayout::X86 { 128 } else { 64 };
