@@ -178,84 +178,51 @@ unsafe fn group_pair(
                 unpack_block(blk + 1, codes.0[(blk + 1) % 2].as_mut_ptr());
             }
             let buf = codes.0[blk % 2].as_ptr();
-            let b0 = packed.as_ptr().add(2048 * blk);
-            if pair {
-                for half in 0..2 {
-                    let chunk = 2 * blk + half;
-                    asm!(
-                        "tileloadd tmm4, [{alo} + {ks}]",
-                        "tileloadd tmm5, [{ahi} + {ks}]",
-                        "tileloadd tmm6, [{b} + {bs}]",
-                        "tdpbusd tmm0, tmm4, tmm6",
-                        "tdpbusd tmm1, tmm5, tmm6",
-                        "tileloadd tmm7, [{b2} + {bs}]",
-                        "tdpbusd tmm2, tmm4, tmm7",
-                        "tdpbusd tmm3, tmm5, tmm7",
-                        alo = in(reg) buf.add(64 * half),
-                        ahi = in(reg) buf.add(16 * 128 + 64 * half),
-                        b = in(reg) packed.as_ptr().add(1024 * chunk),
-                        b2 = in(reg) packed.as_ptr().add(group_bytes + 1024 * chunk),
-                        ks = in(reg) 128usize,
-                        bs = in(reg) 64usize,
-                        options(nostack, readonly)
-                    );
-                }
-            } else {
-                // One group: the block's two halves go to two accumulator pairs, added at
-                // the end, so that consecutive `tdpbusd`s do not wait on each other's sums.
+            for half in 0..2 {
+                let chunk = 2 * blk + half;
                 asm!(
                     "tileloadd tmm4, [{alo} + {ks}]",
                     "tileloadd tmm5, [{ahi} + {ks}]",
                     "tileloadd tmm6, [{b} + {bs}]",
                     "tdpbusd tmm0, tmm4, tmm6",
                     "tdpbusd tmm1, tmm5, tmm6",
-                    "tileloadd tmm4, [{alo2} + {ks}]",
-                    "tileloadd tmm5, [{ahi2} + {ks}]",
-                    "tileloadd tmm7, [{b2} + {bs}]",
-                    "tdpbusd tmm2, tmm4, tmm7",
-                    "tdpbusd tmm3, tmm5, tmm7",
-                    alo = in(reg) buf,
-                    ahi = in(reg) buf.add(16 * 128),
-                    alo2 = in(reg) buf.add(64),
-                    ahi2 = in(reg) buf.add(16 * 128 + 64),
-                    b = in(reg) b0,
-                    b2 = in(reg) b0.add(1024),
+                    alo = in(reg) buf.add(64 * half),
+                    ahi = in(reg) buf.add(16 * 128 + 64 * half),
+                    b = in(reg) packed.as_ptr().add(1024 * chunk),
                     ks = in(reg) 128usize,
                     bs = in(reg) 64usize,
                     options(nostack, readonly)
                 );
+                if pair {
+                    asm!(
+                        "tileloadd tmm7, [{b} + {bs}]",
+                        "tdpbusd tmm2, tmm4, tmm7",
+                        "tdpbusd tmm3, tmm5, tmm7",
+                        b = in(reg) packed.as_ptr().add(group_bytes + 1024 * chunk),
+                        bs = in(reg) 64usize,
+                        options(nostack, readonly)
+                    );
+                }
             }
         }
         let c = rm.as_mut_ptr();
-        // With a pair, tmm2 / tmm3 hold the second group's columns; alone, the odd halves'
-        // sums of the same columns, stored after the first 32 × 16 and added below.
-        let (c2, s2) = if pair {
-            (c.add(16), 4 * n)
-        } else {
-            (c.add(ROWS * 16), 64)
-        };
         asm!(
             "tilestored [{c0} + {s}], tmm0",
             "tilestored [{c1} + {s}], tmm1",
-            "tilestored [{c2} + {s2}], tmm2",
-            "tilestored [{c3} + {s2}], tmm3",
             c0 = in(reg) c,
             c1 = in(reg) c.add(16 * n),
-            c2 = in(reg) c2,
-            c3 = in(reg) c2.add(16 * s2 / 4),
             s = in(reg) 4 * n,
-            s2 = in(reg) s2,
             options(nostack)
         );
-        if !pair {
-            let (sums, odd) = rm.split_at_mut(ROWS * 16);
-            for (a, b) in sums.chunks_exact_mut(16).zip(odd.chunks_exact(16)) {
-                let v = _mm512_add_epi32(
-                    _mm512_loadu_si512(a.as_ptr().cast()),
-                    _mm512_loadu_si512(b.as_ptr().cast()),
-                );
-                _mm512_storeu_si512(a.as_mut_ptr().cast(), v);
-            }
+        if pair {
+            asm!(
+                "tilestored [{c0} + {s}], tmm2",
+                "tilestored [{c1} + {s}], tmm3",
+                c0 = in(reg) c.add(16),
+                c1 = in(reg) c.add(16 * n + 16),
+                s = in(reg) 4 * n,
+                options(nostack)
+            );
         }
         asm!("tilerelease", options(nostack, nomem));
         to_token_major(&rm, n, out);
