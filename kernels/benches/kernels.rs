@@ -76,12 +76,14 @@ fn i2_dot_row_2560(b: Bencher, which: &str) {
 }
 
 /// Prefill's 2-row × 8-token tile over 32 rows of the FFN-down width (K = 6912), whose
-/// eight activation rows (55 KB) live in L2. (Speed only: the SIMD path gets the plain
-/// activation layout here whatever its own is.)
-#[divan::bench(args = ["simd", "portable"])]
+/// eight activation rows (55 KB) live in L2; `simd-2x4` is a batched step's 2-row × 4-token
+/// tile on the same rows, in cache (its rate there against the step's shows what memory
+/// adds). (Speed only: the SIMD path gets the plain activation layout here whatever its own
+/// is.)
+#[divan::bench(args = ["simd", "simd-2x4", "portable"])]
 fn i2_tile_32x8_6912(b: Bencher, which: &str) {
     const KD: usize = 6912;
-    let kt = if which == "simd" {
+    let kt = if which.starts_with("simd") {
         rt().kernels()
     } else {
         &SCALAR
@@ -102,8 +104,14 @@ fn i2_tile_32x8_6912(b: Bencher, which: &str) {
         let mut s = 0i32;
         for r in rows.chunks_exact(2 * KD / 4) {
             let (a, c) = r.split_at(KD / 4);
-            let d = (kt.i2_tile)(black_box([a, c]), black_box(qs));
-            s = s.wrapping_add(d[0][0]).wrapping_add(d[1][7]);
+            if which == "simd-2x4" {
+                let q4 = [qs[0], qs[1], qs[2], qs[3]];
+                let d = (kt.i2_rows2x4)(black_box([a, c]), black_box(q4));
+                s = s.wrapping_add(d[0][0]).wrapping_add(d[1][3]);
+            } else {
+                let d = (kt.i2_tile)(black_box([a, c]), black_box(qs));
+                s = s.wrapping_add(d[0][0]).wrapping_add(d[1][7]);
+            }
         }
         s
     });
