@@ -2,8 +2,9 @@
 //! anonymous memory (`Residency::Copied`), or an owned buffer (in-memory files).
 //!
 //! Both kinds of map ask the kernel for 2 MiB pages. A decode step streams every weight
-//! once, so a 4 KiB-page mapping costs one TLB miss per 4 KiB read; on a Xeon (2 threads,
-//! 2b4t, F16 head) the same file decoded 10–12 % faster from 2 MiB pages.
+//! once, so a 4 KiB-page mapping costs a TLB miss per 4 KiB read; on a Xeon (2 threads,
+//! 2b4t, F16 head) the same file decoded about 2 % faster from 2 MiB pages (medians of six
+//! alternating rounds).
 
 use std::fs::File;
 use std::io::Read;
