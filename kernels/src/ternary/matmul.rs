@@ -416,7 +416,7 @@ fn per_tensor_batch(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
         std::array::from_fn(|g| std::array::from_fn(|i| c.qrow((ta + 4 * g + i).min(tb - 1))));
     let n_groups = (tb - ta).div_ceil(4);
     let last_two = tb - ta - 4 * (n_groups - 1) <= 2;
-    let write = |m: usize, g: usize, dots: &[i32]| {
+    let write = |m: usize, g: usize, dots: &[i32; 4]| {
         let t0 = ta + 4 * g;
         for (i, &d) in dots.iter().enumerate().take(tb - t0) {
             let t = t0 + i;
@@ -430,15 +430,15 @@ fn per_tensor_batch(c: &Ctx, p: &Part, s: f32, r0: usize, r1: usize, ta: usize, 
     let pair = |m: usize| {
         let rows = [&w.row(m)[..kb], &w.row(m + 1)[..kb]];
         for (g, q) in groups.iter().enumerate().take(n_groups) {
-            if last_two && g + 1 == n_groups {
-                let d = (kt.i2_rows2x2)(rows, [q[0], q[1]]);
-                write(m, g, &d[0]);
-                write(m + 1, g, &d[1]);
+            // `write` keeps only the group's real tokens, so the 2 × 2 tile's missing two
+            // columns are never read.
+            let d = if last_two && g + 1 == n_groups {
+                (kt.i2_rows2x2)(rows, [q[0], q[1]]).map(|d| [d[0], d[1], 0, 0])
             } else {
-                let d = (kt.i2_rows2x4)(rows, *q);
-                write(m, g, &d[0]);
-                write(m + 1, g, &d[1]);
-            }
+                (kt.i2_rows2x4)(rows, *q)
+            };
+            write(m, g, &d[0]);
+            write(m + 1, g, &d[1]);
         }
     };
     let quarter = (r1 - r0) / 8 * 2;
