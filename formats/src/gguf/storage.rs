@@ -88,10 +88,14 @@ impl Storage {
 /// mappings that overlap `range`, capped at its length.
 pub fn huge_page_bytes(range: &[u8]) -> Option<u64> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let (lo, hi) = (
-        range.as_ptr() as u64,
-        range.as_ptr() as u64 + range.len() as u64,
-    );
+    let lo = range.as_ptr() as u64;
+    let kb = huge_kb_overlapping(&smaps, lo, lo + range.len() as u64);
+    Some((kb * 1024).min(range.len() as u64))
+}
+
+/// The `AnonHugePages` and `FilePmdMapped` kilobytes of the mappings in `smaps` (the text of
+/// `/proc/PID/smaps`) that overlap the addresses `lo..hi`.
+fn huge_kb_overlapping(smaps: &str, lo: u64, hi: u64) -> u64 {
     let mut overlaps = false;
     let mut total_kb = 0u64;
     for line in smaps.lines() {
@@ -110,5 +114,43 @@ pub fn huge_page_bytes(range: &[u8]) -> Option<u64> {
                 .unwrap_or(0);
         }
     }
-    Some((total_kb * 1024).min(range.len() as u64))
+    total_kb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::huge_kb_overlapping;
+
+    /// Three mappings in smaps' format: only those overlapping the range count, both huge
+    /// page fields add up, and other fields with a size in kB do not.
+    #[test]
+    fn huge_pages_of_the_overlapping_mappings_only() {
+        let smaps = "\
+7f0000000000-7f0000400000 r--s 00000000 fd:00 12 /models/a.gguf
+Size:               4096 kB
+AnonHugePages:         0 kB
+FilePmdMapped:      2048 kB
+7f0000400000-7f0000800000 rw-p 00000000 00:00 0
+Size:               4096 kB
+AnonHugePages:      4096 kB
+FilePmdMapped:         0 kB
+7f0000800000-7f0000c00000 rw-p 00000000 00:00 0
+AnonHugePages:      4096 kB
+";
+        let base = 0x7f00_0000_0000u64;
+        assert_eq!(huge_kb_overlapping(smaps, base, base + 0x1000), 2048);
+        assert_eq!(
+            huge_kb_overlapping(smaps, base + 0x3f_f000, base + 0x40_1000),
+            6144
+        );
+        assert_eq!(
+            huge_kb_overlapping(smaps, base + 0x40_0000, base + 0x80_0000),
+            4096
+        );
+        assert_eq!(
+            huge_kb_overlapping(smaps, base + 0xc0_0000, base + 0xd0_0000),
+            0
+        );
+        assert_eq!(huge_kb_overlapping("", base, base + 1), 0);
+    }
 }
