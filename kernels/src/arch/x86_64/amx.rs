@@ -8,8 +8,8 @@
 //! [`crate::portable::pack_acts_tiles16`]. Four accumulator tiles cover 32 rows × 32 tokens;
 //! more tokens repeat the unpacking per 32 of them, which costs less than unpacking whole
 //! rows once into a `32 × K` scratch (80 KiB at K = 2560, past L1) and reading them back:
-//! on the 6912 × 2560 matmul, 2 threads, AMX Xeon, 16 tokens took 340 µs against 567,
-//! 128 tokens 1.89 ms against 2.64, 512 tokens 7.6 ms against 10.9.
+//! on the 6912 × 2560 matmul, 2 threads, AMX Xeon, 16 tokens took 290–300 µs against 567,
+//! 128 tokens 1.61–1.67 ms against 2.64.
 //!
 //! Rust has no stable AMX intrinsics, so the tile instructions are inline assembly. The
 //! compiler never uses tile registers itself, so their contents survive between the

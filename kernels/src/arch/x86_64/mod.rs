@@ -168,8 +168,8 @@ pub static AMX: Kernels = Kernels {
     i2_gemm: Some(I2Gemm {
         group: 16,
         // 5 to 15 tokens run as one group padded with zero tokens: on the 6912 × 2560
-        // matmul (2 threads, AMX Xeon) 16 tokens took 340 µs, against 475–495 µs for 5 to
-        // 8 tokens and 810 µs for 12 through the VNNI tiles, and 250 µs for 4.
+        // matmul (2 threads, AMX Xeon) 16 tokens took 290–300 µs, against 475–495 µs for 5
+        // to 8 tokens and 810 µs for 12 through the VNNI tiles, and 237–248 µs for 4.
         min_tokens: 5,
         // Tokens left over after whole groups: one more group costs the tile unit 150–340
         // µs, four or more tokens through the VNNI tiles 250 µs or more.
