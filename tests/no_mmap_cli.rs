@@ -1,5 +1,5 @@
-//! `--no-mmap`: the model read into memory gives the same logits as the mapped file, and
-//! `bench` says how the weights are held and how much of them sits in 2 MiB pages.
+//! `--no-mmap` / `--mmap`: the model read into memory gives the same logits as the mapped
+//! file, and `bench` says how the weights are held and how much of them sits in 2 MiB pages.
 
 mod cli_common;
 
@@ -39,7 +39,12 @@ fn a_model_read_into_memory_gives_the_mapped_logits() {
 
 #[test]
 fn bench_reports_how_the_weights_are_held() {
-    for (extra, no_mmap) in [(None, false), (Some("--no-mmap"), true)] {
+    // The tiny model is smaller than one 2 MiB page, so by default it stays mapped.
+    for (extra, no_mmap, in_memory) in [
+        (None, false, false),
+        (Some("--mmap"), false, false),
+        (Some("--no-mmap"), true, true),
+    ] {
         let mut args = vec![
             "bench", "-m", TINY, "-p", "0", "-n", "2", "-r", "1", "--json",
         ];
@@ -47,6 +52,7 @@ fn bench_reports_how_the_weights_are_held() {
         let out = stdout_of(&args);
         let j: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(j["no_mmap"], no_mmap, "{out}");
+        assert_eq!(j["weights_in_memory"], in_memory, "{out}");
         if cfg!(target_os = "linux") {
             let pct = j["weights_huge_page_pct"].as_f64().unwrap();
             assert!((0.0..=100.0).contains(&pct), "{out}");
@@ -65,4 +71,12 @@ fn bench_reports_how_the_weights_are_held() {
         "--no-mmap",
     ]);
     assert!(out.contains("weights: read into memory, "), "{out}");
+}
+
+#[test]
+fn mmap_and_no_mmap_together_are_refused() {
+    let out = bitnet_gguf(&["bench", "-m", TINY, "--mmap", "--no-mmap", "-n", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--mmap") && err.contains("--no-mmap"), "{err}");
 }

@@ -51,18 +51,23 @@ pub struct LoadArgs {
     pub head_type: Option<TensorType>,
     /// Read the model into memory instead of mapping the file: a load-time copy and the
     /// file's size in private memory, but 2 MiB pages whatever state the page cache is in
-    /// (decode streams every weight, and 4 KiB pages slow it). With `serve`, applies to
-    /// every model the server loads.
-    #[arg(long = "no-mmap")]
+    /// (decode streams every weight, and 4 KiB pages slow it). By default the file is
+    /// mapped and copied only when the kernel maps it with small pages and the copy fits in
+    /// half of the available memory. With `serve`, applies to every model the server loads.
+    #[arg(long = "no-mmap", conflicts_with = "mmap")]
     pub no_mmap: bool,
+    /// Keep the file mapped even when the kernel maps it with 4 KiB pages (no private copy;
+    /// decode may be slower). With `serve`, applies to every model the server loads.
+    #[arg(long = "mmap")]
+    pub mmap: bool,
 }
 
 impl LoadArgs {
     pub fn residency(&self) -> Residency {
-        if self.no_mmap {
-            Residency::Copied
-        } else {
-            Residency::Mapped
+        match (self.no_mmap, self.mmap) {
+            (true, _) => Residency::Copied,
+            (_, true) => Residency::Mapped,
+            _ => Residency::Auto,
         }
     }
 }

@@ -14,7 +14,7 @@ pub use dialect::BITNET_ARCHITECTURES;
 pub use error::{GgufError, Problem};
 pub use metadata::Metadata;
 pub use read::{GgufFile, MAX_ARRAY_NESTING, MAX_DIMS};
-pub use storage::Residency;
+pub use storage::{auto_copies, Residency, AUTO_MIN_HUGE_PCT};
 pub use value::{Array, Value, ValueType};
 pub use write::{GgufWriter, TensorSource};
 

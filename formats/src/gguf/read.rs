@@ -330,6 +330,12 @@ impl GgufFile {
         Self::from_storage(storage, path.to_path_buf(), &label)
     }
 
+    /// How the file's bytes are held: mapped, or copied into memory (what
+    /// [`Residency::Auto`] chose, for a file opened that way).
+    pub fn residency(&self) -> Residency {
+        self.storage.residency()
+    }
+
     /// Bytes of the file's memory that the kernel currently backs with 2 MiB pages; `None`
     /// where that cannot be read (off Linux).
     pub fn huge_page_bytes(&self) -> Option<u64> {

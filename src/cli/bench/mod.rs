@@ -297,7 +297,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         "breakdown": profile,
         "head_type": args.load.head_type.map(|t| t.name().to_ascii_lowercase()),
         "head_repack_ms": repack_ms,
-        "no_mmap": args.load.no_mmap,
+        "no_mmap": args.load.no_mmap, "mmap": args.load.mmap,
+        "weights_in_memory": model.gguf().residency() == bitnet_formats::Residency::Copied,
         // After the runs, when every weight has been read at least once.
         "weights_huge_page_pct": model.gguf().huge_page_bytes()
             .map(|b| 100.0 * b as f64 / model.gguf().file_size().max(1) as f64),

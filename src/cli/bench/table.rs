@@ -49,12 +49,13 @@ pub(super) fn print_table(args: &BenchArgs, j: &serde_json::Value) {
         bpt / 1e9
     );
     if let Some(huge) = j["weights_huge_page_pct"].as_f64() {
-        let how = if args.load.no_mmap {
+        let in_memory = j["weights_in_memory"].as_bool().unwrap_or(false);
+        let how = if in_memory {
             "read into memory"
         } else {
             "mapped"
         };
-        let hint = if huge < 50.0 && !args.load.no_mmap {
+        let hint = if huge < 50.0 && !in_memory {
             " (decode streams every weight and 4 KiB pages slow it: try --no-mmap)"
         } else {
             ""

@@ -47,7 +47,8 @@ pub struct LoadOptions {
     /// (Q8_0 or Q6_K) at load; a head of that type already is left as it is, another
     /// quantised head is refused. The file is not changed.
     pub head_type: Option<bitnet_formats::TensorType>,
-    /// Map the file (the default) or read it into memory (`--no-mmap`).
+    /// Map the file, read it into memory, or (the default) map it and copy it when the
+    /// kernel maps it with small pages (`bitnet_formats::Residency`).
     pub residency: bitnet_formats::Residency,
 }
 
