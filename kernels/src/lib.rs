@@ -19,6 +19,7 @@ pub mod profile;
 mod runtime;
 mod ternary;
 pub mod testing;
+pub mod weight_buf;
 
 pub use acts::{quantize_acts, QuantizedActs, PARALLEL_MIN_TOKENS};
 pub use dense::{dense_matmul, DenseMatrix, DetachedDense};

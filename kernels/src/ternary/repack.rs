@@ -76,7 +76,7 @@ pub fn pack_ternary_rows(values: &[i8], rows: usize, cols: usize) -> Vec<u8> {
 /// over the machine's threads.
 fn rows_in_parallel(rows: usize, cols: usize, fill: impl Fn(usize, &mut [u8]) + Sync) -> Vec<u8> {
     let rb = row_bytes(cols);
-    let mut out = vec![0u8; rows * rb];
+    let mut out = crate::weight_buf::zeroed(rows * rb);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = rows.div_ceil(threads).max(1);
     let fill = &fill;
@@ -133,7 +133,7 @@ static REVERSE_PAIRS: [u8; 256] = reverse_pairs_table();
 /// TQ2_0 -> layout A rows + one f32 scale per 256 elements (row-major, cols/256 per row).
 pub fn tq2_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
     let nb = rows * cols / 256;
-    let mut data = vec![0u8; nb * 64];
+    let mut data = crate::weight_buf::zeroed(nb * 64);
     let mut scales = Vec::with_capacity(nb);
     for (src, dst) in bytes.chunks_exact(66).zip(data.chunks_exact_mut(64)) {
         for (d, &s) in dst.iter_mut().zip(&src[..64]) {
@@ -172,7 +172,7 @@ pub fn tq1_0(bytes: &[u8], rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
     const POW3: [u8; 5] = [1, 3, 9, 27, 81];
     let digit = |byte: u8, i: usize| -> u8 { ((byte.wrapping_mul(POW3[i]) as u16 * 3) >> 8) as u8 };
     let nb = rows * cols / 256;
-    let mut data = vec![0u8; nb * 64];
+    let mut data = crate::weight_buf::zeroed(nb * 64);
     let mut scales = Vec::with_capacity(nb);
     let mut codes = [0u8; 256];
     for (src, dst) in bytes.chunks_exact(54).zip(data.chunks_exact_mut(64)) {

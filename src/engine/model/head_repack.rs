@@ -104,7 +104,7 @@ pub fn repack_head(rt: &Runtime, head: &DenseMatrix, ty: TensorType) -> Result<R
     );
     // The shape was checked against the mapped payload, so this is at most its size.
     let row_bytes = cols / block * ty.block_bytes() as usize;
-    let mut bytes = vec![0u8; rows * row_bytes];
+    let mut bytes = bitnet_kernels::weight_buf::zeroed(rows * row_bytes);
     let dst = DisjointMut::new(&mut bytes);
     rt.pool().parallel_ranges(rows, 64, 1, |r0, r1| {
         let mut row = vec![0f32; cols];
