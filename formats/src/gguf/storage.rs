@@ -98,7 +98,10 @@ impl Storage {
             }
             Residency::Auto => {
                 let map = map_file(file, label)?;
-                if !cfg!(target_os = "linux") {
+                let available = available_memory();
+                // A file too large to copy stays mapped, and is not faulted in here either
+                // (a file larger than memory would be read through once for nothing).
+                if !cfg!(target_os = "linux") || !auto_copies(len as u64, None, available) {
                     return Ok(Storage::Map(map));
                 }
                 // Faults every page in (reading the file if it is not cached yet, as the
@@ -109,7 +112,7 @@ impl Storage {
                 #[cfg(not(target_os = "linux"))]
                 let populated = false;
                 let huge = huge_page_bytes(&map).filter(|_| populated);
-                if !auto_copies(len as u64, huge, available_memory()) {
+                if !auto_copies(len as u64, huge, available) {
                     return Ok(Storage::Map(map));
                 }
                 let mut copy = anon_map(len, label)?;
