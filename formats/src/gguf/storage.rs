@@ -5,7 +5,7 @@
 //! stream misses the TLB every 4 KiB. On a Xeon (2 threads, 2b4t, F16 head) the head's
 //! F16 dot read the mapped file at 27–28 GB/s while 31 % of it sat in 4 KiB pages, and at
 //! 31–32 GB/s from 2 MiB pages (mapped after the page cache was refilled, or copied); decode
-//! ran 8–15 % faster. Both kinds of map therefore ask for 2 MiB pages, and
+//! ran 5–15 % faster. Both kinds of map therefore ask for 2 MiB pages, and
 //! [`Residency::Auto`] copies the file when the page cache cannot give them.
 
 use std::fs::File;
