@@ -80,3 +80,27 @@ fn mmap_and_no_mmap_together_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--mmap") && err.contains("--no-mmap"), "{err}");
 }
+
+#[test]
+fn run_verbose_says_how_the_weights_are_held() {
+    for (flag, says) in [
+        ("--mmap", "weights mapped"),
+        ("--no-mmap", "weights read into memory"),
+    ] {
+        let out = bitnet_gguf(&[
+            "run",
+            "-m",
+            TINY,
+            "-p",
+            "It is",
+            "-n",
+            "1",
+            "--raw",
+            "--verbose",
+            flag,
+        ]);
+        assert!(out.status.success(), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{flag}: {err}");
+    }
+}

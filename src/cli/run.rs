@@ -264,13 +264,18 @@ pub(crate) fn load(args: &ModelArgs, allow_default: bool, verbose: bool) -> Resu
     if verbose {
         let c = model.config();
         eprintln!(
-            "loaded {} ({}, {} layers, {} vocab, context {}) in {:.0} ms; kernels: {}, {} threads",
+            "loaded {} ({}, {} layers, {} vocab, context {}) in {:.0} ms, {}; kernels: {}, {} \
+             threads",
             path.display(),
             c.arch,
             c.n_layer,
             c.n_vocab,
             model.default_n_ctx(),
             start.elapsed().as_secs_f64() * 1e3,
+            match model.gguf().residency() {
+                bitnet_formats::Residency::Mapped => "weights mapped",
+                _ => "weights read into memory",
+            },
             model.runtime().path().name(),
             model.runtime().threads(),
         );
