@@ -26,7 +26,8 @@ pub enum Residency {
     Copied,
     /// Map the file and fault it in; keep the map when the kernel backs at least
     /// [`AUTO_MIN_HUGE_PCT`] % of it with 2 MiB pages, else copy it, when the copy fits in
-    /// half of the memory available (Linux; elsewhere the file stays mapped).
+    /// half of the memory available and transparent huge pages are on (Linux; elsewhere
+    /// the file stays mapped).
     #[default]
     Auto,
 }
@@ -100,8 +101,12 @@ impl Storage {
                 let map = map_file(file, label)?;
                 let available = available_memory();
                 // A file too large to copy stays mapped, and is not faulted in here either
-                // (a file larger than memory would be read through once for nothing).
-                if !cfg!(target_os = "linux") || !auto_copies(len as u64, None, available) {
+                // (a file larger than memory would be read through once for nothing); so does
+                // one whose copy could not get 2 MiB pages either (THP off).
+                if !cfg!(target_os = "linux")
+                    || !auto_copies(len as u64, None, available)
+                    || !anon_huge_pages_enabled()
+                {
                     return Ok(Storage::Map(map));
                 }
                 // Faults every page in (reading the file if it is not cached yet, as the
@@ -149,6 +154,19 @@ fn sealed(copy: memmap2::MmapMut, label: &str) -> Result<Storage, GgufError> {
     Ok(Storage::Copy(map))
 }
 
+/// Whether anonymous memory advised `MADV_HUGEPAGE` can get 2 MiB pages: transparent huge
+/// pages in `always` or `madvise` mode.
+fn anon_huge_pages_enabled() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|mode| thp_mode_allows_advised(&mode))
+}
+
+/// Whether the text of `/sys/kernel/mm/transparent_hugepage/enabled` (the selected mode in
+/// brackets) gives huge pages to advised memory.
+fn thp_mode_allows_advised(mode: &str) -> bool {
+    mode.contains("[always]") || mode.contains("[madvise]")
+}
+
 /// `MemAvailable` from `/proc/meminfo`, in bytes; `None` where it cannot be read.
 fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -193,7 +211,15 @@ fn huge_kb_overlapping(smaps: &str, lo: u64, hi: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::huge_kb_overlapping;
+    use super::{huge_kb_overlapping, thp_mode_allows_advised};
+
+    #[test]
+    fn thp_modes_that_give_advised_memory_huge_pages() {
+        assert!(thp_mode_allows_advised("always [madvise] never\n"));
+        assert!(thp_mode_allows_advised("[always] madvise never\n"));
+        assert!(!thp_mode_allows_advised("always madvise [never]\n"));
+        assert!(!thp_mode_allows_advised(""));
+    }
 
     /// Three mappings in smaps' format: only those overlapping the range count, both huge
     /// page fields add up, and other fields with a size in kB do not.
