@@ -39,11 +39,13 @@ fn a_model_read_into_memory_gives_the_mapped_logits() {
 
 #[test]
 fn bench_reports_how_the_weights_are_held() {
-    // The tiny model is smaller than one 2 MiB page, so by default it stays mapped.
+    // By default the choice depends on how the page cache holds the file (a fresh checkout:
+    // small pages, so copied; the policy itself is tested in bitnet-formats), but the field
+    // says which it was either way.
     for (extra, no_mmap, in_memory) in [
-        (None, false, false),
-        (Some("--mmap"), false, false),
-        (Some("--no-mmap"), true, true),
+        (None, false, None),
+        (Some("--mmap"), false, Some(false)),
+        (Some("--no-mmap"), true, Some(true)),
     ] {
         let mut args = vec![
             "bench", "-m", TINY, "-p", "0", "-n", "2", "-r", "1", "--json",
@@ -52,7 +54,11 @@ fn bench_reports_how_the_weights_are_held() {
         let out = stdout_of(&args);
         let j: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(j["no_mmap"], no_mmap, "{out}");
-        assert_eq!(j["weights_in_memory"], in_memory, "{out}");
+        let held = j["weights_in_memory"].as_bool();
+        assert!(held.is_some(), "{out}");
+        if in_memory.is_some() {
+            assert_eq!(held, in_memory, "{out}");
+        }
         if cfg!(target_os = "linux") {
             let pct = j["weights_huge_page_pct"].as_f64().unwrap();
             assert!((0.0..=100.0).contains(&pct), "{out}");
