@@ -4,6 +4,7 @@
 
 mod dialect;
 mod error;
+mod host_memory;
 mod metadata;
 mod read;
 mod storage;

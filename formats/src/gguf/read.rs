@@ -339,7 +339,7 @@ impl GgufFile {
     /// Bytes of the file's memory that the kernel currently backs with 2 MiB pages; `None`
     /// where that cannot be read (off Linux).
     pub fn huge_page_bytes(&self) -> Option<u64> {
-        super::storage::huge_page_bytes(self.bytes())
+        super::host_memory::huge_page_bytes(self.bytes())
     }
 
     /// Parses a file held in memory; `label` names it in errors.

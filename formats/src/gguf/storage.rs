@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::Read;
 
 use super::error::GgufError;
+pub use super::host_memory::huge_page_bytes;
+use super::host_memory::{anon_huge_pages_enabled, available_memory};
 
 /// How `GgufFile::open_with` holds the file's bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,8 +28,8 @@ pub enum Residency {
     Copied,
     /// Map the file and fault it in; keep the map when the kernel backs at least
     /// [`AUTO_MIN_HUGE_PCT`] % of it with 2 MiB pages, else copy it, when the copy fits in
-    /// half of the memory available and transparent huge pages are on (Linux; elsewhere
-    /// the file stays mapped).
+    /// half of the memory available (a memory cgroup's limit counts) and transparent huge
+    /// pages are on (Linux; elsewhere the file stays mapped).
     #[default]
     Auto,
 }
@@ -152,105 +154,4 @@ fn anon_map(len: usize, label: &str) -> Result<memmap2::MmapMut, GgufError> {
 fn sealed(copy: memmap2::MmapMut, label: &str) -> Result<Storage, GgufError> {
     let map = copy.make_read_only().map_err(|e| GgufError::io(label, e))?;
     Ok(Storage::Copy(map))
-}
-
-/// Whether anonymous memory advised `MADV_HUGEPAGE` can get 2 MiB pages: transparent huge
-/// pages in `always` or `madvise` mode.
-fn anon_huge_pages_enabled() -> bool {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
-        .is_ok_and(|mode| thp_mode_allows_advised(&mode))
-}
-
-/// Whether the text of `/sys/kernel/mm/transparent_hugepage/enabled` (the selected mode in
-/// brackets) gives huge pages to advised memory.
-fn thp_mode_allows_advised(mode: &str) -> bool {
-    mode.contains("[always]") || mode.contains("[madvise]")
-}
-
-/// `MemAvailable` from `/proc/meminfo`, in bytes; `None` where it cannot be read.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Bytes of `range` that the kernel currently backs with 2 MiB pages, from
-/// `/proc/self/smaps`; `None` where that file cannot be read (off Linux). Counts whole
-/// mappings that overlap `range`, capped at its length.
-pub fn huge_page_bytes(range: &[u8]) -> Option<u64> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let lo = range.as_ptr() as u64;
-    let kb = huge_kb_overlapping(&smaps, lo, lo + range.len() as u64);
-    Some((kb * 1024).min(range.len() as u64))
-}
-
-/// The `AnonHugePages` and `FilePmdMapped` kilobytes of the mappings in `smaps` (the text of
-/// `/proc/PID/smaps`) that overlap the addresses `lo..hi`.
-fn huge_kb_overlapping(smaps: &str, lo: u64, hi: u64) -> u64 {
-    let mut overlaps = false;
-    let mut total_kb = 0u64;
-    for line in smaps.lines() {
-        let mut words = line.split_whitespace();
-        let first = words.next().unwrap_or("");
-        if let Some((a, b)) = first.split_once('-') {
-            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
-                overlaps = a < hi && lo < b;
-                continue;
-            }
-        }
-        if overlaps && (first == "AnonHugePages:" || first == "FilePmdMapped:") {
-            total_kb += words
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total_kb
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{huge_kb_overlapping, thp_mode_allows_advised};
-
-    #[test]
-    fn thp_modes_that_give_advised_memory_huge_pages() {
-        assert!(thp_mode_allows_advised("always [madvise] never\n"));
-        assert!(thp_mode_allows_advised("[always] madvise never\n"));
-        assert!(!thp_mode_allows_advised("always madvise [never]\n"));
-        assert!(!thp_mode_allows_advised(""));
-    }
-
-    /// Three mappings in smaps' format: only those overlapping the range count, both huge
-    /// page fields add up, and other fields with a size in kB do not.
-    #[test]
-    fn huge_pages_of_the_overlapping_mappings_only() {
-        let smaps = "\
-7f0000000000-7f0000400000 r--s 00000000 fd:00 12 /models/a.gguf
-Size:               4096 kB
-AnonHugePages:         0 kB
-FilePmdMapped:      2048 kB
-7f0000400000-7f0000800000 rw-p 00000000 00:00 0
-Size:               4096 kB
-AnonHugePages:      4096 kB
-FilePmdMapped:         0 kB
-7f0000800000-7f0000c00000 rw-p 00000000 00:00 0
-AnonHugePages:      4096 kB
-";
-        let base = 0x7f00_0000_0000u64;
-        assert_eq!(huge_kb_overlapping(smaps, base, base + 0x1000), 2048);
-        assert_eq!(
-            huge_kb_overlapping(smaps, base + 0x3f_f000, base + 0x40_1000),
-            6144
-        );
-        assert_eq!(
-            huge_kb_overlapping(smaps, base + 0x40_0000, base + 0x80_0000),
-            4096
-        );
-        assert_eq!(
-            huge_kb_overlapping(smaps, base + 0xc0_0000, base + 0xd0_0000),
-            0
-        );
-        assert_eq!(huge_kb_overlapping("", base, base + 1), 0);
-    }
 }
