@@ -24,10 +24,9 @@ fn env_or<T: std::str::FromStr>(name: &str) -> Option<T> {
 /// The server's KV cache type when `--kv-type` is not given: OLLAMA_KV_CACHE_TYPE when it
 /// names a type we store (f32, f16), else f16, as Ollama and llama-server default to. Ollama
 /// also accepts q8_0 and q4_0 and falls back to its default for what it cannot use; so do
-/// we, saying so. A server holds a cache per slot, so f16 halves
-/// what `--parallel` costs in memory (large shape, 4 slots of 4096 positions: 2.4 GB
-/// against 4.8) and the bytes every decode step's attention reads; `run` keeps f32, which
-/// matches the Hugging Face reference.
+/// we, saying so. A server holds a cache per slot, so f16 halves what `--parallel` costs in
+/// memory (large shape, 4 slots of 4096 positions: 2.4 GB against 4.8) and the bytes every
+/// decode step's attention reads; `run` keeps f32, which matches the Hugging Face reference.
 fn kv_type_from_env() -> bitnet_gguf::engine::model::KvType {
     use bitnet_gguf::engine::model::KvType;
     let Ok(v) = std::env::var("OLLAMA_KV_CACHE_TYPE") else {

@@ -12,8 +12,7 @@ use std::fs::File;
 use std::io::Read;
 
 use super::error::GgufError;
-pub use super::host_memory::huge_page_bytes;
-use super::host_memory::{anon_huge_pages_enabled, available_memory};
+use super::host_memory::{anon_huge_pages_enabled, available_memory, huge_page_bytes};
 
 /// How `GgufFile::open_with` holds the file's bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,22 +103,12 @@ impl Storage {
                 let available = available_memory();
                 // A file too large to copy stays mapped, and is not faulted in here either
                 // (a file larger than memory would be read through once for nothing); so does
-                // one whose copy could not get 2 MiB pages either (THP off).
-                if !cfg!(target_os = "linux")
-                    || !auto_copies(len as u64, None, available)
-                    || !anon_huge_pages_enabled()
-                {
+                // one whose copy could not get 2 MiB pages either (THP off). Off Linux neither
+                // figure can be read, so the file stays mapped.
+                if !auto_copies(len as u64, None, available) || !anon_huge_pages_enabled() {
                     return Ok(Storage::Map(map));
                 }
-                // Faults every page in (reading the file if it is not cached yet, as the
-                // first token would), so that smaps tells how the kernel mapped it. A
-                // kernel without MADV_POPULATE_READ (before 5.14) leaves the count unknown.
-                #[cfg(target_os = "linux")]
-                let populated = map.advise(memmap2::Advice::PopulateRead).is_ok();
-                #[cfg(not(target_os = "linux"))]
-                let populated = false;
-                let huge = huge_page_bytes(&map).filter(|_| populated);
-                if !auto_copies(len as u64, huge, available) {
+                if !auto_copies(len as u64, populated_huge_bytes(&map), available) {
                     return Ok(Storage::Map(map));
                 }
                 let mut copy = anon_map(len, label)?;
@@ -140,6 +129,17 @@ fn map_file(file: &File, label: &str) -> Result<memmap2::Mmap, GgufError> {
     #[cfg(target_os = "linux")]
     let _ = map.advise(memmap2::Advice::HugePage);
     Ok(map)
+}
+
+/// Faults every page of `map` in (reading the file if it is not cached yet, as the first
+/// token would) and returns how many of its bytes the kernel mapped with 2 MiB pages; `None`
+/// where that is unknown (off Linux, or a kernel without MADV_POPULATE_READ, before 5.14).
+fn populated_huge_bytes(map: &memmap2::Mmap) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    let populated = map.advise(memmap2::Advice::PopulateRead).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    let populated = false;
+    populated.then(|| huge_page_bytes(map)).flatten()
 }
 
 /// `len` bytes of anonymous memory (`len` is the file's size on disk, not a count read from
